@@ -1,0 +1,67 @@
+//! What each command does. Each returns an [`Exit`]; messages go to stderr,
+//! results to stdout.
+
+mod check;
+mod emulator;
+mod history;
+mod rotate;
+mod table;
+
+use crate::cli::{Cli, Command};
+use crate::config::{Config, ConfigError, Tokens};
+use crate::exit::Exit;
+use std::path::Path;
+
+/// Runs the command `cli` names.
+pub async fn run(cli: Cli) -> Exit {
+    let result = match cli.command {
+        Command::Check { next, format } => check::run(&cli.config, next, format),
+        Command::Rotate { all, groups } => rotate::run(&cli.config, all, &groups).await,
+        Command::History(args) => history::run(&cli.config, &args).await,
+        Command::Emulator {
+            listen,
+            requests_per_minute,
+            latency,
+        } => emulator::run(listen, requests_per_minute, latency).await,
+    };
+    result.unwrap_or_else(|failure| failure.report())
+}
+
+/// Why a command stopped.
+#[derive(Debug)]
+pub enum Failure {
+    /// The config is invalid: exit 78.
+    Config(ConfigError),
+    /// The command line asked for something that does not exist: exit 2.
+    Usage(String),
+    /// Anything else: exit 1.
+    Runtime(String),
+}
+
+impl Failure {
+    fn report(self) -> Exit {
+        match self {
+            Failure::Config(e) => {
+                eprintln!("invalid configuration:\n{e}");
+                Exit::Config
+            }
+            Failure::Usage(m) => {
+                eprintln!("error: {m}");
+                Exit::Usage
+            }
+            Failure::Runtime(m) => {
+                eprintln!("error: {m}");
+                Exit::Failure
+            }
+        }
+    }
+}
+
+/// Loads the config, logging its warnings.
+fn load_config(path: &Path, tokens: Tokens) -> Result<Config, Failure> {
+    let config = Config::load(path, tokens).map_err(Failure::Config)?;
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(config)
+}

@@ -1,0 +1,58 @@
+//! `rotate`: rotate groups now, through the same engine as the daemon.
+
+use super::{Failure, load_config, table};
+use crate::config::{Group, Tokens};
+use crate::engine::Engine;
+use crate::exit::Exit;
+use crate::store::{Status, Store, Trigger};
+use std::path::Path;
+
+pub async fn run(path: &Path, all: bool, keys: &[String]) -> Result<Exit, Failure> {
+    let config = load_config(path, Tokens::Resolve)?;
+    let groups: Vec<Group> = if all {
+        config.groups.clone()
+    } else {
+        let mut picked: Vec<Group> = Vec::new();
+        for key in keys {
+            let group = config.find_group(key).ok_or_else(|| {
+                Failure::Usage(format!("no group named {key:?} (nor with that JID) in {}", path.display()))
+            })?;
+            // Naming a group twice must not rotate it twice.
+            if !picked.iter().any(|g| g.name == group.name) {
+                picked.push(group.clone());
+            }
+        }
+        picked
+    };
+    let store = Store::open(&config.database_path)
+        .await
+        .map_err(|e| Failure::Runtime(e.to_string()))?;
+    let engine = Engine::new(&config, store).map_err(|e| Failure::Runtime(e.to_string()))?;
+    let results = engine.rotate_many(&groups, Trigger::Manual).await;
+
+    let mut all_ok = true;
+    let mut rows = Vec::with_capacity(results.len());
+    for (group, result) in groups.iter().zip(results) {
+        let row = match result {
+            Ok(r) => {
+                all_ok &= r.status == Status::Succeeded;
+                vec![
+                    r.group,
+                    r.status.as_str().to_owned(),
+                    r.attempts.to_string(),
+                    r.old_code.unwrap_or_else(|| "-".into()),
+                    r.new_code.unwrap_or_else(|| "-".into()),
+                    r.error.unwrap_or_default(),
+                ]
+            }
+            Err(e) => {
+                all_ok = false;
+                let status = "not recorded";
+                vec![group.name.clone(), status.into(), "-".into(), "-".into(), "-".into(), e.to_string()]
+            }
+        };
+        rows.push(row);
+    }
+    print!("{}", table::render(&["GROUP", "STATUS", "ATTEMPTS", "OLD", "NEW", "ERROR"], &rows));
+    Ok(if all_ok { Exit::Success } else { Exit::Failure })
+}

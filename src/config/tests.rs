@@ -1,0 +1,163 @@
+use super::*;
+
+const VALID: &str = r#"
+[api]
+base_url = "http://127.0.0.1:9/api"
+timeout = "5s"
+
+[rate_limit]
+requests_per_minute = 100
+
+[retry]
+max_attempts = 3
+backoff_initial = "1s"
+backoff_max = "1m"
+
+[database]
+path = "/tmp/x/history.db"
+
+[defaults]
+timezone = "Europe/Berlin"
+
+[[instance]]
+name = "sales"
+token_env = "IR_CONFIG_TEST_TOKEN"
+
+[[group]]
+name = "vip"
+instance = "sales"
+jid = "120363406289005073@g.us"
+schedule = "0 3 * * *"
+timezone = "America/Sao_Paulo"
+jitter = "10m"
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    // SAFETY: the variable is set to the same value by every test in this module.
+    unsafe { std::env::set_var("IR_CONFIG_TEST_TOKEN", "tok-config-test") };
+    Config::parse(text, Path::new("cfg.toml"), Tokens::Resolve)
+}
+
+fn error_of(text: &str) -> String {
+    match parse(text) {
+        Ok(_) => panic!("config was accepted:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn a_valid_config_parses_with_defaults_applied() {
+    let c = parse(VALID).unwrap();
+    assert_eq!(c.rate_limit.requests_per_minute, 100);
+    assert_eq!(c.retry.max_attempts, 3);
+    assert_eq!(c.groups[0].timezone, chrono_tz::America::Sao_Paulo);
+    assert_eq!(c.groups[0].jitter, Duration::from_secs(600));
+    assert_eq!(c.instances[0].token.expose(), "tok-config-test");
+    assert!(c.warnings.is_empty());
+    assert!(c.find_group("120363406289005073@g.us").is_some());
+}
+
+#[test]
+fn an_unknown_key_is_named_with_its_line() {
+    let e = error_of(&VALID.replace("timeout = \"5s\"", "timeout = \"5s\"\ntimout = 3"));
+    assert!(e.contains("timout") && e.contains("line 5"), "{e}");
+}
+
+#[test]
+fn a_wrong_type_is_named() {
+    let e = error_of(&VALID.replace("requests_per_minute = 100", "requests_per_minute = \"fast\""));
+    assert!(e.contains("requests_per_minute"), "{e}");
+}
+
+#[test]
+fn a_bad_cron_names_the_key_line_and_value() {
+    let e = error_of(&VALID.replace("0 3 * * *", "0 25 * * *"));
+    assert!(e.contains("cfg.toml:28: group[0].schedule") && e.contains("0 25 * * *"), "{e}");
+}
+
+#[test]
+fn an_unknown_time_zone_is_named() {
+    let e = error_of(&VALID.replace("America/Sao_Paulo", "Mars/Olympus"));
+    assert!(e.contains("group[0].timezone") && e.contains("Mars/Olympus"), "{e}");
+    let e = error_of(&VALID.replace("Europe/Berlin", "CEST+2"));
+    assert!(e.contains("defaults.timezone"), "{e}");
+}
+
+#[test]
+fn duplicate_group_names_are_refused() {
+    let dup = format!(
+        "{VALID}\n[[group]]\nname = \"vip\"\ninstance = \"sales\"\njid = \"1203634@g.us\"\nschedule = \"@daily\"\n"
+    );
+    let e = error_of(&dup);
+    assert!(e.contains("group[1].name") && e.contains("already used by group[0]"), "{e}");
+}
+
+#[test]
+fn a_group_on_an_undefined_instance_is_refused() {
+    let e = error_of(&VALID.replace("instance = \"sales\"", "instance = \"support\""));
+    assert!(e.contains("group[0].instance") && e.contains("support"), "{e}");
+}
+
+#[test]
+fn an_unset_token_variable_is_named() {
+    let e = error_of(&VALID.replace("IR_CONFIG_TEST_TOKEN", "IR_CONFIG_TEST_UNSET_VAR"));
+    assert!(e.contains("instance[0].token_env") && e.contains("IR_CONFIG_TEST_UNSET_VAR"), "{e}");
+}
+
+#[test]
+fn an_unreadable_token_file_is_named() {
+    let e = error_of(&VALID.replace("token_env = \"IR_CONFIG_TEST_TOKEN\"", "token_file = \"/nonexistent/token\""));
+    assert!(e.contains("instance[0].token_file") && e.contains("/nonexistent/token"), "{e}");
+}
+
+#[test]
+fn an_inline_token_is_accepted_with_a_warning_that_does_not_quote_it() {
+    let c = parse(&VALID.replace("token_env = \"IR_CONFIG_TEST_TOKEN\"", "token = \"inline-secret\"")).unwrap();
+    assert_eq!(c.warnings.len(), 1);
+    assert!(!c.warnings[0].contains("inline-secret"));
+    assert!(!format!("{c:?}").contains("inline-secret"));
+}
+
+#[test]
+fn an_invite_link_or_code_where_a_jid_belongs_is_refused() {
+    let e = error_of(&VALID.replace("120363406289005073@g.us", "https://chat.whatsapp.com/NEW123XYZ"));
+    assert!(e.contains("group[0].jid") && e.contains("invite link"), "{e}");
+    let e = error_of(&VALID.replace("120363406289005073@g.us", "NEW123XYZ"));
+    assert!(e.contains("group[0].jid") && e.contains("invite code"), "{e}");
+}
+
+#[test]
+fn a_zero_or_negative_rate_is_refused() {
+    for bad in ["0", "-5"] {
+        let e = error_of(&VALID.replace("requests_per_minute = 100", &format!("requests_per_minute = {bad}")));
+        assert!(e.contains("rate_limit.requests_per_minute") && e.contains(bad), "{e}");
+    }
+}
+
+#[test]
+fn plain_http_is_refused_except_to_loopback() {
+    let e = error_of(&VALID.replace("http://127.0.0.1:9/api", "http://ryzeapi.cloud/api"));
+    assert!(e.contains("api.base_url"), "{e}");
+    assert!(parse(&VALID.replace("http://127.0.0.1:9/api", "http://localhost:9/api")).is_ok());
+}
+
+#[test]
+fn every_error_is_reported_not_just_the_first() {
+    let text = VALID
+        .replace("0 3 * * *", "bad cron")
+        .replace("America/Sao_Paulo", "Nowhere/Zone")
+        .replace("max_attempts = 3", "max_attempts = 0");
+    let ConfigError::Invalid(errors) = parse(&text).unwrap_err() else {
+        panic!("expected validation errors")
+    };
+    let keys: Vec<_> = errors.iter().map(|e| e.key.as_str()).collect();
+    assert!(keys.contains(&"retry.max_attempts"), "{keys:?}");
+    assert!(keys.contains(&"group[0].schedule"), "{keys:?}");
+}
+
+#[test]
+fn history_can_load_the_config_without_the_tokens() {
+    let text = VALID.replace("IR_CONFIG_TEST_TOKEN", "IR_CONFIG_TEST_UNSET_VAR");
+    let c = Config::parse(&text, Path::new("cfg.toml"), Tokens::Skip).unwrap();
+    assert_eq!(c.database_path, PathBuf::from("/tmp/x/history.db"));
+}

@@ -1,0 +1,171 @@
+//! A built-in RyzeAPI stand-in: the same routes, token check, per-token
+//! sliding-window rate limit with `X-RateLimit-*` headers and 429, the
+//! documented error statuses, and fault modes that tests switch on.
+//!
+//! Operators run it (`invite-rotator emulator`) to try a config without
+//! revoking a real link; the tests and the demo run it in-process. It keeps a
+//! record of every code it issued, which the tests compare with the history.
+
+mod http;
+mod state;
+
+pub use state::{CallEvent, Fault, Route};
+
+use state::State;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// How the emulator behaves.
+#[derive(Debug, Clone)]
+pub struct EmulatorOptions {
+    /// The per-token limit, counted over any sliding 60 s.
+    pub requests_per_minute: u32,
+    /// Added to every reply.
+    pub latency: Duration,
+    /// Accept unknown instances (claimed by the first token that uses them) and
+    /// unknown group JIDs (created, with this account as admin). On for the
+    /// `emulator` command, so any config can be tried as it is.
+    pub auto_create: bool,
+}
+
+impl Default for EmulatorOptions {
+    fn default() -> Self {
+        EmulatorOptions {
+            requests_per_minute: 100,
+            latency: Duration::ZERO,
+            auto_create: false,
+        }
+    }
+}
+
+/// The emulator's state, shared by its server and by whoever set it up.
+/// Cloning is shallow.
+#[derive(Clone)]
+pub struct Emulator {
+    state: Arc<Mutex<State>>,
+    options: Arc<EmulatorOptions>,
+}
+
+/// A group as a test sets it up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    /// Admin: may read and reset the link.
+    Admin,
+    /// A plain member: sees the group without its link, may not reset it.
+    Member,
+}
+
+impl Emulator {
+    /// An emulator with no instances and no groups.
+    pub fn new(options: EmulatorOptions) -> Self {
+        Emulator {
+            state: Arc::new(Mutex::new(State::default())),
+            options: Arc::new(options),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds an instance owned by `token`.
+    pub fn add_instance(&self, name: &str, token: &str) {
+        self.state().add_instance(name, token);
+    }
+
+    /// Adds a group to `instance`; returns its first invite code.
+    pub fn add_group(&self, instance: &str, jid: &str, membership: Membership) -> String {
+        self.state().add_group(instance, jid, membership == Membership::Admin)
+    }
+
+    /// Marks an instance as (dis)connected from WhatsApp; disconnected ones answer 503.
+    pub fn set_connected(&self, instance: &str, connected: bool) {
+        self.state().set_connected(instance, connected);
+    }
+
+    /// Queues a fault for the next call to `route` that passes the token and rate checks.
+    pub fn push_fault(&self, route: Route, fault: Fault) {
+        self.state().faults.push_back((route, fault));
+    }
+
+    /// The live code of a group.
+    pub fn current_code(&self, jid: &str) -> Option<String> {
+        self.state().groups.get(jid).map(|g| g.code.clone())
+    }
+
+    /// The group's codes, oldest first: the one it was created with, then one per
+    /// reset that took effect.
+    pub fn code_chain(&self, jid: &str) -> Vec<String> {
+        self.state().groups.get(jid).map(|g| g.chain.clone()).unwrap_or_default()
+    }
+
+    /// Every call received, in order.
+    pub fn calls(&self) -> Vec<CallEvent> {
+        self.state().calls.clone()
+    }
+
+    /// Reset calls received for `jid` (whatever their outcome).
+    pub fn reset_calls(&self, jid: &str) -> usize {
+        self.state()
+            .calls
+            .iter()
+            .filter(|c| c.route == Route::Reset && c.jid.as_deref() == Some(jid))
+            .count()
+    }
+
+    /// How many replies were 429 for the rate limit.
+    pub fn rate_limited(&self) -> usize {
+        self.state().calls.iter().filter(|c| c.status == 429).count()
+    }
+
+    /// Serves on `listener` until `shutdown` completes.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        axum::serve(listener, http::router(self)).with_graceful_shutdown(shutdown).await
+    }
+
+    /// Serves on a free loopback port in a background task, for tests and the
+    /// demo. The server stops when the returned handle is dropped.
+    pub async fn spawn(self) -> std::io::Result<RunningEmulator> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(self.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        Ok(RunningEmulator {
+            addr,
+            _stop: stop,
+            _task: AbortOnDrop(task),
+        })
+    }
+}
+
+/// An emulator serving in the background.
+pub struct RunningEmulator {
+    addr: SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _task: AbortOnDrop,
+}
+
+impl RunningEmulator {
+    /// Its address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The `api.base_url` that reaches it.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/api", self.addr)
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<std::io::Result<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -1,0 +1,326 @@
+//! What the emulator knows and decides; no HTTP here.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
+
+const WINDOW: Duration = Duration::from_secs(60);
+
+/// The two routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `POST /api/group/resetLink/{instance}`.
+    Reset,
+    /// `GET /api/group/info/{instance}`.
+    Info,
+}
+
+/// A fault for one call. "AfterReset" faults apply the reset (for `Reset`)
+/// before failing, which is what makes an outcome truly unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// 500 without doing anything.
+    ServerError,
+    /// The reset takes effect, then 500.
+    ServerErrorAfterReset,
+    /// No reply for this long (past the client's timeout), nothing done.
+    Stall(Duration),
+    /// The reset takes effect, then no reply for this long.
+    StallAfterReset(Duration),
+    /// The connection is cut before a complete reply, nothing done.
+    Drop,
+    /// The reset takes effect, then the connection is cut.
+    DropAfterReset,
+    /// A 200 whose body is an HTML page, nothing done.
+    HtmlBody,
+    /// The reset takes effect, then a 200 with an HTML page.
+    HtmlBodyAfterReset,
+    /// A 429 from WhatsApp's own throttling: no rate-limit headers explain it.
+    Throttled,
+}
+
+impl Fault {
+    fn resets(self) -> bool {
+        matches!(
+            self,
+            Fault::ServerErrorAfterReset | Fault::StallAfterReset(_) | Fault::DropAfterReset | Fault::HtmlBodyAfterReset
+        )
+    }
+}
+
+/// One call as the emulator saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallEvent {
+    /// Which route.
+    pub route: Route,
+    /// The instance in the path.
+    pub instance: String,
+    /// The identifier asked about.
+    pub jid: Option<String>,
+    /// The status it answered (200 for faults that cut or stall a 200).
+    pub status: u16,
+    /// The fault applied, if any.
+    pub fault: Option<Fault>,
+}
+
+#[derive(Debug)]
+pub(super) struct GroupState {
+    pub instance: String,
+    pub admin: bool,
+    pub code: String,
+    pub chain: Vec<String>,
+}
+
+#[derive(Debug)]
+struct InstanceState {
+    token: String,
+    connected: bool,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct State {
+    instances: HashMap<String, InstanceState>,
+    pub groups: HashMap<String, GroupState>,
+    windows: HashMap<String, VecDeque<Instant>>,
+    pub faults: VecDeque<(Route, Fault)>,
+    pub calls: Vec<CallEvent>,
+}
+
+/// What to answer.
+#[derive(Debug)]
+pub(super) struct Reply {
+    pub status: u16,
+    pub body: Body,
+    pub rate: Option<RateHeaders>,
+    /// Answer without `X-RateLimit-*` headers (WhatsApp's own throttling).
+    pub omit_rate: bool,
+    /// Extra delay before answering.
+    pub stall: Duration,
+}
+
+#[derive(Debug)]
+pub(super) enum Body {
+    Json(serde_json::Value),
+    Html,
+    Cut,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RateHeaders {
+    pub limit: u32,
+    pub remaining: u32,
+    pub reset_unix: u64,
+}
+
+/// A request reduced to what the emulator needs.
+pub(super) struct Request<'a> {
+    pub route: Route,
+    pub instance: &'a str,
+    pub token: Option<&'a str>,
+    pub identifier: Option<&'a str>,
+}
+
+fn error(status: u16, message: &str) -> Reply {
+    Reply {
+        status,
+        body: Body::Json(serde_json::json!({"success": false, "error": {"message": message}})),
+        rate: None,
+        omit_rate: false,
+        stall: Duration::ZERO,
+    }
+}
+
+/// A fresh 22-character invite code.
+fn new_code() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    (0..22).map(|_| char::from(ALPHABET[fastrand::usize(..ALPHABET.len())])).collect()
+}
+
+impl State {
+    pub fn add_instance(&mut self, name: &str, token: &str) {
+        let instance = InstanceState {
+            token: token.to_owned(),
+            connected: true,
+        };
+        self.instances.insert(name.to_owned(), instance);
+    }
+
+    pub fn add_group(&mut self, instance: &str, jid: &str, admin: bool) -> String {
+        let code = new_code();
+        let group = GroupState {
+            instance: instance.to_owned(),
+            admin,
+            code: code.clone(),
+            chain: vec![code.clone()],
+        };
+        self.groups.insert(jid.to_owned(), group);
+        code
+    }
+
+    pub fn set_connected(&mut self, instance: &str, connected: bool) {
+        if let Some(i) = self.instances.get_mut(instance) {
+            i.connected = connected;
+        }
+    }
+
+    /// Decides the reply to `req` and applies its effect.
+    pub fn handle(&mut self, req: &Request<'_>, limit: u32, auto_create: bool) -> Reply {
+        let mut reply = self.decide(req, limit, auto_create);
+        let fault = reply.1;
+        self.calls.push(CallEvent {
+            route: req.route,
+            instance: req.instance.to_owned(),
+            jid: req.identifier.map(str::to_owned),
+            status: reply.0.status,
+            fault,
+        });
+        if let (Some(token), None, false) = (req.token, reply.0.rate, reply.0.omit_rate) {
+            reply.0.rate = Some(self.rate_headers(token, limit));
+        }
+        reply.0
+    }
+
+    fn decide(&mut self, req: &Request<'_>, limit: u32, auto_create: bool) -> (Reply, Option<Fault>) {
+        // Authentication, as the API does it: a token, that token known, owning the instance.
+        let Some(token) = req.token.filter(|t| !t.is_empty()) else {
+            return (error(401, "Missing token"), None);
+        };
+        if auto_create && !self.instances.contains_key(req.instance) {
+            self.add_instance(req.instance, token);
+        }
+        if !self.instances.values().any(|i| i.token == token) {
+            return (error(401, "Invalid token"), None);
+        }
+        let Some(instance) = self.instances.get(req.instance) else {
+            return (error(401, "Invalid instance token"), None);
+        };
+        if instance.token != token {
+            return (error(403, "Token does not own this instance"), None);
+        }
+        let connected = instance.connected;
+        // The per-token sliding window; a refused call does not count.
+        if let Err(rate) = self.admit(token, limit) {
+            let mut reply = error(429, "Rate limit exceeded. Try again later.");
+            reply.rate = Some(rate);
+            return (reply, None);
+        }
+        let Some(jid) = req.identifier.filter(|j| !j.is_empty()) else {
+            return (error(400, "Identifier is required"), None);
+        };
+        if !connected {
+            return (error(503, "Instance is not connected to WhatsApp"), None);
+        }
+        if auto_create && jid.ends_with("@g.us") && !self.groups.contains_key(jid) {
+            self.add_group(req.instance, jid, true);
+        }
+        let fault = self.take_fault(req.route);
+        let Some(group) = self.groups.get_mut(jid).filter(|g| g.instance == req.instance) else {
+            return (error(404, "Group not found or you are not a member of this group"), fault);
+        };
+        let mut reply = match req.route {
+            Route::Reset if !group.admin => error(403, "Not authorized to reset group invite link (must be admin)"),
+            // A fault that strikes before the reset: nothing changes.
+            Route::Reset if fault.is_some_and(|f| !f.resets()) => error(500, "emulated fault"),
+            Route::Reset => {
+                group.code = new_code();
+                group.chain.push(group.code.clone());
+                reset_ok(jid, &group.code)
+            }
+            Route::Info => info_ok(jid, group),
+        };
+        if let Some(f) = fault {
+            apply_fault(&mut reply, f);
+        }
+        (reply, fault)
+    }
+
+    fn take_fault(&mut self, route: Route) -> Option<Fault> {
+        let at = self.faults.iter().position(|(r, _)| *r == route)?;
+        self.faults.remove(at).map(|(_, f)| f)
+    }
+
+    fn admit(&mut self, token: &str, limit: u32) -> Result<(), RateHeaders> {
+        let now = Instant::now();
+        let window = self.windows.entry(token.to_owned()).or_default();
+        while window.front().is_some_and(|t| now.duration_since(*t) >= WINDOW) {
+            window.pop_front();
+        }
+        if window.len() >= limit as usize {
+            return Err(rate_headers(window, limit, now));
+        }
+        window.push_back(now);
+        Ok(())
+    }
+
+    fn rate_headers(&mut self, token: &str, limit: u32) -> RateHeaders {
+        let window = self.windows.entry(token.to_owned()).or_default();
+        rate_headers(window, limit, Instant::now())
+    }
+}
+
+fn rate_headers(window: &VecDeque<Instant>, limit: u32, now: Instant) -> RateHeaders {
+    let until_reset = window.front().map_or(Duration::ZERO, |t| (*t + WINDOW).saturating_duration_since(now));
+    let now_unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    RateHeaders {
+        limit,
+        remaining: limit.saturating_sub(u32::try_from(window.len()).unwrap_or(u32::MAX)),
+        reset_unix: (now_unix + until_reset).as_secs() + 1,
+    }
+}
+
+fn reset_ok(jid: &str, code: &str) -> Reply {
+    Reply {
+        status: 200,
+        body: Body::Json(serde_json::json!({
+            "success": true,
+            "message": "Group invite link reset successfully",
+            "groupJid": jid,
+            "inviteCode": code,
+            "inviteLink": format!("https://chat.whatsapp.com/{code}"),
+        })),
+        rate: None,
+        omit_rate: false,
+        stall: Duration::ZERO,
+    }
+}
+
+fn info_ok(jid: &str, group: &GroupState) -> Reply {
+    let mut detail = serde_json::json!({
+        "jid": jid,
+        "name": format!("Group {jid}"),
+        "participantCount": 42,
+        "isSuspended": false,
+    });
+    // WhatsApp shows the link to admins only.
+    if group.admin {
+        detail["inviteLink"] = format!("https://chat.whatsapp.com/{}", group.code).into();
+    }
+    Reply {
+        status: 200,
+        body: Body::Json(serde_json::json!({"success": true, "group": detail})),
+        rate: None,
+        omit_rate: false,
+        stall: Duration::ZERO,
+    }
+}
+
+/// Turns the reply into the fault's. The reset (if the fault lets it happen)
+/// was applied before this.
+fn apply_fault(reply: &mut Reply, fault: Fault) {
+    match fault {
+        Fault::ServerError | Fault::ServerErrorAfterReset => *reply = error(500, "whatsmeow: internal error"),
+        Fault::Stall(d) | Fault::StallAfterReset(d) => reply.stall = d,
+        Fault::Drop | Fault::DropAfterReset => {
+            reply.status = 200;
+            reply.body = Body::Cut;
+        }
+        Fault::HtmlBody | Fault::HtmlBodyAfterReset => {
+            reply.status = 200;
+            reply.body = Body::Html;
+        }
+        Fault::Throttled => {
+            *reply = error(429, "WhatsApp rate-overlimit");
+            reply.omit_rate = true;
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The engine: one RyzeAPI client per instance (instances sharing a token share
+//! one rate budget), the store, and rotations of many groups at once, bounded.
+
+use crate::config::{Config, Group, RetryPolicy};
+use crate::ratelimit::RateLimiter;
+use crate::rotation::{self, Report};
+use crate::ryzeapi::{self, Client};
+use crate::secret::Token;
+use crate::store::{Store, StoreError, Trigger};
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Everything a rotation needs, built once from the config. Cloning is shallow.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    store: Store,
+    retry: RetryPolicy,
+    clients: HashMap<String, Client>,
+    max_concurrent: usize,
+}
+
+/// The engine could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the HTTP client: {0}")]
+pub struct EngineError(#[from] reqwest::Error);
+
+impl Engine {
+    /// Builds the clients for every instance of `config`.
+    pub fn new(config: &Config, store: Store) -> Result<Engine, EngineError> {
+        let http = ryzeapi::http_client(config.api.timeout)?;
+        let mut budgets: Vec<(Token, Arc<RateLimiter>)> = Vec::new();
+        let mut clients = HashMap::new();
+        for instance in &config.instances {
+            let limiter = match budgets.iter().find(|(t, _)| t.same_as(&instance.token)) {
+                Some((_, limiter)) => limiter.clone(),
+                None => {
+                    let limiter = Arc::new(RateLimiter::per_minute(config.rate_limit.requests_per_minute));
+                    budgets.push((instance.token.clone(), limiter.clone()));
+                    limiter
+                }
+            };
+            let client = Client::new(
+                http.clone(),
+                config.api.base_url.clone(),
+                &instance.name,
+                instance.token.clone(),
+                limiter,
+            );
+            clients.insert(instance.name.clone(), client);
+        }
+        Ok(Engine {
+            store,
+            retry: config.retry.clone(),
+            clients,
+            max_concurrent: config.rate_limit.max_concurrent,
+        })
+    }
+
+    /// The history store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Rotates one group now.
+    pub async fn rotate(
+        &self,
+        group: &Group,
+        trigger: Trigger,
+        scheduled_for: Option<DateTime<Utc>>,
+    ) -> Result<Report, StoreError> {
+        let Some(client) = self.clients.get(&group.instance) else {
+            // The config refuses a group on an undefined instance; this is a bug.
+            unreachable!("group {} names instance {} which the config validated", group.name, group.instance);
+        };
+        let report = rotation::rotate(&self.store, client, &self.retry, group, trigger, scheduled_for).await?;
+        tracing::info!(
+            group = %report.group,
+            trigger = trigger.as_str(),
+            status = report.status.as_str(),
+            old = report.old_code.as_deref().unwrap_or("-"),
+            new = report.new_code.as_deref().unwrap_or("-"),
+            attempts = report.attempts,
+            duration_s = report.elapsed.as_secs_f64(),
+            error = report.error.as_deref().unwrap_or(""),
+            "rotation"
+        );
+        Ok(report)
+    }
+
+    /// Rotates `groups`, at most `max_concurrent` at a time, in the order given
+    /// (the rate limiter serves them first come, first served). Results come
+    /// back in the same order.
+    pub async fn rotate_many(&self, groups: &[Group], trigger: Trigger) -> Vec<Result<Report, StoreError>> {
+        let mut results: Vec<(usize, Result<Report, StoreError>)> = futures_util::stream::iter(groups.iter().enumerate())
+            .map(|(i, g)| async move { (i, self.rotate(g, trigger, None).await) })
+            .buffer_unordered(self.max_concurrent.max(1))
+            .collect()
+            .await;
+        results.sort_by_key(|(i, _)| *i);
+        results.into_iter().map(|(_, r)| r).collect()
+    }
+}

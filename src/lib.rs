@@ -1,0 +1,28 @@
+//! invite-rotator: rotates WhatsApp group invite links through RyzeAPI on a
+//! schedule and keeps an audit history of every code.
+//!
+//! The pieces, each owning one thing:
+//! - [`config`]: the TOML file, parsed into validated values;
+//! - [`ryzeapi`]: the only HTTP client; [`ratelimit`] paces it per token;
+//! - [`store`]: the only SQL, the history database;
+//! - [`rotation`]: the rotation workflow, top to bottom;
+//! - [`engine`]: wires those into rotations of many groups at once;
+//! - [`emulator`]: a RyzeAPI stand-in for trying configs and for tests;
+//! - [`commands`]: what each CLI command does.
+
+pub mod backoff;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod emulator;
+pub mod engine;
+pub mod exit;
+pub mod ratelimit;
+pub mod rotation;
+pub mod ryzeapi;
+pub mod schedule;
+pub mod secret;
+pub mod signals;
+pub mod store;
+pub mod telemetry;
+pub mod whatsapp;

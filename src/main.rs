@@ -1,0 +1,19 @@
+//! The `invite-rotator` binary: parse the command line, start logging, hand over
+//! to the library.
+
+use clap::Parser;
+use invite_rotator::{cli::Cli, commands, telemetry};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(commands::run(cli)).into()
+}

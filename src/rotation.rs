@@ -1,0 +1,309 @@
+//! The rotation workflow, top to bottom. A rotation kills a live link, so:
+//!
+//! 1. the `pending` row is written before anything is sent: if it cannot be,
+//!    the API is never called;
+//! 2. the live code is read first; it is the `old_invite_code` the reset revokes;
+//! 3. the reset is retried only when it surely did not happen: permanent errors
+//!    fail at once, transient ones back off, and after an **unknown** outcome
+//!    the link is read again before anything else: changed means the reset
+//!    happened (that code is recorded), unchanged means it may be retried;
+//! 4. the row is settled with what the API issued. If the truth cannot be
+//!    learned it stays `unknown`, with the error.
+
+use crate::backoff;
+use crate::config::{Group, RetryPolicy};
+use crate::ryzeapi::{Call, CallError, RyzeApi};
+use crate::store::{CallRecord, NewRotation, Settlement, Status, Store, StoreError, Trigger};
+use crate::whatsapp::InviteCode;
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// What one rotation came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The history row.
+    pub id: i64,
+    /// The group's name.
+    pub group: String,
+    /// How it ended.
+    pub status: Status,
+    /// Reset calls made.
+    pub attempts: u32,
+    /// The code revoked, when it was readable.
+    pub old_code: Option<String>,
+    /// The code issued, when one was.
+    pub new_code: Option<String>,
+    /// The last error.
+    pub error: Option<String>,
+    /// Wall time from start to settlement.
+    pub elapsed: Duration,
+}
+
+/// Rotates `group` once. `Err` only when the history could not be written:
+/// then no reset was made after the failed write, and a row left `pending`
+/// is settled at the next start.
+pub async fn rotate<A: RyzeApi>(
+    store: &Store,
+    api: &A,
+    retry: &RetryPolicy,
+    group: &Group,
+    trigger: Trigger,
+    scheduled_for: Option<DateTime<Utc>>,
+) -> Result<Report, StoreError> {
+    // 1. The record comes first.
+    let id = store
+        .begin(&NewRotation {
+            group_name: &group.name,
+            group_jid: group.jid.as_str(),
+            instance: &group.instance,
+            trigger,
+            scheduled_for,
+        })
+        .await?;
+    let mut run = Run {
+        store,
+        api,
+        retry,
+        group,
+        id,
+        attempts: 0,
+        last_error: None,
+        old_code: None,
+        started: Instant::now(),
+    };
+
+    // 2. The live code, which the reset will revoke.
+    let old = match run.read_live_code().await {
+        Live::Code(code) => Some(code),
+        Live::NoLink => None,
+        // Not a member, not allowed to read: the reset's own answer is the
+        // authoritative one, so it is still asked, once.
+        Live::Refused(_) => None,
+        Live::Unreachable(error) => {
+            return run.settle(Status::Failed, None, Some(error)).await;
+        }
+    };
+    run.note_outside_change(old.as_ref()).await?;
+    run.old_code = old.as_ref().map(|c| c.as_str().to_owned());
+    store.record_old_code(id, run.old_code.as_deref()).await?;
+
+    // 3. Reset, retrying only what surely did not happen.
+    while run.attempts < retry.max_attempts {
+        run.attempts += 1;
+        store.record_attempt(id, run.attempts).await?;
+        let call = api.reset_link(&group.jid).await;
+        run.log("resetLink", &call).await;
+        match call.result {
+            Ok(reply) => {
+                return run.settle(Status::Succeeded, Some((reply.code, reply.link)), None).await;
+            }
+            Err(CallError::Permanent(error)) => {
+                return run.settle(Status::Failed, None, Some(error)).await;
+            }
+            Err(CallError::Unknown(error)) => {
+                run.last_error = Some(error);
+                // Never reset blindly again: first learn whether this one happened.
+                match run.learn_outcome(old.as_ref()).await {
+                    Learned::Happened(code) => {
+                        let link = code.link();
+                        return run.settle(Status::Succeeded, Some((code, link)), None).await;
+                    }
+                    Learned::DidNotHappen => {}
+                    Learned::CannotTell(why) => {
+                        return run.settle(Status::Unknown, None, Some(why)).await;
+                    }
+                }
+            }
+            // The client has paused the token until the API's window resets;
+            // the next grant waits for it, no backoff on top.
+            Err(CallError::RateLimited { message, .. }) => {
+                run.last_error = Some(message);
+                continue;
+            }
+            Err(CallError::Transient(error)) => run.last_error = Some(error),
+        }
+        if run.attempts < retry.max_attempts {
+            run.back_off(run.attempts).await;
+        }
+    }
+    let error = run.last_error.take();
+    run.settle(Status::Failed, None, error).await
+}
+
+/// What a read of the live link found.
+enum Live {
+    Code(InviteCode),
+    /// The group exists but its link is not shown (not an admin).
+    NoLink,
+    /// A permanent refusal (not a member, bad token).
+    Refused(String),
+    /// Transient failures until the attempts ran out.
+    Unreachable(String),
+}
+
+/// What a read after an unknown reset tells.
+enum Learned {
+    /// The link changed: the reset happened and issued this code.
+    Happened(InviteCode),
+    /// The link is the one before the reset: safe to reset again.
+    DidNotHappen,
+    /// No way to know; the rotation is left `unknown`.
+    CannotTell(String),
+}
+
+/// The state of one rotation in progress.
+struct Run<'a, A> {
+    store: &'a Store,
+    api: &'a A,
+    retry: &'a RetryPolicy,
+    group: &'a Group,
+    id: i64,
+    attempts: u32,
+    last_error: Option<String>,
+    old_code: Option<String>,
+    started: Instant,
+}
+
+impl<A: RyzeApi> Run<'_, A> {
+    /// Reads the live code, retrying transient failures up to `max_attempts` reads.
+    async fn read_live_code(&mut self) -> Live {
+        let mut reads = 0;
+        loop {
+            reads += 1;
+            let call = self.api.group_info(&self.group.jid).await;
+            self.log("info", &call).await;
+            let error = match call.result {
+                Ok(info) => return info.code.map_or(Live::NoLink, Live::Code),
+                Err(CallError::Permanent(e)) => return Live::Refused(e),
+                Err(CallError::RateLimited { message, .. }) => {
+                    if reads < self.retry.max_attempts {
+                        continue;
+                    }
+                    message
+                }
+                Err(CallError::Transient(e) | CallError::Unknown(e)) => e,
+            };
+            if reads >= self.retry.max_attempts {
+                return Live::Unreachable(format!("could not read the live link: {error}"));
+            }
+            self.back_off(reads).await;
+        }
+    }
+
+    /// After a reset with an unknown outcome: compares the live code with the
+    /// one before the reset.
+    async fn learn_outcome(&mut self, old: Option<&InviteCode>) -> Learned {
+        let last = self.last_error.clone().unwrap_or_default();
+        let Some(old) = old else {
+            return Learned::CannotTell(format!(
+                "{last}; the link before the reset was not readable, so whether it happened cannot be told (not retried)"
+            ));
+        };
+        match self.read_live_code().await {
+            Live::Code(now) if &now != old => {
+                tracing::info!(group = %self.group.name, code = %now, "the reset had happened: the live link changed");
+                Learned::Happened(now)
+            }
+            Live::Code(_) => Learned::DidNotHappen,
+            Live::NoLink => Learned::CannotTell(format!("{last}; the link is no longer shown, so the outcome is unknown")),
+            Live::Refused(e) | Live::Unreachable(e) => {
+                Learned::CannotTell(format!("{last}; and the link could not be read back: {e}"))
+            }
+        }
+    }
+
+    /// Warns when the live code is not the one this history last recorded.
+    async fn note_outside_change(&self, old: Option<&InviteCode>) -> Result<(), StoreError> {
+        let last = self.store.last_issued_code(self.group.jid.as_str()).await?;
+        if let (Some(last), Some(old)) = (last, old) {
+            if last != old.as_str() {
+                tracing::warn!(
+                    group = %self.group.name,
+                    recorded = %last,
+                    live = %old,
+                    "the invite link was changed outside invite-rotator since its last rotation"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn back_off(&self, failures: u32) {
+        tokio::time::sleep(backoff::full_jitter(self.retry, failures)).await;
+    }
+
+    /// Appends a call to the call log. A failure here is logged, not fatal:
+    /// the rotation's own row is what must not be lost, and the next write to
+    /// it fails loudly if the database is gone.
+    async fn log<T>(&self, endpoint: &str, call: &Call<T>) {
+        let record = CallRecord {
+            rotation_id: self.id,
+            endpoint,
+            started_at: Utc::now() - call.elapsed,
+            duration: call.elapsed,
+            http_status: call.http_status,
+            outcome: call.result.as_ref().map_or_else(CallError::outcome, |_| "success"),
+            error: call.result.as_ref().err().map(ToString::to_string),
+        };
+        if let Err(e) = self.store.log_call(&record).await {
+            tracing::warn!(group = %self.group.name, error = %e, "could not log an API call");
+        }
+        if let Err(e) = &call.result {
+            tracing::debug!(group = %self.group.name, endpoint, outcome = e.outcome(), error = %e, "API call failed");
+        }
+    }
+
+    /// Writes the outcome. A result that cannot be written is retried a few
+    /// times; if the database stays unwritable the row is left `pending`, to be
+    /// settled from the live link at the next start, and the code issued is
+    /// logged so that it is not lost in the meantime.
+    async fn settle(
+        &mut self,
+        status: Status,
+        issued: Option<(InviteCode, String)>,
+        error: Option<String>,
+    ) -> Result<Report, StoreError> {
+        let (new_code, new_link) = match issued {
+            Some((code, link)) => (Some(code.as_str().to_owned()), Some(link)),
+            None => (None, None),
+        };
+        let settlement = Settlement {
+            status,
+            attempts: self.attempts,
+            new_code,
+            new_link,
+            error: error.or_else(|| self.last_error.take().filter(|_| status != Status::Succeeded)),
+        };
+        let mut tries = 0;
+        while let Err(e) = self.store.settle(self.id, &settlement).await {
+            tries += 1;
+            if tries >= SETTLE_TRIES {
+                tracing::error!(
+                    group = %self.group.name,
+                    rotation = self.id,
+                    status = status.as_str(),
+                    new_code = settlement.new_code.as_deref().unwrap_or("-"),
+                    error = %e,
+                    "cannot record the rotation's outcome; the row stays pending and is settled at next start"
+                );
+                return Err(e);
+            }
+            tracing::warn!(group = %self.group.name, error = %e, "cannot record the rotation's outcome yet; retrying");
+            tokio::time::sleep(Duration::from_millis(100) * 2u32.pow(tries)).await;
+        }
+        Ok(Report {
+            id: self.id,
+            group: self.group.name.clone(),
+            status,
+            attempts: self.attempts,
+            old_code: self.old_code.clone(),
+            new_code: settlement.new_code,
+            error: settlement.error,
+            elapsed: self.started.elapsed(),
+        })
+    }
+}
+
+/// Writes of an outcome tried before giving up (waits 0.2 s, 0.4 s, ... between).
+const SETTLE_TRIES: u32 = 5;

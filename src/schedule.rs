@@ -1,0 +1,98 @@
+//! Cron schedules, evaluated in a group's own IANA time zone.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use croner::Cron;
+use croner::parser::{CronParser, Seconds, Year};
+use std::fmt;
+
+/// A parsed cron schedule: 5 fields, or 6 with seconds first, or a nickname such
+/// as `@daily`. Vixie cron's rules as croner implements them, DST included.
+#[derive(Clone)]
+pub struct Schedule {
+    cron: Cron,
+    text: String,
+}
+
+impl Schedule {
+    /// Parses a schedule; the error says what croner disliked.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let fields = text.split_whitespace().count();
+        if !text.trim_start().starts_with('@') && !(5..=6).contains(&fields) {
+            return Err(format!(
+                "{text:?} has {fields} fields; a schedule has 5, or 6 with seconds first"
+            ));
+        }
+        let cron = CronParser::builder()
+            .seconds(Seconds::Optional)
+            .year(Year::Disallowed)
+            .build()
+            .parse(text)
+            .map_err(|e| format!("{text:?} is not a valid cron schedule: {e}"))?;
+        Ok(Schedule {
+            cron,
+            text: text.trim().to_owned(),
+        })
+    }
+
+    /// The first fire time strictly after `after`, in zone `tz`; `None` if the
+    /// schedule never fires again (such as a February 30th).
+    pub fn next_after(&self, after: DateTime<Utc>, tz: Tz) -> Option<DateTime<Tz>> {
+        self.cron.find_next_occurrence(&after.with_timezone(&tz), false).ok()
+    }
+
+    /// The next `n` fire times after `after`.
+    pub fn upcoming(&self, after: DateTime<Utc>, tz: Tz, n: usize) -> Vec<DateTime<Tz>> {
+        let mut out = Vec::with_capacity(n);
+        let mut cursor = after;
+        while out.len() < n {
+            let Some(next) = self.next_after(cursor, tz) else { break };
+            cursor = next.with_timezone(&Utc);
+            out.push(next);
+        }
+        out
+    }
+
+    /// The schedule as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Debug for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Schedule({:?})", self.text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn five_six_fields_and_nicknames_parse_and_seven_do_not() {
+        assert!(Schedule::parse("0 3 * * *").is_ok());
+        assert!(Schedule::parse("*/5 * * * * *").is_ok());
+        assert!(Schedule::parse("@daily").is_ok());
+        assert!(Schedule::parse("0 0 3 * * * 2030").is_err());
+        assert!(Schedule::parse("0 3 * *").is_err());
+        assert!(Schedule::parse("61 3 * * *").is_err());
+    }
+
+    #[test]
+    fn fire_times_follow_the_zone_not_a_fixed_offset() {
+        // Sao Paulo has no DST since 2019: 03:00 local is 06:00 UTC all year.
+        let s = Schedule::parse("0 3 * * *").unwrap();
+        let tz: Tz = "America/Sao_Paulo".parse().unwrap();
+        let start = Utc.with_ymd_and_hms(2026, 11, 27, 0, 0, 0).unwrap();
+        let next = s.next_after(start, tz).unwrap();
+        assert_eq!(next.with_timezone(&Utc), Utc.with_ymd_and_hms(2026, 11, 27, 6, 0, 0).unwrap());
+        // Berlin: the same local time moves by an hour in UTC across the March change.
+        let tz: Tz = "Europe/Berlin".parse().unwrap();
+        let start = Utc.with_ymd_and_hms(2026, 3, 28, 12, 0, 0).unwrap();
+        let times: Vec<_> = s.upcoming(start, tz, 2).iter().map(|t| t.with_timezone(&Utc)).collect();
+        assert_eq!(times[0], Utc.with_ymd_and_hms(2026, 3, 29, 1, 0, 0).unwrap());
+        assert_eq!(times[1], Utc.with_ymd_and_hms(2026, 3, 30, 1, 0, 0).unwrap());
+    }
+}

@@ -1,0 +1,278 @@
+//! The history database: the only module that speaks SQL.
+//!
+//! SQLite in WAL mode with `synchronous=FULL`, so a rotation the store has
+//! acknowledged survives a power cut; a busy timeout so that a `rotate` beside
+//! the daemon waits instead of failing. The file is created 0600 with its
+//! directory: it holds live invite codes.
+
+mod model;
+
+pub use model::{CallRecord, HistoryQuery, NewRotation, Rotation, Settlement, Status, Trigger};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Sqlite};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long a write waits for another writer (a `rotate` beside the daemon).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A store failure; the message names the database file.
+#[derive(Debug, thiserror::Error)]
+#[error("history database {path}: {message}")]
+pub struct StoreError {
+    path: PathBuf,
+    message: String,
+}
+
+/// The history database. Cloning is shallow: clones share one pool.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+/// Formats a time as the database stores it: RFC 3339, UTC, milliseconds.
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl Store {
+    /// Opens (creating if missing, with its directory) the database at `path`,
+    /// makes it 0600 and applies the migrations.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        let fail = |message: String| StoreError {
+            path: path.to_owned(),
+            message,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| fail(format!("cannot create directory {}: {e}", dir.display())))?;
+        }
+        restrict(path).map_err(|e| fail(format!("cannot create it with mode 0600: {e}")))?;
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|e| fail(format!("migration failed: {e}")))?;
+        // SQLite gives the WAL files the database's mode; make sure of it.
+        for suffix in ["-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+        }
+        Ok(Store {
+            pool,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Opens an existing database read-only, for `history`: no migration, no write.
+    pub async fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+        Ok(Store {
+            pool,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, e: sqlx::Error) -> StoreError {
+        StoreError {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Writes the `pending` row of a rotation about to start; returns its id.
+    /// Nothing may be sent to the API before this has returned `Ok`.
+    pub async fn begin(&self, new: &NewRotation<'_>) -> Result<i64, StoreError> {
+        sqlx::query(
+            "INSERT INTO rotations (group_name, group_jid, instance, trigger, scheduled_for, started_at, status)
+             VALUES (?, ?, ?, ?, ?, ?, 'pending') RETURNING id",
+        )
+        .bind(new.group_name)
+        .bind(new.group_jid)
+        .bind(new.instance)
+        .bind(new.trigger.as_str())
+        .bind(new.scheduled_for.map(timestamp))
+        .bind(timestamp(Utc::now()))
+        .fetch_one(&self.pool)
+        .await
+        .and_then(|row| sqlx::Row::try_get(&row, 0))
+        .map_err(|e| self.err(e))
+    }
+
+    /// Records the code the rotation is about to revoke.
+    pub async fn record_old_code(&self, id: i64, code: Option<&str>) -> Result<(), StoreError> {
+        self.execute(
+            sqlx::query("UPDATE rotations SET old_invite_code = ? WHERE id = ?")
+                .bind(code.map(str::to_owned))
+                .bind(id),
+        )
+        .await
+    }
+
+    /// Records that reset call number `attempts` is about to be made. Called
+    /// before each reset, so a crash leaves the count of calls possibly made.
+    pub async fn record_attempt(&self, id: i64, attempts: u32) -> Result<(), StoreError> {
+        self.execute(
+            sqlx::query("UPDATE rotations SET attempts = ? WHERE id = ?")
+                .bind(i64::from(attempts))
+                .bind(id),
+        )
+        .await
+    }
+
+    /// Settles a rotation: final status, what the API issued, the last error.
+    pub async fn settle(&self, id: i64, s: &Settlement) -> Result<(), StoreError> {
+        self.execute(
+            sqlx::query(
+                "UPDATE rotations SET status = ?, attempts = ?, new_invite_code = ?, new_invite_link = ?,
+                 error = ?, finished_at = ? WHERE id = ?",
+            )
+            .bind(s.status.as_str())
+            .bind(i64::from(s.attempts))
+            .bind(s.new_code.clone())
+            .bind(s.new_link.clone())
+            .bind(s.error.clone())
+            .bind(timestamp(Utc::now()))
+            .bind(id),
+        )
+        .await
+    }
+
+    /// Appends one API call to the call log.
+    pub async fn log_call(&self, call: &CallRecord<'_>) -> Result<(), StoreError> {
+        self.execute(
+            sqlx::query(
+                "INSERT INTO api_calls (rotation_id, endpoint, started_at, duration_ms, http_status, outcome, error)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(call.rotation_id)
+            .bind(call.endpoint)
+            .bind(timestamp(call.started_at))
+            .bind(i64::try_from(call.duration.as_millis()).unwrap_or(i64::MAX))
+            .bind(call.http_status.map(i64::from))
+            .bind(call.outcome)
+            .bind(call.error.clone()),
+        )
+        .await
+    }
+
+    /// The newest code the history says was issued for the group `jid`, if any.
+    pub async fn last_issued_code(&self, jid: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT new_invite_code FROM rotations
+             WHERE group_jid = ? AND new_invite_code IS NOT NULL ORDER BY id DESC LIMIT 1",
+        )
+        .bind(jid.to_owned())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.err(e))
+    }
+
+    /// One rotation by id.
+    pub async fn rotation(&self, id: i64) -> Result<Option<Rotation>, StoreError> {
+        sqlx::query_as(concat!(select_rotation!(), " WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    /// The rotations matching `q`, oldest first. With a limit, the newest
+    /// `limit` of them (still oldest first).
+    pub async fn history(&self, q: &HistoryQuery) -> Result<Vec<Rotation>, StoreError> {
+        let mut sql = QueryBuilder::<Sqlite>::new(select_rotation!());
+        sql.push(" WHERE 1 = 1");
+        if let Some(group) = &q.group {
+            sql.push(" AND group_name = ").push_bind(group.clone());
+        }
+        if let Some(since) = q.since {
+            sql.push(" AND started_at >= ").push_bind(timestamp(since));
+        }
+        if let Some(until) = q.until {
+            sql.push(" AND started_at < ").push_bind(timestamp(until));
+        }
+        if let Some(status) = q.status {
+            sql.push(" AND status = ").push_bind(status.as_str());
+        }
+        sql.push(" ORDER BY id DESC");
+        if let Some(limit) = q.limit {
+            sql.push(" LIMIT ").push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        }
+        let mut rows: Vec<Rotation> = sql
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        rows.reverse();
+        Ok(rows)
+    }
+
+    /// The call log of one rotation, in order.
+    pub async fn calls_of(&self, rotation_id: i64) -> Result<Vec<(String, Option<i64>, String)>, StoreError> {
+        sqlx::query_as("SELECT endpoint, http_status, outcome FROM api_calls WHERE rotation_id = ? ORDER BY id")
+            .bind(rotation_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    async fn execute(
+        &self,
+        query: sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments>,
+    ) -> Result<(), StoreError> {
+        query.execute(&self.pool).await.map(drop).map_err(|e| self.err(e))
+    }
+}
+
+/// The columns of a [`Rotation`], as a literal so that queries stay `&'static str`.
+macro_rules! select_rotation {
+    () => {
+        "SELECT id, group_name, group_jid, instance, trigger, scheduled_for, started_at, finished_at, status,
+         attempts, old_invite_code, new_invite_code, new_invite_link, error FROM rotations"
+    };
+}
+use select_rotation;
+
+/// Creates the file 0600 if missing and tightens it if it exists.
+fn restrict(path: &Path) -> std::io::Result<()> {
+    std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
+#[cfg(test)]
+mod tests;

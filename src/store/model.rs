@@ -1,0 +1,156 @@
+//! The values the store reads and writes.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::time::Duration;
+
+/// Why a rotation ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// Its cron schedule fired.
+    Schedule,
+    /// A fire was missed while the daemon was down.
+    CatchUp,
+    /// `invite-rotator rotate`.
+    Manual,
+}
+
+impl Trigger {
+    /// The name stored in `rotations.trigger`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::CatchUp => "catch_up",
+            Trigger::Manual => "manual",
+        }
+    }
+}
+
+/// Where a rotation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Written before the API is called; not yet settled.
+    Pending,
+    /// A new code was issued and recorded.
+    Succeeded,
+    /// The link was not reset.
+    Failed,
+    /// A reset may have happened and the truth could not be learned.
+    Unknown,
+}
+
+impl Status {
+    /// The name stored in `rotations.status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Unknown => "unknown",
+        }
+    }
+
+    /// Parses a stored or typed status name.
+    pub fn parse(s: &str) -> Option<Status> {
+        [Status::Pending, Status::Succeeded, Status::Failed, Status::Unknown]
+            .into_iter()
+            .find(|status| status.as_str() == s)
+    }
+}
+
+/// The row written when a rotation starts.
+#[derive(Debug, Clone)]
+pub struct NewRotation<'a> {
+    /// `group_name`.
+    pub group_name: &'a str,
+    /// `group_jid`.
+    pub group_jid: &'a str,
+    /// `instance`.
+    pub instance: &'a str,
+    /// `trigger`.
+    pub trigger: Trigger,
+    /// `scheduled_for`: the due time served (none for manual rotations).
+    pub scheduled_for: Option<DateTime<Utc>>,
+}
+
+/// How a rotation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    /// Final status (never `Pending`).
+    pub status: Status,
+    /// Reset calls made.
+    pub attempts: u32,
+    /// The code the API issued, if known.
+    pub new_code: Option<String>,
+    /// Its link.
+    pub new_link: Option<String>,
+    /// The last error, as the API or the network said it.
+    pub error: Option<String>,
+}
+
+/// One API call, for the `api_calls` log.
+#[derive(Debug, Clone)]
+pub struct CallRecord<'a> {
+    /// The rotation it served.
+    pub rotation_id: i64,
+    /// `resetLink` or `info`.
+    pub endpoint: &'a str,
+    /// When it was sent.
+    pub started_at: DateTime<Utc>,
+    /// How long it took.
+    pub duration: Duration,
+    /// The HTTP status, if a reply came.
+    pub http_status: Option<u16>,
+    /// `success`, `permanent`, `transient`, `rate_limited` or `unknown`.
+    pub outcome: &'a str,
+    /// The error, if any.
+    pub error: Option<String>,
+}
+
+/// A row of `rotations`, named as its columns (so JSON output uses those names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Rotation {
+    /// `id`.
+    pub id: i64,
+    /// `group_name`.
+    pub group_name: String,
+    /// `group_jid`.
+    pub group_jid: String,
+    /// `instance`.
+    pub instance: String,
+    /// `trigger`.
+    pub trigger: String,
+    /// `scheduled_for`.
+    pub scheduled_for: Option<String>,
+    /// `started_at`.
+    pub started_at: String,
+    /// `finished_at`.
+    pub finished_at: Option<String>,
+    /// `status`.
+    pub status: String,
+    /// `attempts`.
+    pub attempts: i64,
+    /// `old_invite_code`.
+    pub old_invite_code: Option<String>,
+    /// `new_invite_code`.
+    pub new_invite_code: Option<String>,
+    /// `new_invite_link`.
+    pub new_invite_link: Option<String>,
+    /// `error`.
+    pub error: Option<String>,
+}
+
+/// Filters of `history`.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryQuery {
+    /// Only this group.
+    pub group: Option<String>,
+    /// Started at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Started before.
+    pub until: Option<DateTime<Utc>>,
+    /// Only this status.
+    pub status: Option<Status>,
+    /// At most this many (the newest).
+    pub limit: Option<u64>,
+}
