@@ -8,7 +8,10 @@ use std::time::Duration;
 /// The ceiling of the wait after `failures` failures in a row (1-based).
 pub fn ceiling(policy: &RetryPolicy, failures: u32) -> Duration {
     let factor = 2u32.saturating_pow(failures.saturating_sub(1));
-    policy.backoff_initial.saturating_mul(factor).min(policy.backoff_max)
+    policy
+        .backoff_initial
+        .saturating_mul(factor)
+        .min(policy.backoff_max)
 }
 
 /// A wait drawn uniformly below [`ceiling`].

@@ -121,7 +121,8 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
 }
 
 fn parse_status(s: &str) -> Result<Status, String> {
-    Status::parse(s).ok_or_else(|| format!("{s:?} is not one of pending, succeeded, failed, unknown"))
+    Status::parse(s)
+        .ok_or_else(|| format!("{s:?} is not one of pending, succeeded, failed, unknown"))
 }
 
 #[cfg(test)]

@@ -36,7 +36,9 @@ impl Engine {
             let limiter = match budgets.iter().find(|(t, _)| t.same_as(&instance.token)) {
                 Some((_, limiter)) => limiter.clone(),
                 None => {
-                    let limiter = Arc::new(RateLimiter::per_minute(config.rate_limit.requests_per_minute));
+                    let limiter = Arc::new(RateLimiter::per_minute(
+                        config.rate_limit.requests_per_minute,
+                    ));
                     budgets.push((instance.token.clone(), limiter.clone()));
                     limiter
                 }
@@ -72,9 +74,20 @@ impl Engine {
     ) -> Result<Report, StoreError> {
         let Some(client) = self.clients.get(&group.instance) else {
             // The config refuses a group on an undefined instance; this is a bug.
-            unreachable!("group {} names instance {} which the config validated", group.name, group.instance);
+            unreachable!(
+                "group {} names instance {} which the config validated",
+                group.name, group.instance
+            );
         };
-        let report = rotation::rotate(&self.store, client, &self.retry, group, trigger, scheduled_for).await?;
+        let report = rotation::rotate(
+            &self.store,
+            client,
+            &self.retry,
+            group,
+            trigger,
+            scheduled_for,
+        )
+        .await?;
         tracing::info!(
             group = %report.group,
             trigger = trigger.as_str(),
@@ -92,13 +105,51 @@ impl Engine {
     /// Rotates `groups`, at most `max_concurrent` at a time, in the order given
     /// (the rate limiter serves them first come, first served). Results come
     /// back in the same order.
-    pub async fn rotate_many(&self, groups: &[Group], trigger: Trigger) -> Vec<Result<Report, StoreError>> {
-        let mut results: Vec<(usize, Result<Report, StoreError>)> = futures_util::stream::iter(groups.iter().enumerate())
-            .map(|(i, g)| async move { (i, self.rotate(g, trigger, None).await) })
-            .buffer_unordered(self.max_concurrent.max(1))
-            .collect()
-            .await;
+    pub async fn rotate_many(
+        &self,
+        groups: &[Group],
+        trigger: Trigger,
+    ) -> Vec<Result<Report, StoreError>> {
+        let mut results: Vec<(usize, Result<Report, StoreError>)> =
+            futures_util::stream::iter(groups.iter().enumerate())
+                .map(|(i, g)| async move { (i, self.rotate(g, trigger, None).await) })
+                .buffer_unordered(self.max_concurrent.max(1))
+                .collect()
+                .await;
         results.sort_by_key(|(i, _)| *i);
         results.into_iter().map(|(_, r)| r).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Tokens;
+    use std::path::Path;
+
+    #[tokio::test]
+    async fn instances_sharing_a_token_share_one_rate_budget() {
+        let text = r#"
+            [[instance]]
+            name = "a"
+            token = "shared"
+            [[instance]]
+            name = "b"
+            token = "shared"
+            [[instance]]
+            name = "c"
+            token = "other"
+        "#;
+        let config = Config::parse(text, Path::new("t.toml"), Tokens::Resolve).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("h.db")).await.unwrap();
+        let engine = Engine::new(&config, store).unwrap();
+        let (a, b, c) = (
+            &engine.clients["a"],
+            &engine.clients["b"],
+            &engine.clients["c"],
+        );
+        assert!(a.shares_budget_with(b));
+        assert!(!a.shares_budget_with(c));
     }
 }

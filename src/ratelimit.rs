@@ -87,7 +87,9 @@ impl RateLimiter {
 
     fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
         // The state is two instants; a panic elsewhere cannot leave it torn.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -138,11 +140,17 @@ mod tests {
             let times = grant_times(limiter, n, 32).await;
             assert_eq!(times.len(), n);
             let peak = max_in_any_window(&times, WINDOW);
-            assert!(peak <= rpm as usize, "rpm {rpm}: {peak} calls in one window");
+            assert!(
+                peak <= rpm as usize,
+                "rpm {rpm}: {peak} calls in one window"
+            );
             // And the budget is used: at least 97% of the limit over the run.
             let span = times[n - 1].as_secs_f64();
             let rate = (n - 1) as f64 / span * 60.0;
-            assert!(rate >= 0.97 * f64::from(rpm), "rpm {rpm}: only {rate:.1}/min");
+            assert!(
+                rate >= 0.97 * f64::from(rpm),
+                "rpm {rpm}: only {rate:.1}/min"
+            );
         }
     }
 

@@ -96,7 +96,9 @@ pub async fn rotate<A: RyzeApi>(
         run.log("resetLink", &call).await;
         match call.result {
             Ok(reply) => {
-                return run.settle(Status::Succeeded, Some((reply.code, reply.link)), None).await;
+                return run
+                    .settle(Status::Succeeded, Some((reply.code, reply.link)), None)
+                    .await;
             }
             Err(CallError::Permanent(error)) => {
                 return run.settle(Status::Failed, None, Some(error)).await;
@@ -107,7 +109,9 @@ pub async fn rotate<A: RyzeApi>(
                 match run.learn_outcome(old.as_ref()).await {
                     Learned::Happened(code) => {
                         let link = code.link();
-                        return run.settle(Status::Succeeded, Some((code, link)), None).await;
+                        return run
+                            .settle(Status::Succeeded, Some((code, link)), None)
+                            .await;
                     }
                     Learned::DidNotHappen => {}
                     Learned::CannotTell(why) => {
@@ -206,7 +210,9 @@ impl<A: RyzeApi> Run<'_, A> {
                 Learned::Happened(now)
             }
             Live::Code(_) => Learned::DidNotHappen,
-            Live::NoLink => Learned::CannotTell(format!("{last}; the link is no longer shown, so the outcome is unknown")),
+            Live::NoLink => Learned::CannotTell(format!(
+                "{last}; the link is no longer shown, so the outcome is unknown"
+            )),
             Live::Refused(e) | Live::Unreachable(e) => {
                 Learned::CannotTell(format!("{last}; and the link could not be read back: {e}"))
             }
@@ -243,7 +249,10 @@ impl<A: RyzeApi> Run<'_, A> {
             started_at: Utc::now() - call.elapsed,
             duration: call.elapsed,
             http_status: call.http_status,
-            outcome: call.result.as_ref().map_or_else(CallError::outcome, |_| "success"),
+            outcome: call
+                .result
+                .as_ref()
+                .map_or_else(CallError::outcome, |_| "success"),
             error: call.result.as_ref().err().map(ToString::to_string),
         };
         if let Err(e) = self.store.log_call(&record).await {
@@ -273,7 +282,11 @@ impl<A: RyzeApi> Run<'_, A> {
             attempts: self.attempts,
             new_code,
             new_link,
-            error: error.or_else(|| self.last_error.take().filter(|_| status != Status::Succeeded)),
+            error: error.or_else(|| {
+                self.last_error
+                    .take()
+                    .filter(|_| status != Status::Succeeded)
+            }),
         };
         let mut tries = 0;
         while let Err(e) = self.store.settle(self.id, &settlement).await {

@@ -38,7 +38,9 @@ impl Schedule {
     /// The first fire time strictly after `after`, in zone `tz`; `None` if the
     /// schedule never fires again (such as a February 30th).
     pub fn next_after(&self, after: DateTime<Utc>, tz: Tz) -> Option<DateTime<Tz>> {
-        self.cron.find_next_occurrence(&after.with_timezone(&tz), false).ok()
+        self.cron
+            .find_next_occurrence(&after.with_timezone(&tz), false)
+            .ok()
     }
 
     /// The next `n` fire times after `after`.
@@ -46,7 +48,9 @@ impl Schedule {
         let mut out = Vec::with_capacity(n);
         let mut cursor = after;
         while out.len() < n {
-            let Some(next) = self.next_after(cursor, tz) else { break };
+            let Some(next) = self.next_after(cursor, tz) else {
+                break;
+            };
             cursor = next.with_timezone(&Utc);
             out.push(next);
         }
@@ -87,12 +91,25 @@ mod tests {
         let tz: Tz = "America/Sao_Paulo".parse().unwrap();
         let start = Utc.with_ymd_and_hms(2026, 11, 27, 0, 0, 0).unwrap();
         let next = s.next_after(start, tz).unwrap();
-        assert_eq!(next.with_timezone(&Utc), Utc.with_ymd_and_hms(2026, 11, 27, 6, 0, 0).unwrap());
+        assert_eq!(
+            next.with_timezone(&Utc),
+            Utc.with_ymd_and_hms(2026, 11, 27, 6, 0, 0).unwrap()
+        );
         // Berlin: the same local time moves by an hour in UTC across the March change.
         let tz: Tz = "Europe/Berlin".parse().unwrap();
         let start = Utc.with_ymd_and_hms(2026, 3, 28, 12, 0, 0).unwrap();
-        let times: Vec<_> = s.upcoming(start, tz, 2).iter().map(|t| t.with_timezone(&Utc)).collect();
-        assert_eq!(times[0], Utc.with_ymd_and_hms(2026, 3, 29, 1, 0, 0).unwrap());
-        assert_eq!(times[1], Utc.with_ymd_and_hms(2026, 3, 30, 1, 0, 0).unwrap());
+        let times: Vec<_> = s
+            .upcoming(start, tz, 2)
+            .iter()
+            .map(|t| t.with_timezone(&Utc))
+            .collect();
+        assert_eq!(
+            times[0],
+            Utc.with_ymd_and_hms(2026, 3, 29, 1, 0, 0).unwrap()
+        );
+        assert_eq!(
+            times[1],
+            Utc.with_ymd_and_hms(2026, 3, 30, 1, 0, 0).unwrap()
+        );
     }
 }

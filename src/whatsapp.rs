@@ -30,7 +30,8 @@ impl Jid {
             return Err(format!("{s:?} is not a group JID (expected digits@g.us)"));
         };
         let mut parts = local.splitn(2, '-');
-        let valid = parts.all(|p| !p.is_empty() && p.len() <= 32 && p.bytes().all(|b| b.is_ascii_digit()));
+        let valid =
+            parts.all(|p| !p.is_empty() && p.len() <= 32 && p.bytes().all(|b| b.is_ascii_digit()));
         if !valid {
             return Err(format!("{s:?} is not a group JID (expected digits@g.us)"));
         }
@@ -72,9 +73,15 @@ impl InviteCode {
             return Err("invite code is empty".into());
         }
         if s.len() > MAX_CODE_LEN {
-            return Err(format!("invite code is {} bytes long (at most {MAX_CODE_LEN})", s.len()));
+            return Err(format!(
+                "invite code is {} bytes long (at most {MAX_CODE_LEN})",
+                s.len()
+            ));
         }
-        if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
             return Err("invite code has characters outside [A-Za-z0-9_-]".into());
         }
         Ok(InviteCode(s.to_owned()))
@@ -87,7 +94,11 @@ impl InviteCode {
             .strip_prefix(INVITE_LINK_PREFIX)
             .or_else(|| link.strip_prefix("http://chat.whatsapp.com/"))
             .ok_or_else(|| "invite link is not a https://chat.whatsapp.com/ link".to_owned())?;
-        let code = rest.split(['?', '#']).next().unwrap_or_default().trim_end_matches('/');
+        let code = rest
+            .split(['?', '#'])
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('/');
         Self::parse(code)
     }
 

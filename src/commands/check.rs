@@ -20,7 +20,10 @@ pub fn run(path: &Path, next: usize, format: CheckFormat) -> Result<Exit, Failur
     match format {
         CheckFormat::Json => {
             for g in &config.groups {
-                println!("{}", serde_json::json!({ "group": g.name, "next": upcoming(g) }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "group": g.name, "next": upcoming(g) })
+                );
             }
         }
         CheckFormat::Table => {
@@ -38,7 +41,13 @@ pub fn run(path: &Path, next: usize, format: CheckFormat) -> Result<Exit, Failur
                     ]
                 })
                 .collect();
-            print!("{}", table::render(&["GROUP", "INSTANCE", "JID", "SCHEDULE", "TIMEZONE", "NEXT"], &rows));
+            print!(
+                "{}",
+                table::render(
+                    &["GROUP", "INSTANCE", "JID", "SCHEDULE", "TIMEZONE", "NEXT"],
+                    &rows
+                )
+            );
             eprintln!(
                 "{}: valid; {} instance(s), {} group(s)",
                 path.display(),

@@ -8,11 +8,17 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-pub async fn run(listen: SocketAddr, requests_per_minute: u32, latency: Duration) -> Result<Exit, Failure> {
+pub async fn run(
+    listen: SocketAddr,
+    requests_per_minute: u32,
+    latency: Duration,
+) -> Result<Exit, Failure> {
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| Failure::Runtime(format!("cannot listen on {listen}: {e}")))?;
-    let addr = listener.local_addr().map_err(|e| Failure::Runtime(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Failure::Runtime(e.to_string()))?;
     let emulator = Emulator::new(EmulatorOptions {
         requests_per_minute: requests_per_minute.max(1),
         latency,

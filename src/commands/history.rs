@@ -28,13 +28,21 @@ pub async fn run(config_path: &Path, args: &HistoryArgs) -> Result<Exit, Failure
         status: args.status,
         limit: args.limit,
     };
-    let rows = store.history(&query).await.map_err(|e| Failure::Runtime(e.to_string()))?;
+    let rows = store
+        .history(&query)
+        .await
+        .map_err(|e| Failure::Runtime(e.to_string()))?;
     let out = std::io::stdout().lock();
-    write(out, args.format, &rows).map_err(|e| Failure::Runtime(format!("cannot write the history: {e}")))?;
+    write(out, args.format, &rows)
+        .map_err(|e| Failure::Runtime(format!("cannot write the history: {e}")))?;
     Ok(Exit::Success)
 }
 
-fn write(mut out: impl Write, format: HistoryFormat, rows: &[crate::store::Rotation]) -> std::io::Result<()> {
+fn write(
+    mut out: impl Write,
+    format: HistoryFormat,
+    rows: &[crate::store::Rotation],
+) -> std::io::Result<()> {
     match format {
         HistoryFormat::Json => {
             for r in rows {
@@ -68,7 +76,9 @@ fn write(mut out: impl Write, format: HistoryFormat, rows: &[crate::store::Rotat
                     ]
                 })
                 .collect();
-            let headers = ["ID", "STARTED", "GROUP", "TRIGGER", "STATUS", "ATTEMPTS", "OLD", "NEW", "ERROR"];
+            let headers = [
+                "ID", "STARTED", "GROUP", "TRIGGER", "STATUS", "ATTEMPTS", "OLD", "NEW", "ERROR",
+            ];
             out.write_all(table::render(&headers, &cells).as_bytes())?;
         }
     }

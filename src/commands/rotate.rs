@@ -15,7 +15,10 @@ pub async fn run(path: &Path, all: bool, keys: &[String]) -> Result<Exit, Failur
         let mut picked: Vec<Group> = Vec::new();
         for key in keys {
             let group = config.find_group(key).ok_or_else(|| {
-                Failure::Usage(format!("no group named {key:?} (nor with that JID) in {}", path.display()))
+                Failure::Usage(format!(
+                    "no group named {key:?} (nor with that JID) in {}",
+                    path.display()
+                ))
             })?;
             // Naming a group twice must not rotate it twice.
             if !picked.iter().any(|g| g.name == group.name) {
@@ -48,11 +51,24 @@ pub async fn run(path: &Path, all: bool, keys: &[String]) -> Result<Exit, Failur
             Err(e) => {
                 all_ok = false;
                 let status = "not recorded";
-                vec![group.name.clone(), status.into(), "-".into(), "-".into(), "-".into(), e.to_string()]
+                vec![
+                    group.name.clone(),
+                    status.into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    e.to_string(),
+                ]
             }
         };
         rows.push(row);
     }
-    print!("{}", table::render(&["GROUP", "STATUS", "ATTEMPTS", "OLD", "NEW", "ERROR"], &rows));
+    print!(
+        "{}",
+        table::render(
+            &["GROUP", "STATUS", "ATTEMPTS", "OLD", "NEW", "ERROR"],
+            &rows
+        )
+    );
     Ok(if all_ok { Exit::Success } else { Exit::Failure })
 }

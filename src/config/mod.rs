@@ -142,7 +142,13 @@ pub struct Invalid {
 impl fmt::Display for Invalid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.line {
-            Some(line) => write!(f, "{}:{line}: {}: {}", self.path.display(), self.key, self.message),
+            Some(line) => write!(
+                f,
+                "{}:{line}: {}: {}",
+                self.path.display(),
+                self.key,
+                self.message
+            ),
             None => write!(f, "{}: {}: {}", self.path.display(), self.key, self.message),
         }
     }
@@ -212,7 +218,11 @@ struct Validator<'a> {
 impl Validator<'_> {
     fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
     }
 
     fn error<T>(&mut self, key: impl Into<String>, at: &Spanned<T>, message: impl Into<String>) {
@@ -230,7 +240,10 @@ impl Validator<'_> {
         match humantime::parse_duration(value.get_ref()) {
             Ok(d) => d,
             Err(e) => {
-                let message = format!("{:?} is not a duration such as \"30s\", \"5m\", \"2h\": {e}", value.get_ref());
+                let message = format!(
+                    "{:?} is not a duration such as \"30s\", \"5m\", \"2h\": {e}",
+                    value.get_ref()
+                );
                 self.error(key, value, message);
                 default
             }
@@ -242,7 +255,10 @@ impl Validator<'_> {
         match u32::try_from(*value.get_ref()) {
             Ok(n) if n > 0 => n,
             _ => {
-                let message = format!("must be a whole number of at least 1, got {}", value.get_ref());
+                let message = format!(
+                    "must be a whole number of at least 1, got {}",
+                    value.get_ref()
+                );
                 self.error(key, value, message);
                 default
             }
@@ -251,7 +267,10 @@ impl Validator<'_> {
 
     fn timezone(&mut self, key: &str, value: &SpannedStr) -> Tz {
         value.get_ref().parse::<Tz>().unwrap_or_else(|_| {
-            let message = format!("{:?} is not an IANA time zone such as \"Europe/Berlin\" or \"UTC\"", value.get_ref());
+            let message = format!(
+                "{:?} is not an IANA time zone such as \"Europe/Berlin\" or \"UTC\"",
+                value.get_ref()
+            );
             self.error(key, value, message);
             Tz::UTC
         })
@@ -260,7 +279,11 @@ impl Validator<'_> {
     fn config(&mut self, raw: RawConfig, tokens: Tokens) -> Config {
         let api = ApiSettings {
             base_url: self.base_url(raw.api.base_url.as_ref()),
-            timeout: self.duration("api.timeout", raw.api.timeout.as_ref(), Duration::from_secs(30)),
+            timeout: self.duration(
+                "api.timeout",
+                raw.api.timeout.as_ref(),
+                Duration::from_secs(30),
+            ),
         };
         if api.timeout.is_zero() {
             if let Some(at) = raw.api.timeout.as_ref() {
@@ -273,8 +296,11 @@ impl Validator<'_> {
                 raw.rate_limit.requests_per_minute.as_ref(),
                 100,
             ),
-            max_concurrent: self.positive("rate_limit.max_concurrent", raw.rate_limit.max_concurrent.as_ref(), 16)
-                as usize,
+            max_concurrent: self.positive(
+                "rate_limit.max_concurrent",
+                raw.rate_limit.max_concurrent.as_ref(),
+                16,
+            ) as usize,
         };
         let retry = RetryPolicy {
             max_attempts: self.positive("retry.max_attempts", raw.retry.max_attempts.as_ref(), 5),
@@ -283,11 +309,19 @@ impl Validator<'_> {
                 raw.retry.backoff_initial.as_ref(),
                 Duration::from_secs(2),
             ),
-            backoff_max: self.duration("retry.backoff_max", raw.retry.backoff_max.as_ref(), Duration::from_secs(300)),
+            backoff_max: self.duration(
+                "retry.backoff_max",
+                raw.retry.backoff_max.as_ref(),
+                Duration::from_secs(300),
+            ),
         };
         if retry.backoff_max < retry.backoff_initial {
             if let Some(at) = raw.retry.backoff_max.as_ref() {
-                self.error("retry.backoff_max", at, "must not be shorter than retry.backoff_initial");
+                self.error(
+                    "retry.backoff_max",
+                    at,
+                    "must not be shorter than retry.backoff_initial",
+                );
             }
         }
         let database_path = match raw.database.path {
@@ -303,7 +337,11 @@ impl Validator<'_> {
                 Some(tz) => self.timezone("defaults.timezone", tz),
                 None => Tz::UTC,
             },
-            jitter: self.duration("defaults.jitter", raw.defaults.jitter.as_ref(), Duration::ZERO),
+            jitter: self.duration(
+                "defaults.jitter",
+                raw.defaults.jitter.as_ref(),
+                Duration::ZERO,
+            ),
             catch_up: raw.defaults.catch_up.unwrap_or(true),
         };
         let instances = self.instances(raw.instance, tokens);
@@ -320,8 +358,11 @@ impl Validator<'_> {
     }
 
     fn base_url(&mut self, value: Option<&SpannedStr>) -> reqwest::Url {
-        let fallback = || reqwest::Url::parse(DEFAULT_BASE_URL).expect("the default base URL is valid");
-        let Some(value) = value else { return fallback() };
+        let fallback =
+            || reqwest::Url::parse(DEFAULT_BASE_URL).expect("the default base URL is valid");
+        let Some(value) = value else {
+            return fallback();
+        };
         let url = match reqwest::Url::parse(value.get_ref()) {
             Ok(url) => url,
             Err(e) => {
@@ -359,7 +400,11 @@ impl Validator<'_> {
             let inst = inst.into_inner();
             let name = inst.name.get_ref().trim().to_owned();
             if name.is_empty() || name.chars().any(char::is_control) {
-                self.error(format!("instance[{i}].name"), &inst.name, format!("{name:?} is not a usable instance name"));
+                self.error(
+                    format!("instance[{i}].name"),
+                    &inst.name,
+                    format!("{name:?} is not a usable instance name"),
+                );
             } else if let Some(first) = seen.insert(name.clone(), i) {
                 self.error(
                     format!("instance[{i}].name"),
@@ -378,7 +423,11 @@ impl Validator<'_> {
 
     fn token(&mut self, i: usize, inst: &RawInstance) -> Token {
         let empty = Token::new("");
-        let sources = [inst.token_env.is_some(), inst.token_file.is_some(), inst.token.is_some()];
+        let sources = [
+            inst.token_env.is_some(),
+            inst.token_file.is_some(),
+            inst.token.is_some(),
+        ];
         if sources.iter().filter(|s| **s).count() != 1 {
             self.error(
                 format!("instance[{i}]"),
@@ -413,14 +462,22 @@ impl Validator<'_> {
                 "{}: instance[{i}].token: the token is written in the config, readable by whoever can read the file; prefer token_env or token_file",
                 self.path.display()
             ));
-            (format!("instance[{i}].token"), inline, inline.get_ref().clone())
+            (
+                format!("instance[{i}].token"),
+                inline,
+                inline.get_ref().clone(),
+            )
         } else {
             return empty;
         };
         let token = Token::new(&text);
         // A token must fit in an HTTP header; the message never quotes it.
         if token.expose().is_empty() || !token.expose().bytes().all(|b| b.is_ascii_graphic()) {
-            self.error(key, at, "the token is empty or holds spaces or non-ASCII characters");
+            self.error(
+                key,
+                at,
+                "the token is empty or holds spaces or non-ASCII characters",
+            );
             return empty;
         }
         token
@@ -439,7 +496,12 @@ impl Validator<'_> {
         }
     }
 
-    fn groups(&mut self, raw: Vec<Spanned<RawGroup>>, instances: &[Instance], defaults: &Defaults) -> Vec<Group> {
+    fn groups(
+        &mut self,
+        raw: Vec<Spanned<RawGroup>>,
+        instances: &[Instance],
+        defaults: &Defaults,
+    ) -> Vec<Group> {
         let mut names: HashMap<String, usize> = HashMap::new();
         let mut jids: HashMap<String, usize> = HashMap::new();
         let mut out = Vec::with_capacity(raw.len());
@@ -447,9 +509,17 @@ impl Validator<'_> {
             let g = g.into_inner();
             let name = g.name.get_ref().trim().to_owned();
             if name.is_empty() || name.chars().any(char::is_control) {
-                self.error(format!("group[{i}].name"), &g.name, format!("{name:?} is not a usable group name"));
+                self.error(
+                    format!("group[{i}].name"),
+                    &g.name,
+                    format!("{name:?} is not a usable group name"),
+                );
             } else if let Some(first) = names.insert(name.clone(), i) {
-                self.error(format!("group[{i}].name"), &g.name, format!("{name:?} is already used by group[{first}]"));
+                self.error(
+                    format!("group[{i}].name"),
+                    &g.name,
+                    format!("{name:?} is already used by group[{first}]"),
+                );
             }
             let instance = g.instance.get_ref().trim().to_owned();
             if !instances.iter().any(|x| x.name == instance) {

@@ -65,20 +65,29 @@ fn an_unknown_key_is_named_with_its_line() {
 
 #[test]
 fn a_wrong_type_is_named() {
-    let e = error_of(&VALID.replace("requests_per_minute = 100", "requests_per_minute = \"fast\""));
+    let e = error_of(&VALID.replace(
+        "requests_per_minute = 100",
+        "requests_per_minute = \"fast\"",
+    ));
     assert!(e.contains("requests_per_minute"), "{e}");
 }
 
 #[test]
 fn a_bad_cron_names_the_key_line_and_value() {
     let e = error_of(&VALID.replace("0 3 * * *", "0 25 * * *"));
-    assert!(e.contains("cfg.toml:28: group[0].schedule") && e.contains("0 25 * * *"), "{e}");
+    assert!(
+        e.contains("cfg.toml:28: group[0].schedule") && e.contains("0 25 * * *"),
+        "{e}"
+    );
 }
 
 #[test]
 fn an_unknown_time_zone_is_named() {
     let e = error_of(&VALID.replace("America/Sao_Paulo", "Mars/Olympus"));
-    assert!(e.contains("group[0].timezone") && e.contains("Mars/Olympus"), "{e}");
+    assert!(
+        e.contains("group[0].timezone") && e.contains("Mars/Olympus"),
+        "{e}"
+    );
     let e = error_of(&VALID.replace("Europe/Berlin", "CEST+2"));
     assert!(e.contains("defaults.timezone"), "{e}");
 }
@@ -89,30 +98,49 @@ fn duplicate_group_names_are_refused() {
         "{VALID}\n[[group]]\nname = \"vip\"\ninstance = \"sales\"\njid = \"1203634@g.us\"\nschedule = \"@daily\"\n"
     );
     let e = error_of(&dup);
-    assert!(e.contains("group[1].name") && e.contains("already used by group[0]"), "{e}");
+    assert!(
+        e.contains("group[1].name") && e.contains("already used by group[0]"),
+        "{e}"
+    );
 }
 
 #[test]
 fn a_group_on_an_undefined_instance_is_refused() {
     let e = error_of(&VALID.replace("instance = \"sales\"", "instance = \"support\""));
-    assert!(e.contains("group[0].instance") && e.contains("support"), "{e}");
+    assert!(
+        e.contains("group[0].instance") && e.contains("support"),
+        "{e}"
+    );
 }
 
 #[test]
 fn an_unset_token_variable_is_named() {
     let e = error_of(&VALID.replace("IR_CONFIG_TEST_TOKEN", "IR_CONFIG_TEST_UNSET_VAR"));
-    assert!(e.contains("instance[0].token_env") && e.contains("IR_CONFIG_TEST_UNSET_VAR"), "{e}");
+    assert!(
+        e.contains("instance[0].token_env") && e.contains("IR_CONFIG_TEST_UNSET_VAR"),
+        "{e}"
+    );
 }
 
 #[test]
 fn an_unreadable_token_file_is_named() {
-    let e = error_of(&VALID.replace("token_env = \"IR_CONFIG_TEST_TOKEN\"", "token_file = \"/nonexistent/token\""));
-    assert!(e.contains("instance[0].token_file") && e.contains("/nonexistent/token"), "{e}");
+    let e = error_of(&VALID.replace(
+        "token_env = \"IR_CONFIG_TEST_TOKEN\"",
+        "token_file = \"/nonexistent/token\"",
+    ));
+    assert!(
+        e.contains("instance[0].token_file") && e.contains("/nonexistent/token"),
+        "{e}"
+    );
 }
 
 #[test]
 fn an_inline_token_is_accepted_with_a_warning_that_does_not_quote_it() {
-    let c = parse(&VALID.replace("token_env = \"IR_CONFIG_TEST_TOKEN\"", "token = \"inline-secret\"")).unwrap();
+    let c = parse(&VALID.replace(
+        "token_env = \"IR_CONFIG_TEST_TOKEN\"",
+        "token = \"inline-secret\"",
+    ))
+    .unwrap();
     assert_eq!(c.warnings.len(), 1);
     assert!(!c.warnings[0].contains("inline-secret"));
     assert!(!format!("{c:?}").contains("inline-secret"));
@@ -120,17 +148,32 @@ fn an_inline_token_is_accepted_with_a_warning_that_does_not_quote_it() {
 
 #[test]
 fn an_invite_link_or_code_where_a_jid_belongs_is_refused() {
-    let e = error_of(&VALID.replace("120363406289005073@g.us", "https://chat.whatsapp.com/NEW123XYZ"));
-    assert!(e.contains("group[0].jid") && e.contains("invite link"), "{e}");
+    let e = error_of(&VALID.replace(
+        "120363406289005073@g.us",
+        "https://chat.whatsapp.com/NEW123XYZ",
+    ));
+    assert!(
+        e.contains("group[0].jid") && e.contains("invite link"),
+        "{e}"
+    );
     let e = error_of(&VALID.replace("120363406289005073@g.us", "NEW123XYZ"));
-    assert!(e.contains("group[0].jid") && e.contains("invite code"), "{e}");
+    assert!(
+        e.contains("group[0].jid") && e.contains("invite code"),
+        "{e}"
+    );
 }
 
 #[test]
 fn a_zero_or_negative_rate_is_refused() {
     for bad in ["0", "-5"] {
-        let e = error_of(&VALID.replace("requests_per_minute = 100", &format!("requests_per_minute = {bad}")));
-        assert!(e.contains("rate_limit.requests_per_minute") && e.contains(bad), "{e}");
+        let e = error_of(&VALID.replace(
+            "requests_per_minute = 100",
+            &format!("requests_per_minute = {bad}"),
+        ));
+        assert!(
+            e.contains("rate_limit.requests_per_minute") && e.contains(bad),
+            "{e}"
+        );
     }
 }
 

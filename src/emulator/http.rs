@@ -26,9 +26,17 @@ fn token(headers: &HeaderMap) -> Option<&str> {
     })
 }
 
-async fn reset(State(em): State<Emulator>, Path(instance): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn reset(
+    State(em): State<Emulator>,
+    Path(instance): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let parsed: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
-    let identifier = parsed.as_ref().and_then(|v| v.get("identifier")).and_then(|v| v.as_str());
+    let identifier = parsed
+        .as_ref()
+        .and_then(|v| v.get("identifier"))
+        .and_then(|v| v.as_str());
     let req = Request {
         route: Route::Reset,
         instance: &instance,
@@ -38,7 +46,12 @@ async fn reset(State(em): State<Emulator>, Path(instance): Path<String>, headers
     respond(&em, &req).await
 }
 
-async fn info(State(em): State<Emulator>, Path(instance): Path<String>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+async fn info(
+    State(em): State<Emulator>,
+    Path(instance): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     let identifier = query.as_deref().and_then(|q| {
         url::form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "identifier")
@@ -55,14 +68,21 @@ async fn info(State(em): State<Emulator>, Path(instance): Path<String>, headers:
 
 async fn respond(em: &Emulator, req: &Request<'_>) -> Response {
     // Decide and apply under the lock, then wait outside it.
-    let reply: Reply = em.state().handle(req, em.options.requests_per_minute, em.options.auto_create);
+    let reply: Reply =
+        em.state()
+            .handle(req, em.options.requests_per_minute, em.options.auto_create);
     let delay = em.options.latency + reply.stall;
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = match reply.body {
-        Body::Json(v) => (status, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response(),
+        Body::Json(v) => (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            v.to_string(),
+        )
+            .into_response(),
         Body::Html => (
             status,
             [(header::CONTENT_TYPE, "text/html")],

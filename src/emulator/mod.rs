@@ -68,7 +68,9 @@ impl Emulator {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Adds an instance owned by `token`.
@@ -78,7 +80,8 @@ impl Emulator {
 
     /// Adds a group to `instance`; returns its first invite code.
     pub fn add_group(&self, instance: &str, jid: &str, membership: Membership) -> String {
-        self.state().add_group(instance, jid, membership == Membership::Admin)
+        self.state()
+            .add_group(instance, jid, membership == Membership::Admin)
     }
 
     /// Marks an instance as (dis)connected from WhatsApp; disconnected ones answer 503.
@@ -99,7 +102,11 @@ impl Emulator {
     /// The group's codes, oldest first: the one it was created with, then one per
     /// reset that took effect.
     pub fn code_chain(&self, jid: &str) -> Vec<String> {
-        self.state().groups.get(jid).map(|g| g.chain.clone()).unwrap_or_default()
+        self.state()
+            .groups
+            .get(jid)
+            .map(|g| g.chain.clone())
+            .unwrap_or_default()
     }
 
     /// Every call received, in order.
@@ -118,12 +125,22 @@ impl Emulator {
 
     /// How many replies were 429 for the rate limit.
     pub fn rate_limited(&self) -> usize {
-        self.state().calls.iter().filter(|c| c.status == 429).count()
+        self.state()
+            .calls
+            .iter()
+            .filter(|c| c.status == 429)
+            .count()
     }
 
     /// Serves on `listener` until `shutdown` completes.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        axum::serve(listener, http::router(self)).with_graceful_shutdown(shutdown).await
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(listener, http::router(self))
+            .with_graceful_shutdown(shutdown)
+            .await
     }
 
     /// Serves on a free loopback port in a background task, for tests and the

@@ -43,7 +43,10 @@ impl Fault {
     fn resets(self) -> bool {
         matches!(
             self,
-            Fault::ServerErrorAfterReset | Fault::StallAfterReset(_) | Fault::DropAfterReset | Fault::HtmlBodyAfterReset
+            Fault::ServerErrorAfterReset
+                | Fault::StallAfterReset(_)
+                | Fault::DropAfterReset
+                | Fault::HtmlBodyAfterReset
         )
     }
 }
@@ -133,7 +136,9 @@ fn error(status: u16, message: &str) -> Reply {
 /// A fresh 22-character invite code.
 fn new_code() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    (0..22).map(|_| char::from(ALPHABET[fastrand::usize(..ALPHABET.len())])).collect()
+    (0..22)
+        .map(|_| char::from(ALPHABET[fastrand::usize(..ALPHABET.len())]))
+        .collect()
 }
 
 impl State {
@@ -180,7 +185,12 @@ impl State {
         reply.0
     }
 
-    fn decide(&mut self, req: &Request<'_>, limit: u32, auto_create: bool) -> (Reply, Option<Fault>) {
+    fn decide(
+        &mut self,
+        req: &Request<'_>,
+        limit: u32,
+        auto_create: bool,
+    ) -> (Reply, Option<Fault>) {
         // Authentication, as the API does it: a token, that token known, owning the instance.
         let Some(token) = req.token.filter(|t| !t.is_empty()) else {
             return (error(401, "Missing token"), None);
@@ -214,11 +224,21 @@ impl State {
             self.add_group(req.instance, jid, true);
         }
         let fault = self.take_fault(req.route);
-        let Some(group) = self.groups.get_mut(jid).filter(|g| g.instance == req.instance) else {
-            return (error(404, "Group not found or you are not a member of this group"), fault);
+        let Some(group) = self
+            .groups
+            .get_mut(jid)
+            .filter(|g| g.instance == req.instance)
+        else {
+            return (
+                error(404, "Group not found or you are not a member of this group"),
+                fault,
+            );
         };
         let mut reply = match req.route {
-            Route::Reset if !group.admin => error(403, "Not authorized to reset group invite link (must be admin)"),
+            Route::Reset if !group.admin => error(
+                403,
+                "Not authorized to reset group invite link (must be admin)",
+            ),
             // A fault that strikes before the reset: nothing changes.
             Route::Reset if fault.is_some_and(|f| !f.resets()) => error(500, "emulated fault"),
             Route::Reset => {
@@ -242,7 +262,10 @@ impl State {
     fn admit(&mut self, token: &str, limit: u32) -> Result<(), RateHeaders> {
         let now = Instant::now();
         let window = self.windows.entry(token.to_owned()).or_default();
-        while window.front().is_some_and(|t| now.duration_since(*t) >= WINDOW) {
+        while window
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+        {
             window.pop_front();
         }
         if window.len() >= limit as usize {
@@ -259,8 +282,12 @@ impl State {
 }
 
 fn rate_headers(window: &VecDeque<Instant>, limit: u32, now: Instant) -> RateHeaders {
-    let until_reset = window.front().map_or(Duration::ZERO, |t| (*t + WINDOW).saturating_duration_since(now));
-    let now_unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let until_reset = window.front().map_or(Duration::ZERO, |t| {
+        (*t + WINDOW).saturating_duration_since(now)
+    });
+    let now_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     RateHeaders {
         limit,
         remaining: limit.saturating_sub(u32::try_from(window.len()).unwrap_or(u32::MAX)),
@@ -308,7 +335,9 @@ fn info_ok(jid: &str, group: &GroupState) -> Reply {
 /// was applied before this.
 fn apply_fault(reply: &mut Reply, fault: Fault) {
     match fault {
-        Fault::ServerError | Fault::ServerErrorAfterReset => *reply = error(500, "whatsmeow: internal error"),
+        Fault::ServerError | Fault::ServerErrorAfterReset => {
+            *reply = error(500, "whatsmeow: internal error")
+        }
         Fault::Stall(d) | Fault::StallAfterReset(d) => reply.stall = d,
         Fault::Drop | Fault::DropAfterReset => {
             reply.status = 200;

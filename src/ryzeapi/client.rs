@@ -72,11 +72,18 @@ impl Client {
         }
     }
 
+    /// Whether both clients draw on one rate budget (they use the same token).
+    pub fn shares_budget_with(&self, other: &Client) -> bool {
+        Arc::ptr_eq(&self.limiter, &other.limiter)
+    }
+
     /// `base_url` + `group/<route>/<instance>`, the instance percent-encoded.
     fn url(&self, route: &str) -> reqwest::Url {
         let mut url = self.base_url.clone();
         if let Ok(mut segments) = url.path_segments_mut() {
-            segments.pop_if_empty().extend(["group", route, &self.instance]);
+            segments
+                .pop_if_empty()
+                .extend(["group", route, &self.instance]);
         }
         url
     }
@@ -140,7 +147,8 @@ impl RyzeApi for Client {
             .post(self.url("resetLink"))
             .header(CONTENT_TYPE, "application/json")
             .body(body);
-        self.call(Endpoint::Reset, request, |b| reply::parse_reset(jid, b)).await
+        self.call(Endpoint::Reset, request, |b| reply::parse_reset(jid, b))
+            .await
     }
 
     async fn group_info(&self, jid: &Jid) -> Call<GroupInfo> {
@@ -148,7 +156,8 @@ impl RyzeApi for Client {
         url.query_pairs_mut()
             .append_pair("identifier", jid.as_str())
             .append_pair("participants", "false");
-        self.call(Endpoint::Info, self.http.get(url), reply::parse_info).await
+        self.call(Endpoint::Info, self.http.get(url), reply::parse_info)
+            .await
     }
 }
 
@@ -205,7 +214,10 @@ fn rate_headers(headers: &HeaderMap) -> RateHeaders {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
     };
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
     RateHeaders {
         limit: number("x-ratelimit-limit"),
         remaining: number("x-ratelimit-remaining"),

@@ -41,7 +41,12 @@ impl Endpoint {
 }
 
 /// Classifies a non-2xx reply, following the status table of the API notes.
-pub fn classify_error(endpoint: Endpoint, status: u16, rate: RateHeaders, body: &[u8]) -> CallError {
+pub fn classify_error(
+    endpoint: Endpoint,
+    status: u16,
+    rate: RateHeaders,
+    body: &[u8],
+) -> CallError {
     let message = format!("HTTP {status}: {}", error_message(body));
     match status {
         300..=399 => CallError::Permanent(format!(
@@ -100,11 +105,17 @@ pub fn parse_reset(jid: &Jid, body: &[u8]) -> Result<ResetReply, CallError> {
     let unknown = |why: &str| CallError::Unknown(format!("HTTP 200 but {why}"));
     let v: Value = serde_json::from_slice(body).map_err(|_| unknown("the body is not JSON"))?;
     if v.get("success").and_then(Value::as_bool) == Some(false) {
-        return Err(unknown(&format!("success is false: {}", error_message(body))));
+        return Err(unknown(&format!(
+            "success is false: {}",
+            error_message(body)
+        )));
     }
     if let Some(reply_jid) = v.get("groupJid").and_then(Value::as_str) {
         if reply_jid != jid.as_str() {
-            return Err(unknown(&format!("the reply names another group ({})", clean(reply_jid))));
+            return Err(unknown(&format!(
+                "the reply names another group ({})",
+                clean(reply_jid)
+            )));
         }
     }
     let link = v.get("inviteLink").and_then(Value::as_str);
@@ -130,11 +141,20 @@ pub fn parse_info(body: &[u8]) -> Result<GroupInfo, CallError> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|_| CallError::Transient("HTTP 200 but the body is not JSON".to_owned()))?;
     if v.get("success").and_then(Value::as_bool) == Some(false) {
-        return Err(CallError::Transient(format!("HTTP 200 but success is false: {}", error_message(body))));
+        return Err(CallError::Transient(format!(
+            "HTTP 200 but success is false: {}",
+            error_message(body)
+        )));
     }
     let group = v.get("group").unwrap_or(&v);
-    let code = group.get("inviteCode").and_then(Value::as_str).filter(|c| !c.is_empty());
-    let link = group.get("inviteLink").and_then(Value::as_str).filter(|l| !l.is_empty());
+    let code = group
+        .get("inviteCode")
+        .and_then(Value::as_str)
+        .filter(|c| !c.is_empty());
+    let link = group
+        .get("inviteLink")
+        .and_then(Value::as_str)
+        .filter(|l| !l.is_empty());
     let code = match (code, link) {
         (Some(code), _) => Some(InviteCode::parse(code)),
         (None, Some(link)) => Some(InviteCode::from_link(link)),
@@ -178,7 +198,11 @@ mod tests {
 
     #[test]
     fn a_reset_reply_with_only_a_link_gives_its_code() {
-        let r = parse_reset(&jid(), br#"{"success":true,"inviteLink":"https://chat.whatsapp.com/AbC_12"}"#).unwrap();
+        let r = parse_reset(
+            &jid(),
+            br#"{"success":true,"inviteLink":"https://chat.whatsapp.com/AbC_12"}"#,
+        )
+        .unwrap();
         assert_eq!(r.code.as_str(), "AbC_12");
     }
 
@@ -186,11 +210,17 @@ mod tests {
     fn info_reads_the_code_under_group_or_derives_it_from_the_link() {
         let info = parse_info(br#"{"success":true,"group":{"jid":"1@g.us","inviteLink":"https://chat.whatsapp.com/OLD1"}}"#).unwrap();
         assert_eq!(info.code.unwrap().as_str(), "OLD1");
-        let info = parse_info(br#"{"success":true,"group":{"inviteCode":"OLD2","inviteLink":"x"}}"#).unwrap();
+        let info =
+            parse_info(br#"{"success":true,"group":{"inviteCode":"OLD2","inviteLink":"x"}}"#)
+                .unwrap();
         assert_eq!(info.code.unwrap().as_str(), "OLD2");
-        let info = parse_info(br#"{"success":true,"group":{"name":"no link for non-admins"}}"#).unwrap();
+        let info =
+            parse_info(br#"{"success":true,"group":{"name":"no link for non-admins"}}"#).unwrap();
         assert_eq!(info.code, None);
-        assert!(matches!(parse_info(b"<html>"), Err(CallError::Transient(_))));
+        assert!(matches!(
+            parse_info(b"<html>"),
+            Err(CallError::Transient(_))
+        ));
     }
 
     #[test]
@@ -207,8 +237,12 @@ mod tests {
         assert_eq!(kind(Endpoint::Reset, 500), "unknown");
         assert_eq!(kind(Endpoint::Reset, 502), "unknown");
         assert_eq!(kind(Endpoint::Info, 500), "transient");
-        let disconnected = br#"{"success":false,"error":{"message":"Instance is not connected to WhatsApp"}}"#;
-        assert_eq!(classify_error(Endpoint::Reset, 400, none, disconnected).outcome(), "transient");
+        let disconnected =
+            br#"{"success":false,"error":{"message":"Instance is not connected to WhatsApp"}}"#;
+        assert_eq!(
+            classify_error(Endpoint::Reset, 400, none, disconnected).outcome(),
+            "transient"
+        );
     }
 
     #[test]
@@ -225,7 +259,10 @@ mod tests {
 
     #[test]
     fn api_messages_are_cleaned_and_capped() {
-        let long = format!(r#"{{"error":{{"message":"{}\u001b[31m"}}}}"#, "x".repeat(10_000));
+        let long = format!(
+            r#"{{"error":{{"message":"{}\u001b[31m"}}}}"#,
+            "x".repeat(10_000)
+        );
         let m = error_message(long.as_bytes());
         assert!(m.chars().count() <= MAX_MESSAGE_CHARS + 1);
         assert!(!m.chars().any(char::is_control));

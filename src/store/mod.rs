@@ -10,11 +10,14 @@ mod model;
 pub use model::{CallRecord, HistoryQuery, NewRotation, Rotation, Settlement, Status, Trigger};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::ConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Mutex;
 
 /// How long a write waits for another writer (a `rotate` beside the daemon).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,10 +30,15 @@ pub struct StoreError {
     message: String,
 }
 
-/// The history database. Cloning is shallow: clones share one pool.
+/// The history database. Cloning is shallow: clones share one connection.
+///
+/// One connection, not a pool: SQLite takes one writer at a time anyway, and a
+/// connection sets no timers, so the store also works under tokio's paused
+/// test clock (a pool's acquire timeout fires there while a query runs).
+/// Callers queue on a fair mutex.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    conn: Arc<Mutex<SqliteConnection>>,
     path: PathBuf,
 }
 
@@ -62,13 +70,9 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
+        let mut conn = options.connect().await.map_err(|e| fail(e.to_string()))?;
         sqlx::migrate!("./migrations")
-            .run(&pool)
+            .run(&mut conn)
             .await
             .map_err(|e| fail(format!("migration failed: {e}")))?;
         // SQLite gives the WAL files the database's mode; make sure of it.
@@ -78,7 +82,7 @@ impl Store {
             let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
         }
         Ok(Store {
-            pool,
+            conn: Arc::new(Mutex::new(conn)),
             path: path.to_owned(),
         })
     }
@@ -89,16 +93,12 @@ impl Store {
             .filename(path)
             .read_only(true)
             .busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await
-            .map_err(|e| StoreError {
-                path: path.to_owned(),
-                message: e.to_string(),
-            })?;
+        let conn = options.connect().await.map_err(|e| StoreError {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
         Ok(Store {
-            pool,
+            conn: Arc::new(Mutex::new(conn)),
             path: path.to_owned(),
         })
     }
@@ -128,7 +128,7 @@ impl Store {
         .bind(new.trigger.as_str())
         .bind(new.scheduled_for.map(timestamp))
         .bind(timestamp(Utc::now()))
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.conn.lock().await)
         .await
         .and_then(|row| sqlx::Row::try_get(&row, 0))
         .map_err(|e| self.err(e))
@@ -198,7 +198,7 @@ impl Store {
              WHERE group_jid = ? AND new_invite_code IS NOT NULL ORDER BY id DESC LIMIT 1",
         )
         .bind(jid.to_owned())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn.lock().await)
         .await
         .map_err(|e| self.err(e))
     }
@@ -207,7 +207,7 @@ impl Store {
     pub async fn rotation(&self, id: i64) -> Result<Option<Rotation>, StoreError> {
         sqlx::query_as(concat!(select_rotation!(), " WHERE id = ?"))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn.lock().await)
             .await
             .map_err(|e| self.err(e))
     }
@@ -231,11 +231,12 @@ impl Store {
         }
         sql.push(" ORDER BY id DESC");
         if let Some(limit) = q.limit {
-            sql.push(" LIMIT ").push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+            sql.push(" LIMIT ")
+                .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
         }
         let mut rows: Vec<Rotation> = sql
             .build_query_as()
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn.lock().await)
             .await
             .map_err(|e| self.err(e))?;
         rows.reverse();
@@ -243,10 +244,13 @@ impl Store {
     }
 
     /// The call log of one rotation, in order.
-    pub async fn calls_of(&self, rotation_id: i64) -> Result<Vec<(String, Option<i64>, String)>, StoreError> {
+    pub async fn calls_of(
+        &self,
+        rotation_id: i64,
+    ) -> Result<Vec<(String, Option<i64>, String)>, StoreError> {
         sqlx::query_as("SELECT endpoint, http_status, outcome FROM api_calls WHERE rotation_id = ? ORDER BY id")
             .bind(rotation_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn.lock().await)
             .await
             .map_err(|e| self.err(e))
     }
@@ -255,7 +259,11 @@ impl Store {
         &self,
         query: sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments>,
     ) -> Result<(), StoreError> {
-        query.execute(&self.pool).await.map(drop).map_err(|e| self.err(e))
+        query
+            .execute(&mut *self.conn.lock().await)
+            .await
+            .map(drop)
+            .map_err(|e| self.err(e))
     }
 }
 
@@ -270,7 +278,11 @@ use select_rotation;
 
 /// Creates the file 0600 if missing and tightens it if it exists.
 fn restrict(path: &Path) -> std::io::Result<()> {
-    std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 

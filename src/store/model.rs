@@ -52,9 +52,14 @@ impl Status {
 
     /// Parses a stored or typed status name.
     pub fn parse(s: &str) -> Option<Status> {
-        [Status::Pending, Status::Succeeded, Status::Failed, Status::Unknown]
-            .into_iter()
-            .find(|status| status.as_str() == s)
+        [
+            Status::Pending,
+            Status::Succeeded,
+            Status::Failed,
+            Status::Unknown,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == s)
     }
 }
 

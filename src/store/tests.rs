@@ -47,7 +47,10 @@ async fn a_rotation_is_pending_until_settled_and_then_carries_its_codes() {
     assert_eq!(row.old_invite_code.as_deref(), Some("OLD"));
     assert_eq!(row.new_invite_code.as_deref(), Some("NEW"));
     assert!(row.finished_at.is_some_and(|t| t.ends_with('Z')));
-    assert_eq!(store.last_issued_code("1@g.us").await.unwrap().as_deref(), Some("NEW"));
+    assert_eq!(
+        store.last_issued_code("1@g.us").await.unwrap().as_deref(),
+        Some("NEW")
+    );
     assert_eq!(store.last_issued_code("2@g.us").await.unwrap(), None);
 }
 
@@ -64,7 +67,13 @@ async fn history_filters_by_group_status_and_keeps_the_newest_under_a_limit() {
         limit: Some(2),
         ..HistoryQuery::default()
     };
-    let got: Vec<i64> = store.history(&q).await.unwrap().iter().map(|r| r.id).collect();
+    let got: Vec<i64> = store
+        .history(&q)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
     assert_eq!(got, vec![ids[2], ids[3]]);
     let q = HistoryQuery {
         status: Some(Status::Failed),

@@ -1,0 +1,196 @@
+//! `spawn_app`: an emulator on port 0, a fresh database in a temp dir, and a
+//! config that points one at the other.
+#![allow(dead_code)] // each test binary uses a different part of this
+
+use invite_rotator::config::{Config, Tokens};
+use invite_rotator::emulator::{Emulator, EmulatorOptions, Membership, RunningEmulator};
+use invite_rotator::store::{HistoryQuery, Rotation, Store};
+use std::path::PathBuf;
+use std::process::Output;
+
+/// A token distinctive enough to grep for.
+pub const TOKEN: &str = "tok-SECRET-7f3a9c1e";
+pub const TOKEN_VAR: &str = "IR_TEST_TOKEN";
+pub const INSTANCE: &str = "sales";
+
+pub struct TestApp {
+    pub emulator: Emulator,
+    pub server: RunningEmulator,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub db_path: PathBuf,
+    pub groups: Vec<TestGroup>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TestGroup {
+    pub name: String,
+    pub jid: String,
+}
+
+/// How a test group exists on the emulator.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Setup {
+    Admin,
+    Member,
+    /// In the config, unknown to the API (left or deleted).
+    Gone,
+}
+
+pub fn jid(i: usize) -> String {
+    format!("1203634{i:011}@g.us")
+}
+
+/// Extra `[api]`/`[retry]`/`[rate_limit]` settings for a test.
+pub struct Tuning {
+    pub timeout: &'static str,
+    pub requests_per_minute: u32,
+    pub max_attempts: u32,
+    pub max_concurrent: u32,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            timeout: "2s",
+            requests_per_minute: 6000,
+            max_attempts: 5,
+            max_concurrent: 16,
+        }
+    }
+}
+
+pub async fn spawn_app(setups: &[Setup], options: EmulatorOptions, tuning: Tuning) -> TestApp {
+    let emulator = Emulator::new(options);
+    emulator.add_instance(INSTANCE, TOKEN);
+    let mut groups = Vec::new();
+    for (i, setup) in setups.iter().enumerate() {
+        let g = TestGroup {
+            name: format!("group-{i}"),
+            jid: jid(i),
+        };
+        match setup {
+            Setup::Admin => drop(emulator.add_group(INSTANCE, &g.jid, Membership::Admin)),
+            Setup::Member => drop(emulator.add_group(INSTANCE, &g.jid, Membership::Member)),
+            Setup::Gone => {}
+        }
+        groups.push(g);
+    }
+    let server = emulator.clone().spawn().await.expect("emulator starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db_path = dir.path().join("state/history.db");
+    let mut text = format!(
+        r#"[api]
+base_url = "{base}"
+timeout = "{timeout}"
+
+[rate_limit]
+requests_per_minute = {rpm}
+max_concurrent = {conc}
+
+[retry]
+max_attempts = {attempts}
+backoff_initial = "10ms"
+backoff_max = "50ms"
+
+[database]
+path = "{db}"
+
+[[instance]]
+name = "{INSTANCE}"
+token_env = "{TOKEN_VAR}"
+"#,
+        base = server.base_url(),
+        timeout = tuning.timeout,
+        rpm = tuning.requests_per_minute,
+        conc = tuning.max_concurrent,
+        attempts = tuning.max_attempts,
+        db = db_path.display(),
+    );
+    for g in &groups {
+        text.push_str(&format!(
+            "\n[[group]]\nname = \"{}\"\ninstance = \"{INSTANCE}\"\njid = \"{}\"\nschedule = \"0 3 * * *\"\n",
+            g.name, g.jid
+        ));
+    }
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(&config_path, text).expect("config written");
+    TestApp {
+        emulator,
+        server,
+        dir,
+        config_path,
+        db_path,
+        groups,
+    }
+}
+
+impl TestApp {
+    /// The config, loaded as the binary would (with the test token in the env).
+    pub fn config(&self) -> Config {
+        // SAFETY: every test sets this variable to the same value.
+        unsafe { std::env::set_var(TOKEN_VAR, TOKEN) };
+        Config::load(&self.config_path, Tokens::Resolve).expect("test config is valid")
+    }
+
+    pub async fn store(&self) -> Store {
+        Store::open(&self.db_path).await.expect("store opens")
+    }
+
+    /// Runs the real binary with this app's config; stdin closed.
+    pub async fn run(&self, args: &[&str]) -> Output {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_invite-rotator"))
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(args)
+            .env(TOKEN_VAR, TOKEN)
+            .env("RUST_LOG", "debug")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .expect("binary runs")
+    }
+
+    /// The whole history of one group, oldest first.
+    pub async fn history_of(&self, store: &Store, group: &TestGroup) -> Vec<Rotation> {
+        let q = HistoryQuery {
+            group: Some(group.name.clone()),
+            ..HistoryQuery::default()
+        };
+        store.history(&q).await.expect("history reads")
+    }
+
+    /// Asserts the history of `group` accounts for every code the API issued:
+    /// each code the emulator issued is a `new_invite_code`, in order, none
+    /// invented, and each succeeded rotation's old code is the code before it.
+    pub async fn assert_chain_complete(&self, store: &Store, group: &TestGroup) {
+        let chain = self.emulator.code_chain(&group.jid);
+        let rows = self.history_of(store, group).await;
+        let issued: Vec<String> = rows
+            .iter()
+            .filter_map(|r| r.new_invite_code.clone())
+            .collect();
+        assert_eq!(
+            issued,
+            chain.iter().skip(1).cloned().collect::<Vec<_>>(),
+            "{}: history's new codes differ from the codes the API issued",
+            group.name
+        );
+        for r in rows.iter().filter(|r| r.status == "succeeded") {
+            let new = r
+                .new_invite_code
+                .as_ref()
+                .expect("a success has a new code");
+            let at = chain
+                .iter()
+                .position(|c| c == new)
+                .expect("issued code is in the chain");
+            assert_eq!(
+                r.old_invite_code.as_ref(),
+                Some(&chain[at - 1]),
+                "{}: old code is not the one before",
+                group.name
+            );
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Every kind of config error: exit 78, a message naming the key, never a panic.
+
+use std::process::Command;
+
+const VALID: &str = r#"
+[api]
+base_url = "http://127.0.0.1:9/api"
+
+[rate_limit]
+requests_per_minute = 100
+
+[database]
+path = "/tmp/invite-rotator-config-errors/history.db"
+
+[[instance]]
+name = "sales"
+token_env = "IR_CFG_ERR_TOKEN"
+
+[[group]]
+name = "vip"
+instance = "sales"
+jid = "120363406289005073@g.us"
+schedule = "0 3 * * *"
+timezone = "America/Sao_Paulo"
+"#;
+
+fn check(config: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_invite-rotator"))
+        .arg("--config")
+        .arg(&path)
+        .arg("check")
+        .env("IR_CFG_ERR_TOKEN", "tok-cfg")
+        .env_remove("IR_CFG_ERR_UNSET")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (out.status.code(), stderr)
+}
+
+#[test]
+fn a_valid_config_checks_out() {
+    let (code, stderr) = check(VALID);
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn each_config_error_exits_78_naming_its_key() {
+    let dup_group = format!(
+        "{VALID}\n[[group]]\nname = \"vip\"\ninstance = \"sales\"\njid = \"1203634@g.us\"\nschedule = \"@daily\"\n"
+    );
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "unknown key",
+            VALID.replace("[rate_limit]", "[rate_limit]\nrequests_per_hour = 5"),
+            "requests_per_hour",
+        ),
+        (
+            "wrong type",
+            VALID.replace("requests_per_minute = 100", "requests_per_minute = \"100\""),
+            "requests_per_minute",
+        ),
+        (
+            "bad cron",
+            VALID.replace("0 3 * * *", "0 3 * * * * *"),
+            "group[0].schedule",
+        ),
+        (
+            "unknown zone",
+            VALID.replace("America/Sao_Paulo", "America/Atlantis"),
+            "group[0].timezone",
+        ),
+        ("duplicate group", dup_group, "group[1].name"),
+        (
+            "undefined instance",
+            VALID.replace("instance = \"sales\"", "instance = \"support\""),
+            "group[0].instance",
+        ),
+        (
+            "unset token env",
+            VALID.replace("IR_CFG_ERR_TOKEN", "IR_CFG_ERR_UNSET"),
+            "instance[0].token_env",
+        ),
+        (
+            "unreadable token file",
+            VALID.replace(
+                "token_env = \"IR_CFG_ERR_TOKEN\"",
+                "token_file = \"/nonexistent/ryze-token\"",
+            ),
+            "instance[0].token_file",
+        ),
+        (
+            "invite link as JID",
+            VALID.replace(
+                "120363406289005073@g.us",
+                "https://chat.whatsapp.com/AbC123",
+            ),
+            "group[0].jid",
+        ),
+        (
+            "invite code as JID",
+            VALID.replace("120363406289005073@g.us", "AbC123dEf456"),
+            "group[0].jid",
+        ),
+        (
+            "zero rate",
+            VALID.replace("requests_per_minute = 100", "requests_per_minute = 0"),
+            "rate_limit.requests_per_minute",
+        ),
+        (
+            "negative rate",
+            VALID.replace("requests_per_minute = 100", "requests_per_minute = -1"),
+            "rate_limit.requests_per_minute",
+        ),
+        ("not TOML", "[[group]\nname = ".to_owned(), "line"),
+    ];
+    for (what, config, key) in cases {
+        let (code, stderr) = check(&config);
+        assert_eq!(code, Some(78), "{what}: {stderr}");
+        assert!(
+            stderr.contains(key),
+            "{what}: message does not name {key}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_config_file_exits_78_naming_the_file() {
+    let out = Command::new(env!("CARGO_BIN_EXE_invite-rotator"))
+        .args(["--config", "/nonexistent/invite-rotator.toml", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/invite-rotator.toml"));
+}
