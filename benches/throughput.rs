@@ -56,6 +56,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("api calls        {calls}");
     println!("429 received     {}", emulator.rate_limited());
     println!("elapsed          {:.2} s", elapsed.as_secs_f64());
-    println!("call rate        {rate:.1}/min of {LIMIT}/min = {:.1}% of the limit", rate / f64::from(LIMIT) * 100.0);
+    println!(
+        "call rate        {rate:.1}/min of {LIMIT}/min = {:.1}% of the limit",
+        rate / f64::from(LIMIT) * 100.0
+    );
     Ok(())
 }

@@ -21,6 +21,17 @@ pub struct Engine {
     max_concurrent: usize,
 }
 
+/// A rotation that could not run or could not be recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    /// The history could not be written; see [`rotation::rotate`].
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The group names an instance this engine was not built with.
+    #[error("instance {0:?} is not configured")]
+    NoInstance(String),
+}
+
 /// The engine could not be built.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot set up the HTTP client: {0}")]
@@ -71,14 +82,13 @@ impl Engine {
         group: &Group,
         trigger: Trigger,
         scheduled_for: Option<DateTime<Utc>>,
-    ) -> Result<Report, StoreError> {
-        let Some(client) = self.clients.get(&group.instance) else {
-            // The config refuses a group on an undefined instance; this is a bug.
-            unreachable!(
-                "group {} names instance {} which the config validated",
-                group.name, group.instance
-            );
-        };
+    ) -> Result<Report, RotateError> {
+        // The config refuses a group on an undefined instance, so this only
+        // happens to a group from another config; nothing is sent or written.
+        let client = self
+            .clients
+            .get(&group.instance)
+            .ok_or_else(|| RotateError::NoInstance(group.instance.clone()))?;
         let report = rotation::rotate(
             &self.store,
             client,
@@ -109,8 +119,8 @@ impl Engine {
         &self,
         groups: &[Group],
         trigger: Trigger,
-    ) -> Vec<Result<Report, StoreError>> {
-        let mut results: Vec<(usize, Result<Report, StoreError>)> =
+    ) -> Vec<Result<Report, RotateError>> {
+        let mut results: Vec<(usize, Result<Report, RotateError>)> =
             futures_util::stream::iter(groups.iter().enumerate())
                 .map(|(i, g)| async move { (i, self.rotate(g, trigger, None).await) })
                 .buffer_unordered(self.max_concurrent.max(1))

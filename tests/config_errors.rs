@@ -140,9 +140,18 @@ fn a_missing_config_file_exits_78_naming_the_file() {
 #[test]
 fn the_example_config_is_valid() {
     let out = Command::new(env!("CARGO_BIN_EXE_invite-rotator"))
-        .args(["--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"), "check"])
+        .args([
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"),
+            "check",
+        ])
         .env("RYZE_TOKEN_SALES", "tok-example")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -1,0 +1,413 @@
+//! From the raw TOML to a [`Config`]: every value checked, every problem
+//! collected with its key and line.
+
+use super::raw::{RawConfig, RawGroup, RawInstance, SpannedStr};
+use super::{
+    ApiSettings, Config, ConfigError, DEFAULT_BASE_URL, DEFAULT_DATABASE_PATH, Group, Instance,
+    Invalid, RateLimitSettings, RetryPolicy, Tokens,
+};
+use crate::schedule::Schedule;
+use crate::secret::Token;
+use crate::whatsapp::Jid;
+use chrono_tz::Tz;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// Validates `raw`, parsed from `text` (the file at `path`).
+pub(super) fn validate(
+    raw: RawConfig,
+    text: &str,
+    path: &Path,
+    tokens: Tokens,
+) -> Result<Config, ConfigError> {
+    let mut v = Validator {
+        text,
+        path,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let mut config = v.config(raw, tokens);
+    if v.errors.is_empty() {
+        config.warnings = v.warnings;
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid(v.errors))
+    }
+}
+
+/// Collects every error while building a [`Config`]; values that fail are
+/// replaced by placeholders so that validation goes on.
+struct Validator<'a> {
+    text: &'a str,
+    path: &'a Path,
+    errors: Vec<Invalid>,
+    warnings: Vec<String>,
+}
+
+impl Validator<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn error<T>(&mut self, key: impl Into<String>, at: &Spanned<T>, message: impl Into<String>) {
+        let line = Some(self.line_of(at.span().start));
+        self.errors.push(Invalid {
+            path: self.path.to_owned(),
+            line,
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, key: &str, value: Option<&SpannedStr>, default: Duration) -> Duration {
+        let Some(value) = value else { return default };
+        match humantime::parse_duration(value.get_ref()) {
+            Ok(d) => d,
+            Err(e) => {
+                let message = format!(
+                    "{:?} is not a duration such as \"30s\", \"5m\", \"2h\": {e}",
+                    value.get_ref()
+                );
+                self.error(key, value, message);
+                default
+            }
+        }
+    }
+
+    fn positive(&mut self, key: &str, value: Option<&Spanned<i64>>, default: u32) -> u32 {
+        let Some(value) = value else { return default };
+        match u32::try_from(*value.get_ref()) {
+            Ok(n) if n > 0 => n,
+            _ => {
+                let message = format!(
+                    "must be a whole number of at least 1, got {}",
+                    value.get_ref()
+                );
+                self.error(key, value, message);
+                default
+            }
+        }
+    }
+
+    fn timezone(&mut self, key: &str, value: &SpannedStr) -> Tz {
+        value.get_ref().parse::<Tz>().unwrap_or_else(|_| {
+            let message = format!(
+                "{:?} is not an IANA time zone such as \"Europe/Berlin\" or \"UTC\"",
+                value.get_ref()
+            );
+            self.error(key, value, message);
+            Tz::UTC
+        })
+    }
+
+    fn config(&mut self, raw: RawConfig, tokens: Tokens) -> Config {
+        let api = ApiSettings {
+            base_url: self.base_url(raw.api.base_url.as_ref()),
+            timeout: self.duration(
+                "api.timeout",
+                raw.api.timeout.as_ref(),
+                Duration::from_secs(30),
+            ),
+        };
+        if api.timeout.is_zero() {
+            if let Some(at) = raw.api.timeout.as_ref() {
+                self.error("api.timeout", at, "must be longer than 0s");
+            }
+        }
+        let rate_limit = RateLimitSettings {
+            requests_per_minute: self.positive(
+                "rate_limit.requests_per_minute",
+                raw.rate_limit.requests_per_minute.as_ref(),
+                100,
+            ),
+            max_concurrent: self.positive(
+                "rate_limit.max_concurrent",
+                raw.rate_limit.max_concurrent.as_ref(),
+                16,
+            ) as usize,
+        };
+        let retry = RetryPolicy {
+            max_attempts: self.positive("retry.max_attempts", raw.retry.max_attempts.as_ref(), 5),
+            backoff_initial: self.duration(
+                "retry.backoff_initial",
+                raw.retry.backoff_initial.as_ref(),
+                Duration::from_secs(2),
+            ),
+            backoff_max: self.duration(
+                "retry.backoff_max",
+                raw.retry.backoff_max.as_ref(),
+                Duration::from_secs(300),
+            ),
+        };
+        if retry.backoff_max < retry.backoff_initial {
+            if let Some(at) = raw.retry.backoff_max.as_ref() {
+                self.error(
+                    "retry.backoff_max",
+                    at,
+                    "must not be shorter than retry.backoff_initial",
+                );
+            }
+        }
+        let database_path = match raw.database.path {
+            Some(p) if p.get_ref().trim().is_empty() => {
+                self.error("database.path", &p, "must not be empty");
+                PathBuf::new()
+            }
+            Some(p) => PathBuf::from(p.into_inner()),
+            None => PathBuf::from(DEFAULT_DATABASE_PATH),
+        };
+        let defaults = Defaults {
+            timezone: match raw.defaults.timezone.as_ref() {
+                Some(tz) => self.timezone("defaults.timezone", tz),
+                None => Tz::UTC,
+            },
+            jitter: self.duration(
+                "defaults.jitter",
+                raw.defaults.jitter.as_ref(),
+                Duration::ZERO,
+            ),
+            catch_up: raw.defaults.catch_up.unwrap_or(true),
+        };
+        let instances = self.instances(raw.instance, tokens);
+        let groups = self.groups(raw.group, &instances, &defaults);
+        Config {
+            api,
+            rate_limit,
+            retry,
+            database_path,
+            instances,
+            groups,
+            warnings: Vec::new(),
+        }
+    }
+
+    fn base_url(&mut self, value: Option<&SpannedStr>) -> reqwest::Url {
+        let fallback =
+            || reqwest::Url::parse(DEFAULT_BASE_URL).expect("the default base URL is valid");
+        let Some(value) = value else {
+            return fallback();
+        };
+        let url = match reqwest::Url::parse(value.get_ref()) {
+            Ok(url) => url,
+            Err(e) => {
+                let message = format!("{:?} is not a URL: {e}", value.get_ref());
+                self.error("api.base_url", value, message);
+                return fallback();
+            }
+        };
+        let loopback = match url.host() {
+            Some(url::Host::Domain(d)) => d == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        let acceptable = match url.scheme() {
+            "https" => url.host().is_some(),
+            "http" => loopback,
+            _ => false,
+        };
+        if !acceptable || !url.username().is_empty() || url.password().is_some() {
+            let message = format!(
+                "{:?}: use https (plain http only to loopback, such as the built-in emulator), without credentials in the URL",
+                value.get_ref()
+            );
+            self.error("api.base_url", value, message);
+            return fallback();
+        }
+        url
+    }
+
+    fn instances(&mut self, raw: Vec<Spanned<RawInstance>>, tokens: Tokens) -> Vec<Instance> {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut out = Vec::with_capacity(raw.len());
+        for (i, inst) in raw.into_iter().enumerate() {
+            let inst = inst.into_inner();
+            let name = inst.name.get_ref().trim().to_owned();
+            if name.is_empty() || name.chars().any(char::is_control) {
+                self.error(
+                    format!("instance[{i}].name"),
+                    &inst.name,
+                    format!("{name:?} is not a usable instance name"),
+                );
+            } else if let Some(first) = seen.insert(name.clone(), i) {
+                self.error(
+                    format!("instance[{i}].name"),
+                    &inst.name,
+                    format!("{name:?} is already defined by instance[{first}]"),
+                );
+            }
+            let token = match tokens {
+                Tokens::Resolve => self.token(i, &inst),
+                Tokens::Skip => Token::new(""),
+            };
+            out.push(Instance { name, token });
+        }
+        out
+    }
+
+    fn token(&mut self, i: usize, inst: &RawInstance) -> Token {
+        let empty = Token::new("");
+        let sources = [
+            inst.token_env.is_some(),
+            inst.token_file.is_some(),
+            inst.token.is_some(),
+        ];
+        if sources.iter().filter(|s| **s).count() != 1 {
+            self.error(
+                format!("instance[{i}]"),
+                &inst.name,
+                "set exactly one of token_env, token_file or token",
+            );
+            return empty;
+        }
+        let (key, at, text) = if let Some(var) = &inst.token_env {
+            let key = format!("instance[{i}].token_env");
+            match std::env::var(var.get_ref()) {
+                Ok(t) => (key, var, t),
+                Err(_) => {
+                    let message = format!("environment variable {:?} is not set", var.get_ref());
+                    self.error(key, var, message);
+                    return empty;
+                }
+            }
+        } else if let Some(file) = &inst.token_file {
+            let key = format!("instance[{i}].token_file");
+            let path = self.token_file_path(file.get_ref());
+            match std::fs::read_to_string(&path) {
+                Ok(t) => (key, file, t),
+                Err(e) => {
+                    let message = format!("cannot read token file {}: {e}", path.display());
+                    self.error(key, file, message);
+                    return empty;
+                }
+            }
+        } else if let Some(inline) = &inst.token {
+            self.warnings.push(format!(
+                "{}: instance[{i}].token: the token is written in the config, readable by whoever can read the file; prefer token_env or token_file",
+                self.path.display()
+            ));
+            (
+                format!("instance[{i}].token"),
+                inline,
+                inline.get_ref().clone(),
+            )
+        } else {
+            return empty;
+        };
+        let token = Token::new(&text);
+        // A token must fit in an HTTP header; the message never quotes it.
+        if token.expose().is_empty() || !token.expose().bytes().all(|b| b.is_ascii_graphic()) {
+            self.error(
+                key,
+                at,
+                "the token is empty or holds spaces or non-ASCII characters",
+            );
+            return empty;
+        }
+        token
+    }
+
+    /// A relative `token_file` is read from systemd's `$CREDENTIALS_DIRECTORY`
+    /// when set (`LoadCredential=`), else beside the config file.
+    fn token_file_path(&self, file: &str) -> PathBuf {
+        let file = Path::new(file);
+        if file.is_absolute() {
+            return file.to_owned();
+        }
+        match std::env::var_os("CREDENTIALS_DIRECTORY") {
+            Some(dir) => Path::new(&dir).join(file),
+            None => self.path.parent().unwrap_or(Path::new(".")).join(file),
+        }
+    }
+
+    fn groups(
+        &mut self,
+        raw: Vec<Spanned<RawGroup>>,
+        instances: &[Instance],
+        defaults: &Defaults,
+    ) -> Vec<Group> {
+        let mut names: HashMap<String, usize> = HashMap::new();
+        let mut jids: HashMap<String, usize> = HashMap::new();
+        let mut out = Vec::with_capacity(raw.len());
+        for (i, g) in raw.into_iter().enumerate() {
+            let g = g.into_inner();
+            let name = g.name.get_ref().trim().to_owned();
+            if name.is_empty() || name.chars().any(char::is_control) {
+                self.error(
+                    format!("group[{i}].name"),
+                    &g.name,
+                    format!("{name:?} is not a usable group name"),
+                );
+            } else if let Some(first) = names.insert(name.clone(), i) {
+                self.error(
+                    format!("group[{i}].name"),
+                    &g.name,
+                    format!("{name:?} is already used by group[{first}]"),
+                );
+            }
+            let instance = g.instance.get_ref().trim().to_owned();
+            if !instances.iter().any(|x| x.name == instance) {
+                self.error(
+                    format!("group[{i}].instance"),
+                    &g.instance,
+                    format!("{instance:?} is not defined by any [[instance]]"),
+                );
+            }
+            let jid = match Jid::parse(g.jid.get_ref()) {
+                Ok(jid) => {
+                    if let Some(first) = jids.insert(jid.as_str().to_owned(), i) {
+                        self.error(
+                            format!("group[{i}].jid"),
+                            &g.jid,
+                            format!("{jid} is already used by group[{first}]; a group must rotate once per fire"),
+                        );
+                    }
+                    jid
+                }
+                Err(message) => {
+                    self.error(format!("group[{i}].jid"), &g.jid, message);
+                    continue;
+                }
+            };
+            let schedule = match Schedule::parse(g.schedule.get_ref()) {
+                Ok(s) => s,
+                Err(message) => {
+                    self.error(format!("group[{i}].schedule"), &g.schedule, message);
+                    continue;
+                }
+            };
+            let timezone = match g.timezone.as_ref() {
+                Some(tz) => self.timezone(&format!("group[{i}].timezone"), tz),
+                None => defaults.timezone,
+            };
+            let jitter = match g.jitter.as_ref() {
+                Some(j) => self.duration(&format!("group[{i}].jitter"), Some(j), Duration::ZERO),
+                None => defaults.jitter,
+            };
+            out.push(Group {
+                name,
+                instance,
+                jid,
+                schedule,
+                timezone,
+                jitter,
+                catch_up: g.catch_up.unwrap_or(defaults.catch_up),
+            });
+        }
+        out
+    }
+}
+
+/// `[defaults]`, resolved.
+struct Defaults {
+    timezone: Tz,
+    jitter: Duration,
+    catch_up: bool,
+}
