@@ -2,6 +2,7 @@
 //! one rate budget), the store, and rotations of many groups at once, bounded.
 
 use crate::config::{Config, Group, RetryPolicy};
+use crate::daemon::Rotator;
 use crate::ratelimit::RateLimiter;
 use crate::rotation::{self, Report};
 use crate::ryzeapi::{self, Client};
@@ -47,8 +48,10 @@ impl Engine {
             let limiter = match budgets.iter().find(|(t, _)| t.same_as(&instance.token)) {
                 Some((_, limiter)) => limiter.clone(),
                 None => {
-                    let limiter = Arc::new(RateLimiter::per_minute(
+                    let limiter = Arc::new(RateLimiter::shared(
                         config.rate_limit.requests_per_minute,
+                        store.clone(),
+                        &instance.token,
                     ));
                     budgets.push((instance.token.clone(), limiter.clone()));
                     limiter
@@ -112,6 +115,27 @@ impl Engine {
         Ok(report)
     }
 
+    /// Settles what a crash, a kill or a stop left unsettled (see
+    /// [`rotation::settle_interrupted`]); runs before the daemon takes new work.
+    /// Manual rotations younger than an hour are left to the `rotate` that may
+    /// still be running them.
+    pub async fn settle_leftovers(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let rows = self
+            .store
+            .unsettled(now - chrono::Duration::hours(1))
+            .await?;
+        for row in &rows {
+            let Some(client) = self.clients.get(&row.instance) else {
+                tracing::warn!(rotation = row.id, instance = %row.instance, "cannot settle: its instance is no longer configured");
+                continue;
+            };
+            let status =
+                rotation::settle_interrupted(&self.store, client, &self.retry, row).await?;
+            tracing::info!(rotation = row.id, group = %row.group_name, was = %row.status, now = status.as_str(), "settled a rotation left unsettled");
+        }
+        Ok(rows.len())
+    }
+
     /// Rotates `groups`, at most `max_concurrent` at a time, in the order given
     /// (the rate limiter serves them first come, first served). Results come
     /// back in the same order.
@@ -128,6 +152,14 @@ impl Engine {
                 .await;
         results.sort_by_key(|(i, _)| *i);
         results.into_iter().map(|(_, r)| r).collect()
+    }
+}
+
+impl Rotator for Engine {
+    async fn rotate_due(&self, group: Group, trigger: Trigger, due: DateTime<Utc>) {
+        if let Err(e) = self.rotate(&group, trigger, Some(due)).await {
+            tracing::error!(group = %group.name, error = %e, "rotation not recorded; it is settled at next start");
+        }
     }
 }
 

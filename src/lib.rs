@@ -12,8 +12,10 @@
 
 pub mod backoff;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod emulator;
 pub mod engine;
 pub mod exit;
@@ -21,6 +23,7 @@ pub mod ratelimit;
 pub mod rotation;
 pub mod ryzeapi;
 pub mod schedule;
+pub mod scheduler;
 pub mod secret;
 pub mod signals;
 pub mod store;

@@ -11,7 +11,15 @@
 //!
 //! Waiters are served in arrival order (a fair mutex is held while the head of
 //! the queue sleeps), so a burst of due rotations is worked off in due order.
+//!
+//! A limiter built with [`RateLimiter::shared`] keeps the bucket in the history
+//! database instead of memory, so every process using that database (the
+//! daemon, a restarted daemon, a `rotate` beside it) draws on one budget per
+//! token. If the database cannot be reached the in-memory bucket paces alone.
 
+use crate::secret::Token;
+use crate::store::Store;
+use sha2::{Digest, Sha256};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -27,6 +35,15 @@ pub struct RateLimiter {
     /// Held by the caller at the head of the queue; tokio's mutex is FIFO.
     queue: tokio::sync::Mutex<()>,
     state: Mutex<State>,
+    shared: Option<Shared>,
+}
+
+/// The bucket's row in the history database.
+#[derive(Debug)]
+struct Shared {
+    store: Store,
+    /// SHA-256 of the token, so the database never holds the token.
+    key: String,
 }
 
 #[derive(Debug)]
@@ -48,6 +65,18 @@ impl RateLimiter {
                 next_grant: Instant::now(),
                 paused_until: None,
             }),
+            shared: None,
+        }
+    }
+
+    /// A budget of `requests_per_minute` for `token`, kept in `store` and so
+    /// shared with every process that uses the same database.
+    pub fn shared(requests_per_minute: u32, store: Store, token: &Token) -> Self {
+        let digest = Sha256::digest(format!("invite-rotator rate budget\0{}", token.expose()));
+        let key = digest.iter().map(|b| format!("{b:02x}")).collect();
+        RateLimiter {
+            shared: Some(Shared { store, key }),
+            ..Self::per_minute(requests_per_minute)
         }
     }
 
@@ -61,6 +90,26 @@ impl RateLimiter {
     pub async fn acquire(&self) -> Duration {
         let start = Instant::now();
         let _head = self.queue.lock().await;
+        if let Some(shared) = &self.shared {
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            let interval_ms = i64::try_from(self.interval.as_millis())
+                .unwrap_or(i64::MAX)
+                .max(1);
+            match shared
+                .store
+                .reserve_grant(&shared.key, now_ms, interval_ms)
+                .await
+            {
+                Ok(grant_ms) => {
+                    let wait = u64::try_from(grant_ms - now_ms).unwrap_or(0);
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                    return start.elapsed();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "shared rate budget unavailable; pacing in memory")
+                }
+            }
+        }
         loop {
             let now = Instant::now();
             let ready_at = {
@@ -78,11 +127,23 @@ impl RateLimiter {
         }
     }
 
-    /// Holds every call of this token back until `until` (the API said the
-    /// window is spent). A later pause extends, an earlier one does not shorten.
-    pub fn pause_until(&self, until: Instant) {
-        let mut s = self.lock_state();
-        s.paused_until = Some(s.paused_until.map_or(until, |p| p.max(until)));
+    /// Holds every call of this token back for `wait` (the API said the window
+    /// is spent). A later pause extends, an earlier one does not shorten.
+    pub async fn pause_for(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        {
+            let mut s = self.lock_state();
+            s.paused_until = Some(s.paused_until.map_or(until, |p| p.max(until)));
+        }
+        if let Some(shared) = &self.shared {
+            let wait_ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
+            let until_ms = chrono::Utc::now()
+                .timestamp_millis()
+                .saturating_add(wait_ms);
+            if let Err(e) = shared.store.pause_budget(&shared.key, until_ms).await {
+                tracing::warn!(error = %e, "cannot record the rate-limit pause in the shared budget");
+            }
+        }
     }
 
     fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -158,9 +219,8 @@ mod tests {
     async fn a_pause_holds_every_caller_until_it_ends() {
         let limiter = RateLimiter::per_minute(600);
         limiter.acquire().await;
-        let start = Instant::now();
-        limiter.pause_until(start + Duration::from_secs(30));
-        limiter.pause_until(start + Duration::from_secs(5)); // does not shorten it
+        limiter.pause_for(Duration::from_secs(30)).await;
+        limiter.pause_for(Duration::from_secs(5)).await; // does not shorten it
         let waited = limiter.acquire().await;
         assert_eq!(waited, Duration::from_secs(30));
         // After the pause, pacing resumes from the grant, not in a burst.
@@ -186,5 +246,29 @@ mod tests {
             h.await.unwrap();
         }
         assert_eq!(*order.lock().unwrap(), (0..20).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn limiters_on_one_database_share_the_budget_of_their_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("h.db")).await.unwrap();
+        let token = Token::new("shared-token");
+        // Two processes' worth of limiters at 60/min (one grant every 1.02 s).
+        let a = RateLimiter::shared(60, store.clone(), &token);
+        let b = RateLimiter::shared(60, store.clone(), &token);
+        let other = RateLimiter::shared(60, store.clone(), &Token::new("other-token"));
+        let now = chrono::Utc::now().timestamp_millis();
+        // Reserve without sleeping: read the grants the bucket hands out.
+        let key = |l: &RateLimiter| l.shared.as_ref().unwrap().key.clone();
+        assert_eq!(key(&a), key(&b));
+        assert_ne!(key(&a), key(&other));
+        assert!(!key(&a).contains("shared-token"));
+        let g1 = store.reserve_grant(&key(&a), now, 1020).await.unwrap();
+        let g2 = store.reserve_grant(&key(&b), now, 1020).await.unwrap();
+        let g3 = store.reserve_grant(&key(&other), now, 1020).await.unwrap();
+        assert_eq!((g1, g2 - g1, g3), (now, 1020, now));
+        store.pause_budget(&key(&a), now + 30_000).await.unwrap();
+        let g4 = store.reserve_grant(&key(&b), now, 1020).await.unwrap();
+        assert_eq!(g4, now + 30_000);
     }
 }

@@ -13,8 +13,9 @@
 use crate::backoff;
 use crate::config::{Group, RetryPolicy};
 use crate::ryzeapi::{Call, CallError, RyzeApi};
+use crate::store::Rotation;
 use crate::store::{CallRecord, NewRotation, Settlement, Status, Store, StoreError, Trigger};
-use crate::whatsapp::InviteCode;
+use crate::whatsapp::{InviteCode, Jid};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -65,7 +66,8 @@ pub async fn rotate<A: RyzeApi>(
         store,
         api,
         retry,
-        group,
+        name: &group.name,
+        jid: &group.jid,
         id,
         attempts: 0,
         last_error: None,
@@ -135,6 +137,82 @@ pub async fn rotate<A: RyzeApi>(
     run.settle(Status::Failed, None, error).await
 }
 
+/// Settles a rotation that a crash, a kill or a stop left unsettled: a
+/// `pending` row, or an `unknown` one that is its group's latest. The `attempts`
+/// column is written before each reset call, so:
+/// - no reset was made: `failed`, nothing to learn;
+/// - a reset may have been made: read the live link; changed from the old code
+///   means it happened (`succeeded`, that code recorded); unchanged means it did
+///   not (`failed`); unreadable leaves it `unknown`.
+pub async fn settle_interrupted<A: RyzeApi>(
+    store: &Store,
+    api: &A,
+    retry: &RetryPolicy,
+    row: &Rotation,
+) -> Result<Status, StoreError> {
+    let jid = match Jid::parse(&row.group_jid) {
+        Ok(jid) => jid,
+        Err(e) => {
+            let settlement = Settlement {
+                status: Status::Unknown,
+                attempts: u32::try_from(row.attempts).unwrap_or(0),
+                new_code: None,
+                new_link: None,
+                error: Some(format!("cannot settle: {e}")),
+            };
+            store.settle(row.id, &settlement).await?;
+            return Ok(Status::Unknown);
+        }
+    };
+    let mut run = Run {
+        store,
+        api,
+        retry,
+        name: &row.group_name,
+        jid: &jid,
+        id: row.id,
+        attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
+        last_error: row.error.clone(),
+        old_code: row.old_invite_code.clone(),
+        started: Instant::now(),
+    };
+    let was = format!("interrupted while {}", row.status);
+    if run.attempts == 0 {
+        let error = format!("{was}, before any reset (settled at start)");
+        return Ok(run.settle(Status::Failed, None, Some(error)).await?.status);
+    }
+    let old = row
+        .old_invite_code
+        .as_deref()
+        .and_then(|c| InviteCode::parse(c).ok());
+    let report = match (old, run.read_live_code().await) {
+        (Some(old), Live::Code(now)) if now != old => {
+            tracing::info!(group = %row.group_name, code = %now, "settled at start: the interrupted reset had happened");
+            let link = now.link();
+            let note = format!(
+                "{was}; the live link had changed, so the reset happened (settled at start)"
+            );
+            run.settle(Status::Succeeded, Some((now, link)), Some(note))
+                .await?
+        }
+        (Some(_), Live::Code(_)) => {
+            let error = format!(
+                "{was}; the link is unchanged, so the reset did not happen (settled at start)"
+            );
+            run.settle(Status::Failed, None, Some(error)).await?
+        }
+        (_, live) => {
+            let why = match live {
+                Live::Refused(e) | Live::Unreachable(e) => e,
+                _ => "the link before the reset was not readable".to_owned(),
+            };
+            let error = format!("{was}; outcome unknown: {why}");
+            run.settle(Status::Unknown, None, Some(error)).await?
+        }
+    };
+    Ok(report.status)
+}
+
 /// What a read of the live link found.
 enum Live {
     Code(InviteCode),
@@ -161,7 +239,8 @@ struct Run<'a, A> {
     store: &'a Store,
     api: &'a A,
     retry: &'a RetryPolicy,
-    group: &'a Group,
+    name: &'a str,
+    jid: &'a Jid,
     id: i64,
     attempts: u32,
     last_error: Option<String>,
@@ -175,7 +254,7 @@ impl<A: RyzeApi> Run<'_, A> {
         let mut reads = 0;
         loop {
             reads += 1;
-            let call = self.api.group_info(&self.group.jid).await;
+            let call = self.api.group_info(self.jid).await;
             self.log("info", &call).await;
             let error = match call.result {
                 Ok(info) => return info.code.map_or(Live::NoLink, Live::Code),
@@ -206,7 +285,7 @@ impl<A: RyzeApi> Run<'_, A> {
         };
         match self.read_live_code().await {
             Live::Code(now) if &now != old => {
-                tracing::info!(group = %self.group.name, code = %now, "the reset had happened: the live link changed");
+                tracing::info!(group = %self.name, code = %now, "the reset had happened: the live link changed");
                 Learned::Happened(now)
             }
             Live::Code(_) => Learned::DidNotHappen,
@@ -221,11 +300,11 @@ impl<A: RyzeApi> Run<'_, A> {
 
     /// Warns when the live code is not the one this history last recorded.
     async fn note_outside_change(&self, old: Option<&InviteCode>) -> Result<(), StoreError> {
-        let last = self.store.last_issued_code(self.group.jid.as_str()).await?;
+        let last = self.store.last_issued_code(self.jid.as_str()).await?;
         if let (Some(last), Some(old)) = (last, old) {
             if last != old.as_str() {
                 tracing::warn!(
-                    group = %self.group.name,
+                    group = %self.name,
                     recorded = %last,
                     live = %old,
                     "the invite link was changed outside invite-rotator since its last rotation"
@@ -256,10 +335,10 @@ impl<A: RyzeApi> Run<'_, A> {
             error: call.result.as_ref().err().map(ToString::to_string),
         };
         if let Err(e) = self.store.log_call(&record).await {
-            tracing::warn!(group = %self.group.name, error = %e, "could not log an API call");
+            tracing::warn!(group = %self.name, error = %e, "could not log an API call");
         }
         if let Err(e) = &call.result {
-            tracing::debug!(group = %self.group.name, endpoint, outcome = e.outcome(), error = %e, "API call failed");
+            tracing::debug!(group = %self.name, endpoint, outcome = e.outcome(), error = %e, "API call failed");
         }
     }
 
@@ -293,7 +372,7 @@ impl<A: RyzeApi> Run<'_, A> {
             tries += 1;
             if tries >= SETTLE_TRIES {
                 tracing::error!(
-                    group = %self.group.name,
+                    group = %self.name,
                     rotation = self.id,
                     status = status.as_str(),
                     new_code = settlement.new_code.as_deref().unwrap_or("-"),
@@ -302,12 +381,12 @@ impl<A: RyzeApi> Run<'_, A> {
                 );
                 return Err(e);
             }
-            tracing::warn!(group = %self.group.name, error = %e, "cannot record the rotation's outcome yet; retrying");
+            tracing::warn!(group = %self.name, error = %e, "cannot record the rotation's outcome yet; retrying");
             tokio::time::sleep(Duration::from_millis(100) * 2u32.pow(tries)).await;
         }
         Ok(Report {
             id: self.id,
-            group: self.group.name.clone(),
+            group: self.name.to_owned(),
             status,
             attempts: self.attempts,
             old_code: self.old_code.clone(),

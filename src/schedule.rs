@@ -43,6 +43,13 @@ impl Schedule {
             .ok()
     }
 
+    /// The last fire time at or before `at`, in zone `tz`.
+    pub fn last_at_or_before(&self, at: DateTime<Utc>, tz: Tz) -> Option<DateTime<Tz>> {
+        self.cron
+            .find_previous_occurrence(&at.with_timezone(&tz), true)
+            .ok()
+    }
+
     /// The next `n` fire times after `after`.
     pub fn upcoming(&self, after: DateTime<Utc>, tz: Tz, n: usize) -> Vec<DateTime<Tz>> {
         let mut out = Vec::with_capacity(n);

@@ -112,7 +112,7 @@ impl Client {
             Ok(response) => {
                 let status = response.status().as_u16();
                 let rate = rate_headers(response.headers());
-                self.obey(status, rate);
+                self.obey(status, rate).await;
                 let result = match read_bounded(response).await {
                     Err(e) => Err(endpoint.unclear(e)),
                     Ok(body) if (200..300).contains(&status) => parse(&body),
@@ -129,11 +129,11 @@ impl Client {
     }
 
     /// Pauses the token when the API says its window is spent.
-    fn obey(&self, status: u16, rate: RateHeaders) {
+    async fn obey(&self, status: u16, rate: RateHeaders) {
         if status == 429 || rate.remaining == Some(0) {
             if let Some(wait) = rate.reset_in {
                 tracing::debug!(instance = %self.instance, wait_s = wait.as_secs_f64(), "rate budget spent; pausing the token");
-                self.limiter.pause_until(Instant::now() + wait);
+                self.limiter.pause_for(wait).await;
             }
         }
     }

@@ -13,6 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite};
+use std::collections::HashMap;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -203,6 +204,127 @@ impl Store {
         .map_err(|e| self.err(e))
     }
 
+    /// Records that the daemon has seen these groups (keeping the first time),
+    /// and returns when it first saw each.
+    pub async fn mark_seen(
+        &self,
+        names: &[&str],
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
+        let mut conn = self.conn.lock().await;
+        let mut tx = sqlx::Connection::begin(&mut *conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        let now = timestamp(now);
+        for name in names {
+            sqlx::query(
+                "INSERT OR IGNORE INTO groups_seen (group_name, first_seen_at) VALUES (?, ?)",
+            )
+            .bind(name.to_string())
+            .bind(now.clone())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        }
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT group_name, first_seen_at FROM groups_seen")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(n, t)| Some((n, parse_timestamp(&t)?)))
+            .collect())
+    }
+
+    /// The latest due time each group's scheduled (or caught-up) rotations served.
+    pub async fn last_scheduled(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT group_name, MAX(scheduled_for) FROM rotations
+             WHERE scheduled_for IS NOT NULL GROUP BY group_name",
+        )
+        .fetch_all(&mut *self.conn.lock().await)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(n, t)| Some((n, parse_timestamp(&t)?)))
+            .collect())
+    }
+
+    /// Rotations left unsettled: `pending` rows (a crash or a kill) and `unknown`
+    /// rows that are their group's latest, oldest first. Manual rotations younger
+    /// than `manual_grace` are left alone: a `rotate` may still be running.
+    pub async fn unsettled(
+        &self,
+        manual_before: DateTime<Utc>,
+    ) -> Result<Vec<Rotation>, StoreError> {
+        sqlx::query_as(concat!(
+            select_rotation!(),
+            " r WHERE (status = 'pending' OR (status = 'unknown' AND NOT EXISTS
+                 (SELECT 1 FROM rotations later WHERE later.group_jid = r.group_jid AND later.id > r.id)))
+               AND (trigger != 'manual' OR started_at < ?) ORDER BY id"
+        ))
+        .bind(timestamp(manual_before))
+        .fetch_all(&mut *self.conn.lock().await)
+        .await
+        .map_err(|e| self.err(e))
+    }
+
+    /// At a stop, records the daemon's rotations that were cut short: `failed`
+    /// if no reset call had been made, else `unknown` (the next start reads the
+    /// link to settle it). Returns how many.
+    pub async fn record_stopped(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        sqlx::query(
+            "UPDATE rotations SET finished_at = ?,
+                status = CASE WHEN attempts = 0 THEN 'failed' ELSE 'unknown' END,
+                error = CASE WHEN attempts = 0 THEN 'stopped before any reset'
+                        ELSE 'stopped during a reset call; settled from the live link at next start' END
+             WHERE status = 'pending' AND trigger IN ('schedule', 'catch_up')",
+        )
+        .bind(timestamp(now))
+        .execute(&mut *self.conn.lock().await)
+        .await
+        .map(|r| r.rows_affected())
+        .map_err(|e| self.err(e))
+    }
+
+    /// Takes the next grant of a shared token bucket: returns the Unix
+    /// millisecond at which the caller may send, and moves the bucket on by
+    /// `interval_ms`. One statement, so concurrent processes never share a slot.
+    pub async fn reserve_grant(
+        &self,
+        token_key: &str,
+        now_ms: i64,
+        interval_ms: i64,
+    ) -> Result<i64, StoreError> {
+        sqlx::query_scalar(
+            "INSERT INTO rate_budget (token_key, next_grant_ms) VALUES (?1, ?2 + ?3)
+             ON CONFLICT (token_key) DO UPDATE SET next_grant_ms = MAX(?2, next_grant_ms, paused_until_ms) + ?3
+             RETURNING next_grant_ms - ?3",
+        )
+        .bind(token_key.to_owned())
+        .bind(now_ms)
+        .bind(interval_ms)
+        .fetch_one(&mut *self.conn.lock().await)
+        .await
+        .map_err(|e| self.err(e))
+    }
+
+    /// Holds a shared token bucket until `until_ms` (the API said its window is spent).
+    pub async fn pause_budget(&self, token_key: &str, until_ms: i64) -> Result<(), StoreError> {
+        self.execute(
+            sqlx::query(
+                "INSERT INTO rate_budget (token_key, next_grant_ms, paused_until_ms) VALUES (?1, 0, ?2)
+                 ON CONFLICT (token_key) DO UPDATE SET paused_until_ms = MAX(paused_until_ms, ?2)",
+            )
+            .bind(token_key.to_owned())
+            .bind(until_ms),
+        )
+        .await
+    }
+
     /// One rotation by id.
     pub async fn rotation(&self, id: i64) -> Result<Option<Rotation>, StoreError> {
         sqlx::query_as(concat!(select_rotation!(), " WHERE id = ?"))
@@ -275,6 +397,13 @@ macro_rules! select_rotation {
     };
 }
 use select_rotation;
+
+/// Parses a stored timestamp.
+fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
 
 /// Creates the file 0600 if missing and tightens it if it exists.
 fn restrict(path: &Path) -> std::io::Result<()> {

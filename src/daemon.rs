@@ -1,0 +1,261 @@
+//! The daemon: every group rotates on its own schedule until shutdown.
+//!
+//! One loop owns the timer queue. It sleeps until the earliest fire (at most a
+//! minute, so a corrected system clock is followed), starts each due rotation
+//! as a task, and `select!`s on shutdown and reloads. Invariants:
+//! - a group has at most one rotation in flight: a fire that finds one running
+//!   is coalesced into it, not stacked;
+//! - fires are started in due order and queue for `max_concurrent` permits
+//!   (a fair semaphore), then for the rate budget (a fair queue): none is dropped;
+//! - at start, a fire missed while the daemon was down is made up once
+//!   (`catch_up`), never for fires before the daemon first saw the group.
+
+use crate::clock::Clock;
+use crate::config::{Config, Group};
+use crate::scheduler::{self, Timers};
+use crate::store::{Store, StoreError, Trigger};
+use chrono::{DateTime, Utc};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+/// The longest the loop sleeps without looking at the clock again.
+const MAX_NAP: Duration = Duration::from_secs(10);
+/// How long in-flight rotations get to finish after a stop is asked for; the
+/// rest are cut and recorded, so the process exits within 10 s.
+pub const STOP_GRACE: Duration = Duration::from_secs(8);
+
+/// What the daemon does with a due group. [`crate::engine::Engine`] rotates it;
+/// tests record the call.
+pub trait Rotator: Send + Sync + 'static {
+    /// Rotates `group` for the fire due at `due`. Errors are the rotator's to log.
+    fn rotate_due(
+        &self,
+        group: Group,
+        trigger: Trigger,
+        due: DateTime<Utc>,
+    ) -> impl Future<Output = ()> + Send;
+}
+
+/// Things the daemon tells its supervisor (systemd in production).
+pub trait Lifecycle: Send + Sync {
+    /// Start-up is over: leftovers settled, catch-ups started, timers set.
+    fn ready(&self) {}
+    /// The loop is turning (called at least every [`MAX_NAP`]).
+    fn alive(&self) {}
+    /// A stop was asked for.
+    fn stopping(&self) {}
+}
+
+/// A lifecycle that tells no one.
+pub struct Quiet;
+impl Lifecycle for Quiet {}
+
+/// A new config to run with, and the rotator built from it.
+pub struct Reload<R> {
+    /// The new, valid config.
+    pub config: Config,
+    /// Its rotator.
+    pub rotator: R,
+}
+
+/// Runs until `shutdown` completes, then lets in-flight rotations finish for up
+/// to [`STOP_GRACE`] and records the rest.
+pub async fn run<R: Rotator>(
+    config: Config,
+    rotator: R,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    lifecycle: &dyn Lifecycle,
+    shutdown: impl Future<Output = ()>,
+    mut reloads: mpsc::Receiver<Reload<R>>,
+) -> Result<(), StoreError> {
+    let mut daemon = Daemon::new(config, rotator, store, clock);
+    daemon.start().await?;
+    lifecycle.ready();
+    tokio::pin!(shutdown);
+    loop {
+        daemon.fire_due();
+        lifecycle.alive();
+        let nap = daemon.timers.nap(daemon.clock.now(), MAX_NAP);
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            Some(reload) = reloads.recv() => daemon.reload(reload).await?,
+            Some(done) = daemon.tasks.join_next_with_id(), if !daemon.tasks.is_empty() => daemon.finished(done),
+            () = tokio::time::sleep(nap) => {}
+        }
+    }
+    lifecycle.stopping();
+    daemon.stop().await
+}
+
+struct Daemon<R> {
+    groups: HashMap<String, Group>,
+    max_concurrent: usize,
+    rotator: Arc<R>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    timers: Timers,
+    running: HashSet<String>,
+    /// Which group each task rotates, so a task that panicked still frees its group.
+    task_groups: HashMap<tokio::task::Id, String>,
+    tasks: JoinSet<()>,
+    permits: Arc<Semaphore>,
+}
+
+impl<R: Rotator> Daemon<R> {
+    fn new(config: Config, rotator: R, store: Store, clock: Arc<dyn Clock>) -> Self {
+        Daemon {
+            max_concurrent: config.rate_limit.max_concurrent,
+            permits: Arc::new(Semaphore::new(config.rate_limit.max_concurrent)),
+            groups: config
+                .groups
+                .into_iter()
+                .map(|g| (g.name.clone(), g))
+                .collect(),
+            rotator: Arc::new(rotator),
+            store,
+            clock,
+            timers: Timers::default(),
+            running: HashSet::new(),
+            task_groups: HashMap::new(),
+            tasks: JoinSet::new(),
+        }
+    }
+
+    /// Catch-up for fires missed while down, then the timers.
+    async fn start(&mut self) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let names: Vec<&str> = self.groups.keys().map(String::as_str).collect();
+        let first_seen = self.store.mark_seen(&names, now).await?;
+        let last_served = self.store.last_scheduled().await?;
+        let mut missed: Vec<(DateTime<Utc>, Group)> = self
+            .groups
+            .values()
+            .filter(|g| g.catch_up)
+            .filter_map(|g| {
+                let seen = first_seen.get(&g.name).copied().unwrap_or(now);
+                let since = last_served
+                    .get(&g.name)
+                    .map_or(seen, |last| seen.max(*last));
+                Some((scheduler::missed_fire(g, since, now)?, g.clone()))
+            })
+            .collect();
+        missed.sort_by_key(|(due, g)| (*due, g.name.clone()));
+        for (due, group) in missed {
+            tracing::info!(group = %group.name, missed = %due, "catching up a rotation missed while the daemon was down");
+            self.dispatch(group, Trigger::CatchUp, due);
+        }
+        self.timers = Timers::new(self.groups.values(), now);
+        tracing::info!(
+            groups = self.groups.len(),
+            next_due = %self.timers.next_at().map_or_else(|| "never".to_owned(), |t| t.to_rfc3339()),
+            catching_up = self.tasks.len(),
+            "daemon started"
+        );
+        Ok(())
+    }
+
+    /// Starts every fire that is due, in due order, and sets each group's next.
+    fn fire_due(&mut self) {
+        let now = self.clock.now();
+        while let Some(fire) = self.timers.pop_due(now) {
+            let Some(group) = self.groups.get(&fire.group).cloned() else {
+                continue;
+            };
+            if let Some(next) = scheduler::next_fire(&group, fire.due) {
+                self.timers.push(next);
+            }
+            if self.running.contains(&group.name) {
+                tracing::info!(group = %group.name, due = %fire.due, "previous rotation still running; this fire is coalesced into it");
+                continue;
+            }
+            self.dispatch(group, Trigger::Schedule, fire.due);
+        }
+    }
+
+    fn dispatch(&mut self, group: Group, trigger: Trigger, due: DateTime<Utc>) {
+        self.running.insert(group.name.clone());
+        let name = group.name.clone();
+        let (rotator, permits) = (self.rotator.clone(), self.permits.clone());
+        let task = self.tasks.spawn(async move {
+            // The semaphore is fair: rotations start in the order they were due.
+            let _permit = permits.acquire_owned().await;
+            rotator.rotate_due(group, trigger, due).await;
+        });
+        self.task_groups.insert(task.id(), name);
+    }
+
+    fn finished(&mut self, done: Result<(tokio::task::Id, ()), tokio::task::JoinError>) {
+        let id = match done {
+            Ok((id, ())) => id,
+            Err(e) => {
+                // A panicking rotation is a bug; its group must not stay blocked.
+                tracing::error!(error = %e, "a rotation task failed");
+                e.id()
+            }
+        };
+        if let Some(name) = self.task_groups.remove(&id) {
+            self.running.remove(&name);
+        }
+    }
+
+    /// Takes a new config: groups added, removed or rescheduled take effect now.
+    async fn reload(&mut self, reload: Reload<R>) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let names: Vec<&str> = reload
+            .config
+            .groups
+            .iter()
+            .map(|g| g.name.as_str())
+            .collect();
+        self.store.mark_seen(&names, now).await?;
+        if reload.config.rate_limit.max_concurrent != self.max_concurrent {
+            tracing::warn!("rate_limit.max_concurrent changes take effect at the next restart");
+        }
+        self.groups = reload
+            .config
+            .groups
+            .into_iter()
+            .map(|g| (g.name.clone(), g))
+            .collect();
+        self.rotator = Arc::new(reload.rotator);
+        self.timers = Timers::new(self.groups.values(), now);
+        tracing::info!(
+            groups = self.groups.len(),
+            next_due = %self.timers.next_at().map_or_else(|| "never".to_owned(), |t| t.to_rfc3339()),
+            "configuration reloaded"
+        );
+        Ok(())
+    }
+
+    /// No new work; in-flight rotations get [`STOP_GRACE`], then are cut and
+    /// recorded: no row is left `pending`.
+    async fn stop(mut self) -> Result<(), StoreError> {
+        let in_flight = self.tasks.len();
+        if in_flight > 0 {
+            tracing::info!(in_flight, "stopping: letting in-flight rotations finish");
+        }
+        let drained = tokio::time::timeout(STOP_GRACE, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            self.tasks.shutdown().await;
+            let cut = self.store.record_stopped(self.clock.now()).await?;
+            tracing::warn!(
+                cut,
+                "stopped with rotations still in flight; recorded as failed or unknown"
+            );
+        }
+        tracing::info!("daemon stopped");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
