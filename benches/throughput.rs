@@ -18,6 +18,7 @@ const LIMIT: u32 = 600;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let emulator = Emulator::new(EmulatorOptions {
         requests_per_minute: LIMIT,
+        window: Duration::from_secs(60),
         latency: Duration::from_millis(300),
         auto_create: false,
     });

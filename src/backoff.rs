@@ -29,6 +29,7 @@ mod tests {
             max_attempts: 5,
             backoff_initial: Duration::from_secs(2),
             backoff_max: Duration::from_secs(300),
+            read_back_delay: Duration::from_secs(30),
         };
         let got: Vec<u64> = (1..=9).map(|n| ceiling(&p, n).as_secs()).collect();
         assert_eq!(got, [2, 4, 8, 16, 32, 64, 128, 256, 300]);

@@ -96,6 +96,7 @@ pub async fn rotate<A: RyzeApi>(
         store.record_attempt(id, run.attempts).await?;
         let call = api.reset_link(&group.jid).await;
         run.log("resetLink", &call).await;
+        let replied = call.http_status.is_some();
         match call.result {
             Ok(reply) => {
                 return run
@@ -107,6 +108,11 @@ pub async fn rotate<A: RyzeApi>(
             }
             Err(CallError::Unknown(error)) => {
                 run.last_error = Some(error);
+                if !replied {
+                    // No reply: the server may still be resetting. Reading too
+                    // soon would see the old link and invite a second reset.
+                    tokio::time::sleep(retry.read_back_delay).await;
+                }
                 // Never reset blindly again: first learn whether this one happened.
                 match run.learn_outcome(old.as_ref()).await {
                     Learned::Happened(code) => {

@@ -155,3 +155,22 @@ fn the_example_config_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_syntax_error_on_a_token_line_does_not_print_the_token() {
+    let leaky = VALID.replace(
+        "token_env = \"IR_CFG_ERR_TOKEN\"",
+        "token = \"sk-LEAK-12345\nother = 1",
+    );
+    let (code, stderr) = check(&leaky);
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(stderr.contains("line "), "{stderr}");
+    assert!(!stderr.contains("sk-LEAK"), "{stderr}");
+    let duplicate = VALID.replace(
+        "token_env = \"IR_CFG_ERR_TOKEN\"",
+        "token = \"sk-LEAK-12345\"\ntoken = \"sk-LEAK-12345\"",
+    );
+    let (code, stderr) = check(&duplicate);
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(!stderr.contains("sk-LEAK"), "{stderr}");
+}

@@ -76,6 +76,9 @@ async fn under_every_reset_fault_the_history_holds_every_issued_code_and_no_rese
         (Fault::HtmlBody, 2),
         (Fault::HtmlBodyAfterReset, 1),
         (Fault::Throttled, 2),
+        // Lands 0.4 s after the call, past the 0.3 s timeout: the read-back
+        // waits one timeout, sees the new link, and does not reset again.
+        (Fault::LateReset(Duration::from_millis(400)), 1),
     ];
     for (fault, expected_resets) in cases {
         let (app, report) = rotate_with(Route::Reset, &[fault]).await;

@@ -99,6 +99,7 @@ const POLICY: RetryPolicy = RetryPolicy {
     max_attempts: 4,
     backoff_initial: Duration::from_secs(2),
     backoff_max: Duration::from_secs(300),
+    read_back_delay: Duration::from_secs(30),
 };
 
 fn group() -> Group {

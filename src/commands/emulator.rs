@@ -21,6 +21,7 @@ pub async fn run(
         .map_err(|e| Failure::Runtime(e.to_string()))?;
     let emulator = Emulator::new(EmulatorOptions {
         requests_per_minute: requests_per_minute.max(1),
+        window: Duration::from_secs(60),
         latency,
         auto_create: true,
     });

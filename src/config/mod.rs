@@ -71,6 +71,10 @@ pub struct RetryPolicy {
     pub backoff_initial: Duration,
     /// No backoff is longer than this.
     pub backoff_max: Duration,
+    /// After a reset that got no reply (timeout, cut connection), how long to
+    /// wait before reading the link back: the server may still be working on
+    /// it. Not a key of its own: one `api.timeout`.
+    pub read_back_delay: Duration,
 }
 
 /// One `[[instance]]`.
@@ -176,10 +180,7 @@ impl Config {
     /// Validates config text; `path` names the file in messages and anchors
     /// relative `token_file` paths.
     pub fn parse(text: &str, path: &Path, tokens: Tokens) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: path.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| syntax_error(&e, text, path))?;
         validate::validate(raw, text, path, tokens)
     }
 
@@ -189,6 +190,43 @@ impl Config {
             .iter()
             .find(|g| g.name == key)
             .or_else(|| self.groups.iter().find(|g| g.jid.as_str() == key))
+    }
+}
+
+/// A TOML error as line, key and message. toml's own text quotes the source
+/// line, which may hold an inline token, so it is never shown.
+fn syntax_error(e: &toml::de::Error, text: &str, path: &Path) -> ConfigError {
+    let message = e.message().trim_end().to_owned();
+    let Some(span) = e.span() else {
+        return ConfigError::Syntax {
+            path: path.to_owned(),
+            message,
+        };
+    };
+    let start = span.start.min(text.len());
+    let line = text.as_bytes()[..start]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1;
+    // The key of that line (what stands before `=`), never its value.
+    let key = text
+        .lines()
+        .nth(line - 1)
+        .and_then(|l| l.split_once('='))
+        .map(|(k, _)| k.trim())
+        .filter(|k| {
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.\"'[] ".contains(c))
+        });
+    let message = match key {
+        Some(key) => format!("line {line}: {key}: {message}"),
+        None => format!("line {line}: {message}"),
+    };
+    ConfigError::Syntax {
+        path: path.to_owned(),
+        message,
     }
 }
 

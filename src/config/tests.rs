@@ -196,6 +196,7 @@ fn every_error_is_reported_not_just_the_first() {
     let keys: Vec<_> = errors.iter().map(|e| e.key.as_str()).collect();
     assert!(keys.contains(&"retry.max_attempts"), "{keys:?}");
     assert!(keys.contains(&"group[0].schedule"), "{keys:?}");
+    assert!(keys.contains(&"group[0].timezone"), "{keys:?}");
 }
 
 #[test]

@@ -145,6 +145,7 @@ impl Validator<'_> {
                 raw.retry.backoff_max.as_ref(),
                 Duration::from_secs(300),
             ),
+            read_back_delay: api.timeout,
         };
         if retry.backoff_max < retry.backoff_initial {
             if let Some(at) = raw.retry.backoff_max.as_ref() {
@@ -369,18 +370,18 @@ impl Validator<'_> {
                             format!("{jid} is already used by group[{first}]; a group must rotate once per fire"),
                         );
                     }
-                    jid
+                    Some(jid)
                 }
                 Err(message) => {
                     self.error(format!("group[{i}].jid"), &g.jid, message);
-                    continue;
+                    None
                 }
             };
             let schedule = match Schedule::parse(g.schedule.get_ref()) {
-                Ok(s) => s,
+                Ok(s) => Some(s),
                 Err(message) => {
                     self.error(format!("group[{i}].schedule"), &g.schedule, message);
-                    continue;
+                    None
                 }
             };
             let timezone = match g.timezone.as_ref() {
@@ -390,6 +391,10 @@ impl Validator<'_> {
             let jitter = match g.jitter.as_ref() {
                 Some(j) => self.duration(&format!("group[{i}].jitter"), Some(j), Duration::ZERO),
                 None => defaults.jitter,
+            };
+            // A group with an unusable JID or schedule is reported, not kept.
+            let (Some(jid), Some(schedule)) = (jid, schedule) else {
+                continue;
             };
             out.push(Group {
                 name,

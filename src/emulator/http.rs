@@ -71,6 +71,14 @@ async fn respond(em: &Emulator, req: &Request<'_>) -> Response {
     let reply: Reply =
         em.state()
             .handle(req, em.options.requests_per_minute, em.options.auto_create);
+    if let Some(jid) = reply.late_reset.clone() {
+        // Detached: the reset lands even if the client hangs up first.
+        let (em, at) = (em.clone(), em.options.latency + reply.stall);
+        tokio::spawn(async move {
+            tokio::time::sleep(at).await;
+            em.state().apply_reset(&jid);
+        });
+    }
     let delay = em.options.latency + reply.stall;
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;

@@ -21,8 +21,11 @@ use tokio::net::TcpListener;
 /// How the emulator behaves.
 #[derive(Debug, Clone)]
 pub struct EmulatorOptions {
-    /// The per-token limit, counted over any sliding 60 s.
+    /// The per-token limit, counted over any sliding `window`.
     pub requests_per_minute: u32,
+    /// The limit's window: 60 s like the API; tests shorten it to prove
+    /// pacing with more calls than one window allows, quickly.
+    pub window: Duration,
     /// Added to every reply.
     pub latency: Duration,
     /// Accept unknown instances (claimed by the first token that uses them) and
@@ -35,6 +38,7 @@ impl Default for EmulatorOptions {
     fn default() -> Self {
         EmulatorOptions {
             requests_per_minute: 100,
+            window: Duration::from_secs(60),
             latency: Duration::ZERO,
             auto_create: false,
         }
@@ -61,8 +65,10 @@ pub enum Membership {
 impl Emulator {
     /// An emulator with no instances and no groups.
     pub fn new(options: EmulatorOptions) -> Self {
+        let mut state = State::default();
+        state.window = options.window;
         Emulator {
-            state: Arc::new(Mutex::new(State::default())),
+            state: Arc::new(Mutex::new(state)),
             options: Arc::new(options),
         }
     }

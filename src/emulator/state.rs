@@ -4,8 +4,6 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
-const WINDOW: Duration = Duration::from_secs(60);
-
 /// The two routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -37,6 +35,9 @@ pub enum Fault {
     HtmlBodyAfterReset,
     /// A 429 from WhatsApp's own throttling: no rate-limit headers explain it.
     Throttled,
+    /// No reply for this long, and the reset takes effect only then, even if
+    /// the client has given up: a reset that lands late.
+    LateReset(Duration),
 }
 
 impl Fault {
@@ -82,6 +83,8 @@ struct InstanceState {
 
 #[derive(Debug, Default)]
 pub(super) struct State {
+    /// The rate limit's sliding window (60 s, like the API's minute).
+    pub window: Duration,
     instances: HashMap<String, InstanceState>,
     pub groups: HashMap<String, GroupState>,
     windows: HashMap<String, VecDeque<Instant>>,
@@ -97,6 +100,8 @@ pub(super) struct Reply {
     pub rate: Option<RateHeaders>,
     /// Answer without `X-RateLimit-*` headers (WhatsApp's own throttling).
     pub omit_rate: bool,
+    /// Reset this group after `stall`, whether or not the client still waits.
+    pub late_reset: Option<String>,
     /// Extra delay before answering.
     pub stall: Duration,
 }
@@ -129,6 +134,7 @@ fn error(status: u16, message: &str) -> Reply {
         body: Body::Json(serde_json::json!({"success": false, "error": {"message": message}})),
         rate: None,
         omit_rate: false,
+        late_reset: None,
         stall: Duration::ZERO,
     }
 }
@@ -223,22 +229,39 @@ impl State {
         if auto_create && jid.ends_with("@g.us") && !self.groups.contains_key(jid) {
             self.add_group(req.instance, jid, true);
         }
+        // Refusals come before faults: a fault is spent only on a call that
+        // would otherwise succeed, so a test knows which call it hits.
+        let admin = match self.groups.get(jid).filter(|g| g.instance == req.instance) {
+            None => {
+                return (
+                    error(404, "Group not found or you are not a member of this group"),
+                    None,
+                );
+            }
+            Some(g) => g.admin,
+        };
+        if req.route == Route::Reset && !admin {
+            return (
+                error(
+                    403,
+                    "Not authorized to reset group invite link (must be admin)",
+                ),
+                None,
+            );
+        }
         let fault = self.take_fault(req.route);
-        let Some(group) = self
-            .groups
-            .get_mut(jid)
-            .filter(|g| g.instance == req.instance)
-        else {
+        let Some(group) = self.groups.get_mut(jid) else {
             return (
                 error(404, "Group not found or you are not a member of this group"),
-                fault,
+                None,
             );
         };
         let mut reply = match req.route {
-            Route::Reset if !group.admin => error(
-                403,
-                "Not authorized to reset group invite link (must be admin)",
-            ),
+            Route::Reset if matches!(fault, Some(Fault::LateReset(_))) => {
+                let mut reply = error(504, "upstream timed out");
+                reply.late_reset = Some(jid.to_owned());
+                reply
+            }
             // A fault that strikes before the reset: nothing changes.
             Route::Reset if fault.is_some_and(|f| !f.resets()) => error(500, "emulated fault"),
             Route::Reset => {
@@ -254,6 +277,14 @@ impl State {
         (reply, fault)
     }
 
+    /// Resets a group's link now (a late-landing reset).
+    pub fn apply_reset(&mut self, jid: &str) {
+        if let Some(group) = self.groups.get_mut(jid) {
+            group.code = new_code();
+            group.chain.push(group.code.clone());
+        }
+    }
+
     fn take_fault(&mut self, route: Route) -> Option<Fault> {
         let at = self.faults.iter().position(|(r, _)| *r == route)?;
         self.faults.remove(at).map(|(_, f)| f)
@@ -264,12 +295,12 @@ impl State {
         let window = self.windows.entry(token.to_owned()).or_default();
         while window
             .front()
-            .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+            .is_some_and(|t| now.duration_since(*t) >= self.window)
         {
             window.pop_front();
         }
         if window.len() >= limit as usize {
-            return Err(rate_headers(window, limit, now));
+            return Err(rate_headers(window, self.window, limit, now));
         }
         window.push_back(now);
         Ok(())
@@ -277,13 +308,18 @@ impl State {
 
     fn rate_headers(&mut self, token: &str, limit: u32) -> RateHeaders {
         let window = self.windows.entry(token.to_owned()).or_default();
-        rate_headers(window, limit, Instant::now())
+        rate_headers(window, self.window, limit, Instant::now())
     }
 }
 
-fn rate_headers(window: &VecDeque<Instant>, limit: u32, now: Instant) -> RateHeaders {
+fn rate_headers(
+    window: &VecDeque<Instant>,
+    length: Duration,
+    limit: u32,
+    now: Instant,
+) -> RateHeaders {
     let until_reset = window.front().map_or(Duration::ZERO, |t| {
-        (*t + WINDOW).saturating_duration_since(now)
+        (*t + length).saturating_duration_since(now)
     });
     let now_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -307,6 +343,7 @@ fn reset_ok(jid: &str, code: &str) -> Reply {
         })),
         rate: None,
         omit_rate: false,
+        late_reset: None,
         stall: Duration::ZERO,
     }
 }
@@ -327,6 +364,7 @@ fn info_ok(jid: &str, group: &GroupState) -> Reply {
         body: Body::Json(serde_json::json!({"success": true, "group": detail})),
         rate: None,
         omit_rate: false,
+        late_reset: None,
         stall: Duration::ZERO,
     }
 }
@@ -351,5 +389,6 @@ fn apply_fault(reply: &mut Reply, fault: Fault) {
             *reply = error(429, "WhatsApp rate-overlimit");
             reply.omit_rate = true;
         }
+        Fault::LateReset(d) => reply.stall = d,
     }
 }
