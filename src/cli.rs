@@ -16,14 +16,36 @@ pub struct Cli {
     /// The config file.
     #[arg(long, global = true, env = "INVITE_ROTATOR_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
     pub config: PathBuf,
+    /// Log lines as text for people or JSON for log shippers.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event.
+    Text,
+    /// One JSON object per event.
+    Json,
+}
+
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The daemon: rotate every group on its schedule until SIGTERM or SIGINT;
+    /// SIGHUP reloads the config.
+    Run,
+    /// The quick tour: the daemon for real against the built-in emulator, then
+    /// the history. No config, no network.
+    Demo {
+        /// How long the daemon runs.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
     /// Validate the config (tokens included) and show each group's next rotations.
     Check {
         /// How many upcoming rotation times to show per group.

@@ -84,7 +84,10 @@ pub async fn run<R: Rotator>(
         tokio::select! {
             biased;
             () = &mut shutdown => break,
-            Some(reload) = reloads.recv() => daemon.reload(reload).await?,
+            Some(reload) = reloads.recv() => {
+                daemon.reload(reload).await?;
+                lifecycle.ready();
+            }
             Some(done) = daemon.tasks.join_next_with_id(), if !daemon.tasks.is_empty() => daemon.finished(done),
             () = tokio::time::sleep(nap) => {}
         }

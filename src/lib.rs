@@ -27,5 +27,6 @@ pub mod scheduler;
 pub mod secret;
 pub mod signals;
 pub mod store;
+pub mod systemd;
 pub mod telemetry;
 pub mod whatsapp;

@@ -38,7 +38,7 @@ pub async fn run(config_path: &Path, args: &HistoryArgs) -> Result<Exit, Failure
     Ok(Exit::Success)
 }
 
-fn write(
+pub(super) fn write(
     mut out: impl Write,
     format: HistoryFormat,
     rows: &[crate::store::Rotation],

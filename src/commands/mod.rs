@@ -2,9 +2,11 @@
 //! results to stdout.
 
 mod check;
+mod demo;
 mod emulator;
 mod history;
 mod rotate;
+mod run;
 mod table;
 
 use crate::cli::{Cli, Command};
@@ -18,6 +20,8 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Check { next, format } => check::run(&cli.config, next, format),
         Command::Rotate { all, groups } => rotate::run(&cli.config, all, &groups).await,
         Command::History(args) => history::run(&cli.config, &args).await,
+        Command::Run => run::run(&cli.config).await,
+        Command::Demo { seconds } => demo::run(seconds).await,
         Command::Emulator {
             listen,
             requests_per_minute,

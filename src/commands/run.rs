@@ -1,0 +1,94 @@
+//! `run`: the daemon, until SIGTERM or SIGINT; SIGHUP reloads the config.
+
+use super::{Failure, load_config};
+use crate::clock::SystemClock;
+use crate::config::{Config, Tokens};
+use crate::daemon::{self, Lifecycle, Reload};
+use crate::engine::Engine;
+use crate::exit::Exit;
+use crate::signals;
+use crate::store::Store;
+use crate::systemd::Systemd;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+pub async fn run(path: &Path) -> Result<Exit, Failure> {
+    let config = load_config(path, Tokens::Resolve)?;
+    let store = Store::open(&config.database_path)
+        .await
+        .map_err(|e| Failure::Runtime(e.to_string()))?;
+    let lifecycle = Systemd::from_env();
+    let (reloads, reload_rx) = mpsc::channel(1);
+    let watcher = tokio::spawn(reload_on_hangup(path.to_owned(), store.clone(), reloads));
+    let result = serve(config, store, &lifecycle, signals::shutdown(), reload_rx).await;
+    watcher.abort();
+    result.map(|()| Exit::Success)
+}
+
+/// Settles what an earlier run left, then runs the daemon until `shutdown`.
+/// Shared by `run` and `demo`.
+pub async fn serve(
+    config: Config,
+    store: Store,
+    lifecycle: &dyn Lifecycle,
+    shutdown: impl Future<Output = ()>,
+    reloads: mpsc::Receiver<Reload<Engine>>,
+) -> Result<(), Failure> {
+    let runtime = |e: &dyn std::fmt::Display| Failure::Runtime(e.to_string());
+    let engine = Engine::new(&config, store.clone()).map_err(|e| runtime(&e))?;
+    // Rows a crash or a kill left behind are settled before any new work.
+    engine
+        .settle_leftovers(chrono::Utc::now())
+        .await
+        .map_err(|e| runtime(&e))?;
+    daemon::run(
+        config,
+        engine,
+        store,
+        Arc::new(SystemClock),
+        lifecycle,
+        shutdown,
+        reloads,
+    )
+    .await
+    .map_err(|e| runtime(&e))
+}
+
+/// On each SIGHUP, reads the config again; a valid one replaces the running
+/// one, an invalid one is logged and the running one kept.
+async fn reload_on_hangup(path: PathBuf, store: Store, reloads: mpsc::Sender<Reload<Engine>>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload by restarting");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!(config = %path.display(), "SIGHUP: reloading the configuration");
+        let config = match Config::load(&path, Tokens::Resolve) {
+            Ok(config) if config.database_path != store.path() => {
+                tracing::error!(
+                    "reload refused: database.path changes need a restart; keeping the running configuration"
+                );
+                continue;
+            }
+            Ok(config) => config,
+            Err(e) => {
+                tracing::error!("reload refused, keeping the running configuration: {e}");
+                continue;
+            }
+        };
+        for warning in &config.warnings {
+            tracing::warn!("{warning}");
+        }
+        match Engine::new(&config, store.clone()) {
+            Ok(rotator) => {
+                if reloads.send(Reload { config, rotator }).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::error!("reload refused: {e}"),
+        }
+    }
+}
