@@ -4,7 +4,7 @@
 use crate::config::{Config, Group, RetryPolicy};
 use crate::daemon::Rotator;
 use crate::ratelimit::RateLimiter;
-use crate::rotation::{self, Report};
+use crate::rotation::{self, Report, RotateError};
 use crate::ryzeapi::{self, Client};
 use crate::secret::Token;
 use crate::store::{Store, StoreError, Trigger};
@@ -20,17 +20,6 @@ pub struct Engine {
     retry: RetryPolicy,
     clients: HashMap<String, Client>,
     max_concurrent: usize,
-}
-
-/// A rotation that could not run or could not be recorded.
-#[derive(Debug, thiserror::Error)]
-pub enum RotateError {
-    /// The history could not be written; see [`rotation::rotate`].
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The group names an instance this engine was not built with.
-    #[error("instance {0:?} is not configured")]
-    NoInstance(String),
 }
 
 /// The engine could not be built.
@@ -157,8 +146,10 @@ impl Engine {
 
 impl Rotator for Engine {
     async fn rotate_due(&self, group: Group, trigger: Trigger, due: DateTime<Utc>) {
-        if let Err(e) = self.rotate(&group, trigger, Some(due)).await {
-            tracing::error!(group = %group.name, error = %e, "rotation not recorded; it is settled at next start");
+        match self.rotate(&group, trigger, Some(due)).await {
+            Ok(_) => {}
+            Err(e @ RotateError::Busy { .. }) => tracing::warn!(group = %group.name, due = %due, "{e}"),
+            Err(e) => tracing::error!(group = %group.name, error = %e, "rotation not recorded; it is settled at next start"),
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::backoff;
 use crate::config::{Group, RetryPolicy};
 use crate::ryzeapi::{Call, CallError, RyzeApi};
 use crate::store::Rotation;
-use crate::store::{CallRecord, NewRotation, Settlement, Status, Store, StoreError, Trigger};
+use crate::store::{Begun, CallRecord, NewRotation, Settlement, Status, Store, StoreError, Trigger};
 use crate::whatsapp::{InviteCode, Jid};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -41,9 +41,26 @@ pub struct Report {
     pub elapsed: Duration,
 }
 
-/// Rotates `group` once. `Err` only when the history could not be written:
-/// then no reset was made after the failed write, and a row left `pending`
-/// is settled at the next start.
+/// Why a rotation did not run to a settled row.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    /// The history could not be written. No reset was made after the failed
+    /// write; a row left `pending` is settled when the daemon next starts.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Another rotation of the group is pending (another process, or a crash
+    /// the daemon settles at its next start); nothing was done.
+    #[error("another rotation of this group is pending since {since}; not started")]
+    Busy {
+        /// When the pending rotation started.
+        since: String,
+    },
+    /// The group names an instance this engine was not built with.
+    #[error("instance {0:?} is not configured")]
+    NoInstance(String),
+}
+
+/// Rotates `group` once.
 pub async fn rotate<A: RyzeApi>(
     store: &Store,
     api: &A,
@@ -51,9 +68,9 @@ pub async fn rotate<A: RyzeApi>(
     group: &Group,
     trigger: Trigger,
     scheduled_for: Option<DateTime<Utc>>,
-) -> Result<Report, StoreError> {
-    // 1. The record comes first.
-    let id = store
+) -> Result<Report, RotateError> {
+    // 1. The record comes first, and only one per group at a time.
+    let begun = store
         .begin(&NewRotation {
             group_name: &group.name,
             group_jid: group.jid.as_str(),
@@ -62,6 +79,10 @@ pub async fn rotate<A: RyzeApi>(
             scheduled_for,
         })
         .await?;
+    let id = match begun {
+        Begun::Started(id) => id,
+        Begun::Busy { since } => return Err(RotateError::Busy { since }),
+    };
     let mut run = Run {
         store,
         api,
@@ -83,7 +104,7 @@ pub async fn rotate<A: RyzeApi>(
         // authoritative one, so it is still asked, once.
         Live::Refused(_) => None,
         Live::Unreachable(error) => {
-            return run.settle(Status::Failed, None, Some(error)).await;
+            return Ok(run.settle(Status::Failed, None, Some(error)).await?);
         }
     };
     run.note_outside_change(old.as_ref()).await?;
@@ -99,12 +120,10 @@ pub async fn rotate<A: RyzeApi>(
         let replied = call.http_status.is_some();
         match call.result {
             Ok(reply) => {
-                return run
-                    .settle(Status::Succeeded, Some((reply.code, reply.link)), None)
-                    .await;
+                return Ok(run.settle(Status::Succeeded, Some((reply.code, reply.link)), None).await?);
             }
             Err(CallError::Permanent(error)) => {
-                return run.settle(Status::Failed, None, Some(error)).await;
+                return Ok(run.settle(Status::Failed, None, Some(error)).await?);
             }
             Err(CallError::Unknown(error)) => {
                 run.last_error = Some(error);
@@ -117,13 +136,11 @@ pub async fn rotate<A: RyzeApi>(
                 match run.learn_outcome(old.as_ref()).await {
                     Learned::Happened(code) => {
                         let link = code.link();
-                        return run
-                            .settle(Status::Succeeded, Some((code, link)), None)
-                            .await;
+                        return Ok(run.settle(Status::Succeeded, Some((code, link)), None).await?);
                     }
                     Learned::DidNotHappen => {}
                     Learned::CannotTell(why) => {
-                        return run.settle(Status::Unknown, None, Some(why)).await;
+                        return Ok(run.settle(Status::Unknown, None, Some(why)).await?);
                     }
                 }
             }
@@ -140,7 +157,7 @@ pub async fn rotate<A: RyzeApi>(
         }
     }
     let error = run.last_error.take();
-    run.settle(Status::Failed, None, error).await
+    Ok(run.settle(Status::Failed, None, error).await?)
 }
 
 /// Settles a rotation that a crash, a kill or a stop left unsettled: a

@@ -4,6 +4,7 @@ use super::{Failure, load_config, table};
 use crate::config::{Group, Tokens};
 use crate::engine::Engine;
 use crate::exit::Exit;
+use crate::rotation::RotateError;
 use crate::store::{Status, Store, Trigger};
 use std::path::Path;
 
@@ -50,7 +51,10 @@ pub async fn run(path: &Path, all: bool, keys: &[String]) -> Result<Exit, Failur
             }
             Err(e) => {
                 all_ok = false;
-                let status = "not recorded";
+                let status = match e {
+                    RotateError::Busy { .. } => "skipped",
+                    _ => "not recorded",
+                };
                 vec![
                     group.name.clone(),
                     status.into(),

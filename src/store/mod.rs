@@ -23,6 +23,18 @@ use tokio::sync::Mutex;
 /// How long a write waits for another writer (a `rotate` beside the daemon).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What [`Store::begin`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Begun {
+    /// The pending row was written, with this id.
+    Started(i64),
+    /// Another rotation of the group is pending (started at `since`); nothing written.
+    Busy {
+        /// `started_at` of the pending row.
+        since: String,
+    },
+}
+
 /// A store failure; the message names the database file.
 #[derive(Debug, thiserror::Error)]
 #[error("history database {path}: {message}")]
@@ -116,12 +128,20 @@ impl Store {
         }
     }
 
-    /// Writes the `pending` row of a rotation about to start; returns its id.
-    /// Nothing may be sent to the API before this has returned `Ok`.
-    pub async fn begin(&self, new: &NewRotation<'_>) -> Result<i64, StoreError> {
-        sqlx::query(
+    /// Writes the `pending` row of a rotation about to start and returns its
+    /// id. Nothing may be sent to the API before this has returned.
+    ///
+    /// A group has at most one pending rotation across every process using the
+    /// database: if one is pending (a daemon and a `rotate` racing), nothing is
+    /// written and [`Begun::Busy`] says since when. The check and the insert are
+    /// one statement, so two processes cannot both pass it.
+    pub async fn begin(&self, new: &NewRotation<'_>) -> Result<Begun, StoreError> {
+        let mut conn = self.conn.lock().await;
+        let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO rotations (group_name, group_jid, instance, trigger, scheduled_for, started_at, status)
-             VALUES (?, ?, ?, ?, ?, ?, 'pending') RETURNING id",
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, 'pending'
+             WHERE NOT EXISTS (SELECT 1 FROM rotations WHERE group_jid = ?2 AND status = 'pending')
+             RETURNING id",
         )
         .bind(new.group_name)
         .bind(new.group_jid)
@@ -129,10 +149,21 @@ impl Store {
         .bind(new.trigger.as_str())
         .bind(new.scheduled_for.map(timestamp))
         .bind(timestamp(Utc::now()))
-        .fetch_one(&mut *self.conn.lock().await)
+        .fetch_optional(&mut *conn)
         .await
-        .and_then(|row| sqlx::Row::try_get(&row, 0))
-        .map_err(|e| self.err(e))
+        .map_err(|e| self.err(e))?;
+        if let Some(id) = id {
+            return Ok(Begun::Started(id));
+        }
+        let since: Option<String> =
+            sqlx::query_scalar("SELECT MIN(started_at) FROM rotations WHERE group_jid = ? AND status = 'pending'")
+                .bind(new.group_jid)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| self.err(e))?;
+        Ok(Begun::Busy {
+            since: since.unwrap_or_default(),
+        })
     }
 
     /// Records the code the rotation is about to revoke.

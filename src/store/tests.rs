@@ -1,10 +1,27 @@
 use super::*;
 use std::os::unix::fs::PermissionsExt;
 
+async fn started(store: &Store, group: &str) -> i64 {
+    match store.begin(&new_rotation(group)).await.unwrap() {
+        Begun::Started(id) => id,
+        busy => panic!("{busy:?}"),
+    }
+}
+
+fn failed() -> Settlement {
+    Settlement {
+        status: Status::Failed,
+        attempts: 0,
+        new_code: None,
+        new_link: None,
+        error: None,
+    }
+}
+
 fn new_rotation(group: &str) -> NewRotation<'_> {
     NewRotation {
         group_name: group,
-        group_jid: "1@g.us",
+        group_jid: if group == "b" { "2@g.us" } else { "1@g.us" },
         instance: "sales",
         trigger: Trigger::Manual,
         scheduled_for: None,
@@ -16,7 +33,7 @@ async fn the_database_is_created_with_its_directory_and_mode_0600() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("deep/er/history.db");
     let store = Store::open(&path).await.unwrap();
-    store.begin(&new_rotation("vip")).await.unwrap();
+    started(&store, "vip").await;
     for suffix in ["", "-wal", "-shm"] {
         let p = format!("{}{suffix}", path.display());
         if let Ok(meta) = std::fs::metadata(&p) {
@@ -30,7 +47,7 @@ async fn the_database_is_created_with_its_directory_and_mode_0600() {
 async fn a_rotation_is_pending_until_settled_and_then_carries_its_codes() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("h.db")).await.unwrap();
-    let id = store.begin(&new_rotation("vip")).await.unwrap();
+    let id = started(&store, "vip").await;
     assert_eq!(store.rotation(id).await.unwrap().unwrap().status, "pending");
     store.record_old_code(id, Some("OLD")).await.unwrap();
     store.record_attempt(id, 1).await.unwrap();
@@ -60,7 +77,9 @@ async fn history_filters_by_group_status_and_keeps_the_newest_under_a_limit() {
     let store = Store::open(&dir.path().join("h.db")).await.unwrap();
     let mut ids = Vec::new();
     for group in ["a", "b", "a", "a"] {
-        ids.push(store.begin(&new_rotation(group)).await.unwrap());
+        ids.push(started(&store, group).await);
+        // Settle it, so the next rotation of the group may begin.
+        store.settle(*ids.last().unwrap(), &failed()).await.unwrap();
     }
     let q = HistoryQuery {
         group: Some("a".into()),
@@ -76,10 +95,15 @@ async fn history_filters_by_group_status_and_keeps_the_newest_under_a_limit() {
         .collect();
     assert_eq!(got, vec![ids[2], ids[3]]);
     let q = HistoryQuery {
-        status: Some(Status::Failed),
+        status: Some(Status::Succeeded),
         ..HistoryQuery::default()
     };
     assert!(store.history(&q).await.unwrap().is_empty());
+    let q = HistoryQuery {
+        status: Some(Status::Failed),
+        ..HistoryQuery::default()
+    };
+    assert_eq!(store.history(&q).await.unwrap().len(), 4);
     let q = HistoryQuery {
         since: Some(Utc::now() + chrono::Duration::hours(1)),
         ..HistoryQuery::default()
@@ -94,4 +118,17 @@ async fn a_read_only_store_cannot_begin_a_rotation() {
     drop(Store::open(&path).await.unwrap());
     let ro = Store::open_read_only(&path).await.unwrap();
     assert!(ro.begin(&new_rotation("vip")).await.is_err());
+}
+
+#[tokio::test]
+async fn a_group_cannot_have_two_pending_rotations_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("h.db")).await.unwrap();
+    let first = started(&store, "vip").await;
+    // Another process, same database: refused while the first is pending.
+    let other = Store::open(&dir.path().join("h.db")).await.unwrap();
+    let busy = other.begin(&new_rotation("vip")).await.unwrap();
+    assert!(matches!(busy, Begun::Busy { ref since } if since.ends_with('Z')), "{busy:?}");
+    store.settle(first, &failed()).await.unwrap();
+    assert!(matches!(other.begin(&new_rotation("vip")).await.unwrap(), Begun::Started(_)));
 }

@@ -47,6 +47,7 @@ pub struct Tuning {
     pub requests_per_minute: u32,
     pub max_attempts: u32,
     pub max_concurrent: u32,
+    pub schedule: &'static str,
 }
 
 impl Default for Tuning {
@@ -56,6 +57,7 @@ impl Default for Tuning {
             requests_per_minute: 6000,
             max_attempts: 5,
             max_concurrent: 16,
+            schedule: "0 3 * * *",
         }
     }
 }
@@ -109,8 +111,8 @@ token_env = "{TOKEN_VAR}"
     );
     for g in &groups {
         text.push_str(&format!(
-            "\n[[group]]\nname = \"{}\"\ninstance = \"{INSTANCE}\"\njid = \"{}\"\nschedule = \"0 3 * * *\"\n",
-            g.name, g.jid
+            "\n[[group]]\nname = \"{}\"\ninstance = \"{INSTANCE}\"\njid = \"{}\"\nschedule = \"{}\"\n",
+            g.name, g.jid, tuning.schedule
         ));
     }
     let config_path = dir.path().join("config.toml");
@@ -149,6 +151,43 @@ impl TestApp {
             .output()
             .await
             .expect("binary runs")
+    }
+
+    /// Starts the daemon (`run`) with this app's config.
+    pub fn spawn_daemon(&self) -> tokio::process::Child {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_invite-rotator"))
+            .arg("--config")
+            .arg(&self.config_path)
+            .arg("run")
+            .env(TOKEN_VAR, TOKEN)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("daemon starts")
+    }
+
+    /// The whole history, read the way an auditor would (read-only, beside a
+    /// running daemon). Empty while the daemon is still creating the database.
+    pub async fn history(&self) -> Vec<Rotation> {
+        let Ok(store) = Store::open_read_only(&self.db_path).await else {
+            return Vec::new();
+        };
+        store.history(&HistoryQuery::default()).await.unwrap_or_default()
+    }
+
+    /// Polls the history until `done` holds; panics after `limit`. Polling, not
+    /// sleeping: the test goes on as soon as the daemon has done its part.
+    pub async fn wait_for(&self, what: &str, limit: std::time::Duration, done: impl Fn(&[Rotation]) -> bool) {
+        let give_up = tokio::time::Instant::now() + limit;
+        loop {
+            if done(&self.history().await) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < give_up, "gave up waiting for {what}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// The whole history of one group, oldest first.
@@ -193,4 +232,11 @@ impl TestApp {
             );
         }
     }
+}
+
+/// Sends a signal to a child process by name (`TERM`, `HUP`).
+pub fn signal(child: &tokio::process::Child, name: &str) {
+    let pid = child.id().expect("the child is running").to_string();
+    let status = std::process::Command::new("kill").args([&format!("-{name}"), &pid]).status();
+    assert!(status.is_ok_and(|s| s.success()), "kill -{name} {pid} failed");
 }

@@ -1,0 +1,160 @@
+//! The daemon as operators run it: the real binary, killed, stopped, and beside
+//! a `rotate`, against the in-process emulator.
+//!
+//! These tests run on real time (the daemon is another process); they poll the
+//! history for what they wait for, and assert no speed beyond the contract's
+//! 10-second stop.
+
+mod common;
+
+use common::{Setup, TestApp, Tuning, signal, spawn_app};
+use invite_rotator::emulator::{EmulatorOptions, Fault, Route};
+use invite_rotator::store::Rotation;
+use std::time::{Duration, Instant};
+
+fn of<'a>(rows: &'a [Rotation], group: &str) -> impl Iterator<Item = &'a Rotation> {
+    let group = group.to_owned();
+    rows.iter().filter(move |r| r.group_name == group)
+}
+
+fn every_group(app: &TestApp, rows: &[Rotation], what: impl Fn(&Rotation) -> bool) -> bool {
+    app.groups.iter().all(|g| of(rows, &g.name).any(&what))
+}
+
+fn fast_api() -> EmulatorOptions {
+    EmulatorOptions {
+        requests_per_minute: 6000,
+        ..EmulatorOptions::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_kill_and_two_missed_fires_each_group_is_caught_up_exactly_once() {
+    // Arrange: groups rotating every 2 s.
+    let tuning = Tuning {
+        schedule: "*/2 * * * * *",
+        ..Tuning::default()
+    };
+    let app = spawn_app(&[Setup::Admin; 3], fast_api(), tuning).await;
+    let mut first = app.spawn_daemon();
+    app.wait_for("a scheduled rotation of every group", Duration::from_secs(20), |rows| {
+        every_group(&app, rows, |r| r.trigger == "schedule" && r.status == "succeeded")
+    })
+    .await;
+
+    // Act: kill -9, stay down over two fires, start again.
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    // Time has to pass for fires to be missed; nothing is being waited *for*.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let mut second = app.spawn_daemon();
+    app.wait_for("a catch-up of every group", Duration::from_secs(20), |rows| {
+        every_group(&app, rows, |r| r.trigger == "catch_up" && r.status != "pending")
+    })
+    .await;
+    signal(&second, "TERM");
+    let status = second.wait().await.unwrap();
+
+    // Assert
+    assert_eq!(status.code(), Some(0));
+    let rows = app.history().await;
+    for g in &app.groups {
+        assert_eq!(of(&rows, &g.name).filter(|r| r.trigger == "catch_up").count(), 1, "{}", g.name);
+    }
+    assert!(rows.iter().all(|r| r.status != "pending"), "{rows:#?}");
+    let store = app.store().await;
+    for g in &app.groups {
+        app.assert_chain_complete(&store, g).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_resets_in_flight_exits_0_within_10_s_and_leaves_no_row_pending() {
+    // Arrange: every group's first reset hangs far past the stop grace.
+    let tuning = Tuning {
+        schedule: "* * * * * *",
+        timeout: "60s",
+        ..Tuning::default()
+    };
+    let app = spawn_app(&[Setup::Admin; 3], fast_api(), tuning).await;
+    for _ in &app.groups {
+        app.emulator.push_fault(Route::Reset, Fault::Stall(Duration::from_secs(120)));
+    }
+    let mut daemon = app.spawn_daemon();
+    app.wait_for("a reset in flight for every group", Duration::from_secs(20), |rows| {
+        every_group(&app, rows, |r| r.status == "pending" && r.attempts == 1)
+    })
+    .await;
+
+    // Act
+    let asked = Instant::now();
+    signal(&daemon, "TERM");
+    let status = tokio::time::timeout(Duration::from_secs(30), daemon.wait()).await;
+
+    // Assert
+    let status = status.expect("the daemon stopped").unwrap();
+    let took = asked.elapsed();
+    assert_eq!(status.code(), Some(0));
+    assert!(took < Duration::from_secs(10), "stopping took {took:?}");
+    let rows = app.history().await;
+    assert!(rows.iter().all(|r| r.status != "pending"), "{rows:#?}");
+    assert!(rows.iter().any(|r| r.status == "unknown"), "the cut resets are recorded as unknown");
+
+    // And the next start settles them from the live link: unchanged, so failed.
+    let mut again = app.spawn_daemon();
+    app.wait_for("the cut rotations settled", Duration::from_secs(20), |rows| {
+        rows.iter().filter(|r| r.error.as_deref().is_some_and(|e| e.contains("settled at start"))).count() >= 3
+    })
+    .await;
+    signal(&again, "TERM");
+    assert_eq!(again.wait().await.unwrap().code(), Some(0));
+    let store = app.store().await;
+    for g in &app.groups {
+        app.assert_chain_complete(&store, g).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_and_a_rotate_beside_it_share_one_budget_and_get_no_429() {
+    // Arrange: the API allows 10 calls per 1 s window (the minute, scaled
+    // down); each process is told 540/min (9 per second). Two processes pacing
+    // alone would send 18 a second.
+    let options = EmulatorOptions {
+        requests_per_minute: 10,
+        window: Duration::from_secs(1),
+        ..EmulatorOptions::default()
+    };
+    let tuning = Tuning {
+        schedule: "* * * * * *",
+        requests_per_minute: 540,
+        ..Tuning::default()
+    };
+    let app = spawn_app(&[Setup::Admin; 5], options, tuning).await;
+    let mut daemon = app.spawn_daemon();
+    app.wait_for("the daemon rotating", Duration::from_secs(20), |rows| {
+        rows.iter().filter(|r| r.status == "succeeded").count() >= 3
+    })
+    .await;
+
+    // Act: a manual rotation of every group while the daemon runs.
+    let manual = app.run(&["rotate", "--all"]).await;
+    signal(&daemon, "TERM");
+    let stopped = daemon.wait().await.unwrap();
+
+    // Assert
+    assert_eq!(stopped.code(), Some(0));
+    assert_eq!(app.emulator.rate_limited(), 0, "the API answered 429");
+    // Each group was rotated by hand, or skipped because the daemon was
+    // rotating it at that moment (never both at once: see the chain check).
+    let stdout = String::from_utf8_lossy(&manual.stdout);
+    let rows = app.history().await;
+    let manual_ok = rows.iter().filter(|r| r.trigger == "manual" && r.status == "succeeded").count();
+    let skipped = stdout.lines().filter(|l| l.contains(" skipped ")).count();
+    assert_eq!(manual_ok + skipped, 5, "{stdout}");
+    assert!(manual_ok > 0, "{stdout}");
+    assert_eq!(manual.status.code(), Some(if skipped == 0 { 0 } else { 1 }), "{stdout}");
+    let store = app.store().await;
+    for g in &app.groups {
+        app.assert_chain_complete(&store, g).await;
+    }
+}
