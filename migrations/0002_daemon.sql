@@ -7,11 +7,11 @@ CREATE TABLE groups_seen (
 
 -- The token bucket of each token, shared by every process using this database
 -- (the daemon and a `rotate` beside it). A token is named by a SHA-256 of it,
--- never by itself. Times are Unix milliseconds.
+-- never by itself. Times are Unix microseconds.
 CREATE TABLE rate_budget (
     token_key        TEXT PRIMARY KEY,
-    next_grant_ms    INTEGER NOT NULL,
-    paused_until_ms  INTEGER NOT NULL DEFAULT 0
+    next_grant_us    INTEGER NOT NULL,
+    paused_until_us  INTEGER NOT NULL DEFAULT 0
 );
 
 -- Daemon rotations by due time, for catch-up at start.

@@ -148,8 +148,12 @@ impl Rotator for Engine {
     async fn rotate_due(&self, group: Group, trigger: Trigger, due: DateTime<Utc>) {
         match self.rotate(&group, trigger, Some(due)).await {
             Ok(_) => {}
-            Err(e @ RotateError::Busy { .. }) => tracing::warn!(group = %group.name, due = %due, "{e}"),
-            Err(e) => tracing::error!(group = %group.name, error = %e, "rotation not recorded; it is settled at next start"),
+            Err(e @ RotateError::Busy { .. }) => {
+                tracing::warn!(group = %group.name, due = %due, "{e}")
+            }
+            Err(e) => {
+                tracing::error!(group = %group.name, error = %e, "rotation not recorded; it is settled at next start")
+            }
         }
     }
 }

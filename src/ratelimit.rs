@@ -85,24 +85,27 @@ impl RateLimiter {
         self.interval
     }
 
-    /// Waits for this caller's turn and returns how long it waited. Cancel-safe:
-    /// a dropped waiter gives its place up and takes no grant.
+    /// Waits for this caller's turn and returns how long it waited. In memory
+    /// it is cancel-safe: a dropped waiter gives its place up and takes no
+    /// grant. A shared budget reserves the slot first (in queue order), then
+    /// sleeps outside the queue; a dropped waiter's slot goes unused.
     pub async fn acquire(&self) -> Duration {
         let start = Instant::now();
-        let _head = self.queue.lock().await;
+        let head = self.queue.lock().await;
         if let Some(shared) = &self.shared {
-            let now_ms = chrono::Utc::now().timestamp_millis();
-            let interval_ms = i64::try_from(self.interval.as_millis())
+            let now_us = chrono::Utc::now().timestamp_micros();
+            let interval_us = i64::try_from(self.interval.as_micros())
                 .unwrap_or(i64::MAX)
                 .max(1);
             match shared
                 .store
-                .reserve_grant(&shared.key, now_ms, interval_ms)
+                .reserve_grant(&shared.key, now_us, interval_us)
                 .await
             {
-                Ok(grant_ms) => {
-                    let wait = u64::try_from(grant_ms - now_ms).unwrap_or(0);
-                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                Ok(grant_us) => {
+                    drop(head);
+                    let wait = u64::try_from(grant_us - now_us).unwrap_or(0);
+                    tokio::time::sleep(Duration::from_micros(wait)).await;
                     return start.elapsed();
                 }
                 Err(e) => {
@@ -136,11 +139,11 @@ impl RateLimiter {
             s.paused_until = Some(s.paused_until.map_or(until, |p| p.max(until)));
         }
         if let Some(shared) = &self.shared {
-            let wait_ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
-            let until_ms = chrono::Utc::now()
-                .timestamp_millis()
-                .saturating_add(wait_ms);
-            if let Err(e) = shared.store.pause_budget(&shared.key, until_ms).await {
+            let wait_us = i64::try_from(wait.as_micros()).unwrap_or(i64::MAX);
+            let until_us = chrono::Utc::now()
+                .timestamp_micros()
+                .saturating_add(wait_us);
+            if let Err(e) = shared.store.pause_budget(&shared.key, until_us).await {
                 tracing::warn!(error = %e, "cannot record the rate-limit pause in the shared budget");
             }
         }
@@ -257,7 +260,7 @@ mod tests {
         let a = RateLimiter::shared(60, store.clone(), &token);
         let b = RateLimiter::shared(60, store.clone(), &token);
         let other = RateLimiter::shared(60, store.clone(), &Token::new("other-token"));
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = chrono::Utc::now().timestamp_micros();
         // Reserve without sleeping: read the grants the bucket hands out.
         let key = |l: &RateLimiter| l.shared.as_ref().unwrap().key.clone();
         assert_eq!(key(&a), key(&b));

@@ -14,7 +14,9 @@ use crate::backoff;
 use crate::config::{Group, RetryPolicy};
 use crate::ryzeapi::{Call, CallError, RyzeApi};
 use crate::store::Rotation;
-use crate::store::{Begun, CallRecord, NewRotation, Settlement, Status, Store, StoreError, Trigger};
+use crate::store::{
+    Begun, CallRecord, NewRotation, Settlement, Status, Store, StoreError, Trigger,
+};
 use crate::whatsapp::{InviteCode, Jid};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -120,7 +122,9 @@ pub async fn rotate<A: RyzeApi>(
         let replied = call.http_status.is_some();
         match call.result {
             Ok(reply) => {
-                return Ok(run.settle(Status::Succeeded, Some((reply.code, reply.link)), None).await?);
+                return Ok(run
+                    .settle(Status::Succeeded, Some((reply.code, reply.link)), None)
+                    .await?);
             }
             Err(CallError::Permanent(error)) => {
                 return Ok(run.settle(Status::Failed, None, Some(error)).await?);
@@ -136,7 +140,9 @@ pub async fn rotate<A: RyzeApi>(
                 match run.learn_outcome(old.as_ref()).await {
                     Learned::Happened(code) => {
                         let link = code.link();
-                        return Ok(run.settle(Status::Succeeded, Some((code, link)), None).await?);
+                        return Ok(run
+                            .settle(Status::Succeeded, Some((code, link)), None)
+                            .await?);
                     }
                     Learned::DidNotHappen => {}
                     Learned::CannotTell(why) => {

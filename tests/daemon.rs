@@ -37,9 +37,15 @@ async fn after_a_kill_and_two_missed_fires_each_group_is_caught_up_exactly_once(
     };
     let app = spawn_app(&[Setup::Admin; 3], fast_api(), tuning).await;
     let mut first = app.spawn_daemon();
-    app.wait_for("a scheduled rotation of every group", Duration::from_secs(20), |rows| {
-        every_group(&app, rows, |r| r.trigger == "schedule" && r.status == "succeeded")
-    })
+    app.wait_for(
+        "a scheduled rotation of every group",
+        Duration::from_secs(20),
+        |rows| {
+            every_group(&app, rows, |r| {
+                r.trigger == "schedule" && r.status == "succeeded"
+            })
+        },
+    )
     .await;
 
     // Act: kill -9, stay down over two fires, start again.
@@ -48,9 +54,15 @@ async fn after_a_kill_and_two_missed_fires_each_group_is_caught_up_exactly_once(
     // Time has to pass for fires to be missed; nothing is being waited *for*.
     tokio::time::sleep(Duration::from_millis(4500)).await;
     let mut second = app.spawn_daemon();
-    app.wait_for("a catch-up of every group", Duration::from_secs(20), |rows| {
-        every_group(&app, rows, |r| r.trigger == "catch_up" && r.status != "pending")
-    })
+    app.wait_for(
+        "a catch-up of every group",
+        Duration::from_secs(20),
+        |rows| {
+            every_group(&app, rows, |r| {
+                r.trigger == "catch_up" && r.status != "pending"
+            })
+        },
+    )
     .await;
     signal(&second, "TERM");
     let status = second.wait().await.unwrap();
@@ -59,7 +71,14 @@ async fn after_a_kill_and_two_missed_fires_each_group_is_caught_up_exactly_once(
     assert_eq!(status.code(), Some(0));
     let rows = app.history().await;
     for g in &app.groups {
-        assert_eq!(of(&rows, &g.name).filter(|r| r.trigger == "catch_up").count(), 1, "{}", g.name);
+        assert_eq!(
+            of(&rows, &g.name)
+                .filter(|r| r.trigger == "catch_up")
+                .count(),
+            1,
+            "{}",
+            g.name
+        );
     }
     assert!(rows.iter().all(|r| r.status != "pending"), "{rows:#?}");
     let store = app.store().await;
@@ -78,12 +97,15 @@ async fn sigterm_with_resets_in_flight_exits_0_within_10_s_and_leaves_no_row_pen
     };
     let app = spawn_app(&[Setup::Admin; 3], fast_api(), tuning).await;
     for _ in &app.groups {
-        app.emulator.push_fault(Route::Reset, Fault::Stall(Duration::from_secs(120)));
+        app.emulator
+            .push_fault(Route::Reset, Fault::Stall(Duration::from_secs(120)));
     }
     let mut daemon = app.spawn_daemon();
-    app.wait_for("a reset in flight for every group", Duration::from_secs(20), |rows| {
-        every_group(&app, rows, |r| r.status == "pending" && r.attempts == 1)
-    })
+    app.wait_for(
+        "a reset in flight for every group",
+        Duration::from_secs(20),
+        |rows| every_group(&app, rows, |r| r.status == "pending" && r.attempts == 1),
+    )
     .await;
 
     // Act
@@ -98,13 +120,27 @@ async fn sigterm_with_resets_in_flight_exits_0_within_10_s_and_leaves_no_row_pen
     assert!(took < Duration::from_secs(10), "stopping took {took:?}");
     let rows = app.history().await;
     assert!(rows.iter().all(|r| r.status != "pending"), "{rows:#?}");
-    assert!(rows.iter().any(|r| r.status == "unknown"), "the cut resets are recorded as unknown");
+    assert!(
+        rows.iter().any(|r| r.status == "unknown"),
+        "the cut resets are recorded as unknown"
+    );
 
     // And the next start settles them from the live link: unchanged, so failed.
     let mut again = app.spawn_daemon();
-    app.wait_for("the cut rotations settled", Duration::from_secs(20), |rows| {
-        rows.iter().filter(|r| r.error.as_deref().is_some_and(|e| e.contains("settled at start"))).count() >= 3
-    })
+    app.wait_for(
+        "the cut rotations settled",
+        Duration::from_secs(20),
+        |rows| {
+            rows.iter()
+                .filter(|r| {
+                    r.error
+                        .as_deref()
+                        .is_some_and(|e| e.contains("settled at start"))
+                })
+                .count()
+                >= 3
+        },
+    )
     .await;
     signal(&again, "TERM");
     assert_eq!(again.wait().await.unwrap().code(), Some(0));
@@ -148,11 +184,18 @@ async fn a_daemon_and_a_rotate_beside_it_share_one_budget_and_get_no_429() {
     // rotating it at that moment (never both at once: see the chain check).
     let stdout = String::from_utf8_lossy(&manual.stdout);
     let rows = app.history().await;
-    let manual_ok = rows.iter().filter(|r| r.trigger == "manual" && r.status == "succeeded").count();
+    let manual_ok = rows
+        .iter()
+        .filter(|r| r.trigger == "manual" && r.status == "succeeded")
+        .count();
     let skipped = stdout.lines().filter(|l| l.contains(" skipped ")).count();
     assert_eq!(manual_ok + skipped, 5, "{stdout}");
     assert!(manual_ok > 0, "{stdout}");
-    assert_eq!(manual.status.code(), Some(if skipped == 0 { 0 } else { 1 }), "{stdout}");
+    assert_eq!(
+        manual.status.code(),
+        Some(if skipped == 0 { 0 } else { 1 }),
+        "{stdout}"
+    );
     let store = app.store().await;
     for g in &app.groups {
         app.assert_chain_complete(&store, g).await;

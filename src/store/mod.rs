@@ -155,12 +155,13 @@ impl Store {
         if let Some(id) = id {
             return Ok(Begun::Started(id));
         }
-        let since: Option<String> =
-            sqlx::query_scalar("SELECT MIN(started_at) FROM rotations WHERE group_jid = ? AND status = 'pending'")
-                .bind(new.group_jid)
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(|e| self.err(e))?;
+        let since: Option<String> = sqlx::query_scalar(
+            "SELECT MIN(started_at) FROM rotations WHERE group_jid = ? AND status = 'pending'",
+        )
+        .bind(new.group_jid)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| self.err(e))?;
         Ok(Begun::Busy {
             since: since.unwrap_or_default(),
         })
@@ -322,36 +323,36 @@ impl Store {
     }
 
     /// Takes the next grant of a shared token bucket: returns the Unix
-    /// millisecond at which the caller may send, and moves the bucket on by
-    /// `interval_ms`. One statement, so concurrent processes never share a slot.
+    /// microsecond at which the caller may send, and moves the bucket on by
+    /// `interval_us`. One statement, so concurrent processes never share a slot.
     pub async fn reserve_grant(
         &self,
         token_key: &str,
-        now_ms: i64,
-        interval_ms: i64,
+        now_us: i64,
+        interval_us: i64,
     ) -> Result<i64, StoreError> {
         sqlx::query_scalar(
-            "INSERT INTO rate_budget (token_key, next_grant_ms) VALUES (?1, ?2 + ?3)
-             ON CONFLICT (token_key) DO UPDATE SET next_grant_ms = MAX(?2, next_grant_ms, paused_until_ms) + ?3
-             RETURNING next_grant_ms - ?3",
+            "INSERT INTO rate_budget (token_key, next_grant_us) VALUES (?1, ?2 + ?3)
+             ON CONFLICT (token_key) DO UPDATE SET next_grant_us = MAX(?2, next_grant_us, paused_until_us) + ?3
+             RETURNING next_grant_us - ?3",
         )
         .bind(token_key.to_owned())
-        .bind(now_ms)
-        .bind(interval_ms)
+        .bind(now_us)
+        .bind(interval_us)
         .fetch_one(&mut *self.conn.lock().await)
         .await
         .map_err(|e| self.err(e))
     }
 
-    /// Holds a shared token bucket until `until_ms` (the API said its window is spent).
-    pub async fn pause_budget(&self, token_key: &str, until_ms: i64) -> Result<(), StoreError> {
+    /// Holds a shared token bucket until `until_us` (the API said its window is spent).
+    pub async fn pause_budget(&self, token_key: &str, until_us: i64) -> Result<(), StoreError> {
         self.execute(
             sqlx::query(
-                "INSERT INTO rate_budget (token_key, next_grant_ms, paused_until_ms) VALUES (?1, 0, ?2)
-                 ON CONFLICT (token_key) DO UPDATE SET paused_until_ms = MAX(paused_until_ms, ?2)",
+                "INSERT INTO rate_budget (token_key, next_grant_us, paused_until_us) VALUES (?1, 0, ?2)
+                 ON CONFLICT (token_key) DO UPDATE SET paused_until_us = MAX(paused_until_us, ?2)",
             )
             .bind(token_key.to_owned())
-            .bind(until_ms),
+            .bind(until_us),
         )
         .await
     }

@@ -128,7 +128,13 @@ async fn a_group_cannot_have_two_pending_rotations_at_once() {
     // Another process, same database: refused while the first is pending.
     let other = Store::open(&dir.path().join("h.db")).await.unwrap();
     let busy = other.begin(&new_rotation("vip")).await.unwrap();
-    assert!(matches!(busy, Begun::Busy { ref since } if since.ends_with('Z')), "{busy:?}");
+    assert!(
+        matches!(busy, Begun::Busy { ref since } if since.ends_with('Z')),
+        "{busy:?}"
+    );
     store.settle(first, &failed()).await.unwrap();
-    assert!(matches!(other.begin(&new_rotation("vip")).await.unwrap(), Begun::Started(_)));
+    assert!(matches!(
+        other.begin(&new_rotation("vip")).await.unwrap(),
+        Begun::Started(_)
+    ));
 }

@@ -174,18 +174,29 @@ impl TestApp {
         let Ok(store) = Store::open_read_only(&self.db_path).await else {
             return Vec::new();
         };
-        store.history(&HistoryQuery::default()).await.unwrap_or_default()
+        store
+            .history(&HistoryQuery::default())
+            .await
+            .unwrap_or_default()
     }
 
     /// Polls the history until `done` holds; panics after `limit`. Polling, not
     /// sleeping: the test goes on as soon as the daemon has done its part.
-    pub async fn wait_for(&self, what: &str, limit: std::time::Duration, done: impl Fn(&[Rotation]) -> bool) {
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        limit: std::time::Duration,
+        done: impl Fn(&[Rotation]) -> bool,
+    ) {
         let give_up = tokio::time::Instant::now() + limit;
         loop {
             if done(&self.history().await) {
                 return;
             }
-            assert!(tokio::time::Instant::now() < give_up, "gave up waiting for {what}");
+            assert!(
+                tokio::time::Instant::now() < give_up,
+                "gave up waiting for {what}"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
@@ -237,6 +248,11 @@ impl TestApp {
 /// Sends a signal to a child process by name (`TERM`, `HUP`).
 pub fn signal(child: &tokio::process::Child, name: &str) {
     let pid = child.id().expect("the child is running").to_string();
-    let status = std::process::Command::new("kill").args([&format!("-{name}"), &pid]).status();
-    assert!(status.is_ok_and(|s| s.success()), "kill -{name} {pid} failed");
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid])
+        .status();
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "kill -{name} {pid} failed"
+    );
 }

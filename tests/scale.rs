@@ -1,0 +1,80 @@
+//! 10,000 groups due in the same second, through the real daemon loop, engine,
+//! store and shared rate budget, against the emulator with a fast limit.
+
+mod common;
+
+use chrono::{Timelike, Utc};
+use common::{Setup, Tuning, spawn_app};
+use invite_rotator::clock::SystemClock;
+use invite_rotator::daemon::{self, Quiet};
+use invite_rotator::emulator::EmulatorOptions;
+use invite_rotator::engine::Engine;
+use std::sync::Arc;
+use std::time::Duration;
+
+const GROUPS: usize = 10_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_groups_due_in_the_same_second_all_rotate_and_none_is_dropped() {
+    // Arrange: every group due at one second, a few seconds from now.
+    let due = Utc::now() + chrono::Duration::seconds(4);
+    let schedule: &'static str = Box::leak(
+        format!("{} {} {} * * *", due.second(), due.minute(), due.hour()).into_boxed_str(),
+    );
+    let fast = 3_000_000; // calls a minute: the limit is not what is measured here
+    let options = EmulatorOptions {
+        requests_per_minute: fast,
+        ..EmulatorOptions::default()
+    };
+    let tuning = Tuning {
+        requests_per_minute: fast,
+        max_concurrent: 64,
+        schedule,
+        ..Tuning::default()
+    };
+    let app = spawn_app(&vec![Setup::Admin; GROUPS], options, tuning).await;
+    let config = app.config();
+    let store = app.store().await;
+    let engine = Engine::new(&config, store.clone()).unwrap();
+
+    // Act: the daemon until every group has a settled rotation.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (_reloads, reload_rx) = tokio::sync::mpsc::channel(1);
+    let daemon = tokio::spawn(daemon::run(
+        config,
+        engine,
+        store,
+        Arc::new(SystemClock),
+        &Quiet,
+        async {
+            let _ = stopped.await;
+        },
+        reload_rx,
+    ));
+    app.wait_for(
+        "10,000 settled rotations",
+        Duration::from_secs(240),
+        |rows| rows.iter().filter(|r| r.status != "pending").count() >= GROUPS,
+    )
+    .await;
+    let _ = stop.send(());
+    daemon.await.unwrap().unwrap();
+
+    // Assert
+    let rows = app.history().await;
+    assert_eq!(rows.len(), GROUPS, "each group once");
+    assert!(
+        rows.iter()
+            .all(|r| r.status == "succeeded" && r.trigger == "schedule")
+    );
+    let due = invite_rotator::store::timestamp(due.with_nanosecond(0).unwrap());
+    assert!(
+        rows.iter()
+            .all(|r| r.scheduled_for.as_deref() == Some(due.as_str()))
+    );
+    assert_eq!(app.emulator.rate_limited(), 0);
+    let mut groups: Vec<&str> = rows.iter().map(|r| r.group_name.as_str()).collect();
+    groups.sort_unstable();
+    groups.dedup();
+    assert_eq!(groups.len(), GROUPS, "none dropped");
+}
