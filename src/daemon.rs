@@ -97,7 +97,8 @@ pub async fn run<R: Rotator>(
 }
 
 struct Daemon<R> {
-    groups: HashMap<String, Group>,
+    /// The groups; timers refer to them by index.
+    groups: Vec<Group>,
     max_concurrent: usize,
     rotator: Arc<R>,
     store: Store,
@@ -115,11 +116,7 @@ impl<R: Rotator> Daemon<R> {
         Daemon {
             max_concurrent: config.rate_limit.max_concurrent,
             permits: Arc::new(Semaphore::new(config.rate_limit.max_concurrent)),
-            groups: config
-                .groups
-                .into_iter()
-                .map(|g| (g.name.clone(), g))
-                .collect(),
+            groups: config.groups,
             rotator: Arc::new(rotator),
             store,
             clock,
@@ -133,12 +130,12 @@ impl<R: Rotator> Daemon<R> {
     /// Catch-up for fires missed while down, then the timers.
     async fn start(&mut self) -> Result<(), StoreError> {
         let now = self.clock.now();
-        let names: Vec<&str> = self.groups.keys().map(String::as_str).collect();
+        let names: Vec<&str> = self.groups.iter().map(|g| g.name.as_str()).collect();
         let first_seen = self.store.mark_seen(&names, now).await?;
         let last_served = self.store.last_scheduled().await?;
         let mut missed: Vec<(DateTime<Utc>, Group)> = self
             .groups
-            .values()
+            .iter()
             .filter(|g| g.catch_up)
             .filter_map(|g| {
                 let seen = first_seen.get(&g.name).copied().unwrap_or(now);
@@ -153,7 +150,7 @@ impl<R: Rotator> Daemon<R> {
             tracing::info!(group = %group.name, missed = %due, "catching up a rotation missed while the daemon was down");
             self.dispatch(group, Trigger::CatchUp, due);
         }
-        self.timers = Timers::new(self.groups.values(), now);
+        self.timers = Timers::new(&self.groups, now);
         tracing::info!(
             groups = self.groups.len(),
             next_due = %self.timers.next_at().map_or_else(|| "never".to_owned(), |t| t.to_rfc3339()),
@@ -167,10 +164,10 @@ impl<R: Rotator> Daemon<R> {
     fn fire_due(&mut self) {
         let now = self.clock.now();
         while let Some(fire) = self.timers.pop_due(now) {
-            let Some(group) = self.groups.get(&fire.group).cloned() else {
+            let Some(group) = self.groups.get(fire.group).cloned() else {
                 continue;
             };
-            if let Some(next) = scheduler::next_fire(&group, fire.due) {
+            if let Some(next) = scheduler::next_fire(fire.group, &group, fire.due) {
                 self.timers.push(next);
             }
             if self.running.contains(&group.name) {
@@ -220,14 +217,9 @@ impl<R: Rotator> Daemon<R> {
         if reload.config.rate_limit.max_concurrent != self.max_concurrent {
             tracing::warn!("rate_limit.max_concurrent changes take effect at the next restart");
         }
-        self.groups = reload
-            .config
-            .groups
-            .into_iter()
-            .map(|g| (g.name.clone(), g))
-            .collect();
+        self.groups = reload.config.groups;
         self.rotator = Arc::new(reload.rotator);
-        self.timers = Timers::new(self.groups.values(), now);
+        self.timers = Timers::new(&self.groups, now);
         tracing::info!(
             groups = self.groups.len(),
             next_due = %self.timers.next_at().map_or_else(|| "never".to_owned(), |t| t.to_rfc3339()),

@@ -5,11 +5,17 @@ use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 use std::fmt;
+use std::sync::Arc;
 
 /// A parsed cron schedule: 5 fields, or 6 with seconds first, or a nickname such
 /// as `@daily`. Vixie cron's rules as croner implements them, DST included.
+///
+/// Cloning is shallow: a parsed croner pattern takes kilobytes, so groups on
+/// the same schedule share one (see [`Schedule::parse_shared`]).
 #[derive(Clone)]
-pub struct Schedule {
+pub struct Schedule(Arc<Parsed>);
+
+struct Parsed {
     cron: Cron,
     text: String,
 }
@@ -29,23 +35,39 @@ impl Schedule {
             .build()
             .parse(text)
             .map_err(|e| format!("{text:?} is not a valid cron schedule: {e}"))?;
-        Ok(Schedule {
+        Ok(Schedule(Arc::new(Parsed {
             cron,
             text: text.trim().to_owned(),
-        })
+        })))
+    }
+
+    /// Parses `text`, or returns the schedule `cache` already holds for it, so
+    /// that 100,000 groups on a handful of schedules hold a handful of patterns.
+    pub fn parse_shared(
+        text: &str,
+        cache: &mut std::collections::HashMap<String, Schedule>,
+    ) -> Result<Self, String> {
+        if let Some(s) = cache.get(text) {
+            return Ok(s.clone());
+        }
+        let s = Self::parse(text)?;
+        cache.insert(text.to_owned(), s.clone());
+        Ok(s)
     }
 
     /// The first fire time strictly after `after`, in zone `tz`; `None` if the
     /// schedule never fires again (such as a February 30th).
     pub fn next_after(&self, after: DateTime<Utc>, tz: Tz) -> Option<DateTime<Tz>> {
-        self.cron
+        self.0
+            .cron
             .find_next_occurrence(&after.with_timezone(&tz), false)
             .ok()
     }
 
     /// The last fire time at or before `at`, in zone `tz`.
     pub fn last_at_or_before(&self, at: DateTime<Utc>, tz: Tz) -> Option<DateTime<Tz>> {
-        self.cron
+        self.0
+            .cron
             .find_previous_occurrence(&at.with_timezone(&tz), true)
             .ok()
     }
@@ -66,13 +88,13 @@ impl Schedule {
 
     /// The schedule as written.
     pub fn as_str(&self) -> &str {
-        &self.text
+        &self.0.text
     }
 }
 
 impl fmt::Debug for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Schedule({:?})", self.text)
+        write!(f, "Schedule({:?})", self.0.text)
     }
 }
 

@@ -13,8 +13,9 @@ use std::time::Duration;
 /// cron time plus the group's fixed jitter offset).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fire {
-    /// The group's name.
-    pub group: String,
+    /// The group's index in the list the timers were built from (an index, not
+    /// a name: 100,000 idle groups cost 40 bytes each here).
+    pub group: usize,
     /// The cron time (`scheduled_for` in the history).
     pub due: DateTime<Utc>,
     /// `due` plus the group's jitter offset.
@@ -43,15 +44,15 @@ pub fn jitter_offset(name: &str, jitter: Duration) -> Duration {
     jitter.mul_f64(hash as f64 / u64::MAX as f64)
 }
 
-/// The first fire of `group` whose cron time is after `after`.
-pub fn next_fire(group: &Group, after: DateTime<Utc>) -> Option<Fire> {
+/// The first fire of `group` (at `index` in its list) whose cron time is after `after`.
+pub fn next_fire(index: usize, group: &Group, after: DateTime<Utc>) -> Option<Fire> {
     let due = group
         .schedule
         .next_after(after, group.timezone)?
         .with_timezone(&Utc);
     let offset = chrono::Duration::from_std(jitter_offset(&group.name, group.jitter)).ok()?;
     Some(Fire {
-        group: group.name.clone(),
+        group: index,
         due,
         at: due + offset,
     })
@@ -73,7 +74,7 @@ pub fn missed_fire(
 
 /// A heap entry: fire time, insertion number (so equal times keep due order),
 /// due time, group.
-type Entry = (DateTime<Utc>, u64, DateTime<Utc>, String);
+type Entry = (DateTime<Utc>, u64, DateTime<Utc>, usize);
 
 /// Entries ordered by fire time, then by insertion.
 #[derive(Debug, Default)]
@@ -84,10 +85,10 @@ pub struct Timers {
 
 impl Timers {
     /// The next fire of every group after `after`.
-    pub fn new<'a>(groups: impl IntoIterator<Item = &'a Group>, after: DateTime<Utc>) -> Self {
+    pub fn new(groups: &[Group], after: DateTime<Utc>) -> Self {
         let mut timers = Timers::default();
-        for g in groups {
-            if let Some(fire) = next_fire(g, after) {
+        for (i, g) in groups.iter().enumerate() {
+            if let Some(fire) = next_fire(i, g, after) {
                 timers.push(fire);
             }
         }
@@ -190,7 +191,7 @@ mod tests {
         assert_eq!(t.next_at(), Some(due));
         assert_eq!(t.pop_due(now), None);
         let order: Vec<String> = std::iter::from_fn(|| t.pop_due(due))
-            .map(|f| f.group)
+            .map(|f| groups[f.group].name.clone())
             .collect();
         assert_eq!(order, ["g0", "g1", "g2", "g3", "g4"]);
     }

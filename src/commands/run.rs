@@ -16,15 +16,46 @@ use tokio::sync::mpsc;
 
 pub async fn run(path: &Path) -> Result<Exit, Failure> {
     let config = load_config(path, Tokens::Resolve)?;
+    release_free_memory();
     let store = Store::open(&config.database_path)
         .await
         .map_err(|e| Failure::Runtime(e.to_string()))?;
-    let lifecycle = Systemd::from_env();
+    let lifecycle = Service(Systemd::from_env());
     let (reloads, reload_rx) = mpsc::channel(1);
     let watcher = tokio::spawn(reload_on_hangup(path.to_owned(), store.clone(), reloads));
     let result = serve(config, store, &lifecycle, signals::shutdown(), reload_rx).await;
     watcher.abort();
     result.map(|()| Exit::Success)
+}
+
+/// The daemon under systemd, giving back start-up's transient memory once ready.
+struct Service(Systemd);
+
+impl Lifecycle for Service {
+    fn ready(&self) {
+        release_free_memory();
+        self.0.ready();
+    }
+
+    fn alive(&self) {
+        self.0.alive();
+    }
+
+    fn stopping(&self) {
+        self.0.stopping();
+    }
+}
+
+/// Hands memory freed after start-up back to the OS. Parsing a config of
+/// 100,000 groups peaks at some 300 MB of short-lived allocations, which glibc
+/// would otherwise keep for the life of the process.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it takes
+    // no pointers and is safe to call at any time from any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Settles what an earlier run left, then runs the daemon until `shutdown`.

@@ -336,6 +336,7 @@ impl Validator<'_> {
     ) -> Vec<Group> {
         let mut names: HashMap<String, usize> = HashMap::new();
         let mut jids: HashMap<String, usize> = HashMap::new();
+        let mut schedules: HashMap<String, Schedule> = HashMap::new();
         let mut out = Vec::with_capacity(raw.len());
         for (i, g) in raw.into_iter().enumerate() {
             let g = g.into_inner();
@@ -377,7 +378,7 @@ impl Validator<'_> {
                     None
                 }
             };
-            let schedule = match Schedule::parse(g.schedule.get_ref()) {
+            let schedule = match Schedule::parse_shared(g.schedule.get_ref(), &mut schedules) {
                 Ok(s) => Some(s),
                 Err(message) => {
                     self.error(format!("group[{i}].schedule"), &g.schedule, message);

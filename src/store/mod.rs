@@ -243,27 +243,26 @@ impl Store {
         names: &[&str],
         now: DateTime<Utc>,
     ) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
+        // One statement for any number of groups: the names go in as one JSON array.
+        let names = serde_json::to_string(names).map_err(|e| StoreError {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
         let mut conn = self.conn.lock().await;
-        let mut tx = sqlx::Connection::begin(&mut *conn)
-            .await
-            .map_err(|e| self.err(e))?;
-        let now = timestamp(now);
-        for name in names {
-            sqlx::query(
-                "INSERT OR IGNORE INTO groups_seen (group_name, first_seen_at) VALUES (?, ?)",
-            )
-            .bind(name.to_string())
-            .bind(now.clone())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?;
-        }
+        sqlx::query(
+            "INSERT OR IGNORE INTO groups_seen (group_name, first_seen_at)
+             SELECT value, ? FROM json_each(?)",
+        )
+        .bind(timestamp(now))
+        .bind(names)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| self.err(e))?;
         let rows: Vec<(String, String)> =
             sqlx::query_as("SELECT group_name, first_seen_at FROM groups_seen")
-                .fetch_all(&mut *tx)
+                .fetch_all(&mut *conn)
                 .await
                 .map_err(|e| self.err(e))?;
-        tx.commit().await.map_err(|e| self.err(e))?;
         Ok(rows
             .into_iter()
             .filter_map(|(n, t)| Some((n, parse_timestamp(&t)?)))
