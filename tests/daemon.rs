@@ -201,3 +201,94 @@ async fn a_daemon_and_a_rotate_beside_it_share_one_budget_and_get_no_429() {
         app.assert_chain_complete(&store, g).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_a_valid_new_config_and_keeps_the_running_one_when_invalid() {
+    // Arrange: one group rotating every second; a second one exists on the API
+    // but not yet in the config.
+    let tuning = Tuning {
+        schedule: "* * * * * *",
+        ..Tuning::default()
+    };
+    let app = spawn_app(&[Setup::Admin; 2], fast_api(), tuning).await;
+    let text = std::fs::read_to_string(&app.config_path).unwrap();
+    let second_group = text.rfind("[[group]]").unwrap();
+    std::fs::write(&app.config_path, &text[..second_group]).unwrap();
+    let mut daemon = app.spawn_daemon();
+    app.wait_for(
+        "the first group rotating",
+        Duration::from_secs(20),
+        |rows| of(rows, "group-0").any(|r| r.status == "succeeded"),
+    )
+    .await;
+
+    // Act 1: an invalid config, then SIGHUP: logged, the running one kept.
+    std::fs::write(
+        &app.config_path,
+        format!("{}\nbogus_key = 1\n", &text[..second_group]),
+    )
+    .unwrap();
+    signal(&daemon, "HUP");
+    let before = app.history().await.len();
+    app.wait_for(
+        "rotations going on after a refused reload",
+        Duration::from_secs(20),
+        |rows| rows.len() >= before + 2,
+    )
+    .await;
+
+    // Act 2: the full config (the second group added), then SIGHUP.
+    std::fs::write(&app.config_path, &text).unwrap();
+    signal(&daemon, "HUP");
+    app.wait_for(
+        "the added group rotating",
+        Duration::from_secs(20),
+        |rows| of(rows, "group-1").any(|r| r.status == "succeeded"),
+    )
+    .await;
+    signal(&daemon, "TERM");
+    let status = daemon.wait().await.unwrap();
+
+    // Assert
+    assert_eq!(status.code(), Some(0));
+    let stderr = std::fs::read_to_string(app.daemon_log()).unwrap();
+    assert!(
+        stderr.contains("reload refused") && stderr.contains("bogus_key"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("configuration reloaded"), "{stderr}");
+    // The added group was not caught up at the reload: its first rotation is a scheduled one.
+    let rows = app.history().await;
+    assert!(
+        of(&rows, "group-1").all(|r| r.trigger == "schedule"),
+        "{rows:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_runs_the_daemon_and_prints_a_history_with_rotations() {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_invite-rotator"))
+        .args(["demo", "--seconds", "7"])
+        .env_remove("INVITE_ROTATOR_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("The history"), "{stdout}");
+    assert!(
+        stdout.lines().filter(|l| l.contains(" succeeded ")).count() >= 3,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("must be admin"),
+        "the non-admin group's failure is shown: {stdout}"
+    );
+}

@@ -153,8 +153,15 @@ impl TestApp {
             .expect("binary runs")
     }
 
-    /// Starts the daemon (`run`) with this app's config.
+    /// Starts the daemon (`run`) with this app's config; its log is appended
+    /// to [`TestApp::daemon_log`] (a file, so a chatty daemon never blocks on a
+    /// full pipe).
     pub fn spawn_daemon(&self) -> tokio::process::Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.daemon_log())
+            .expect("daemon log opens");
         tokio::process::Command::new(env!("CARGO_BIN_EXE_invite-rotator"))
             .arg("--config")
             .arg(&self.config_path)
@@ -162,10 +169,15 @@ impl TestApp {
             .env(TOKEN_VAR, TOKEN)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
+            .stderr(log)
             .kill_on_drop(true)
             .spawn()
             .expect("daemon starts")
+    }
+
+    /// Where [`TestApp::spawn_daemon`] writes the daemon's log.
+    pub fn daemon_log(&self) -> PathBuf {
+        self.dir.path().join("daemon.log")
     }
 
     /// The whole history, read the way an auditor would (read-only, beside a
