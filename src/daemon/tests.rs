@@ -285,3 +285,48 @@ async fn after_downtime_each_group_is_caught_up_once_and_new_groups_are_not() {
         Utc.with_ymd_and_hms(2026, 11, 27, 3, 0, 0).unwrap()
     );
 }
+
+#[tokio::test]
+async fn in_a_skipped_hour_a_fixed_time_runs_once_after_the_gap_and_an_interval_skips_it() {
+    // Berlin springs forward on 2026-03-29: 02:00 CET becomes 03:00 CEST.
+    let groups = [
+        ("fixed-in-gap", "30 2 * * *", "Europe/Berlin"),
+        ("every-30-min", "*/30 * * * *", "Europe/Berlin"),
+    ];
+    let config = config(&groups, "");
+    let (store, _dir) = store().await;
+    let start = Utc.with_ymd_and_hms(2026, 3, 28, 12, 0, 0).unwrap();
+
+    let fired = run_for(
+        config,
+        store,
+        start,
+        Duration::from_secs(24 * 3600),
+        Duration::ZERO,
+    )
+    .await;
+
+    let fixed: Vec<_> = fired
+        .iter()
+        .filter(|f| f.group == "fixed-in-gap")
+        .map(|f| f.due)
+        .collect();
+    // 02:30 does not exist that night: it runs once, right after the gap (03:00 CEST = 01:00 UTC).
+    assert_eq!(fixed, [Utc.with_ymd_and_hms(2026, 3, 29, 1, 0, 0).unwrap()]);
+    let interval: Vec<_> = fired
+        .iter()
+        .filter(|f| f.group == "every-30-min")
+        .map(|f| f.due)
+        .collect();
+    // Every real half hour strictly between the two ends (12:30 to 11:30 UTC),
+    // once: the local 02:00 and 02:30 that do not exist add nothing.
+    assert_eq!(interval.len(), 47);
+    assert!(
+        interval
+            .windows(2)
+            .all(|w| w[1] - w[0] == chrono::Duration::minutes(30))
+    );
+    let mut unique = interval.clone();
+    unique.dedup();
+    assert_eq!(unique, interval);
+}

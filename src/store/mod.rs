@@ -263,10 +263,7 @@ impl Store {
                 .fetch_all(&mut *conn)
                 .await
                 .map_err(|e| self.err(e))?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(n, t)| Some((n, parse_timestamp(&t)?)))
-            .collect())
+        Ok(times_by_group(rows))
     }
 
     /// The latest due time each group's scheduled (or caught-up) rotations served.
@@ -278,15 +275,13 @@ impl Store {
         .fetch_all(&mut *self.conn.lock().await)
         .await
         .map_err(|e| self.err(e))?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(n, t)| Some((n, parse_timestamp(&t)?)))
-            .collect())
+        Ok(times_by_group(rows))
     }
 
     /// Rotations left unsettled: `pending` rows (a crash or a kill) and `unknown`
-    /// rows that are their group's latest, oldest first. Manual rotations younger
-    /// than `manual_grace` are left alone: a `rotate` may still be running.
+    /// rows that are their group's latest, oldest first. Manual rotations that
+    /// started after `manual_before` are left alone: a `rotate` may still be
+    /// running them.
     pub async fn unsettled(
         &self,
         manual_before: DateTime<Utc>,
@@ -428,6 +423,14 @@ macro_rules! select_rotation {
     };
 }
 use select_rotation;
+
+/// `(group, timestamp)` rows as a map; a timestamp that does not parse (only
+/// a hand-edited database has one) is left out.
+fn times_by_group(rows: Vec<(String, String)>) -> HashMap<String, DateTime<Utc>> {
+    rows.into_iter()
+        .filter_map(|(group, t)| Some((group, parse_timestamp(&t)?)))
+        .collect()
+}
 
 /// Parses a stored timestamp.
 fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
