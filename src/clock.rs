@@ -11,8 +11,8 @@ pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;
 }
 
-/// The system's clock. The scheduler never sleeps longer than a minute at a
-/// time, so a corrected system clock is followed within a minute.
+/// The system's clock. The scheduler never sleeps longer than 10 s at a time,
+/// so a corrected system clock is followed within 10 s.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 

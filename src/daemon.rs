@@ -1,7 +1,7 @@
 //! The daemon: every group rotates on its own schedule until shutdown.
 //!
-//! One loop owns the timer queue. It sleeps until the earliest fire (at most a
-//! minute, so a corrected system clock is followed), starts each due rotation
+//! One loop owns the timer queue. It sleeps until the earliest fire (at most
+//! 10 s, so a corrected system clock is followed), starts each due rotation
 //! as a task, and `select!`s on shutdown and reloads. Invariants:
 //! - a group has at most one rotation in flight: a fire that finds one running
 //!   is coalesced into it, not stacked;
@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -85,8 +86,12 @@ pub async fn run<R: Rotator>(
             biased;
             () = &mut shutdown => break,
             Some(reload) = reloads.recv() => {
-                daemon.reload(reload).await?;
-                lifecycle.ready();
+                // Fires that came due during the nap go with the config they were due under.
+                daemon.fire_due();
+                match daemon.reload(reload).await {
+                    Ok(()) => lifecycle.ready(),
+                    Err(e) => tracing::error!(error = %e, "reload refused, keeping the running configuration"),
+                }
             }
             Some(done) = daemon.tasks.join_next_with_id(), if !daemon.tasks.is_empty() => daemon.finished(done),
             () = tokio::time::sleep(nap) => {}
@@ -109,6 +114,9 @@ struct Daemon<R> {
     task_groups: HashMap<tokio::task::Id, String>,
     tasks: JoinSet<()>,
     permits: Arc<Semaphore>,
+    /// Set when a stop is asked for: rotations still waiting for a slot then
+    /// never start (a fire left undone is caught up at the next start).
+    stopping: Arc<AtomicBool>,
 }
 
 impl<R: Rotator> Daemon<R> {
@@ -116,6 +124,7 @@ impl<R: Rotator> Daemon<R> {
         Daemon {
             max_concurrent: config.rate_limit.max_concurrent,
             permits: Arc::new(Semaphore::new(config.rate_limit.max_concurrent)),
+            stopping: Arc::new(AtomicBool::new(false)),
             groups: config.groups,
             rotator: Arc::new(rotator),
             store,
@@ -153,11 +162,18 @@ impl<R: Rotator> Daemon<R> {
         self.timers = Timers::new(&self.groups, now);
         tracing::info!(
             groups = self.groups.len(),
-            next_due = %self.timers.next_at().map_or_else(|| "never".to_owned(), |t| t.to_rfc3339()),
+            next_due = %self.next_due(),
             catching_up = self.tasks.len(),
             "daemon started"
         );
         Ok(())
+    }
+
+    /// When the next fire goes, for the log.
+    fn next_due(&self) -> String {
+        self.timers
+            .next_at()
+            .map_or_else(|| "never".to_owned(), |t| t.to_rfc3339())
     }
 
     /// Starts every fire that is due, in due order, and sets each group's next.
@@ -167,7 +183,12 @@ impl<R: Rotator> Daemon<R> {
             let Some(group) = self.groups.get(fire.group).cloned() else {
                 continue;
             };
-            if let Some(next) = scheduler::next_fire(fire.group, &group, fire.due) {
+            // The next fire still to come: after a clock jump or a stall the
+            // fires that went by meanwhile are made up by this one, not replayed.
+            let next = scheduler::next_fire(fire.group, &group, fire.due)
+                .filter(|next| next.at > now)
+                .or_else(|| scheduler::upcoming_fire(fire.group, &group, now));
+            if let Some(next) = next {
                 self.timers.push(next);
             }
             if self.running.contains(&group.name) {
@@ -181,10 +202,17 @@ impl<R: Rotator> Daemon<R> {
     fn dispatch(&mut self, group: Group, trigger: Trigger, due: DateTime<Utc>) {
         self.running.insert(group.name.clone());
         let name = group.name.clone();
-        let (rotator, permits) = (self.rotator.clone(), self.permits.clone());
+        let (rotator, permits, stopping) = (
+            self.rotator.clone(),
+            self.permits.clone(),
+            self.stopping.clone(),
+        );
         let task = self.tasks.spawn(async move {
             // The semaphore is fair: rotations start in the order they were due.
             let _permit = permits.acquire_owned().await;
+            if stopping.load(Ordering::SeqCst) {
+                return;
+            }
             rotator.rotate_due(group, trigger, due).await;
         });
         self.task_groups.insert(task.id(), name);
@@ -222,7 +250,7 @@ impl<R: Rotator> Daemon<R> {
         self.timers = Timers::new(&self.groups, now);
         tracing::info!(
             groups = self.groups.len(),
-            next_due = %self.timers.next_at().map_or_else(|| "never".to_owned(), |t| t.to_rfc3339()),
+            next_due = %self.next_due(),
             "configuration reloaded"
         );
         Ok(())
@@ -231,6 +259,7 @@ impl<R: Rotator> Daemon<R> {
     /// No new work; in-flight rotations get [`STOP_GRACE`], then are cut and
     /// recorded: no row is left `pending`.
     async fn stop(mut self) -> Result<(), StoreError> {
+        self.stopping.store(true, Ordering::SeqCst);
         let in_flight = self.tasks.len();
         if in_flight > 0 {
             tracing::info!(in_flight, "stopping: letting in-flight rotations finish");
@@ -241,7 +270,10 @@ impl<R: Rotator> Daemon<R> {
         .await;
         if drained.is_err() {
             self.tasks.shutdown().await;
-            let cut = self.store.record_stopped(self.clock.now()).await?;
+        }
+        // Also after a clean drain: a rotation that panicked leaves its row behind.
+        let cut = self.store.record_stopped(self.clock.now()).await?;
+        if cut > 0 {
             tracing::warn!(
                 cut,
                 "stopped with rotations still in flight; recorded as failed or unknown"

@@ -22,6 +22,16 @@ pub struct Engine {
     max_concurrent: usize,
 }
 
+/// A pending row older than this is taken as left behind, not in progress: no
+/// rotation runs this long (`max_attempts` calls of `api.timeout` plus backoff
+/// stay far below it with any sane config).
+const STALE_MANUAL: chrono::Duration = chrono::Duration::hours(1);
+
+fn is_stale(since: &str) -> bool {
+    DateTime::parse_from_rfc3339(since)
+        .is_ok_and(|t| Utc::now() - t.with_timezone(&Utc) > STALE_MANUAL)
+}
+
 /// The engine could not be built.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot set up the HTTP client: {0}")]
@@ -81,15 +91,28 @@ impl Engine {
             .clients
             .get(&group.instance)
             .ok_or_else(|| RotateError::NoInstance(group.instance.clone()))?;
-        let report = rotation::rotate(
-            &self.store,
-            client,
-            &self.retry,
-            group,
-            trigger,
-            scheduled_for,
-        )
-        .await?;
+        let rotate = || {
+            rotation::rotate(
+                &self.store,
+                client,
+                &self.retry,
+                group,
+                trigger,
+                scheduled_for,
+            )
+        };
+        let report = match rotate().await {
+            // A pending row that old is no rotation in progress but one left
+            // behind (a `rotate` killed by ^C, a failed final write): settle it
+            // from the live link, then go on.
+            Err(RotateError::Busy { since }) if is_stale(&since) => {
+                tracing::warn!(group = %group.name, %since, "settling a rotation left pending");
+                self.settle(Utc::now() - STALE_MANUAL, Some(group.jid.as_str()))
+                    .await?;
+                rotate().await?
+            }
+            other => other?,
+        };
         tracing::info!(
             group = %report.group,
             trigger = trigger.as_str(),
@@ -109,20 +132,43 @@ impl Engine {
     /// Manual rotations younger than an hour are left to the `rotate` that may
     /// still be running them.
     pub async fn settle_leftovers(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        let rows = self
-            .store
-            .unsettled(now - chrono::Duration::hours(1))
-            .await?;
-        for row in &rows {
-            let Some(client) = self.clients.get(&row.instance) else {
-                tracing::warn!(rotation = row.id, instance = %row.instance, "cannot settle: its instance is no longer configured");
-                continue;
-            };
-            let status =
-                rotation::settle_interrupted(&self.store, client, &self.retry, row).await?;
-            tracing::info!(rotation = row.id, group = %row.group_name, was = %row.status, now = status.as_str(), "settled a rotation left unsettled");
+        self.settle(now - STALE_MANUAL, None).await
+    }
+
+    /// Settles the unsettled rows (of the group `jid`, or all), a few at a
+    /// time, each with a single read of the link: start-up must stay short even
+    /// when the API is down (what cannot be read stays `unknown`).
+    async fn settle(
+        &self,
+        manual_before: DateTime<Utc>,
+        jid: Option<&str>,
+    ) -> Result<usize, StoreError> {
+        let rows = self.store.unsettled(manual_before, jid).await?;
+        let once = RetryPolicy {
+            max_attempts: 1,
+            ..self.retry.clone()
+        };
+        for chunk in rows.chunks(self.max_concurrent.max(1)) {
+            let settling = chunk.iter().map(|row| self.settle_one(&once, row));
+            for result in futures_util::future::join_all(settling).await {
+                result?;
+            }
         }
         Ok(rows.len())
+    }
+
+    async fn settle_one(
+        &self,
+        policy: &RetryPolicy,
+        row: &crate::store::Rotation,
+    ) -> Result<(), StoreError> {
+        let Some(client) = self.clients.get(&row.instance) else {
+            tracing::warn!(rotation = row.id, instance = %row.instance, "cannot settle: its instance is no longer configured");
+            return Ok(());
+        };
+        let status = rotation::settle_interrupted(&self.store, client, policy, row).await?;
+        tracing::info!(rotation = row.id, group = %row.group_name, was = %row.status, now = status.as_str(), "settled a rotation left unsettled");
+        Ok(())
     }
 
     /// Rotates `groups`, at most `max_concurrent` at a time, in the order given

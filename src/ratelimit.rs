@@ -273,5 +273,12 @@ mod tests {
         store.pause_budget(&key(&a), now + 30_000).await.unwrap();
         let g4 = store.reserve_grant(&key(&b), now, 1020).await.unwrap();
         assert_eq!(g4, now + 30_000);
+        // A clock stepped back by a day does not stall the budget for a day.
+        let yesterday = now - 86_400_000_000;
+        let g5 = store
+            .reserve_grant(&key(&b), yesterday, 1020)
+            .await
+            .unwrap();
+        assert!(g5 - yesterday <= 360_000_000, "{}", g5 - yesterday);
     }
 }

@@ -44,30 +44,44 @@ pub fn jitter_offset(name: &str, jitter: Duration) -> Duration {
     jitter.mul_f64(hash as f64 / u64::MAX as f64)
 }
 
-/// The first fire of `group` (at `index` in its list) whose cron time is after `after`.
+/// The first fire of `group` (at `index` in its list) whose cron time is
+/// after `after`.
 pub fn next_fire(index: usize, group: &Group, after: DateTime<Utc>) -> Option<Fire> {
     let due = group
         .schedule
         .next_after(after, group.timezone)?
         .with_timezone(&Utc);
-    let offset = chrono::Duration::from_std(jitter_offset(&group.name, group.jitter)).ok()?;
+    let at = due.checked_add_signed(offset_of(group)?)?;
     Some(Fire {
         group: index,
         due,
-        at: due + offset,
+        at,
     })
 }
 
-/// The latest cron time of `group` in `(since, now]`: a fire missed while the
-/// daemon was down, to be made up once however many were missed.
+/// The first fire of `group` that goes (jitter included) after `now`: what is
+/// still to come, neither a fire already handled nor one skipped.
+pub fn upcoming_fire(index: usize, group: &Group, now: DateTime<Utc>) -> Option<Fire> {
+    next_fire(index, group, now.checked_sub_signed(offset_of(group)?)?)
+}
+
+fn offset_of(group: &Group) -> Option<chrono::Duration> {
+    chrono::Duration::from_std(jitter_offset(&group.name, group.jitter)).ok()
+}
+
+/// The latest cron time of `group` whose fire (jitter included) went in
+/// `(since, now]`: a fire missed while the daemon was down, to be made up once
+/// however many were missed. Together with [`upcoming_fire`] this splits time
+/// at `now` with nothing counted twice.
 pub fn missed_fire(
     group: &Group,
     since: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
+    let went_by = now.checked_sub_signed(offset_of(group)?)?;
     let last = group
         .schedule
-        .last_at_or_before(now, group.timezone)?
+        .last_at_or_before(went_by, group.timezone)?
         .with_timezone(&Utc);
     (last > since).then_some(last)
 }
@@ -84,11 +98,11 @@ pub struct Timers {
 }
 
 impl Timers {
-    /// The next fire of every group after `after`.
-    pub fn new(groups: &[Group], after: DateTime<Utc>) -> Self {
+    /// The upcoming fire of every group (see [`upcoming_fire`]).
+    pub fn new(groups: &[Group], now: DateTime<Utc>) -> Self {
         let mut timers = Timers::default();
         for (i, g) in groups.iter().enumerate() {
-            if let Some(fire) = next_fire(i, g, after) {
+            if let Some(fire) = upcoming_fire(i, g, now) {
                 timers.push(fire);
             }
         }
@@ -120,16 +134,6 @@ impl Timers {
         }
         let Reverse((at, _, due, group)) = self.heap.pop()?;
         Some(Fire { group, due, at })
-    }
-
-    /// Number of entries.
-    pub fn len(&self) -> usize {
-        self.heap.len()
-    }
-
-    /// Whether no group will ever fire again.
-    pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
     }
 }
 
@@ -178,6 +182,24 @@ mod tests {
         );
         let since = Utc.with_ymd_and_hms(2026, 11, 27, 4, 0, 0).unwrap();
         assert_eq!(missed_fire(&g, since, now), None);
+    }
+
+    #[test]
+    fn a_fire_whose_jittered_time_is_still_ahead_is_upcoming_not_missed() {
+        let g = group("g", "0 3 * * *", "UTC", Duration::from_secs(3600));
+        let offset =
+            chrono::Duration::from_std(jitter_offset("g", Duration::from_secs(3600))).unwrap();
+        let due = Utc.with_ymd_and_hms(2026, 11, 27, 3, 0, 0).unwrap();
+        let before_it_goes = due + offset - chrono::Duration::seconds(1);
+        let since = Utc.with_ymd_and_hms(2026, 11, 26, 12, 0, 0).unwrap();
+        assert_eq!(missed_fire(&g, since, before_it_goes), None);
+        assert_eq!(
+            upcoming_fire(0, &g, before_it_goes).map(|f| f.due),
+            Some(due)
+        );
+        let after_it_went = due + offset + chrono::Duration::seconds(1);
+        assert_eq!(missed_fire(&g, since, after_it_went), Some(due));
+        assert!(upcoming_fire(0, &g, after_it_went).is_some_and(|f| f.due > due));
     }
 
     #[test]

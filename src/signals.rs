@@ -1,21 +1,28 @@
 //! Shutdown from signals: systemd stops services with SIGTERM, people with ^C.
 
-/// Completes on the first SIGTERM or SIGINT. If the handlers cannot be
-/// installed (which does not happen on Linux), it waits for ^C alone.
-pub async fn shutdown() {
+use std::future::Future;
+
+/// Completes on the first SIGTERM or SIGINT. The handlers are installed when
+/// this is called (not when it is first polled), so a signal that arrives
+/// during start-up is not lost. If they cannot be installed (which does not
+/// happen on Linux), it waits for ^C alone.
+pub fn shutdown() -> impl Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {},
-                _ = int.recv() => {},
+    );
+    async move {
+        match handlers {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = int.recv() => {},
+                }
             }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }

@@ -15,17 +15,50 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 pub async fn run(path: &Path) -> Result<Exit, Failure> {
+    // From here on a SIGTERM is a clean stop, even during start-up.
+    let shutdown = signals::shutdown();
     let config = load_config(path, Tokens::Resolve)?;
     release_free_memory();
+    let _lock = lock_database(&config.database_path)?;
     let store = Store::open(&config.database_path)
         .await
         .map_err(|e| Failure::Runtime(e.to_string()))?;
     let lifecycle = Service(Systemd::from_env());
     let (reloads, reload_rx) = mpsc::channel(1);
     let watcher = tokio::spawn(reload_on_hangup(path.to_owned(), store.clone(), reloads));
-    let result = serve(config, store, &lifecycle, signals::shutdown(), reload_rx).await;
+    let result = serve(config, store, &lifecycle, shutdown, reload_rx).await;
     watcher.abort();
     result.map(|()| Exit::Success)
+}
+
+/// One daemon per database: two would settle and cut each other's rotations.
+/// The lock is on a file beside the database and held until the process ends.
+fn lock_database(database: &Path) -> Result<std::fs::File, Failure> {
+    let mut path = database.as_os_str().to_owned();
+    path.push(".daemon.lock");
+    let path = PathBuf::from(path);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Failure::Runtime(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Failure::Runtime(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Failure::Runtime(format!(
+            "another invite-rotator daemon is running on {} (lock {})",
+            database.display(),
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(Failure::Runtime(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        ))),
+    }
 }
 
 /// The daemon under systemd, giving back start-up's transient memory once ready.

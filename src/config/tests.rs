@@ -205,3 +205,9 @@ fn history_can_load_the_config_without_the_tokens() {
     let c = Config::parse(&text, Path::new("cfg.toml"), Tokens::Skip).unwrap();
     assert_eq!(c.database_path, PathBuf::from("/tmp/x/history.db"));
 }
+
+#[test]
+fn a_jitter_longer_than_a_day_is_refused() {
+    let e = error_of(&VALID.replace("jitter = \"10m\"", "jitter = \"300000y\""));
+    assert!(e.contains("group[0].jitter"), "{e}");
+}

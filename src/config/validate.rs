@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 
+/// The longest jitter accepted.
+const MAX_JITTER: Duration = Duration::from_secs(24 * 3600);
+
 /// Validates `raw`, parsed from `text` (the file at `path`).
 pub(super) fn validate(
     raw: RawConfig,
@@ -78,6 +81,22 @@ impl Validator<'_> {
                 self.error(key, value, message);
                 default
             }
+        }
+    }
+
+    /// A jitter: a duration of at most a day (a longer delay is a different schedule).
+    fn jitter(&mut self, key: &str, value: Option<&SpannedStr>) -> Duration {
+        let jitter = self.duration(key, value, Duration::ZERO);
+        match value {
+            Some(at) if jitter > MAX_JITTER => {
+                self.error(
+                    key,
+                    at,
+                    format!("{:?} is longer than the 24h a jitter may be", at.get_ref()),
+                );
+                Duration::ZERO
+            }
+            _ => jitter,
         }
     }
 
@@ -169,11 +188,7 @@ impl Validator<'_> {
                 Some(tz) => self.timezone("defaults.timezone", tz),
                 None => Tz::UTC,
             },
-            jitter: self.duration(
-                "defaults.jitter",
-                raw.defaults.jitter.as_ref(),
-                Duration::ZERO,
-            ),
+            jitter: self.jitter("defaults.jitter", raw.defaults.jitter.as_ref()),
             catch_up: raw.defaults.catch_up.unwrap_or(true),
         };
         let instances = self.instances(raw.instance, tokens);
@@ -390,7 +405,7 @@ impl Validator<'_> {
                 None => defaults.timezone,
             };
             let jitter = match g.jitter.as_ref() {
-                Some(j) => self.duration(&format!("group[{i}].jitter"), Some(j), Duration::ZERO),
+                Some(j) => self.jitter(&format!("group[{i}].jitter"), Some(j)),
                 None => defaults.jitter,
             };
             // A group with an unusable JID or schedule is reported, not kept.

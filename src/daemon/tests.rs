@@ -6,6 +6,7 @@ use crate::config::Tokens;
 use chrono::TimeZone;
 use std::path::Path;
 use std::sync::Mutex;
+use tokio::time::Instant;
 
 #[derive(Clone, Debug, PartialEq)]
 struct Fired {
@@ -16,16 +17,30 @@ struct Fired {
     finished: DateTime<Utc>,
 }
 
-/// Records every rotation; each takes `takes` of (paused) time.
+/// Records every rotation; each takes `takes` of (paused) time. `starts`
+/// holds the groups in the order their rotations started.
 #[derive(Clone)]
 struct Recorder {
     clock: Arc<dyn Clock>,
     takes: Duration,
     fired: Arc<Mutex<Vec<Fired>>>,
+    starts: Arc<Mutex<Vec<String>>>,
+}
+
+impl Recorder {
+    fn new(clock: Arc<dyn Clock>, takes: Duration) -> Self {
+        Recorder {
+            clock,
+            takes,
+            fired: Arc::default(),
+            starts: Arc::default(),
+        }
+    }
 }
 
 impl Rotator for Recorder {
     async fn rotate_due(&self, group: Group, trigger: Trigger, due: DateTime<Utc>) {
+        self.starts.lock().unwrap().push(group.name.clone());
         let started = self.clock.now();
         tokio::time::sleep(self.takes).await;
         let finished = self.clock.now();
@@ -61,11 +76,7 @@ async fn run_for(
 ) -> Vec<Fired> {
     tokio::time::pause();
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(start));
-    let recorder = Recorder {
-        clock: clock.clone(),
-        takes,
-        fired: Arc::default(),
-    };
+    let recorder = Recorder::new(clock.clone(), takes);
     let fired = recorder.fired.clone();
     let (_reload_tx, reloads) = mpsc::channel(1);
     run(
@@ -230,28 +241,55 @@ async fn a_fire_that_finds_its_group_still_rotating_is_coalesced_not_stacked() {
 
 #[tokio::test]
 async fn ten_thousand_groups_due_in_the_same_second_all_start_in_due_order() {
-    let names: Vec<String> = (0..10_000).map(|i| format!("g{i:05}")).collect();
+    // Ten thousand groups due at 03:00:00, plus a hundred due one second
+    // before them, listed last in the config.
+    let names: Vec<String> = (0..10_100).map(|i| format!("g{i:05}")).collect();
     let groups: Vec<(&str, &str, &str)> = names
         .iter()
-        .map(|n| (n.as_str(), "0 3 * * *", "UTC"))
+        .enumerate()
+        .map(|(i, n)| {
+            (
+                n.as_str(),
+                if i < 10_000 {
+                    "0 0 3 * * *"
+                } else {
+                    "59 59 2 * * *"
+                },
+                "UTC",
+            )
+        })
         .collect();
     let config = config(&groups, "");
     let (store, _dir) = store().await;
     let start = Utc.with_ymd_and_hms(2026, 11, 27, 2, 59, 0).unwrap();
+    tokio::time::pause();
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(start));
+    let recorder = Recorder::new(clock.clone(), Duration::from_millis(5));
+    let (fired, starts) = (recorder.fired.clone(), recorder.starts.clone());
+    let (_reloads, reload_rx) = mpsc::channel(1);
 
-    let fired = run_for(
+    run(
         config,
+        recorder,
         store,
-        start,
-        Duration::from_secs(3600),
-        Duration::from_millis(5),
+        clock,
+        &Quiet,
+        tokio::time::sleep(Duration::from_secs(3600)),
+        reload_rx,
     )
-    .await;
+    .await
+    .unwrap();
 
-    assert_eq!(fired.len(), 10_000, "none dropped");
-    let mut by_start = fired.clone();
-    by_start.sort_by_key(|f| f.started);
-    assert!(by_start.windows(2).all(|w| w[0].due <= w[1].due));
+    assert_eq!(fired.lock().unwrap().len(), 10_100, "none dropped");
+    // Started in due order: the hundred due first, then the ten thousand in
+    // the order of the config (equal due times keep their order).
+    let starts = starts.lock().unwrap().clone();
+    let expected: Vec<String> = names[10_000..]
+        .iter()
+        .chain(&names[..10_000])
+        .cloned()
+        .collect();
+    assert_eq!(starts, expected);
 }
 
 #[tokio::test]
@@ -329,4 +367,140 @@ async fn in_a_skipped_hour_a_fixed_time_runs_once_after_the_gap_and_an_interval_
     let mut unique = interval.clone();
     unique.dedup();
     assert_eq!(unique, interval);
+}
+
+#[tokio::test]
+async fn at_a_stop_rotations_waiting_for_a_slot_never_start() {
+    // One slot; three groups due at once; each rotation takes a minute.
+    let groups = [
+        ("a", "0 3 * * *", "UTC"),
+        ("b", "0 3 * * *", "UTC"),
+        ("c", "0 3 * * *", "UTC"),
+    ];
+    let mut config = config(&groups, "");
+    config.rate_limit.max_concurrent = 1;
+    let (store, _dir) = store().await;
+    tokio::time::pause();
+    let start = Utc.with_ymd_and_hms(2026, 11, 27, 2, 59, 59).unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(start));
+    let recorder = Recorder::new(clock.clone(), Duration::from_secs(60));
+    let starts = recorder.starts.clone();
+    let (_reloads, reload_rx) = mpsc::channel(1);
+
+    // Stop 5 s after they came due: "a" is running, "b" and "c" wait.
+    let stop_at = Instant::now() + Duration::from_secs(6);
+    run(
+        config,
+        recorder,
+        store,
+        clock,
+        &Quiet,
+        tokio::time::sleep_until(stop_at),
+        reload_rx,
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(
+        *starts.lock().unwrap(),
+        ["a"],
+        "nothing new starts once a stop is asked for"
+    );
+    assert!(Instant::now() - stop_at <= STOP_GRACE + Duration::from_millis(10));
+}
+
+/// Tells the test when start-up is over.
+struct Ready(Arc<tokio::sync::Notify>);
+
+impl Lifecycle for Ready {
+    fn ready(&self) {
+        self.0.notify_one();
+    }
+}
+
+#[tokio::test]
+async fn a_reload_adds_removes_and_reschedules_groups_without_a_restart() {
+    let before = config(
+        &[
+            ("kept", "0 3 * * *", "UTC"),
+            ("removed", "0 3 * * *", "UTC"),
+            ("moved", "0 3 * * *", "UTC"),
+        ],
+        "",
+    );
+    let after = config(
+        &[
+            ("kept", "0 3 * * *", "UTC"),
+            ("moved", "0 4 * * *", "UTC"),
+            ("added", "0 5 * * *", "UTC"),
+        ],
+        "",
+    );
+    let (store, _dir) = store().await;
+    tokio::time::pause();
+    let start = Utc.with_ymd_and_hms(2026, 11, 27, 0, 0, 0).unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(start));
+    let recorder = Recorder::new(clock.clone(), Duration::ZERO);
+    let fired = recorder.fired.clone();
+    let (reloads, reload_rx) = mpsc::channel(1);
+    let ready = Arc::new(tokio::sync::Notify::new());
+    let next = recorder.clone();
+    let started = ready.clone();
+    // No timer may be pending while the daemon waits on the database, or the
+    // paused clock jumps to it: the reload waits for start-up to be over, and
+    // the stop is not a timer but the last expected rotation.
+    tokio::spawn(async move {
+        started.notified().await;
+        tokio::time::sleep(Duration::from_secs(3600)).await; // 01:00, before any group is due
+        let _ = reloads
+            .send(Reload {
+                config: after,
+                rotator: next,
+            })
+            .await;
+    });
+    let watched = fired.clone();
+    let clock_for_stop = clock.clone();
+    let stop = async move {
+        // A short timer, polled with the loop; gives up at noon if "added" never fires.
+        let give_up = start + chrono::Duration::hours(12);
+        while !watched.lock().unwrap().iter().any(|f| f.group == "added")
+            && clock_for_stop.now() < give_up
+        {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    };
+
+    run(
+        before,
+        recorder,
+        store,
+        clock,
+        &Ready(ready),
+        stop,
+        reload_rx,
+    )
+    .await
+    .unwrap();
+
+    let mut got: Vec<(String, u32)> = fired
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f.group.clone(),
+                f.due.format("%H").to_string().parse().unwrap(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("added".to_owned(), 5),
+            ("kept".to_owned(), 3),
+            ("moved".to_owned(), 4)
+        ]
+    );
 }

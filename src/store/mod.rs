@@ -266,11 +266,14 @@ impl Store {
         Ok(times_by_group(rows))
     }
 
-    /// The latest due time each group's scheduled (or caught-up) rotations served.
+    /// The latest due time each group's scheduled (or caught-up) rotations
+    /// served. A rotation that failed before any reset call (cut by a stop, or
+    /// the API unreachable) served nothing: catch-up makes it up.
     pub async fn last_scheduled(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
         let rows: Vec<(String, String)> = sqlx::query_as(
             "SELECT group_name, MAX(scheduled_for) FROM rotations
-             WHERE scheduled_for IS NOT NULL GROUP BY group_name",
+             WHERE scheduled_for IS NOT NULL AND NOT (status = 'failed' AND attempts = 0)
+             GROUP BY group_name",
         )
         .fetch_all(&mut *self.conn.lock().await)
         .await
@@ -278,21 +281,25 @@ impl Store {
         Ok(times_by_group(rows))
     }
 
-    /// Rotations left unsettled: `pending` rows (a crash or a kill) and `unknown`
-    /// rows that are their group's latest, oldest first. Manual rotations that
+    /// Rotations left unsettled, oldest first (of one group if `jid` is given):
+    /// `pending` rows (a crash or a kill) and rows a stop cut during a reset
+    /// call, if still their group's latest. A row is offered once: settling it
+    /// rewrites its error, so a failed settlement is not retried at every start. Manual rotations that
     /// started after `manual_before` are left alone: a `rotate` may still be
     /// running them.
     pub async fn unsettled(
         &self,
         manual_before: DateTime<Utc>,
+        jid: Option<&str>,
     ) -> Result<Vec<Rotation>, StoreError> {
         sqlx::query_as(concat!(
             select_rotation!(),
-            " r WHERE (status = 'pending' OR (status = 'unknown' AND NOT EXISTS
-                 (SELECT 1 FROM rotations later WHERE later.group_jid = r.group_jid AND later.id > r.id)))
-               AND (trigger != 'manual' OR started_at < ?) ORDER BY id"
+            " r WHERE (status = 'pending' OR (status = 'unknown' AND error LIKE 'stopped during a reset call%'
+                 AND NOT EXISTS (SELECT 1 FROM rotations later WHERE later.group_jid = r.group_jid AND later.id > r.id)))
+               AND (trigger != 'manual' OR started_at < ?1) AND (?2 IS NULL OR group_jid = ?2) ORDER BY id"
         ))
         .bind(timestamp(manual_before))
+        .bind(jid.map(str::to_owned))
         .fetch_all(&mut *self.conn.lock().await)
         .await
         .map_err(|e| self.err(e))
@@ -327,12 +334,19 @@ impl Store {
     ) -> Result<i64, StoreError> {
         sqlx::query_scalar(
             "INSERT INTO rate_budget (token_key, next_grant_us) VALUES (?1, ?2 + ?3)
-             ON CONFLICT (token_key) DO UPDATE SET next_grant_us = MAX(?2, next_grant_us, paused_until_us) + ?3
+             ON CONFLICT (token_key) DO UPDATE SET next_grant_us =
+                 MAX(?2, MIN(next_grant_us, ?2 + ?4), MIN(paused_until_us, ?2 + ?4)) + ?3
              RETURNING next_grant_us - ?3",
         )
         .bind(token_key.to_owned())
         .bind(now_us)
         .bind(interval_us)
+        // However the clock moved, nobody waits longer than the longest pause
+        // plus a minute: a clock stepped back cannot stall the budget.
+        .bind(
+            i64::try_from((crate::ryzeapi::MAX_RATE_WAIT + Duration::from_secs(60)).as_micros())
+                .unwrap_or(i64::MAX),
+        )
         .fetch_one(&mut *self.conn.lock().await)
         .await
         .map_err(|e| self.err(e))
