@@ -330,15 +330,15 @@ impl<A: RyzeApi> Run<'_, A> {
     /// Warns when the live code is not the one this history last recorded.
     async fn note_outside_change(&self, old: Option<&InviteCode>) -> Result<(), StoreError> {
         let last = self.store.last_issued_code(self.jid.as_str()).await?;
-        if let (Some(last), Some(old)) = (last, old) {
-            if last != old.as_str() {
-                tracing::warn!(
-                    group = %self.name,
-                    recorded = %last,
-                    live = %old,
-                    "the invite link was changed outside invite-rotator since its last rotation"
-                );
-            }
+        if let (Some(last), Some(old)) = (last, old)
+            && last != old.as_str()
+        {
+            tracing::warn!(
+                group = %self.name,
+                recorded = %last,
+                live = %old,
+                "the invite link was changed outside invite-rotator since its last rotation"
+            );
         }
         Ok(())
     }

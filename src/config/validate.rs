@@ -135,10 +135,10 @@ impl Validator<'_> {
                 Duration::from_secs(30),
             ),
         };
-        if api.timeout.is_zero() {
-            if let Some(at) = raw.api.timeout.as_ref() {
-                self.error("api.timeout", at, "must be longer than 0s");
-            }
+        if api.timeout.is_zero()
+            && let Some(at) = raw.api.timeout.as_ref()
+        {
+            self.error("api.timeout", at, "must be longer than 0s");
         }
         let rate_limit = RateLimitSettings {
             requests_per_minute: self.positive(
@@ -166,14 +166,14 @@ impl Validator<'_> {
             ),
             read_back_delay: api.timeout,
         };
-        if retry.backoff_max < retry.backoff_initial {
-            if let Some(at) = raw.retry.backoff_max.as_ref() {
-                self.error(
-                    "retry.backoff_max",
-                    at,
-                    "must not be shorter than retry.backoff_initial",
-                );
-            }
+        if retry.backoff_max < retry.backoff_initial
+            && let Some(at) = raw.retry.backoff_max.as_ref()
+        {
+            self.error(
+                "retry.backoff_max",
+                at,
+                "must not be shorter than retry.backoff_initial",
+            );
         }
         let database_path = match raw.database.path {
             Some(p) if p.get_ref().trim().is_empty() => {

@@ -130,11 +130,11 @@ impl Client {
 
     /// Pauses the token when the API says its window is spent.
     async fn obey(&self, status: u16, rate: RateHeaders) {
-        if status == 429 || rate.remaining == Some(0) {
-            if let Some(wait) = rate.reset_in {
-                tracing::debug!(instance = %self.instance, wait_s = wait.as_secs_f64(), "rate budget spent; pausing the token");
-                self.limiter.pause_for(wait).await;
-            }
+        if (status == 429 || rate.remaining == Some(0))
+            && let Some(wait) = rate.reset_in
+        {
+            tracing::debug!(instance = %self.instance, wait_s = wait.as_secs_f64(), "rate budget spent; pausing the token");
+            self.limiter.pause_for(wait).await;
         }
     }
 }

@@ -110,13 +110,13 @@ pub fn parse_reset(jid: &Jid, body: &[u8]) -> Result<ResetReply, CallError> {
             error_message(body)
         )));
     }
-    if let Some(reply_jid) = v.get("groupJid").and_then(Value::as_str) {
-        if reply_jid != jid.as_str() {
-            return Err(unknown(&format!(
-                "the reply names another group ({})",
-                clean(reply_jid)
-            )));
-        }
+    if let Some(reply_jid) = v.get("groupJid").and_then(Value::as_str)
+        && reply_jid != jid.as_str()
+    {
+        return Err(unknown(&format!(
+            "the reply names another group ({})",
+            clean(reply_jid)
+        )));
     }
     let link = v.get("inviteLink").and_then(Value::as_str);
     let code = match (v.get("inviteCode").and_then(Value::as_str), link) {
