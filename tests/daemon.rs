@@ -292,3 +292,27 @@ async fn the_demo_runs_the_daemon_and_prints_a_history_with_rotations() {
         "the non-admin group's failure is shown: {stdout}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_on_the_same_database_refuses_to_start() {
+    let app = spawn_app(&[Setup::Admin], fast_api(), Tuning::default()).await;
+    let mut first = app.spawn_daemon();
+    app.wait_for("the first daemon started", Duration::from_secs(20), |_| {
+        std::fs::read_to_string(app.daemon_log()).is_ok_and(|log| log.contains("daemon started"))
+    })
+    .await;
+
+    let second = tokio::process::Command::new(env!("CARGO_BIN_EXE_invite-rotator"))
+        .arg("--config")
+        .arg(&app.config_path)
+        .arg("run")
+        .env(common::TOKEN_VAR, common::TOKEN)
+        .output()
+        .await
+        .unwrap();
+
+    assert_eq!(second.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another invite-rotator daemon"));
+    signal(&first, "TERM");
+    assert_eq!(first.wait().await.unwrap().code(), Some(0));
+}
