@@ -179,14 +179,34 @@ impl Engine {
         groups: &[Group],
         trigger: Trigger,
     ) -> Vec<Result<Report, RotateError>> {
-        let mut results: Vec<(usize, Result<Report, RotateError>)> =
+        self.rotate_many_until(groups, trigger, std::future::pending())
+            .await
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(RotateError::NotStarted)))
+            .collect()
+    }
+
+    /// As [`Engine::rotate_many`], but once `stop` completes no further
+    /// rotation starts; those in flight finish. A group never started is `None`.
+    pub async fn rotate_many_until(
+        &self,
+        groups: &[Group],
+        trigger: Trigger,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Vec<Option<Result<Report, RotateError>>> {
+        let done: Vec<(usize, Result<Report, RotateError>)> =
             futures_util::stream::iter(groups.iter().enumerate())
+                .take_until(stop)
                 .map(|(i, g)| async move { (i, self.rotate(g, trigger, None).await) })
                 .buffer_unordered(self.max_concurrent.max(1))
                 .collect()
                 .await;
-        results.sort_by_key(|(i, _)| *i);
-        results.into_iter().map(|(_, r)| r).collect()
+        let mut results: Vec<Option<Result<Report, RotateError>>> =
+            groups.iter().map(|_| None).collect();
+        for (i, r) in done {
+            results[i] = Some(r);
+        }
+        results
     }
 }
 

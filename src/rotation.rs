@@ -60,6 +60,9 @@ pub enum RotateError {
     /// The group names an instance this engine was not built with.
     #[error("instance {0:?} is not configured")]
     NoInstance(String),
+    /// A stop came before this rotation started; nothing was done.
+    #[error("not started: interrupted")]
+    NotStarted,
 }
 
 /// Rotates `group` once.

@@ -276,3 +276,56 @@ async fn the_token_appears_in_no_output_log_or_database_file() {
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_rotate_finishes_what_it_started_and_starts_nothing_more() {
+    // Arrange: six groups, two at a time, each call taking half a second.
+    let options = EmulatorOptions {
+        latency: std::time::Duration::from_millis(500),
+        ..EmulatorOptions::default()
+    };
+    let tuning = Tuning {
+        max_concurrent: 2,
+        requests_per_minute: 6000,
+        ..Tuning::default()
+    };
+    let app = spawn_app(&[Setup::Admin; 6], options, tuning).await;
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_invite-rotator"))
+        .arg("--config")
+        .arg(&app.config_path)
+        .args(["rotate", "--all"])
+        .env(common::TOKEN_VAR, TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    app.wait_for(
+        "rotations in flight",
+        std::time::Duration::from_secs(20),
+        |rows| rows.iter().any(|r| r.status == "pending"),
+    )
+    .await;
+
+    // Act
+    common::signal(&child, "INT");
+    let out = child.wait_with_output().await.unwrap();
+
+    // Assert
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let rows = app.history().await;
+    assert!(
+        rows.iter().all(|r| r.status == "succeeded"),
+        "in-flight rotations finished: {rows:#?}"
+    );
+    assert!(rows.len() < 6, "not every group was started: {rows:#?}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.contains(" skipped ")).count(),
+        6 - rows.len(),
+        "{stdout}"
+    );
+    let store = app.store().await;
+    for g in &app.groups {
+        app.assert_chain_complete(&store, g).await;
+    }
+}

@@ -5,6 +5,7 @@ use crate::config::{Group, Tokens};
 use crate::engine::Engine;
 use crate::exit::Exit;
 use crate::rotation::RotateError;
+use crate::signals;
 use crate::store::{Status, Store, Trigger};
 use std::path::Path;
 
@@ -32,12 +33,24 @@ pub async fn run(path: &Path, all: bool, keys: &[String]) -> Result<Exit, Failur
         .await
         .map_err(|e| Failure::Runtime(e.to_string()))?;
     let engine = Engine::new(&config, store).map_err(|e| Failure::Runtime(e.to_string()))?;
-    let results = engine.rotate_many(&groups, Trigger::Manual).await;
+    // ^C or SIGTERM: no new rotation starts, those in flight finish and are
+    // recorded. A second one ends the process at once.
+    let stop = async {
+        signals::shutdown().await;
+        eprintln!("interrupted: finishing the rotations in flight (again to abort them)");
+        tokio::spawn(async {
+            signals::shutdown().await;
+            std::process::exit(130);
+        });
+    };
+    let results = engine
+        .rotate_many_until(&groups, Trigger::Manual, stop)
+        .await;
 
     let mut all_ok = true;
     let mut rows = Vec::with_capacity(results.len());
     for (group, result) in groups.iter().zip(results) {
-        let row = match result {
+        let row = match result.unwrap_or(Err(RotateError::NotStarted)) {
             Ok(r) => {
                 all_ok &= r.status == Status::Succeeded;
                 vec![
@@ -52,7 +65,7 @@ pub async fn run(path: &Path, all: bool, keys: &[String]) -> Result<Exit, Failur
             Err(e) => {
                 all_ok = false;
                 let status = match e {
-                    RotateError::Busy { .. } => "skipped",
+                    RotateError::Busy { .. } | RotateError::NotStarted => "skipped",
                     _ => "not recorded",
                 };
                 vec![
