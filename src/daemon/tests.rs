@@ -66,6 +66,29 @@ fn config(groups: &[(&str, &str, &str)], extra: &str) -> Config {
     Config::parse(&text, Path::new("t.toml"), Tokens::Resolve).unwrap()
 }
 
+/// Pauses tokio's clock and makes a wall clock reading `start` and a recorder
+/// whose rotations take `takes`.
+fn paused(start: DateTime<Utc>, takes: Duration) -> (Arc<dyn Clock>, Recorder) {
+    tokio::time::pause();
+    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(start));
+    let recorder = Recorder::new(clock.clone(), takes);
+    (clock, recorder)
+}
+
+/// Runs the daemon with no reloads until `stop`.
+async fn run_until(
+    config: Config,
+    recorder: Recorder,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    stop: impl Future<Output = ()>,
+) {
+    let (_reloads, reload_rx) = mpsc::channel(1);
+    run(config, recorder, store, clock, &Quiet, stop, reload_rx)
+        .await
+        .unwrap();
+}
+
 /// Runs the daemon from `start` for `span` of paused time; returns what fired.
 async fn run_for(
     config: Config,
@@ -74,22 +97,9 @@ async fn run_for(
     span: Duration,
     takes: Duration,
 ) -> Vec<Fired> {
-    tokio::time::pause();
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(start));
-    let recorder = Recorder::new(clock.clone(), takes);
+    let (clock, recorder) = paused(start, takes);
     let fired = recorder.fired.clone();
-    let (_reload_tx, reloads) = mpsc::channel(1);
-    run(
-        config,
-        recorder,
-        store,
-        clock,
-        &Quiet,
-        tokio::time::sleep(span),
-        reloads,
-    )
-    .await
-    .unwrap();
+    run_until(config, recorder, store, clock, tokio::time::sleep(span)).await;
     let mut fired = fired.lock().unwrap().clone();
     fired.sort_by_key(|f| (f.due, f.group.clone()));
     fired
@@ -262,23 +272,17 @@ async fn ten_thousand_groups_due_in_the_same_second_all_start_in_due_order() {
     let config = config(&groups, "");
     let (store, _dir) = store().await;
     let start = Utc.with_ymd_and_hms(2026, 11, 27, 2, 59, 0).unwrap();
-    tokio::time::pause();
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(start));
-    let recorder = Recorder::new(clock.clone(), Duration::from_millis(5));
+    let (clock, recorder) = paused(start, Duration::from_millis(5));
     let (fired, starts) = (recorder.fired.clone(), recorder.starts.clone());
-    let (_reloads, reload_rx) = mpsc::channel(1);
 
-    run(
+    run_until(
         config,
         recorder,
         store,
         clock,
-        &Quiet,
         tokio::time::sleep(Duration::from_secs(3600)),
-        reload_rx,
     )
-    .await
-    .unwrap();
+    .await;
 
     assert_eq!(fired.lock().unwrap().len(), 10_100, "none dropped");
     // Started in due order: the hundred due first, then the ten thousand in
@@ -380,26 +384,20 @@ async fn at_a_stop_rotations_waiting_for_a_slot_never_start() {
     let mut config = config(&groups, "");
     config.rate_limit.max_concurrent = 1;
     let (store, _dir) = store().await;
-    tokio::time::pause();
     let start = Utc.with_ymd_and_hms(2026, 11, 27, 2, 59, 59).unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(start));
-    let recorder = Recorder::new(clock.clone(), Duration::from_secs(60));
+    let (clock, recorder) = paused(start, Duration::from_secs(60));
     let starts = recorder.starts.clone();
-    let (_reloads, reload_rx) = mpsc::channel(1);
 
     // Stop 5 s after they came due: "a" is running, "b" and "c" wait.
     let stop_at = Instant::now() + Duration::from_secs(6);
-    run(
+    run_until(
         config,
         recorder,
         store,
         clock,
-        &Quiet,
         tokio::time::sleep_until(stop_at),
-        reload_rx,
     )
-    .await
-    .unwrap();
+    .await;
 
     assert_eq!(
         *starts.lock().unwrap(),
@@ -437,10 +435,8 @@ async fn a_reload_adds_removes_and_reschedules_groups_without_a_restart() {
         "",
     );
     let (store, _dir) = store().await;
-    tokio::time::pause();
     let start = Utc.with_ymd_and_hms(2026, 11, 27, 0, 0, 0).unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(start));
-    let recorder = Recorder::new(clock.clone(), Duration::ZERO);
+    let (clock, recorder) = paused(start, Duration::ZERO);
     let fired = recorder.fired.clone();
     let (reloads, reload_rx) = mpsc::channel(1);
     let ready = Arc::new(tokio::sync::Notify::new());
