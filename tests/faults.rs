@@ -6,7 +6,6 @@ mod common;
 
 use common::{Setup, Tuning, spawn_app};
 use invite_rotator::emulator::{EmulatorOptions, Fault, Route};
-use invite_rotator::engine::Engine;
 use invite_rotator::store::{Status, Trigger};
 use std::time::Duration;
 
@@ -28,8 +27,7 @@ async fn rotate_with(
     for f in faults {
         app.emulator.push_fault(route, *f);
     }
-    let config = app.config();
-    let engine = Engine::new(&config, app.store().await).unwrap();
+    let (config, engine) = app.engine().await;
     let report = engine
         .rotate(&config.groups[0], Trigger::Manual, None)
         .await
@@ -164,8 +162,7 @@ async fn a_disconnected_instance_fails_after_max_attempts_without_a_reset_taking
     )
     .await;
     app.emulator.set_connected(common::INSTANCE, false);
-    let config = app.config();
-    let engine = Engine::new(&config, app.store().await).unwrap();
+    let (config, engine) = app.engine().await;
 
     let report = engine
         .rotate(&config.groups[0], Trigger::Manual, None)

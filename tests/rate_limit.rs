@@ -4,7 +4,6 @@ mod common;
 
 use common::{Setup, Tuning, spawn_app};
 use invite_rotator::emulator::EmulatorOptions;
-use invite_rotator::engine::Engine;
 use invite_rotator::store::{Status, Trigger};
 use std::time::Duration;
 
@@ -22,8 +21,7 @@ async fn rotate_all_over_150_groups_stays_under_the_api_limit_and_records_every_
         ..Tuning::default()
     };
     let app = spawn_app(&[Setup::Admin; 150], options, tuning).await;
-    let config = app.config();
-    let engine = Engine::new(&config, app.store().await).unwrap();
+    let (config, engine) = app.engine().await;
 
     // Act
     let reports = engine.rotate_many(&config.groups, Trigger::Manual).await;
@@ -59,8 +57,7 @@ async fn pacing_keeps_more_calls_than_one_window_allows_under_the_api_limit() {
         ..Tuning::default()
     };
     let app = spawn_app(&[Setup::Admin; 40], options, tuning).await;
-    let config = app.config();
-    let engine = Engine::new(&config, app.store().await).unwrap();
+    let (config, engine) = app.engine().await;
 
     let reports = engine.rotate_many(&config.groups, Trigger::Manual).await;
 

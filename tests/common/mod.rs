@@ -135,6 +135,14 @@ impl TestApp {
         Config::load(&self.config_path, Tokens::Resolve).expect("test config is valid")
     }
 
+    /// The config and an engine on it, as `rotate` builds them.
+    pub async fn engine(&self) -> (Config, invite_rotator::engine::Engine) {
+        let config = self.config();
+        let engine = invite_rotator::engine::Engine::new(&config, self.store().await)
+            .expect("engine builds");
+        (config, engine)
+    }
+
     pub async fn store(&self) -> Store {
         Store::open(&self.db_path).await.expect("store opens")
     }
