@@ -121,7 +121,7 @@ impl Engine {
             new = report.new_code.as_deref().unwrap_or("-"),
             attempts = report.attempts,
             duration_s = report.elapsed.as_secs_f64(),
-            error = report.error.as_deref().unwrap_or(""),
+            error = report.error.as_deref(),
             "rotation"
         );
         Ok(report)
