@@ -316,3 +316,48 @@ async fn a_second_daemon_on_the_same_database_refuses_to_start() {
     signal(&first, "TERM");
     assert_eq!(first.wait().await.unwrap().code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_systemd_the_daemon_reports_ready_pings_the_watchdog_and_reports_stopping() {
+    let app = spawn_app(&[Setup::Admin], fast_api(), Tuning::default()).await;
+    let socket_path = app.dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    // As systemd does: WATCHDOG_PID names the daemon itself (exec keeps the shell's pid).
+    let daemon = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"WATCHDOG_PID=$$ exec "$0" --config "$1" run"#)
+        .arg(env!("CARGO_BIN_EXE_invite-rotator"))
+        .arg(&app.config_path)
+        .env(common::TOKEN_VAR, common::TOKEN)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "30000000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Reads datagrams until one holds `what` (blocking reads, off the runtime).
+    let expect = |socket: std::os::unix::net::UnixDatagram, what: &'static str| {
+        tokio::task::spawn_blocking(move || {
+            let mut buf = [0u8; 512];
+            loop {
+                let n = socket
+                    .recv(&mut buf)
+                    .unwrap_or_else(|e| panic!("no {what}: {e}"));
+                if String::from_utf8_lossy(&buf[..n]).contains(what) {
+                    return socket;
+                }
+            }
+        })
+    };
+
+    let socket = expect(socket, "READY=1").await.unwrap();
+    let socket = expect(socket, "WATCHDOG=1").await.unwrap();
+    signal(&daemon, "TERM");
+    let _socket = expect(socket, "STOPPING=1").await.unwrap();
+    let status = daemon.wait_with_output().await.unwrap().status;
+    assert_eq!(status.code(), Some(0));
+}
