@@ -240,25 +240,35 @@ impl Validator<'_> {
         url
     }
 
+    /// The `name` of `table[i]`, trimmed; reports an empty or control-character
+    /// name, or one an earlier entry of the table already has.
+    fn unique_name(
+        &mut self,
+        table: &str,
+        i: usize,
+        value: &SpannedStr,
+        seen: &mut HashMap<String, usize>,
+    ) -> String {
+        let key = format!("{table}[{i}].name");
+        let name = value.get_ref().trim().to_owned();
+        if name.is_empty() || name.chars().any(char::is_control) {
+            self.error(key, value, format!("{name:?} is not a usable {table} name"));
+        } else if let Some(first) = seen.insert(name.clone(), i) {
+            self.error(
+                key,
+                value,
+                format!("{name:?} is already used by {table}[{first}]"),
+            );
+        }
+        name
+    }
+
     fn instances(&mut self, raw: Vec<Spanned<RawInstance>>, tokens: Tokens) -> Vec<Instance> {
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut out = Vec::with_capacity(raw.len());
         for (i, inst) in raw.into_iter().enumerate() {
             let inst = inst.into_inner();
-            let name = inst.name.get_ref().trim().to_owned();
-            if name.is_empty() || name.chars().any(char::is_control) {
-                self.error(
-                    format!("instance[{i}].name"),
-                    &inst.name,
-                    format!("{name:?} is not a usable instance name"),
-                );
-            } else if let Some(first) = seen.insert(name.clone(), i) {
-                self.error(
-                    format!("instance[{i}].name"),
-                    &inst.name,
-                    format!("{name:?} is already defined by instance[{first}]"),
-                );
-            }
+            let name = self.unique_name("instance", i, &inst.name, &mut seen);
             let token = match tokens {
                 Tokens::Resolve => self.token(i, &inst),
                 Tokens::Skip => Token::new(""),
@@ -355,20 +365,7 @@ impl Validator<'_> {
         let mut out = Vec::with_capacity(raw.len());
         for (i, g) in raw.into_iter().enumerate() {
             let g = g.into_inner();
-            let name = g.name.get_ref().trim().to_owned();
-            if name.is_empty() || name.chars().any(char::is_control) {
-                self.error(
-                    format!("group[{i}].name"),
-                    &g.name,
-                    format!("{name:?} is not a usable group name"),
-                );
-            } else if let Some(first) = names.insert(name.clone(), i) {
-                self.error(
-                    format!("group[{i}].name"),
-                    &g.name,
-                    format!("{name:?} is already used by group[{first}]"),
-                );
-            }
+            let name = self.unique_name("group", i, &g.name, &mut names);
             let instance = g.instance.get_ref().trim().to_owned();
             if !instances.iter().any(|x| x.name == instance) {
                 self.error(
