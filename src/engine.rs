@@ -3,11 +3,12 @@
 
 use crate::config::{Config, Group, RetryPolicy};
 use crate::daemon::Rotator;
+use crate::owner::{self, Liveness};
 use crate::ratelimit::RateLimiter;
 use crate::rotation::{self, Report, RotateError};
 use crate::ryzeapi::{self, Client};
 use crate::secret::Token;
-use crate::store::{Store, StoreError, Trigger};
+use crate::store::{Leftover, Status, Store, StoreError, Trigger};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use std::collections::HashMap;
@@ -22,14 +23,47 @@ pub struct Engine {
     max_concurrent: usize,
 }
 
-/// A pending row older than this is taken as left behind, not in progress: no
-/// rotation runs this long (`max_attempts` calls of `api.timeout` plus backoff
-/// stay far below it with any sane config).
-const STALE_MANUAL: chrono::Duration = chrono::Duration::hours(1);
+/// A pending row whose writer cannot be checked (written before rows named
+/// their owner, or no `/proc`) is taken as left behind, not in progress, once
+/// this old: no rotation runs this long (`max_attempts` calls of `api.timeout`
+/// plus backoff stay far below it with any sane config).
+const STALE: chrono::Duration = chrono::Duration::hours(1);
 
-fn is_stale(since: &str) -> bool {
-    DateTime::parse_from_rfc3339(since)
-        .is_ok_and(|t| Utc::now() - t.with_timezone(&Utc) > STALE_MANUAL)
+/// Who is settling leftovers: the daemon at its start (no other daemon can
+/// run: it holds the lock), or a rotation that found its group busy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settler {
+    DaemonStart,
+    BusyGroup,
+}
+
+/// Whether a row offered by [`Store::unsettled`] was left behind rather
+/// than being worked on right now.
+fn left_behind(row: &Leftover, settler: Settler, now: DateTime<Utc>) -> bool {
+    let rotation = &row.rotation;
+    // A row cut by a stop was recorded as such by the process that stopped.
+    rotation.status != Status::Pending.as_str()
+        || writer_gone(
+            row.owner.as_deref(),
+            &rotation.started_at,
+            settler == Settler::DaemonStart && rotation.trigger != Trigger::Manual.as_str(),
+            now,
+        )
+}
+
+/// Whether the process that wrote a pending row is gone. `daemons_own` says
+/// the row is a previous daemon's, seen by a daemon at its start: that one
+/// surely ended, as only one daemon runs at a time.
+fn writer_gone(owner: Option<&str>, since: &str, daemons_own: bool, now: DateTime<Utc>) -> bool {
+    match owner::liveness(owner) {
+        Liveness::Alive => false,
+        Liveness::Dead => true,
+        Liveness::Unknown => daemons_own || is_stale(since, now),
+    }
+}
+
+fn is_stale(since: &str, now: DateTime<Utc>) -> bool {
+    DateTime::parse_from_rfc3339(since).is_ok_and(|t| now - t.with_timezone(&Utc) > STALE)
 }
 
 /// The engine could not be built.
@@ -102,12 +136,13 @@ impl Engine {
             )
         };
         let report = match rotate().await {
-            // A pending row that old is no rotation in progress but one left
-            // behind (a `rotate` killed by ^C, a failed final write): settle it
-            // from the live link, then go on.
-            Err(RotateError::Busy { since }) if is_stale(&since) => {
-                tracing::warn!(group = %group.name, %since, "settling a rotation left pending");
-                self.settle(Utc::now() - STALE_MANUAL, Some(group.jid.as_str()))
+            // The pending row's writer is gone (killed, crashed, or a `rotate`
+            // cut by a second ^C): settle it from the live link, then go on.
+            Err(RotateError::Busy { since, owner })
+                if writer_gone(owner.as_deref(), &since, false, Utc::now()) =>
+            {
+                tracing::warn!(group = %group.name, %since, "settling a rotation left pending by a process that is gone");
+                self.settle(Settler::BusyGroup, Some(group.jid.as_str()))
                     .await?;
                 rotate().await?
             }
@@ -129,27 +164,31 @@ impl Engine {
 
     /// Settles what a crash, a kill or a stop left unsettled (see
     /// [`rotation::settle_interrupted`]); runs before the daemon takes new work.
-    /// Manual rotations younger than an hour are left to the `rotate` that may
-    /// still be running them.
-    pub async fn settle_leftovers(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        self.settle(now - STALE_MANUAL, None).await
+    /// Rows of a `rotate` still running are left to it.
+    pub async fn settle_leftovers(&self) -> Result<usize, StoreError> {
+        self.settle(Settler::DaemonStart, None).await
     }
 
-    /// Settles the unsettled rows (of the group `jid`, or all), a few at a
+    /// Settles the rows left behind (of the group `jid`, or all), a few at a
     /// time, each with a single read of the link: start-up must stay short even
     /// when the API is down (what cannot be read stays `unknown`).
-    async fn settle(
-        &self,
-        manual_before: DateTime<Utc>,
-        jid: Option<&str>,
-    ) -> Result<usize, StoreError> {
-        let rows = self.store.unsettled(manual_before, jid).await?;
+    async fn settle(&self, settler: Settler, jid: Option<&str>) -> Result<usize, StoreError> {
+        let now = Utc::now();
+        let rows: Vec<Leftover> = self
+            .store
+            .unsettled(jid)
+            .await?
+            .into_iter()
+            .filter(|row| left_behind(row, settler, now))
+            .collect();
         let once = RetryPolicy {
             max_attempts: 1,
             ..self.retry.clone()
         };
         for chunk in rows.chunks(self.max_concurrent.max(1)) {
-            let settling = chunk.iter().map(|row| self.settle_one(&once, row));
+            let settling = chunk
+                .iter()
+                .map(|row| self.settle_one(&once, &row.rotation));
             for result in futures_util::future::join_all(settling).await {
                 result?;
             }

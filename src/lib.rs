@@ -19,6 +19,8 @@ pub mod daemon;
 pub mod emulator;
 pub mod engine;
 pub mod exit;
+pub mod failpoint;
+pub mod owner;
 pub mod ratelimit;
 pub mod rotation;
 pub mod ryzeapi;

@@ -8,7 +8,11 @@
 //!    the link is read again before anything else: changed means the reset
 //!    happened (that code is recorded), unchanged means it may be retried;
 //! 4. the row is settled with what the API issued. If the truth cannot be
-//!    learned it stays `unknown`, with the error.
+//!    learned it stays `unknown`, with the error, until the group's next
+//!    rotation reads the link and tells (changed: that code was issued).
+//!
+//! Failpoints (see [`crate::failpoint`]) mark each step where a crash must
+//! leave a history that the next start can settle.
 
 use crate::backoff;
 use crate::config::{Group, RetryPolicy};
@@ -56,6 +60,8 @@ pub enum RotateError {
     Busy {
         /// When the pending rotation started.
         since: String,
+        /// The process that wrote it (see [`crate::owner`]).
+        owner: Option<String>,
     },
     /// The group names an instance this engine was not built with.
     #[error("instance {0:?} is not configured")]
@@ -86,8 +92,9 @@ pub async fn rotate<A: RyzeApi>(
         .await?;
     let id = match begun {
         Begun::Started(id) => id,
-        Begun::Busy { since } => return Err(RotateError::Busy { since }),
+        Begun::Busy { since, owner } => return Err(RotateError::Busy { since, owner }),
     };
+    crate::failpoint::crash("rotation::after_begin");
     let mut run = Run {
         store,
         api,
@@ -112,6 +119,9 @@ pub async fn rotate<A: RyzeApi>(
             return Ok(run.settle(Status::Failed, None, Some(error)).await?);
         }
     };
+    if let Some(old) = &old {
+        run.learn_previous_outcome(old).await?;
+    }
     run.note_outside_change(old.as_ref()).await?;
     run.old_code = old.as_ref().map(|c| c.as_str().to_owned());
     store.record_old_code(id, run.old_code.as_deref()).await?;
@@ -120,7 +130,9 @@ pub async fn rotate<A: RyzeApi>(
     while run.attempts < retry.max_attempts {
         run.attempts += 1;
         store.record_attempt(id, run.attempts).await?;
+        crate::failpoint::crash("rotation::before_reset");
         let call = api.reset_link(&group.jid).await;
+        crate::failpoint::crash("rotation::after_reset");
         run.log("resetLink", &call).await;
         let replied = call.http_status.is_some();
         match call.result {
@@ -330,6 +342,47 @@ impl<A: RyzeApi> Run<'_, A> {
         }
     }
 
+    /// An earlier rotation of this group left `unknown` (its reset may have
+    /// happened; the link could not be read back) is told by this read of the
+    /// link, the first since: changed from the code that rotation revoked
+    /// means its reset happened and issued the live code; unchanged means it
+    /// did not. (Were the link also reset outside invite-rotator in between,
+    /// the code recorded is still the one that was live.)
+    async fn learn_previous_outcome(&self, live: &InviteCode) -> Result<(), StoreError> {
+        let Some(prev) = self
+            .store
+            .previous_reset(self.jid.as_str(), self.id)
+            .await?
+        else {
+            return Ok(());
+        };
+        let Some(before) = prev.old_invite_code.as_deref() else {
+            return Ok(()); // nothing to compare with: it stays unknown
+        };
+        if prev.status != Status::Unknown.as_str() {
+            return Ok(());
+        }
+        if before == live.as_str() {
+            let note = "the next rotation found the link unchanged: the reset had not happened";
+            self.store
+                .resolve(prev.id, Status::Failed, None, None, note)
+                .await
+        } else {
+            tracing::info!(group = %self.name, rotation = prev.id, code = %live, "an earlier reset with an unknown outcome had happened");
+            let note = "the next rotation found the link changed: the reset had happened";
+            let link = live.link();
+            self.store
+                .resolve(
+                    prev.id,
+                    Status::Succeeded,
+                    Some(live.as_str()),
+                    Some(&link),
+                    note,
+                )
+                .await
+        }
+    }
+
     /// Warns when the live code is not the one this history last recorded.
     async fn note_outside_change(&self, old: Option<&InviteCode>) -> Result<(), StoreError> {
         let last = self.store.last_issued_code(self.jid.as_str()).await?;
@@ -399,6 +452,7 @@ impl<A: RyzeApi> Run<'_, A> {
                     .filter(|_| status != Status::Succeeded)
             }),
         };
+        crate::failpoint::crash("rotation::before_settle");
         let mut tries = 0;
         while let Err(e) = self.store.settle(self.id, &settlement).await {
             tries += 1;

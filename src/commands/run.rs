@@ -103,10 +103,7 @@ pub async fn serve(
     let runtime = |e: &dyn std::fmt::Display| Failure::Runtime(e.to_string());
     let engine = Engine::new(&config, store.clone()).map_err(|e| runtime(&e))?;
     // Rows a crash or a kill left behind are settled before any new work.
-    engine
-        .settle_leftovers(chrono::Utc::now())
-        .await
-        .map_err(|e| runtime(&e))?;
+    engine.settle_leftovers().await.map_err(|e| runtime(&e))?;
     daemon::run(
         config,
         engine,

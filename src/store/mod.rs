@@ -7,11 +7,13 @@
 
 mod model;
 
-pub use model::{CallRecord, HistoryQuery, NewRotation, Rotation, Settlement, Status, Trigger};
+pub use model::{
+    CallRecord, HistoryQuery, Leftover, NewRotation, Rotation, Settlement, Status, Trigger,
+};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection};
 use sqlx::{QueryBuilder, Sqlite};
 use std::collections::HashMap;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -32,6 +34,8 @@ pub enum Begun {
     Busy {
         /// `started_at` of the pending row.
         since: String,
+        /// The process that wrote it (see [`crate::owner`]).
+        owner: Option<String>,
     },
 }
 
@@ -121,6 +125,17 @@ impl Store {
         &self.path
     }
 
+    /// The error a failpoint injects for a write (see [`crate::failpoint`]).
+    fn injected_fault(&self, point: &str) -> Result<(), StoreError> {
+        if crate::failpoint::fails(point) {
+            return Err(StoreError {
+                path: self.path.clone(),
+                message: format!("database or disk is full (injected at failpoint {point})"),
+            });
+        }
+        Ok(())
+    }
+
     fn err(&self, e: sqlx::Error) -> StoreError {
         StoreError {
             path: self.path.clone(),
@@ -136,10 +151,11 @@ impl Store {
     /// written and [`Begun::Busy`] says since when. The check and the insert are
     /// one statement, so two processes cannot both pass it.
     pub async fn begin(&self, new: &NewRotation<'_>) -> Result<Begun, StoreError> {
+        self.injected_fault("store::begin")?;
         let mut conn = self.conn.lock().await;
         let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO rotations (group_name, group_jid, instance, trigger, scheduled_for, started_at, status)
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, 'pending'
+            "INSERT INTO rotations (group_name, group_jid, instance, trigger, scheduled_for, started_at, status, owner)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7
              WHERE NOT EXISTS (SELECT 1 FROM rotations WHERE group_jid = ?2 AND status = 'pending')
              RETURNING id",
         )
@@ -149,22 +165,24 @@ impl Store {
         .bind(new.trigger.as_str())
         .bind(new.scheduled_for.map(timestamp))
         .bind(timestamp(Utc::now()))
+        .bind(crate::owner::current())
         .fetch_optional(&mut *conn)
         .await
         .map_err(|e| self.err(e))?;
         if let Some(id) = id {
             return Ok(Begun::Started(id));
         }
-        let since: Option<String> = sqlx::query_scalar(
-            "SELECT MIN(started_at) FROM rotations WHERE group_jid = ? AND status = 'pending'",
+        let pending: Option<(String, Option<String>)> = sqlx::query_as(
+            "SELECT started_at, owner FROM rotations WHERE group_jid = ? AND status = 'pending'
+             ORDER BY id LIMIT 1",
         )
         .bind(new.group_jid)
-        .fetch_one(&mut *conn)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(|e| self.err(e))?;
-        Ok(Begun::Busy {
-            since: since.unwrap_or_default(),
-        })
+        // Settled in the meantime: the caller may simply try again.
+        let (since, owner) = pending.unwrap_or_default();
+        Ok(Begun::Busy { since, owner })
     }
 
     /// Records the code the rotation is about to revoke.
@@ -190,17 +208,61 @@ impl Store {
 
     /// Settles a rotation: final status, what the API issued, the last error.
     pub async fn settle(&self, id: i64, s: &Settlement) -> Result<(), StoreError> {
+        self.injected_fault("store::settle")?;
+        let mut conn = self.conn.lock().await;
+        let mut tx = conn.begin().await.map_err(|e| self.err(e))?;
+        sqlx::query(
+            "UPDATE rotations SET status = ?, attempts = ?, new_invite_code = ?, new_invite_link = ?,
+             error = ?, finished_at = ? WHERE id = ?",
+        )
+        .bind(s.status.as_str())
+        .bind(i64::from(s.attempts))
+        .bind(s.new_code.clone())
+        .bind(s.new_link.clone())
+        .bind(s.error.clone())
+        .bind(timestamp(Utc::now()))
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        crate::failpoint::crash("store::settle::before_commit");
+        tx.commit().await.map_err(|e| self.err(e))
+    }
+
+    /// The latest rotation of the group `jid` before the row `id` that made a
+    /// reset call, if any: the last one that may have changed the link.
+    pub async fn previous_reset(&self, jid: &str, id: i64) -> Result<Option<Rotation>, StoreError> {
+        sqlx::query_as(concat!(
+            select_rotation!(),
+            " WHERE group_jid = ? AND id < ? AND attempts > 0 ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(jid.to_owned())
+        .bind(id)
+        .fetch_optional(&mut *self.conn.lock().await)
+        .await
+        .map_err(|e| self.err(e))
+    }
+
+    /// Settles an `unknown` row once a later read has told what happened,
+    /// keeping its `finished_at` (when the code was issued) and appending
+    /// `note` to its error. Does nothing to a row no longer `unknown`.
+    pub async fn resolve(
+        &self,
+        id: i64,
+        status: Status,
+        new_code: Option<&str>,
+        new_link: Option<&str>,
+        note: &str,
+    ) -> Result<(), StoreError> {
         self.execute(
             sqlx::query(
-                "UPDATE rotations SET status = ?, attempts = ?, new_invite_code = ?, new_invite_link = ?,
-                 error = ?, finished_at = ? WHERE id = ?",
+                "UPDATE rotations SET status = ?, new_invite_code = ?, new_invite_link = ?,
+                 error = COALESCE(error || '; ', '') || ? WHERE id = ? AND status = 'unknown'",
             )
-            .bind(s.status.as_str())
-            .bind(i64::from(s.attempts))
-            .bind(s.new_code.clone())
-            .bind(s.new_link.clone())
-            .bind(s.error.clone())
-            .bind(timestamp(Utc::now()))
+            .bind(status.as_str())
+            .bind(new_code.map(str::to_owned))
+            .bind(new_link.map(str::to_owned))
+            .bind(note.to_owned())
             .bind(id),
         )
         .await
@@ -281,24 +343,20 @@ impl Store {
         Ok(times_by_group(rows))
     }
 
-    /// Rotations left unsettled, oldest first (of one group if `jid` is given):
-    /// `pending` rows (a crash or a kill) and rows a stop cut during a reset
-    /// call, if still their group's latest. A row is offered once: settling it
-    /// rewrites its error, so a failed settlement is not retried at every start. Manual rotations that
-    /// started after `manual_before` are left alone: a `rotate` may still be
-    /// running them.
-    pub async fn unsettled(
-        &self,
-        manual_before: DateTime<Utc>,
-        jid: Option<&str>,
-    ) -> Result<Vec<Rotation>, StoreError> {
+    /// Rotations possibly left unsettled, oldest first (of one group if `jid`
+    /// is given), with the process that wrote each: `pending` rows (in
+    /// progress, or left by a crash or a kill: the caller tells them apart by
+    /// their owner) and rows a stop cut during a reset call, if still their
+    /// group's latest. A row is offered once: settling it rewrites its error,
+    /// so a failed settlement is not retried at every start.
+    pub async fn unsettled(&self, jid: Option<&str>) -> Result<Vec<Leftover>, StoreError> {
         sqlx::query_as(concat!(
-            select_rotation!(),
-            " r WHERE (status = 'pending' OR (status = 'unknown' AND error LIKE 'stopped during a reset call%'
+            "SELECT ",
+            rotation_columns!(),
+            ", owner FROM rotations r WHERE (status = 'pending' OR (status = 'unknown' AND error LIKE 'stopped during a reset call%'
                  AND NOT EXISTS (SELECT 1 FROM rotations later WHERE later.group_jid = r.group_jid AND later.id > r.id)))
-               AND (trigger != 'manual' OR started_at < ?1) AND (?2 IS NULL OR group_jid = ?2) ORDER BY id"
+               AND (?1 IS NULL OR group_jid = ?1) ORDER BY id"
         ))
-        .bind(timestamp(manual_before))
         .bind(jid.map(str::to_owned))
         .fetch_all(&mut *self.conn.lock().await)
         .await
@@ -430,10 +488,18 @@ impl Store {
 }
 
 /// The columns of a [`Rotation`], as a literal so that queries stay `&'static str`.
+macro_rules! rotation_columns {
+    () => {
+        "id, group_name, group_jid, instance, trigger, scheduled_for, started_at, finished_at, status,
+         attempts, old_invite_code, new_invite_code, new_invite_link, error"
+    };
+}
+use rotation_columns;
+
+/// `SELECT` of a [`Rotation`] from `rotations`.
 macro_rules! select_rotation {
     () => {
-        "SELECT id, group_name, group_jid, instance, trigger, scheduled_for, started_at, finished_at, status,
-         attempts, old_invite_code, new_invite_code, new_invite_link, error FROM rotations"
+        concat!("SELECT ", rotation_columns!(), " FROM rotations")
     };
 }
 use select_rotation;

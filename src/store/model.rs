@@ -145,6 +145,16 @@ pub struct Rotation {
     pub error: Option<String>,
 }
 
+/// A row that may have been left unsettled, with the process that wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Leftover {
+    /// The row.
+    #[sqlx(flatten)]
+    pub rotation: Rotation,
+    /// `owner`: the writing process (see [`crate::owner`]); none on old rows.
+    pub owner: Option<String>,
+}
+
 /// Filters of `history`.
 #[derive(Debug, Clone, Default)]
 pub struct HistoryQuery {

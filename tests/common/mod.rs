@@ -149,12 +149,18 @@ impl TestApp {
 
     /// Runs the real binary with this app's config; stdin closed.
     pub async fn run(&self, args: &[&str]) -> Output {
+        self.run_with(args, &[]).await
+    }
+
+    /// As [`TestApp::run`], with extra environment variables (`FAILPOINTS`).
+    pub async fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_invite-rotator"))
             .arg("--config")
             .arg(&self.config_path)
             .args(args)
             .env(TOKEN_VAR, TOKEN)
             .env("RUST_LOG", "debug")
+            .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
             .output()
             .await
@@ -165,6 +171,11 @@ impl TestApp {
     /// to [`TestApp::daemon_log`] (a file, so a chatty daemon never blocks on a
     /// full pipe).
     pub fn spawn_daemon(&self) -> tokio::process::Child {
+        self.spawn_daemon_with(&[])
+    }
+
+    /// As [`TestApp::spawn_daemon`], with extra environment variables.
+    pub fn spawn_daemon_with(&self, env: &[(&str, &str)]) -> tokio::process::Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -175,6 +186,7 @@ impl TestApp {
             .arg(&self.config_path)
             .arg("run")
             .env(TOKEN_VAR, TOKEN)
+            .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(log)

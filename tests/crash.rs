@@ -1,0 +1,206 @@
+//! Crash consistency: the process is aborted at each step of a rotation (a
+//! failpoint, see src/failpoint.rs), started again, and the history must then
+//! hold what the API did: the new code if the reset happened, no second reset
+//! where none was needed, nothing left `pending`.
+
+mod common;
+
+use common::{Setup, TestApp, Tuning, signal, spawn_app};
+use invite_rotator::emulator::EmulatorOptions;
+use invite_rotator::store::Rotation;
+use std::os::unix::process::ExitStatusExt;
+use std::time::Duration;
+
+fn fast_api() -> EmulatorOptions {
+    EmulatorOptions {
+        requests_per_minute: 6000,
+        ..EmulatorOptions::default()
+    }
+}
+
+/// A group that never comes due during a test: only `rotate` and the
+/// start-up settlement touch it.
+fn yearly() -> Tuning {
+    Tuning {
+        schedule: "0 0 1 1 *",
+        ..Tuning::default()
+    }
+}
+
+/// Aborts `rotate group-0` at the failpoint `point`, then starts the daemon,
+/// whose start-up settles what the dead process left. Returns the app and the
+/// group's rows once settled.
+async fn crash_rotate_at_then_start_the_daemon(point: &str) -> (TestApp, Vec<Rotation>) {
+    let app = spawn_app(&[Setup::Admin], fast_api(), yearly()).await;
+    let failpoints = format!("{point}=return");
+
+    let crashed = app
+        .run_with(&["rotate", "group-0"], &[("FAILPOINTS", &failpoints)])
+        .await;
+    assert_eq!(
+        crashed.status.signal(),
+        Some(libc::SIGABRT),
+        "rotate should die at {point}: {crashed:?}"
+    );
+    let left = app.history().await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].status, "pending", "a crash leaves the row pending");
+
+    let mut daemon = app.spawn_daemon();
+    app.wait_for("the start-up settlement", Duration::from_secs(30), |rows| {
+        rows.len() == 1 && rows[0].status != "pending"
+    })
+    .await;
+    signal(&daemon, "TERM");
+    let stopped = daemon.wait().await.unwrap();
+    assert!(stopped.success(), "{stopped:?}");
+
+    let store = app.store().await;
+    app.assert_chain_complete(&store, &app.groups[0]).await;
+    let rows = app.history().await;
+    (app, rows)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_right_after_the_pending_row_settles_as_failed_with_no_reset() {
+    let (app, rows) = crash_rotate_at_then_start_the_daemon("rotation::after_begin").await;
+
+    assert_eq!(rows[0].status, "failed");
+    assert_eq!(rows[0].attempts, 0);
+    assert!(
+        rows[0]
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("before any reset")
+    );
+    assert_eq!(app.emulator.reset_calls(&app.groups[0].jid), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_before_the_reset_is_sent_settles_as_failed_from_the_unchanged_link() {
+    let (app, rows) = crash_rotate_at_then_start_the_daemon("rotation::before_reset").await;
+
+    assert_eq!(rows[0].status, "failed");
+    assert_eq!(
+        rows[0].attempts, 1,
+        "the attempt was recorded before the call"
+    );
+    assert!(
+        rows[0]
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("did not happen")
+    );
+    assert_eq!(app.emulator.reset_calls(&app.groups[0].jid), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_right_after_the_reset_returned_records_the_issued_code_at_start() {
+    let (app, rows) = crash_rotate_at_then_start_the_daemon("rotation::after_reset").await;
+
+    let chain = app.emulator.code_chain(&app.groups[0].jid);
+    assert_eq!(rows[0].status, "succeeded");
+    assert_eq!(rows[0].new_invite_code.as_ref(), chain.get(1));
+    assert_eq!(
+        app.emulator.reset_calls(&app.groups[0].jid),
+        1,
+        "no second reset"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_before_the_result_is_recorded_records_the_issued_code_at_start() {
+    let (app, rows) = crash_rotate_at_then_start_the_daemon("rotation::before_settle").await;
+
+    let chain = app.emulator.code_chain(&app.groups[0].jid);
+    assert_eq!(rows[0].status, "succeeded");
+    assert_eq!(rows[0].new_invite_code.as_ref(), chain.get(1));
+    assert_eq!(
+        app.emulator.reset_calls(&app.groups[0].jid),
+        1,
+        "no second reset"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_during_the_commit_of_the_result_records_the_issued_code_at_start() {
+    let (app, rows) = crash_rotate_at_then_start_the_daemon("store::settle::before_commit").await;
+
+    let chain = app.emulator.code_chain(&app.groups[0].jid);
+    assert_eq!(rows[0].status, "succeeded");
+    assert_eq!(rows[0].new_invite_code.as_ref(), chain.get(1));
+    assert_eq!(
+        app.emulator.reset_calls(&app.groups[0].jid),
+        1,
+        "no second reset"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotate_meeting_a_row_its_crashed_predecessor_left_settles_it_first() {
+    // Arrange: a `rotate` died right after its reset.
+    let app = spawn_app(&[Setup::Admin], fast_api(), yearly()).await;
+    let crashed = app
+        .run_with(
+            &["rotate", "group-0"],
+            &[("FAILPOINTS", "rotation::after_reset=return")],
+        )
+        .await;
+    assert_eq!(crashed.status.signal(), Some(libc::SIGABRT));
+
+    // Act: rotate again at once (no hour's wait: the writer is known dead).
+    let again = app.run(&["rotate", "group-0"]).await;
+
+    // Assert: both resets are in the history, in order; nothing pending.
+    assert!(again.status.success(), "{again:?}");
+    let rows = app.history().await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r.status == "succeeded"), "{rows:?}");
+    assert_eq!(app.emulator.reset_calls(&app.groups[0].jid), 2);
+    let store = app.store().await;
+    app.assert_chain_complete(&store, &app.groups[0]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_aborted_after_a_reset_records_it_when_started_again_and_goes_on() {
+    // Arrange: due every second; the first daemon dies at its first reset.
+    let tuning = Tuning {
+        schedule: "* * * * * *",
+        ..Tuning::default()
+    };
+    let app = spawn_app(&[Setup::Admin; 2], fast_api(), tuning).await;
+    let mut first = app.spawn_daemon_with(&[("FAILPOINTS", "rotation::after_reset=return")]);
+    let died = tokio::time::timeout(Duration::from_secs(30), first.wait())
+        .await
+        .expect("the daemon dies at the failpoint")
+        .unwrap();
+    assert_eq!(died.signal(), Some(libc::SIGABRT), "{died:?}");
+
+    // Act: start it again and let it rotate a few times.
+    let mut second = app.spawn_daemon();
+    app.wait_for(
+        "three more rotations each",
+        Duration::from_secs(60),
+        |rows| {
+            app.groups.iter().all(|g| {
+                rows.iter()
+                    .filter(|r| r.group_name == g.name && r.status == "succeeded")
+                    .count()
+                    >= 3
+            })
+        },
+    )
+    .await;
+    signal(&second, "TERM");
+    assert!(second.wait().await.unwrap().success());
+
+    // Assert: the crashed rotation's code is recorded; every chain complete.
+    let rows = app.history().await;
+    assert!(rows.iter().all(|r| r.status != "pending"), "{rows:?}");
+    let store = app.store().await;
+    for g in &app.groups {
+        app.assert_chain_complete(&store, g).await;
+    }
+}
