@@ -21,6 +21,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         window: Duration::from_secs(60),
         latency: Duration::from_millis(300),
         auto_create: false,
+        ..EmulatorOptions::default()
     });
     emulator.add_instance("bench", "bench-token");
     let mut text = String::new();

@@ -204,3 +204,68 @@ async fn a_daemon_aborted_after_a_reset_records_it_when_started_again_and_goes_o
         app.assert_chain_complete(&store, g).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_at_random_moments_under_faults_the_history_still_holds_every_issued_code() {
+    // Arrange: 30% of calls stall past the timeout, fail with 500 (before or
+    // after the reset took effect), drop, or answer HTML; groups due every second.
+    let options = EmulatorOptions {
+        requests_per_minute: 60_000,
+        fault_rate: 0.3,
+        fault_stall: Duration::from_millis(600),
+        ..EmulatorOptions::default()
+    };
+    let tuning = Tuning {
+        timeout: "300ms",
+        max_attempts: 3,
+        schedule: "* * * * * *",
+        ..Tuning::default()
+    };
+    let app = spawn_app(&[Setup::Admin; 4], options, tuning).await;
+    let seed = fastrand::u64(..);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    println!("kill moments seeded with {seed}");
+
+    // Act: start, kill -9 at a random moment, six times over.
+    for _ in 0..6 {
+        let mut daemon = app.spawn_daemon();
+        tokio::time::sleep(Duration::from_millis(rng.u64(200..2500))).await;
+        daemon.start_kill().unwrap();
+        daemon.wait().await.unwrap();
+    }
+    // Then a calm run, until every group's latest rotation has succeeded.
+    app.emulator.set_fault_rate(0.0);
+    let calm_from = app.history().await.last().map_or(0, |r| r.id);
+    let mut last = app.spawn_daemon();
+    app.wait_for(
+        "a success per group after the faults",
+        Duration::from_secs(60),
+        |rows| {
+            app.groups.iter().all(|g| {
+                rows.iter()
+                    .rfind(|r| r.group_name == g.name)
+                    .is_some_and(|r| r.id > calm_from && r.status == "succeeded")
+            })
+        },
+    )
+    .await;
+    signal(&last, "TERM");
+    assert!(last.wait().await.unwrap().success());
+
+    // Assert: every code the API issued is in the history, in order, with the
+    // code it replaced; none invented; nothing pending or unknown.
+    let store = app.store().await;
+    for g in &app.groups {
+        app.assert_chain_complete(&store, g).await;
+    }
+    let rows = app.history().await;
+    let open: Vec<_> = rows
+        .iter()
+        .filter(|r| r.status == "pending" || r.status == "unknown")
+        .collect();
+    assert!(open.is_empty(), "seed {seed}: {open:#?}");
+    assert!(
+        app.emulator.resets_applied() >= app.groups.len(),
+        "the test rotated nothing"
+    );
+}

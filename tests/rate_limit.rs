@@ -14,7 +14,7 @@ async fn rotate_all_over_150_groups_stays_under_the_api_limit_and_records_every_
         requests_per_minute: 6000,
         window: Duration::from_secs(60),
         latency: Duration::from_millis(20),
-        auto_create: false,
+        ..EmulatorOptions::default()
     };
     let tuning = Tuning {
         requests_per_minute: 6000,
@@ -50,7 +50,7 @@ async fn pacing_keeps_more_calls_than_one_window_allows_under_the_api_limit() {
         requests_per_minute: 10,
         window: Duration::from_secs(1),
         latency: Duration::from_millis(5),
-        auto_create: false,
+        ..EmulatorOptions::default()
     };
     let tuning = Tuning {
         requests_per_minute: 540,

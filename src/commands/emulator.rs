@@ -24,6 +24,7 @@ pub async fn run(
         window: Duration::from_secs(60),
         latency,
         auto_create: true,
+        ..EmulatorOptions::default()
     });
     tracing::info!(
         base_url = %format!("http://{addr}/api"),

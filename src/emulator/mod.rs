@@ -32,6 +32,12 @@ pub struct EmulatorOptions {
     /// unknown group JIDs (created, with this account as admin). On for the
     /// `emulator` command, so any config can be tried as it is.
     pub auto_create: bool,
+    /// The share of calls (0 to 1) that meet a random fault, on top of any
+    /// queued with [`Emulator::push_fault`]; changeable with
+    /// [`Emulator::set_fault_rate`]. For soaks and kill tests.
+    pub fault_rate: f64,
+    /// How long stalls last under `fault_rate`: past the client's timeout.
+    pub fault_stall: Duration,
 }
 
 impl Default for EmulatorOptions {
@@ -41,6 +47,8 @@ impl Default for EmulatorOptions {
             window: Duration::from_secs(60),
             latency: Duration::ZERO,
             auto_create: false,
+            fault_rate: 0.0,
+            fault_stall: Duration::from_secs(35),
         }
     }
 }
@@ -67,6 +75,8 @@ impl Emulator {
     pub fn new(options: EmulatorOptions) -> Self {
         let mut state = State::default();
         state.window = options.window;
+        state.fault_rate = options.fault_rate;
+        state.fault_stall = options.fault_stall;
         Emulator {
             state: Arc::new(Mutex::new(state)),
             options: Arc::new(options),
@@ -100,6 +110,11 @@ impl Emulator {
         self.state().faults.push_back((route, fault));
     }
 
+    /// Changes the share of calls that meet a random fault.
+    pub fn set_fault_rate(&self, rate: f64) {
+        self.state().fault_rate = rate;
+    }
+
     /// The live code of a group.
     pub fn current_code(&self, jid: &str) -> Option<String> {
         self.state().groups.get(jid).map(|g| g.code.clone())
@@ -129,13 +144,23 @@ impl Emulator {
             .count()
     }
 
-    /// How many replies were 429 for the rate limit.
+    /// How many replies were 429 for the rate limit (not counting injected
+    /// WhatsApp throttling).
     pub fn rate_limited(&self) -> usize {
         self.state()
             .calls
             .iter()
-            .filter(|c| c.status == 429)
+            .filter(|c| c.status == 429 && c.fault.is_none())
             .count()
+    }
+
+    /// How many resets took effect, over all groups.
+    pub fn resets_applied(&self) -> usize {
+        self.state()
+            .groups
+            .values()
+            .map(|g| g.chain.len() - 1)
+            .sum()
     }
 
     /// Serves on `listener` until `shutdown` completes.

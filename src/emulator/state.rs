@@ -89,6 +89,9 @@ pub(super) struct State {
     pub groups: HashMap<String, GroupState>,
     windows: HashMap<String, VecDeque<Instant>>,
     pub faults: VecDeque<(Route, Fault)>,
+    /// The share of calls meeting a random fault (see `EmulatorOptions`).
+    pub fault_rate: f64,
+    pub fault_stall: Duration,
     pub calls: Vec<CallEvent>,
 }
 
@@ -286,8 +289,11 @@ impl State {
     }
 
     fn take_fault(&mut self, route: Route) -> Option<Fault> {
-        let at = self.faults.iter().position(|(r, _)| *r == route)?;
-        self.faults.remove(at).map(|(_, f)| f)
+        if let Some(at) = self.faults.iter().position(|(r, _)| *r == route) {
+            return self.faults.remove(at).map(|(_, f)| f);
+        }
+        (self.fault_rate > 0.0 && fastrand::f64() < self.fault_rate)
+            .then(|| random_fault(route, self.fault_stall))
     }
 
     fn admit(&mut self, token: &str, limit: u32) -> Result<(), RateHeaders> {
@@ -371,6 +377,34 @@ fn info_ok(jid: &str, group: &GroupState) -> Reply {
 
 /// Turns the reply into the fault's. The reset (if the fault lets it happen)
 /// was applied before this.
+/// A fault drawn at random among those that can strike `route` (late resets
+/// aside: they land at a time of their own choosing).
+fn random_fault(route: Route, stall: Duration) -> Fault {
+    let reset = [
+        Fault::ServerError,
+        Fault::ServerErrorAfterReset,
+        Fault::Stall(stall),
+        Fault::StallAfterReset(stall),
+        Fault::Drop,
+        Fault::DropAfterReset,
+        Fault::HtmlBody,
+        Fault::HtmlBodyAfterReset,
+        Fault::Throttled,
+    ];
+    let info = [
+        Fault::ServerError,
+        Fault::Stall(stall),
+        Fault::Drop,
+        Fault::HtmlBody,
+        Fault::Throttled,
+    ];
+    let pool: &[Fault] = match route {
+        Route::Reset => &reset,
+        Route::Info => &info,
+    };
+    pool[fastrand::usize(..pool.len())]
+}
+
 fn apply_fault(reply: &mut Reply, fault: Fault) {
     match fault {
         Fault::ServerError | Fault::ServerErrorAfterReset => {
