@@ -6,7 +6,7 @@ use crate::daemon::Rotator;
 use crate::owner::{self, Liveness};
 use crate::ratelimit::RateLimiter;
 use crate::rotation::{self, Report, RotateError};
-use crate::ryzeapi::{self, Client};
+use crate::ryzeapi::{self, Client, Held};
 use crate::secret::Token;
 use crate::store::{Leftover, Status, Store, StoreError, Trigger};
 use chrono::{DateTime, Utc};
@@ -19,7 +19,8 @@ use std::sync::Arc;
 pub struct Engine {
     store: Store,
     retry: RetryPolicy,
-    clients: HashMap<String, Client>,
+    /// Shared by clones, so that every clone sees an instance's hold.
+    clients: HashMap<String, Arc<Held<Client>>>,
     max_concurrent: usize,
 }
 
@@ -97,7 +98,13 @@ impl Engine {
                 instance.token.clone(),
                 limiter,
             );
-            clients.insert(instance.name.clone(), client);
+            let held = Held::new(
+                client,
+                &instance.name,
+                config.retry.backoff_initial,
+                config.retry.backoff_max,
+            );
+            clients.insert(instance.name.clone(), Arc::new(held));
         }
         Ok(Engine {
             store,
@@ -121,7 +128,7 @@ impl Engine {
     ) -> Result<Report, RotateError> {
         // The config refuses a group on an undefined instance, so this only
         // happens to a group from another config; nothing is sent or written.
-        let client = self
+        let client: &Held<Client> = self
             .clients
             .get(&group.instance)
             .ok_or_else(|| RotateError::NoInstance(group.instance.clone()))?;
@@ -201,7 +208,7 @@ impl Engine {
         policy: &RetryPolicy,
         row: &crate::store::Rotation,
     ) -> Result<(), StoreError> {
-        let Some(client) = self.clients.get(&row.instance) else {
+        let Some(client) = self.clients.get(&row.instance).map(Arc::as_ref) else {
             tracing::warn!(rotation = row.id, instance = %row.instance, "cannot settle: its instance is no longer configured");
             return Ok(());
         };
@@ -291,7 +298,7 @@ mod tests {
             &engine.clients["b"],
             &engine.clients["c"],
         );
-        assert!(a.shares_budget_with(b));
-        assert!(!a.shares_budget_with(c));
+        assert!(a.inner().shares_budget_with(b.inner()));
+        assert!(!a.inner().shares_budget_with(c.inner()));
     }
 }

@@ -8,9 +8,11 @@
 //! ([`CallError::Unknown`]: the reset may have happened).
 
 mod client;
+mod hold;
 mod reply;
 
 pub use client::{Client, MAX_BODY_BYTES, MAX_RATE_WAIT, http_client};
+pub use hold::Held;
 pub use reply::{parse_info, parse_reset};
 
 use crate::whatsapp::{InviteCode, Jid};

@@ -1,0 +1,147 @@
+//! Holds calls back from an instance that is not connected to WhatsApp.
+//!
+//! A disconnected instance answers 503 (or a 400 saying so) to every call for
+//! as long as it takes someone to scan a QR code: minutes or a whole night.
+//! Calling on at every fire of every group would spend the token's budget on
+//! answers known in advance. So after a "not connected" answer the instance is
+//! held: calls fail at once without being sent ([`CallError::Transient`], which
+//! is true: nothing happened), until a single probe may go. Each probe that
+//! finds it still disconnected doubles the wait, from the retry policy's
+//! `backoff_initial` up to `backoff_max`; any other answer releases the hold.
+//! An hour disconnected with `backoff_max = "5m"` costs about 20 calls, not
+//! one per group per fire per retry.
+
+use super::{Call, CallError, GroupInfo, ResetReply, RyzeApi};
+use crate::whatsapp::Jid;
+use chrono::{DateTime, SecondsFormat, Utc};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A [`RyzeApi`] that holds calls back while its instance is disconnected.
+#[derive(Debug)]
+pub struct Held<A> {
+    inner: A,
+    instance: String,
+    initial: Duration,
+    max: Duration,
+    hold: Mutex<Hold>,
+}
+
+#[derive(Debug, Default)]
+struct Hold {
+    /// No call goes before this (a probe in flight also holds the others).
+    until: Option<Instant>,
+    /// The wait after the next probe that finds the instance disconnected.
+    wait: Duration,
+    /// When the instance was first found disconnected.
+    since: Option<DateTime<Utc>>,
+    /// A probe is out: its answer, not those of calls sent before the hold,
+    /// decides the next wait.
+    probing: bool,
+}
+
+impl<A: RyzeApi> Held<A> {
+    /// Wraps `inner`, the client of `instance`; waits between probes double
+    /// from `initial` up to `max`.
+    pub fn new(inner: A, instance: &str, initial: Duration, max: Duration) -> Self {
+        Held {
+            inner,
+            instance: instance.to_owned(),
+            initial: initial.max(Duration::from_millis(1)),
+            max: max.max(initial),
+            hold: Mutex::default(),
+        }
+    }
+
+    /// The wrapped API.
+    pub fn inner(&self) -> &A {
+        &self.inner
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Hold> {
+        self.hold.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `Err` (the reason) when the call must not go; else the call may go,
+    /// as the probe if the instance is held.
+    fn admit(&self) -> Result<(), String> {
+        let mut hold = self.lock();
+        let Some(until) = hold.until else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        if now < until {
+            let next = Utc::now() + (until - now);
+            let since = hold.since.map_or_else(String::new, |t| {
+                format!(" since {}", t.to_rfc3339_opts(SecondsFormat::Secs, true))
+            });
+            return Err(format!(
+                "instance {:?} is not connected to WhatsApp{since}; not called (next try after {})",
+                self.instance,
+                next.to_rfc3339_opts(SecondsFormat::Secs, true)
+            ));
+        }
+        // This call is the probe; the others wait for its answer (or for the
+        // current wait to pass again, should it never answer).
+        hold.until = Some(now + hold.wait);
+        hold.probing = true;
+        Ok(())
+    }
+
+    fn answered<T>(&self, call: &Call<T>) {
+        let disconnected = match call.http_status {
+            Some(503) => true,
+            // The only 400 classified transient is "instance disconnected".
+            Some(400) => matches!(call.result, Err(CallError::Transient(_))),
+            _ => false,
+        };
+        let mut hold = self.lock();
+        if disconnected {
+            let wait = match (hold.until, hold.probing) {
+                (None, _) => {
+                    tracing::warn!(instance = %self.instance, probe_every_max = ?self.max, "instance not connected to WhatsApp; holding its calls back until a probe finds it connected");
+                    hold.since = Some(Utc::now());
+                    self.initial
+                }
+                (Some(_), true) => hold.wait,
+                // A call sent before the hold began: the hold stands as it is.
+                (Some(_), false) => return,
+            };
+            hold.until = Some(Instant::now() + wait);
+            hold.wait = (wait * 2).min(self.max);
+            hold.probing = false;
+        } else if call.http_status.is_some() && hold.until.is_some() {
+            tracing::info!(instance = %self.instance, "instance connected again; calls resume");
+            *hold = Hold::default();
+        }
+    }
+
+    fn refused<T>(reason: String) -> Call<T> {
+        Call {
+            result: Err(CallError::Transient(reason)),
+            http_status: None,
+            elapsed: Duration::ZERO,
+        }
+    }
+}
+
+impl<A: RyzeApi> RyzeApi for Held<A> {
+    async fn reset_link(&self, jid: &Jid) -> Call<ResetReply> {
+        if let Err(reason) = self.admit() {
+            return Self::refused(reason);
+        }
+        let call = self.inner.reset_link(jid).await;
+        self.answered(&call);
+        call
+    }
+
+    async fn group_info(&self, jid: &Jid) -> Call<GroupInfo> {
+        if let Err(reason) = self.admit() {
+            return Self::refused(reason);
+        }
+        let call = self.inner.group_info(jid).await;
+        self.answered(&call);
+        call
+    }
+}
