@@ -264,7 +264,7 @@ impl Rotator for Engine {
                 tracing::warn!(group = %group.name, due = %due, "{e}")
             }
             Err(e) => {
-                tracing::error!(group = %group.name, error = %e, "rotation not recorded; it is settled at next start")
+                tracing::error!(group = %group.name, error = %e, "the history cannot be written: no reset is made without its record; a row left pending is settled from the live link")
             }
         }
     }

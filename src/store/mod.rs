@@ -68,6 +68,11 @@ impl Store {
     /// Opens (creating if missing, with its directory) the database at `path`,
     /// makes it 0600 and applies the migrations.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, BUSY_TIMEOUT).await
+    }
+
+    /// As [`Store::open`], waiting at most `busy_timeout` for another writer.
+    pub async fn open_with(path: &Path, busy_timeout: Duration) -> Result<Store, StoreError> {
         let fail = |message: String| StoreError {
             path: path.to_owned(),
             message,
@@ -85,7 +90,7 @@ impl Store {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(BUSY_TIMEOUT)
+            .busy_timeout(busy_timeout)
             .foreign_keys(true);
         let mut conn = options.connect().await.map_err(|e| fail(e.to_string()))?;
         sqlx::migrate!("./migrations")
@@ -153,7 +158,12 @@ impl Store {
     pub async fn begin(&self, new: &NewRotation<'_>) -> Result<Begun, StoreError> {
         self.injected_fault("store::begin")?;
         let mut conn = self.conn.lock().await;
-        let id: Option<i64> = sqlx::query_scalar(
+        // `fetch_all`, not `fetch_optional`, with every `RETURNING`: the
+        // statement must run to its end, where SQLite commits it. Stopping at
+        // the first row leaves the commit to the statement's reset, whose
+        // error (a full disk) is lost: the id would come back for a row that
+        // was rolled back, and a reset would follow with no record.
+        let ids: Vec<i64> = sqlx::query_scalar(
             "INSERT INTO rotations (group_name, group_jid, instance, trigger, scheduled_for, started_at, status, owner)
              SELECT ?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7
              WHERE NOT EXISTS (SELECT 1 FROM rotations WHERE group_jid = ?2 AND status = 'pending')
@@ -166,10 +176,10 @@ impl Store {
         .bind(new.scheduled_for.map(timestamp))
         .bind(timestamp(Utc::now()))
         .bind(crate::owner::current())
-        .fetch_optional(&mut *conn)
+        .fetch_all(&mut *conn)
         .await
         .map_err(|e| self.err(e))?;
-        if let Some(id) = id {
+        if let Some(&id) = ids.first() {
             return Ok(Begun::Started(id));
         }
         let pending: Option<(String, Option<String>)> = sqlx::query_as(
@@ -390,7 +400,7 @@ impl Store {
         now_us: i64,
         interval_us: i64,
     ) -> Result<i64, StoreError> {
-        sqlx::query_scalar(
+        let grants: Vec<i64> = sqlx::query_scalar(
             "INSERT INTO rate_budget (token_key, next_grant_us) VALUES (?1, ?2 + ?3)
              ON CONFLICT (token_key) DO UPDATE SET next_grant_us =
                  MAX(?2, MIN(next_grant_us, ?2 + ?4), MIN(paused_until_us, ?2 + ?4)) + ?3
@@ -405,9 +415,14 @@ impl Store {
             i64::try_from((crate::ryzeapi::MAX_RATE_WAIT + Duration::from_secs(60)).as_micros())
                 .unwrap_or(i64::MAX),
         )
-        .fetch_one(&mut *self.conn.lock().await)
+        // Run to the end, so that a failed commit is an error (see `begin`).
+        .fetch_all(&mut *self.conn.lock().await)
         .await
-        .map_err(|e| self.err(e))
+        .map_err(|e| self.err(e))?;
+        grants.first().copied().ok_or_else(|| StoreError {
+            path: self.path.clone(),
+            message: "the rate budget returned no grant".into(),
+        })
     }
 
     /// Holds a shared token bucket until `until_us` (the API said its window is spent).
