@@ -329,3 +329,17 @@ async fn an_interrupted_rotate_finishes_what_it_started_and_starts_nothing_more(
         app.assert_chain_complete(&store, g).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[should_panic(expected = "the token appears in")]
+async fn the_token_search_over_a_test_s_files_finds_a_token_left_in_any_of_them() {
+    // Proves the search every test app runs when dropped can fail.
+    let app = spawn_app(
+        &[Setup::Admin],
+        EmulatorOptions::default(),
+        Tuning::default(),
+    )
+    .await;
+    std::fs::write(app.dir.path().join("leak.log"), format!("x {TOKEN} y")).unwrap();
+    drop(app);
+}

@@ -153,8 +153,9 @@ impl TestApp {
     }
 
     /// As [`TestApp::run`], with extra environment variables (`FAILPOINTS`).
+    /// Panics if the output shows the token.
     pub async fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_invite-rotator"))
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_invite-rotator"))
             .arg("--config")
             .arg(&self.config_path)
             .args(args)
@@ -164,7 +165,14 @@ impl TestApp {
             .stdin(std::process::Stdio::null())
             .output()
             .await
-            .expect("binary runs")
+            .expect("binary runs");
+        for (name, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            assert!(
+                !shows_token(bytes),
+                "the token appears in the {name} of {args:?}"
+            );
+        }
+        out
     }
 
     /// Starts the daemon (`run`) with this app's config; its log is appended
@@ -273,6 +281,38 @@ impl TestApp {
                 "{}: old code is not the one before",
                 group.name
             );
+        }
+    }
+}
+
+fn shows_token(bytes: &[u8]) -> bool {
+    bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes())
+}
+
+impl Drop for TestApp {
+    /// Every file a test leaves (the database and its WAL files, daemon logs,
+    /// the config) is searched for the token before the directory goes.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let mut dirs = vec![self.dir.path().to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if let Ok(bytes) = std::fs::read(&path) {
+                    assert!(
+                        !shows_token(&bytes),
+                        "the token appears in {}",
+                        path.display()
+                    );
+                }
+            }
         }
     }
 }
