@@ -67,6 +67,13 @@ pub enum Command {
     },
     /// Print the audit history, oldest first.
     History(HistoryArgs),
+    /// One line per group: its last rotation, when it rotates next, and
+    /// whether it is overdue or failing. Exit 1 if any group is.
+    Status {
+        /// `table` for people, `json` for scripts (JSON Lines).
+        #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
+        format: StatusFormat,
+    },
     /// Run the built-in RyzeAPI emulator, to try a config without touching real
     /// groups. It accepts any instance and group JID; the first token used
     /// for an instance owns it.
@@ -89,6 +96,15 @@ pub enum CheckFormat {
     /// Aligned columns.
     Table,
     /// JSON Lines: `{"group": NAME, "next": [RFC 3339 times]}`.
+    Json,
+}
+
+/// Output of `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    /// Aligned columns.
+    Table,
+    /// JSON Lines, one object per group (keys in the README).
     Json,
 }
 

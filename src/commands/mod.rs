@@ -7,6 +7,7 @@ mod emulator;
 mod history;
 mod rotate;
 mod run;
+mod status;
 mod table;
 
 use crate::cli::{Cli, Command};
@@ -20,6 +21,7 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Check { next, format } => check::run(&cli.config, next, format),
         Command::Rotate { all, groups } => rotate::run(&cli.config, all, &groups).await,
         Command::History(args) => history::run(&cli.config, &args).await,
+        Command::Status { format } => status::run(&cli.config, format).await,
         Command::Run => run::run(&cli.config).await,
         Command::Demo { seconds } => demo::run(seconds).await,
         Command::Emulator {
