@@ -2,9 +2,11 @@
 //! results to stdout.
 
 mod check;
+mod completions;
 mod demo;
 mod emulator;
 mod history;
+mod manpage;
 mod rotate;
 mod run;
 mod status;
@@ -22,6 +24,8 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Rotate { all, groups } => rotate::run(&cli.config, all, &groups).await,
         Command::History(args) => history::run(&cli.config, &args).await,
         Command::Status { format } => status::run(&cli.config, format).await,
+        Command::Completions { shell } => completions::run(shell),
+        Command::Manpage => manpage::run(),
         Command::Run => run::run(&cli.config).await,
         Command::Demo { seconds } => demo::run(seconds).await,
         Command::Emulator {
@@ -60,6 +64,18 @@ impl Failure {
                 Exit::Failure
             }
         }
+    }
+}
+
+/// Writes `bytes` to stdout; a reader that went away (`| head`) is not an error.
+fn print_bytes(bytes: &[u8]) -> Result<Exit, Failure> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Failure::Runtime(format!("cannot write to stdout: {e}")))
+        }
+        _ => Ok(Exit::Success),
     }
 }
 
