@@ -4,7 +4,7 @@
 //! so a million rows cost one row of memory. The table is for people and
 //! needs every row to size its columns.
 
-use super::{Failure, load_config, table};
+use super::{Failure, history_exists, load_config, table};
 use crate::cli::{HistoryArgs, HistoryFormat};
 use crate::config::Tokens;
 use crate::exit::Exit;
@@ -18,8 +18,7 @@ pub async fn run(config_path: &Path, args: &HistoryArgs) -> Result<Exit, Failure
         Some(p) => p.clone(),
         None => load_config(config_path, Tokens::Skip)?.database_path,
     };
-    if !path.exists() {
-        eprintln!("no history yet: {} does not exist", path.display());
+    if !history_exists(&path)? {
         return Ok(Exit::Success);
     }
     let store = Store::open_read_only(&path)

@@ -79,6 +79,22 @@ fn print_bytes(bytes: &[u8]) -> Result<Exit, Failure> {
     }
 }
 
+/// Whether the history database exists yet. A directory the user may not
+/// read is an error, not "no history": the service's 0700 state directory
+/// would otherwise pass for an empty history.
+fn history_exists(path: &Path) -> Result<bool, Failure> {
+    let exists = path.try_exists().map_err(|e| {
+        Failure::Runtime(format!(
+            "cannot read the history database {}: {e} (run as root or the service user)",
+            path.display()
+        ))
+    })?;
+    if !exists {
+        eprintln!("no history yet: {} does not exist", path.display());
+    }
+    Ok(exists)
+}
+
 /// Loads the config, logging its warnings.
 fn load_config(path: &Path, tokens: Tokens) -> Result<Config, Failure> {
     let config = Config::load(path, tokens).map_err(Failure::Config)?;

@@ -1,7 +1,7 @@
 //! `status`: one line per configured group, like `systemctl list-timers`:
 //! when it rotates next, its last rotation, and marks for overdue or failing.
 
-use super::{Failure, load_config, table};
+use super::{Failure, history_exists, load_config, table};
 use crate::cli::StatusFormat;
 use crate::config::Tokens;
 use crate::exit::Exit;
@@ -62,11 +62,7 @@ pub async fn run(config_path: &Path, format: StatusFormat) -> Result<Exit, Failu
 /// daemon and never creates the database.
 async fn read_records(config: &crate::config::Config) -> Result<Vec<GroupRecord>, Failure> {
     let names: Vec<&str> = config.groups.iter().map(|g| g.name.as_str()).collect();
-    if !config.database_path.exists() {
-        eprintln!(
-            "no history yet: {} does not exist",
-            config.database_path.display()
-        );
+    if !history_exists(&config.database_path)? {
         return Ok(names
             .iter()
             .map(|n| GroupRecord {
