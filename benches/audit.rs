@@ -1,7 +1,7 @@
 //! Audits over a big history, as whole processes: the release binary's
 //! `history` answering the two everyday audit questions, and `status`, over
 //! 1,000,000 rotations of 1,000 groups spread over two years. Run:
-//! `cargo bench --bench audit` (about a minute).
+//! `cargo bench --bench audit` (about two minutes).
 //!
 //! Each command runs once to warm the page cache, then `RUNS` times; min,
 //! median and max wall time of the whole process (start, config or database
@@ -32,10 +32,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     let config = dir.path().join("config.toml");
-    std::fs::write(&config, config_text(&db))?;
+    std::fs::write(&config, config_text(&db, GROUPS))?;
+    // The same history under a config of 100,000 groups (99,000 never rotated).
+    let big_config = dir.path().join("config-100k.toml");
+    std::fs::write(&big_config, config_text(&db, 100_000))?;
 
     let db_arg = db.to_str().ok_or("path is not UTF-8")?;
-    let cases: [(&str, Vec<&str>); 5] = [
+    let cases: [(&str, Vec<&str>); 6] = [
         (
             "history --group g42 --limit 50",
             vec![
@@ -93,6 +96,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             vec![
                 "--config",
                 config.to_str().ok_or("path is not UTF-8")?,
+                "status",
+            ],
+        ),
+        (
+            "status (100,000 groups)",
+            vec![
+                "--config",
+                big_config.to_str().ok_or("path is not UTF-8")?,
                 "status",
             ],
         ),
@@ -174,13 +185,13 @@ async fn fill(db: &Path) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// A config naming the bench's groups, for `status`.
-fn config_text(db: &Path) -> String {
+/// A config naming `groups` groups, `g0` on, for `status`.
+fn config_text(db: &Path, groups: u32) -> String {
     let mut text = format!(
         "[database]\npath = \"{}\"\n[[instance]]\nname = \"bench\"\ntoken_env = \"IR_BENCH_TOKEN\"\n",
         db.display()
     );
-    for g in 0..GROUPS {
+    for g in 0..groups {
         text.push_str(&format!(
             "[[group]]\nname = \"g{g}\"\ninstance = \"bench\"\njid = \"{}@g.us\"\nschedule = \"0 */17 * * *\"\n",
             120_363_400_000_000_000u64 + u64::from(g)
