@@ -8,10 +8,24 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// `--version`: the crate's version and the git revision it was built from
+/// ("unknown" outside a git checkout; see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("INVITE_ROTATOR_REVISION"),
+    ")"
+);
+
 /// Rotates WhatsApp group invite links through RyzeAPI on a schedule and keeps
 /// an audit history of every code.
 #[derive(Debug, Parser)]
-#[command(name = "invite-rotator", version, about, max_term_width = 100)]
+#[command(
+    name = "invite-rotator",
+    version = VERSION,
+    about,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// The config file.
     #[arg(long, global = true, env = "INVITE_ROTATOR_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
@@ -67,6 +81,22 @@ pub enum Command {
     },
     /// Print the audit history, oldest first.
     History(HistoryArgs),
+    /// One line per group: its last rotation, when it rotates next, and
+    /// whether it is overdue or failing. Exit 1 if any group is.
+    Status {
+        /// `table` for people, `json` for scripts (JSON Lines).
+        #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
+        format: StatusFormat,
+    },
+    /// Print a shell completion script to stdout, such as
+    /// `invite-rotator completions bash > /usr/share/bash-completion/completions/invite-rotator`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout: `invite-rotator manpage | man -l -`.
+    Manpage,
     /// Run the built-in RyzeAPI emulator, to try a config without touching real
     /// groups. It accepts any instance and group JID; the first token used
     /// for an instance owns it.
@@ -89,6 +119,15 @@ pub enum CheckFormat {
     /// Aligned columns.
     Table,
     /// JSON Lines: `{"group": NAME, "next": [RFC 3339 times]}`.
+    Json,
+}
+
+/// Output of `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    /// Aligned columns.
+    Table,
+    /// JSON Lines, one object per group (keys in the README).
     Json,
 }
 

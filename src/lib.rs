@@ -7,6 +7,7 @@
 //! - [`store`]: the only SQL, the history database;
 //! - [`rotation`]: the rotation workflow, top to bottom;
 //! - [`engine`]: wires those into rotations of many groups at once;
+//! - [`health`]: whether a group is overdue or failing, for `status`;
 //! - [`emulator`]: a RyzeAPI stand-in for trying configs and for tests;
 //! - [`commands`]: what each CLI command does.
 
@@ -20,6 +21,7 @@ pub mod emulator;
 pub mod engine;
 pub mod exit;
 pub mod failpoint;
+pub mod health;
 pub mod owner;
 pub mod ratelimit;
 pub mod rotation;

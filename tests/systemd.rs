@@ -17,7 +17,7 @@ fn unit_for_test(dir: &std::path::Path) -> std::path::PathBuf {
     ))
     .unwrap();
     let unit = unit.replace(
-        "/usr/local/bin/invite-rotator",
+        "/usr/bin/invite-rotator",
         env!("CARGO_BIN_EXE_invite-rotator"),
     );
     let path = dir.join("invite-rotator.service");

@@ -3,7 +3,6 @@
 //! screen, a stop as SIGTERM would do it, and the history.
 
 use super::{Failure, history, run as daemon};
-use crate::cli::HistoryFormat;
 use crate::config::{Config, Tokens};
 use crate::daemon::Quiet;
 use crate::emulator::{Emulator, EmulatorOptions, Membership};
@@ -64,8 +63,7 @@ pub async fn run(seconds: u64) -> Result<Exit, Failure> {
         .await
         .map_err(|e| runtime(&e))?;
     println!("\nThe history ({} rotations):\n", rows.len());
-    history::write(std::io::stdout().lock(), HistoryFormat::Table, &rows)
-        .map_err(|e| runtime(&e))?;
+    history::write_table(std::io::stdout().lock(), &rows).map_err(|e| runtime(&e))?;
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(Exit::Success)

@@ -1,11 +1,15 @@
 //! `history`: the audit history as a table, JSON Lines or CSV.
+//!
+//! JSON Lines and CSV are streamed: each row is written as SQLite reads it,
+//! so a million rows cost one row of memory. The table is for people and
+//! needs every row to size its columns.
 
-use super::{Failure, load_config, table};
+use super::{Failure, history_exists, load_config, table};
 use crate::cli::{HistoryArgs, HistoryFormat};
 use crate::config::Tokens;
 use crate::exit::Exit;
-use crate::store::{HistoryQuery, Store};
-use std::io::Write;
+use crate::store::{HistoryQuery, Rotation, Store, StoreError};
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
 pub async fn run(config_path: &Path, args: &HistoryArgs) -> Result<Exit, Failure> {
@@ -14,8 +18,7 @@ pub async fn run(config_path: &Path, args: &HistoryArgs) -> Result<Exit, Failure
         Some(p) => p.clone(),
         None => load_config(config_path, Tokens::Skip)?.database_path,
     };
-    if !path.exists() {
-        eprintln!("no history yet: {} does not exist", path.display());
+    if !history_exists(&path)? {
         return Ok(Exit::Success);
     }
     let store = Store::open_read_only(&path)
@@ -28,59 +31,81 @@ pub async fn run(config_path: &Path, args: &HistoryArgs) -> Result<Exit, Failure
         status: args.status,
         limit: args.limit,
     };
-    let rows = store
-        .history(&query)
-        .await
-        .map_err(|e| Failure::Runtime(e.to_string()))?;
-    let out = std::io::stdout().lock();
-    write(out, args.format, &rows)
-        .map_err(|e| Failure::Runtime(format!("cannot write the history: {e}")))?;
-    Ok(Exit::Success)
-}
-
-pub(super) fn write(
-    mut out: impl Write,
-    format: HistoryFormat,
-    rows: &[crate::store::Rotation],
-) -> std::io::Result<()> {
-    match format {
+    let out = BufWriter::new(std::io::stdout().lock());
+    let written = match args.format {
+        HistoryFormat::Table => match store.history(&query).await {
+            Ok(rows) => write_table(out, &rows).map_err(Trouble::Write),
+            Err(e) => Err(Trouble::Read(e)),
+        },
         HistoryFormat::Json => {
-            for r in rows {
-                serde_json::to_writer(&mut out, r)?;
-                out.write_all(b"\n")?;
-            }
+            let mut out = out;
+            store
+                .each_in_history(&query, |r| {
+                    serde_json::to_writer(&mut out, &r)?;
+                    out.write_all(b"\n").map_err(Trouble::Write)
+                })
+                .await
+                .and_then(|()| out.flush().map_err(Trouble::Write))
         }
         HistoryFormat::Csv => {
-            let mut w = csv::Writer::from_writer(out);
-            for r in rows {
-                w.serialize(r)?;
-            }
-            w.flush()?;
-            return Ok(());
-        }
-        HistoryFormat::Table => {
-            let dash = || "-".to_owned();
-            let cells: Vec<Vec<String>> = rows
-                .iter()
-                .map(|r| {
-                    vec![
-                        r.id.to_string(),
-                        r.started_at.clone(),
-                        r.group_name.clone(),
-                        r.trigger.clone(),
-                        r.status.clone(),
-                        r.attempts.to_string(),
-                        r.old_invite_code.clone().unwrap_or_else(dash),
-                        r.new_invite_code.clone().unwrap_or_else(dash),
-                        r.error.clone().unwrap_or_default(),
-                    ]
+            let mut csv = csv::Writer::from_writer(out);
+            store
+                .each_in_history(&query, |r| {
+                    csv.serialize(r).map_err(|e| Trouble::Write(e.into()))
                 })
-                .collect();
-            let headers = [
-                "ID", "STARTED", "GROUP", "TRIGGER", "STATUS", "ATTEMPTS", "OLD", "NEW", "ERROR",
-            ];
-            out.write_all(table::render(&headers, &cells).as_bytes())?;
+                .await
+                .and_then(|()| csv.flush().map_err(Trouble::Write))
         }
+    };
+    match written {
+        Ok(()) => Ok(Exit::Success),
+        // A reader that went away (`| head`) is not an error of ours.
+        Err(Trouble::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Exit::Success),
+        Err(Trouble::Write(e)) => Err(Failure::Runtime(format!("cannot write the history: {e}"))),
+        Err(Trouble::Read(e)) => Err(Failure::Runtime(e.to_string())),
     }
+}
+
+/// What can stop a stream of rows half way.
+enum Trouble {
+    Read(StoreError),
+    Write(std::io::Error),
+}
+
+impl From<StoreError> for Trouble {
+    fn from(e: StoreError) -> Self {
+        Trouble::Read(e)
+    }
+}
+
+impl From<serde_json::Error> for Trouble {
+    fn from(e: serde_json::Error) -> Self {
+        Trouble::Write(e.into())
+    }
+}
+
+/// The rows as an aligned table.
+pub(super) fn write_table(mut out: impl Write, rows: &[Rotation]) -> std::io::Result<()> {
+    let dash = || "-".to_owned();
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.to_string(),
+                r.started_at.clone(),
+                r.group_name.clone(),
+                r.trigger.clone(),
+                r.status.clone(),
+                r.attempts.to_string(),
+                r.old_invite_code.clone().unwrap_or_else(dash),
+                r.new_invite_code.clone().unwrap_or_else(dash),
+                r.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let headers = [
+        "ID", "STARTED", "GROUP", "TRIGGER", "STATUS", "ATTEMPTS", "OLD", "NEW", "ERROR",
+    ];
+    out.write_all(table::render(&headers, &cells).as_bytes())?;
     out.flush()
 }

@@ -2,11 +2,14 @@
 //! results to stdout.
 
 mod check;
+mod completions;
 mod demo;
 mod emulator;
 mod history;
+mod manpage;
 mod rotate;
 mod run;
+mod status;
 mod table;
 
 use crate::cli::{Cli, Command};
@@ -20,6 +23,9 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Check { next, format } => check::run(&cli.config, next, format),
         Command::Rotate { all, groups } => rotate::run(&cli.config, all, &groups).await,
         Command::History(args) => history::run(&cli.config, &args).await,
+        Command::Status { format } => status::run(&cli.config, format).await,
+        Command::Completions { shell } => completions::run(shell),
+        Command::Manpage => manpage::run(),
         Command::Run => run::run(&cli.config).await,
         Command::Demo { seconds } => demo::run(seconds).await,
         Command::Emulator {
@@ -59,6 +65,34 @@ impl Failure {
             }
         }
     }
+}
+
+/// Writes `bytes` to stdout; a reader that went away (`| head`) is not an error.
+fn print_bytes(bytes: &[u8]) -> Result<Exit, Failure> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Failure::Runtime(format!("cannot write to stdout: {e}")))
+        }
+        _ => Ok(Exit::Success),
+    }
+}
+
+/// Whether the history database exists yet. A directory the user may not
+/// read is an error, not "no history": the service's 0700 state directory
+/// would otherwise pass for an empty history.
+fn history_exists(path: &Path) -> Result<bool, Failure> {
+    let exists = path.try_exists().map_err(|e| {
+        Failure::Runtime(format!(
+            "cannot read the history database {}: {e} (run as root or the service user)",
+            path.display()
+        ))
+    })?;
+    if !exists {
+        eprintln!("no history yet: {} does not exist", path.display());
+    }
+    Ok(exists)
 }
 
 /// Loads the config, logging its warnings.

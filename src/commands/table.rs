@@ -1,7 +1,7 @@
 //! Aligned text tables for people.
 
 /// Renders `rows` under `headers`, columns padded to their widest cell, the last
-/// column unpadded.
+/// column unpadded, no line ending in spaces.
 pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
@@ -20,6 +20,7 @@ pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
                 out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
             }
         }
+        out.truncate(out.trim_end_matches(' ').len());
         out.push('\n');
     }
     out
@@ -31,5 +32,7 @@ mod tests {
     fn columns_line_up() {
         let t = super::render(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
         assert_eq!(t, "A    BB\nxxx  y\n");
+        let t = super::render(&["A", "B"], &[vec!["x".into(), String::new()]]);
+        assert_eq!(t, "A  B\nx\n", "no trailing spaces");
     }
 }

@@ -169,3 +169,28 @@ pub struct HistoryQuery {
     /// At most this many (the newest).
     pub limit: Option<u64>,
 }
+
+/// What the history says about one configured group (for `status`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupRecord {
+    /// The group's name.
+    pub group_name: String,
+    /// When the daemon first saw it in its config (`groups_seen`); none if
+    /// no daemon has run it yet.
+    pub first_seen_at: Option<DateTime<Utc>>,
+    /// Its latest rotation, whatever its status (`pending` while in flight).
+    pub last: Option<LastRotation>,
+    /// When its latest succeeded rotation finished.
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// Whether its latest settled rotation (not `pending`) is `failed` or `unknown`.
+    pub failing: bool,
+}
+
+/// The latest rotation of a group, in short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastRotation {
+    /// `started_at`.
+    pub started_at: DateTime<Utc>,
+    /// `status`.
+    pub status: Status,
+}

@@ -138,3 +138,128 @@ async fn a_group_cannot_have_two_pending_rotations_at_once() {
         Begun::Started(_)
     ));
 }
+
+fn succeeded(code: &str) -> Settlement {
+    Settlement {
+        status: Status::Succeeded,
+        attempts: 1,
+        new_code: Some(code.into()),
+        new_link: None,
+        error: None,
+    }
+}
+
+#[tokio::test]
+async fn group_records_give_each_groups_latest_rotation_success_and_failing_mark_in_order() {
+    // Arrange: a succeeded then failed (failing); b failed then succeeded then
+    // pending (not failing: the pending one is not settled); nothing for c.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("h.db")).await.unwrap();
+    let t0 = Utc::now();
+    store.mark_seen(&["a", "b"], t0).await.unwrap();
+    let a1 = started(&store, "a").await;
+    store.settle(a1, &succeeded("A1")).await.unwrap();
+    let a2 = started(&store, "a").await;
+    store.settle(a2, &failed()).await.unwrap();
+    let b1 = started(&store, "b").await;
+    store.settle(b1, &failed()).await.unwrap();
+    let b2 = started(&store, "b").await;
+    store.settle(b2, &succeeded("B2")).await.unwrap();
+    let b3 = started(&store, "b").await;
+
+    // Act
+    let records = store.group_records(&["c", "b", "a"]).await.unwrap();
+
+    // Assert
+    let names: Vec<&str> = records.iter().map(|r| r.group_name.as_str()).collect();
+    assert_eq!(names, ["c", "b", "a"], "in the order asked");
+    let (c, b, a) = (&records[0], &records[1], &records[2]);
+    assert_eq!((c.last, c.last_success_at, c.failing), (None, None, false));
+    assert_eq!(c.first_seen_at, None);
+    assert!(a.failing);
+    assert_eq!(a.last.map(|l| l.status), Some(Status::Failed));
+    let a1_row = store.rotation(a1).await.unwrap().unwrap();
+    assert_eq!(
+        a.last_success_at.map(timestamp),
+        a1_row.finished_at,
+        "the success's finish"
+    );
+    assert_eq!(a.first_seen_at.map(timestamp), Some(timestamp(t0)));
+    assert!(!b.failing, "the latest settled rotation succeeded");
+    assert_eq!(b.last.map(|l| l.status), Some(Status::Pending));
+    let b3_row = store.rotation(b3).await.unwrap().unwrap();
+    assert_eq!(
+        b.last.map(|l| timestamp(l.started_at)),
+        Some(b3_row.started_at)
+    );
+}
+
+/// Plan lines that read a whole table or index.
+fn scans_of_rotations(plan: &[String]) -> Vec<&String> {
+    // The only scan allowed is of the list of names `status` passes in.
+    plan.iter()
+        .filter(|l| l.starts_with("SCAN") && !l.contains("json_each"))
+        .collect()
+}
+
+#[tokio::test]
+async fn status_and_audit_queries_seek_in_indexes_and_never_scan_the_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("h.db")).await.unwrap();
+    let audits = [
+        HistoryQuery {
+            group: Some("vip".into()),
+            limit: Some(50),
+            ..HistoryQuery::default()
+        },
+        HistoryQuery {
+            since: Some(Utc::now() - chrono::Duration::days(30)),
+            status: Some(Status::Failed),
+            ..HistoryQuery::default()
+        },
+    ];
+    for q in &audits {
+        let plan = store.explain_history(q).await.unwrap();
+        assert!(scans_of_rotations(&plan).is_empty(), "{q:?}: {plan:#?}");
+        assert!(plan.iter().any(|l| l.contains("USING")), "{plan:#?}");
+    }
+    let plan = store.explain_group_records(&["a", "b"]).await.unwrap();
+    assert!(scans_of_rotations(&plan).is_empty(), "{plan:#?}");
+    assert!(
+        plan.iter().any(|l| l.contains("rotations_by_group_status")),
+        "{plan:#?}"
+    );
+}
+
+#[tokio::test]
+async fn history_hands_rows_over_oldest_first_and_stops_at_the_first_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("h.db")).await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(started(&store, "a").await);
+        store.settle(*ids.last().unwrap(), &failed()).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    store
+        .each_in_history(&HistoryQuery::default(), |r| {
+            seen.push(r.id);
+            Ok::<(), StoreError>(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen, ids);
+
+    let mut handed = 0;
+    let stopped = store
+        .each_in_history(&HistoryQuery::default(), |_| {
+            handed += 1;
+            Err(StoreError {
+                path: "stdout".into(),
+                message: "reader gone".into(),
+            })
+        })
+        .await;
+    assert!(stopped.is_err());
+    assert_eq!(handed, 1);
+}

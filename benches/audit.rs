@@ -1,0 +1,258 @@
+//! Audits over a big history, as whole processes: the release binary's
+//! `history` answering the two everyday audit questions, and `status`, over
+//! 1,000,000 rotations of 1,000 groups spread over two years. Run:
+//! `cargo bench --bench audit` (about two minutes).
+//!
+//! Each command runs once to warm the page cache, then `RUNS` times; min,
+//! median and max wall time of the whole process (start, config or database
+//! open, query, output read through a pipe). The query plans are checked to
+//! seek in indexes, never to scan the history.
+
+use invite_rotator::store::{HistoryQuery, Status, Store};
+use sqlx::{ConnectOptions, Connection};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const ROTATIONS: u32 = 1_000_000;
+const GROUPS: u32 = 1_000;
+const RUNS: usize = 21;
+const TARGET: Duration = Duration::from_millis(100);
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("history.db");
+    let runtime = tokio::runtime::Runtime::new()?;
+    let started = Instant::now();
+    runtime.block_on(fill(&db))?;
+    println!(
+        "filled {ROTATIONS} rotations of {GROUPS} groups over 2 years in {:.1} s ({:.0} MB); {} cores",
+        started.elapsed().as_secs_f64(),
+        std::fs::metadata(&db)?.len() as f64 / 1e6,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, config_text(&db, GROUPS))?;
+    // The same history under a config of 100,000 groups (99,000 never rotated).
+    let big_config = dir.path().join("config-100k.toml");
+    std::fs::write(&big_config, config_text(&db, 100_000))?;
+
+    let db_arg = db.to_str().ok_or("path is not UTF-8")?;
+    let cases: [(&str, Vec<&str>); 6] = [
+        (
+            "history --group g42 --limit 50",
+            vec![
+                "history",
+                "--database",
+                db_arg,
+                "--group",
+                "g42",
+                "--limit",
+                "50",
+            ],
+        ),
+        (
+            "history --since 30d --status failed",
+            vec![
+                "history",
+                "--database",
+                db_arg,
+                "--since",
+                "30d",
+                "--status",
+                "failed",
+            ],
+        ),
+        (
+            "  the same, --format csv",
+            vec![
+                "history",
+                "--database",
+                db_arg,
+                "--since",
+                "30d",
+                "--status",
+                "failed",
+                "--format",
+                "csv",
+            ],
+        ),
+        (
+            "  the same, --format json",
+            vec![
+                "history",
+                "--database",
+                db_arg,
+                "--since",
+                "30d",
+                "--status",
+                "failed",
+                "--format",
+                "json",
+            ],
+        ),
+        (
+            "status (1,000 groups)",
+            vec![
+                "--config",
+                config.to_str().ok_or("path is not UTF-8")?,
+                "status",
+            ],
+        ),
+        (
+            "status (100,000 groups)",
+            vec![
+                "--config",
+                big_config.to_str().ok_or("path is not UTF-8")?,
+                "status",
+            ],
+        ),
+    ];
+    println!(
+        "{:<38} {:>6} {:>9} {:>9} {:>9}",
+        "command", "lines", "min", "median", "max"
+    );
+    let mut slow = Vec::new();
+    for (name, args) in &cases {
+        let (lines, times) = time(args)?;
+        let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
+        println!(
+            "{name:<38} {lines:>6} {:>9} {:>9} {:>9}",
+            ms(times[0]),
+            ms(times[times.len() / 2]),
+            ms(times[times.len() - 1])
+        );
+        if times[times.len() / 2] > TARGET && name.starts_with("history") {
+            slow.push(*name);
+        }
+    }
+
+    let plans = runtime.block_on(plans(&db))?;
+    for (name, plan) in &plans {
+        println!("plan of {name}:");
+        for line in plan {
+            println!("  {line}");
+        }
+    }
+    let scans: Vec<&String> = plans
+        .iter()
+        .flat_map(|(_, plan)| plan)
+        .filter(|l| l.starts_with("SCAN") && !l.contains("json_each"))
+        .collect();
+    if !scans.is_empty() {
+        return Err(format!("a query scans instead of seeking: {scans:?}").into());
+    }
+    if !slow.is_empty() {
+        return Err(format!("median over {} ms: {slow:?}", TARGET.as_millis()).into());
+    }
+    Ok(())
+}
+
+/// Creates the database through the store (so the migrations are the real
+/// ones), then writes every row in one statement: a recursive CTE counts to a
+/// million. Rows go back two years from now, one every 63 s, groups in turn;
+/// 3% failed, 1% unknown, the rest succeeded. Bench-only SQL.
+async fn fill(db: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    drop(Store::open(db).await?);
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(db)
+        .connect()
+        .await?;
+    let mut tx = conn.begin().await?;
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ?1 - 1),
+         t AS (SELECT i, strftime('%Y-%m-%dT%H:%M:%fZ', unixepoch('now') - (?1 - i) * 63, 'unixepoch') AS at,
+                      i % ?2 AS g, (i * 7919) % 100 AS dice FROM n)
+         INSERT INTO rotations (group_name, group_jid, instance, trigger, scheduled_for, started_at,
+                                finished_at, status, attempts, old_invite_code, new_invite_code,
+                                new_invite_link, error)
+         SELECT 'g' || g, (120363400000000000 + g) || '@g.us', 'bench', 'schedule', at, at, at,
+                CASE WHEN dice < 3 THEN 'failed' WHEN dice < 4 THEN 'unknown' ELSE 'succeeded' END,
+                1, lower(hex(randomblob(11))),
+                CASE WHEN dice < 4 THEN NULL ELSE lower(hex(randomblob(11))) END,
+                NULL,
+                CASE WHEN dice < 3 THEN 'HTTP 403: must be admin' WHEN dice < 4 THEN 'timed out' END
+         FROM t",
+    )
+    .bind(ROTATIONS)
+    .bind(GROUPS)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut conn)
+        .await?;
+    Ok(())
+}
+
+/// A config naming `groups` groups, `g0` on, for `status`.
+fn config_text(db: &Path, groups: u32) -> String {
+    let mut text = format!(
+        "[database]\npath = \"{}\"\n[[instance]]\nname = \"bench\"\ntoken_env = \"IR_BENCH_TOKEN\"\n",
+        db.display()
+    );
+    for g in 0..groups {
+        text.push_str(&format!(
+            "[[group]]\nname = \"g{g}\"\ninstance = \"bench\"\njid = \"{}@g.us\"\nschedule = \"0 */17 * * *\"\n",
+            120_363_400_000_000_000u64 + u64::from(g)
+        ));
+    }
+    text
+}
+
+/// Runs the binary once to warm up, then `RUNS` times; lines of output and
+/// the sorted wall times.
+fn time(args: &[&str]) -> Result<(usize, Vec<Duration>), Box<dyn std::error::Error>> {
+    let mut times = Vec::with_capacity(RUNS);
+    let mut lines = 0;
+    for run in 0..=RUNS {
+        let start = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_invite-rotator"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()?;
+        let took = start.elapsed();
+        if out.status.code().is_none_or(|c| c > 1) {
+            return Err(format!(
+                "{args:?} exited {:?}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )
+            .into());
+        }
+        lines = out.stdout.iter().filter(|&&b| b == b'\n').count();
+        if run > 0 {
+            times.push(took);
+        }
+    }
+    times.sort();
+    Ok((lines, times))
+}
+
+/// The plans of the audited queries, as the store runs them.
+async fn plans(db: &Path) -> Result<Vec<(&'static str, Vec<String>)>, Box<dyn std::error::Error>> {
+    let store = Store::open_read_only(db).await?;
+    let by_group = HistoryQuery {
+        group: Some("g42".into()),
+        limit: Some(50),
+        ..HistoryQuery::default()
+    };
+    let failed = HistoryQuery {
+        since: Some(chrono::Utc::now() - chrono::Duration::days(30)),
+        status: Some(Status::Failed),
+        ..HistoryQuery::default()
+    };
+    let names: Vec<String> = (0..GROUPS).map(|g| format!("g{g}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    Ok(vec![
+        (
+            "history --group g42 --limit 50",
+            store.explain_history(&by_group).await?,
+        ),
+        (
+            "history --since 30d --status failed",
+            store.explain_history(&failed).await?,
+        ),
+        ("status", store.explain_group_records(&names).await?),
+    ])
+}

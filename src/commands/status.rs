@@ -1,0 +1,191 @@
+//! `status`: one line per configured group, like `systemctl list-timers`:
+//! when it rotates next, its last rotation, and marks for overdue or failing.
+
+use super::{Failure, history_exists, load_config, table};
+use crate::cli::StatusFormat;
+use crate::config::Tokens;
+use crate::exit::Exit;
+use crate::health::{self, Health};
+use crate::store::{GroupRecord, Store};
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+use std::io::Write;
+use std::path::Path;
+
+/// One group in `--format json`. The keys are part of the interface
+/// (documented in the README): add, never rename.
+#[derive(Serialize)]
+struct Line<'a> {
+    group: &'a str,
+    timezone: &'a str,
+    next_due: Option<String>,
+    last_started_at: Option<String>,
+    last_status: Option<&'static str>,
+    last_success_at: Option<String>,
+    overdue: bool,
+    failing: bool,
+}
+
+pub async fn run(config_path: &Path, format: StatusFormat) -> Result<Exit, Failure> {
+    // Like `history`, `status` needs the groups and the database, not the tokens.
+    let config = load_config(config_path, Tokens::Skip)?;
+    let records = read_records(&config).await?;
+    let now = Utc::now();
+    let health: Vec<Health> = config
+        .groups
+        .iter()
+        .zip(&records)
+        .enumerate()
+        .map(|(i, (g, r))| health::assess(i, g, r, now))
+        .collect();
+    let out = std::io::BufWriter::new(std::io::stdout().lock());
+    write(out, format, &config.groups, &health, now)
+        .map_err(|e| Failure::Runtime(format!("cannot write the status: {e}")))?;
+    let overdue = health.iter().filter(|h| h.overdue).count();
+    let failing = health.iter().filter(|h| h.failing).count();
+    if format == StatusFormat::Table {
+        eprintln!(
+            "{} group(s): {overdue} overdue, {failing} failing",
+            health.len()
+        );
+    }
+    Ok(if health.iter().all(Health::is_healthy) {
+        Exit::Success
+    } else {
+        Exit::Failure
+    })
+}
+
+/// What the history says of each configured group, in config order; nothing
+/// for any if the database does not exist yet. Read-only: works beside the
+/// daemon and never creates the database.
+async fn read_records(config: &crate::config::Config) -> Result<Vec<GroupRecord>, Failure> {
+    let names: Vec<&str> = config.groups.iter().map(|g| g.name.as_str()).collect();
+    if !history_exists(&config.database_path)? {
+        return Ok(names
+            .iter()
+            .map(|n| GroupRecord {
+                group_name: (*n).to_owned(),
+                ..GroupRecord::default()
+            })
+            .collect());
+    }
+    let store = Store::open_read_only(&config.database_path)
+        .await
+        .map_err(|e| Failure::Runtime(e.to_string()))?;
+    store
+        .group_records(&names)
+        .await
+        .map_err(|e| Failure::Runtime(e.to_string()))
+}
+
+fn write(
+    mut out: impl Write,
+    format: StatusFormat,
+    groups: &[crate::config::Group],
+    health: &[Health],
+    now: DateTime<Utc>,
+) -> std::io::Result<()> {
+    match format {
+        StatusFormat::Json => {
+            for (g, h) in groups.iter().zip(health) {
+                let zoned = |t: DateTime<Utc>| rfc3339(t.with_timezone(&g.timezone));
+                let line = Line {
+                    group: &g.name,
+                    timezone: g.timezone.name(),
+                    next_due: h.next.map(rfc3339),
+                    last_started_at: h.last.map(|l| zoned(l.started_at)),
+                    last_status: h.last.map(|l| l.status.as_str()),
+                    last_success_at: h.last_success_at.map(zoned),
+                    overdue: h.overdue,
+                    failing: h.failing,
+                };
+                serde_json::to_writer(&mut out, &line)?;
+                out.write_all(b"\n")?;
+            }
+        }
+        StatusFormat::Table => {
+            let rows: Vec<Vec<String>> = groups
+                .iter()
+                .zip(health)
+                .map(|(g, h)| row(g.timezone, &g.name, h, now))
+                .collect();
+            let headers = ["GROUP", "NEXT", "LEFT", "LAST", "PASSED", "RESULT", "MARK"];
+            out.write_all(table::render(&headers, &rows).as_bytes())?;
+        }
+    }
+    out.flush()
+}
+
+fn row(tz: Tz, name: &str, h: &Health, now: DateTime<Utc>) -> Vec<String> {
+    let dash = || "-".to_owned();
+    let (next, left) = h.next.map_or_else(
+        || ("never".to_owned(), dash()),
+        |t| (people(t), span(t.with_timezone(&Utc) - now)),
+    );
+    let (last, passed, result) = h.last.map_or_else(
+        || ("never".to_owned(), dash(), dash()),
+        |l| {
+            (
+                people(l.started_at.with_timezone(&tz)),
+                format!("{} ago", span(now - l.started_at)),
+                l.status.as_str().to_owned(),
+            )
+        },
+    );
+    let marks: Vec<&str> = [(h.overdue, "overdue"), (h.failing, "failing")]
+        .into_iter()
+        .filter_map(|(on, mark)| on.then_some(mark))
+        .collect();
+    vec![
+        name.to_owned(),
+        next,
+        left,
+        last,
+        passed,
+        result,
+        marks.join(","),
+    ]
+}
+
+/// A time for people, in the group's zone: `Sat 2026-11-28 03:07:12 -03`.
+fn people<Z: TimeZone>(t: DateTime<Z>) -> String
+where
+    Z::Offset: std::fmt::Display,
+{
+    t.format("%a %Y-%m-%d %H:%M:%S %Z").to_string()
+}
+
+fn rfc3339<Z: TimeZone>(t: DateTime<Z>) -> String
+where
+    Z::Offset: std::fmt::Display,
+{
+    t.to_rfc3339_opts(SecondsFormat::Secs, false)
+}
+
+/// A span in its two largest units, as systemd writes them: `2d 4h`,
+/// `13h 2min`, `5min 3s`, `12s`.
+fn span(d: chrono::Duration) -> String {
+    let s = d.num_seconds().max(0);
+    let (days, hours, mins, secs) = (s / 86_400, s / 3_600 % 24, s / 60 % 60, s % 60);
+    match (days, hours, mins) {
+        (0, 0, 0) => format!("{secs}s"),
+        (0, 0, _) => format!("{mins}min {secs}s"),
+        (0, _, _) => format!("{hours}h {mins}min"),
+        _ => format!("{days}d {hours}h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn spans_keep_their_two_largest_units() {
+        let span = |s| super::span(chrono::Duration::seconds(s));
+        assert_eq!(span(12), "12s");
+        assert_eq!(span(303), "5min 3s");
+        assert_eq!(span(13 * 3600 + 120 + 5), "13h 2min");
+        assert_eq!(span(2 * 86_400 + 4 * 3600 + 59), "2d 4h");
+        assert_eq!(span(-5), "0s");
+    }
+}
