@@ -47,6 +47,8 @@ pub trait Lifecycle: Send + Sync {
     fn ready(&self) {}
     /// The loop is turning (called at least every [`MAX_NAP`]).
     fn alive(&self) {}
+    /// With each turn: how many groups run, and when the next is due.
+    fn turned(&self, _groups: usize, _next_due: Option<DateTime<Utc>>) {}
     /// A stop was asked for.
     fn stopping(&self) {}
 }
@@ -81,6 +83,7 @@ pub async fn run<R: Rotator>(
     loop {
         daemon.fire_due();
         lifecycle.alive();
+        lifecycle.turned(daemon.groups.len(), daemon.timers.next_at());
         let nap = daemon.timers.nap(daemon.clock.now(), MAX_NAP);
         tokio::select! {
             biased;

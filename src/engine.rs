@@ -3,6 +3,7 @@
 
 use crate::config::{Config, Group, RetryPolicy};
 use crate::daemon::Rotator;
+use crate::metrics::{Metrics, Observed};
 use crate::owner::{self, Liveness};
 use crate::ratelimit::RateLimiter;
 use crate::rotation::{self, Report, RotateError};
@@ -20,9 +21,14 @@ pub struct Engine {
     store: Store,
     retry: RetryPolicy,
     /// Shared by clones, so that every clone sees an instance's hold.
-    clients: HashMap<String, Arc<Held<Client>>>,
+    clients: HashMap<String, Arc<Api>>,
     max_concurrent: usize,
+    metrics: Option<Metrics>,
 }
+
+/// An instance's API as the engine calls it: counted, held back while the
+/// instance is disconnected, paced by its token's budget.
+type Api = Held<Observed<Client>>;
 
 /// A pending row whose writer cannot be checked (written before rows named
 /// their owner, or no `/proc`) is taken as left behind, not in progress, once
@@ -75,6 +81,15 @@ pub struct EngineError(#[from] reqwest::Error);
 impl Engine {
     /// Builds the clients for every instance of `config`.
     pub fn new(config: &Config, store: Store) -> Result<Engine, EngineError> {
+        Engine::with_metrics(config, store, None)
+    }
+
+    /// As [`Engine::new`], counting rotations and calls into `metrics`.
+    pub fn with_metrics(
+        config: &Config,
+        store: Store,
+        metrics: Option<Metrics>,
+    ) -> Result<Engine, EngineError> {
         let http = ryzeapi::http_client(config.api.timeout)?;
         let mut budgets: Vec<(Token, Arc<RateLimiter>)> = Vec::new();
         let mut clients = HashMap::new();
@@ -99,7 +114,7 @@ impl Engine {
                 limiter,
             );
             let held = Held::new(
-                client,
+                Observed::new(client, metrics.clone()),
                 &instance.name,
                 config.retry.backoff_initial,
                 config.retry.backoff_max,
@@ -111,6 +126,7 @@ impl Engine {
             retry: config.retry.clone(),
             clients,
             max_concurrent: config.rate_limit.max_concurrent,
+            metrics,
         })
     }
 
@@ -128,7 +144,7 @@ impl Engine {
     ) -> Result<Report, RotateError> {
         // The config refuses a group on an undefined instance, so this only
         // happens to a group from another config; nothing is sent or written.
-        let client: &Held<Client> = self
+        let client: &Api = self
             .clients
             .get(&group.instance)
             .ok_or_else(|| RotateError::NoInstance(group.instance.clone()))?;
@@ -155,6 +171,9 @@ impl Engine {
             }
             other => other?,
         };
+        if let Some(m) = &self.metrics {
+            m.rotation(report.status, trigger);
+        }
         tracing::info!(
             group = %report.group,
             trigger = trigger.as_str(),
@@ -298,7 +317,8 @@ mod tests {
             &engine.clients["b"],
             &engine.clients["c"],
         );
-        assert!(a.inner().shares_budget_with(b.inner()));
-        assert!(!a.inner().shares_budget_with(c.inner()));
+        let client = |api: &Api| api.inner().inner().clone();
+        assert!(client(a).shares_budget_with(&client(b)));
+        assert!(!client(a).shares_budget_with(&client(c)));
     }
 }

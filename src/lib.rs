@@ -22,6 +22,8 @@ pub mod engine;
 pub mod exit;
 pub mod failpoint;
 pub mod health;
+pub mod hooks;
+pub mod metrics;
 pub mod owner;
 pub mod ratelimit;
 pub mod rotation;

@@ -171,8 +171,13 @@ async fn a_disconnected_instance_fails_after_max_attempts_without_a_reset_taking
 
     assert_eq!(report.status, Status::Failed);
     assert!(
-        report.error.as_deref().unwrap_or("").contains("503"),
+        report
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("not connected to WhatsApp"),
         "{report:?}"
     );
     assert_eq!(app.emulator.code_chain(&app.groups[0].jid).len(), 1);
+    assert_eq!(app.emulator.reset_calls(&app.groups[0].jid), 0);
 }

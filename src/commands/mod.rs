@@ -9,6 +9,7 @@ mod history;
 mod manpage;
 mod rotate;
 mod run;
+mod sidecars;
 mod status;
 mod table;
 

@@ -1,17 +1,20 @@
 //! `run`: the daemon, until SIGTERM or SIGINT; SIGHUP reloads the config.
 
+use super::sidecars::Sidecars;
 use super::{Failure, load_config};
 use crate::clock::SystemClock;
 use crate::config::{Config, Tokens};
 use crate::daemon::{self, Lifecycle, Reload};
 use crate::engine::Engine;
 use crate::exit::Exit;
+use crate::metrics::{Metrics, server};
 use crate::signals;
 use crate::store::Store;
 use crate::systemd::Systemd;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 pub async fn run(path: &Path) -> Result<Exit, Failure> {
@@ -23,10 +26,29 @@ pub async fn run(path: &Path) -> Result<Exit, Failure> {
     let store = Store::open(&config.database_path)
         .await
         .map_err(|e| Failure::Runtime(e.to_string()))?;
-    let lifecycle = Service(Systemd::from_env());
+    // Bound now, so that an address in use fails the start, not later.
+    let metrics = match config.metrics_listen {
+        Some(listen) => {
+            let listener = server::bind(listen).await.map_err(|e| {
+                Failure::Runtime(format!("metrics.listen: cannot listen on {listen}: {e}"))
+            })?;
+            tracing::info!(%listen, "serving /metrics and /healthz");
+            Some((Metrics::new(), listener))
+        }
+        None => None,
+    };
+    let lifecycle = Service {
+        systemd: Systemd::from_env(),
+        metrics: metrics.as_ref().map(|m| m.0.clone()),
+    };
     let (reloads, reload_rx) = mpsc::channel(1);
-    let watcher = tokio::spawn(reload_on_hangup(path.to_owned(), store.clone(), reloads));
-    let result = serve(config, store, &lifecycle, shutdown, reload_rx).await;
+    let watcher = tokio::spawn(reload_on_hangup(
+        path.to_owned(),
+        store.clone(),
+        reloads,
+        lifecycle.metrics.clone(),
+    ));
+    let result = serve(config, store, &lifecycle, shutdown, reload_rx, metrics).await;
     watcher.abort();
     result.map(|()| Exit::Success)
 }
@@ -61,21 +83,31 @@ fn lock_database(database: &Path) -> Result<std::fs::File, Failure> {
     }
 }
 
-/// The daemon under systemd, giving back start-up's transient memory once ready.
-struct Service(Systemd);
+/// The daemon under systemd, giving back start-up's transient memory once
+/// ready, and telling the metrics of each turn.
+struct Service {
+    systemd: Systemd,
+    metrics: Option<Metrics>,
+}
 
 impl Lifecycle for Service {
     fn ready(&self) {
         release_free_memory();
-        self.0.ready();
+        self.systemd.ready();
     }
 
     fn alive(&self) {
-        self.0.alive();
+        self.systemd.alive();
+    }
+
+    fn turned(&self, groups: usize, next_due: Option<chrono::DateTime<chrono::Utc>>) {
+        if let Some(m) = &self.metrics {
+            m.turned(groups, next_due, chrono::Utc::now());
+        }
     }
 
     fn stopping(&self) {
-        self.0.stopping();
+        self.systemd.stopping();
     }
 }
 
@@ -93,33 +125,68 @@ fn release_free_memory() {
 
 /// Settles what an earlier run left, then runs the daemon until `shutdown`.
 /// Shared by `run` and `demo`.
+/// Beside it run the hooks' worker and, with `metrics`, the metrics server.
 pub async fn serve(
     config: Config,
     store: Store,
     lifecycle: &dyn Lifecycle,
     shutdown: impl Future<Output = ()>,
-    reloads: mpsc::Receiver<Reload<Engine>>,
+    mut reloads: mpsc::Receiver<Reload<Engine>>,
+    metrics: Option<(Metrics, TcpListener)>,
 ) -> Result<(), Failure> {
     let runtime = |e: &dyn std::fmt::Display| Failure::Runtime(e.to_string());
-    let engine = Engine::new(&config, store.clone()).map_err(|e| runtime(&e))?;
-    // Rows a crash or a kill left behind are settled before any new work.
-    engine.settle_leftovers().await.map_err(|e| runtime(&e))?;
-    daemon::run(
-        config,
-        engine,
-        store,
-        Arc::new(SystemClock),
-        lifecycle,
-        shutdown,
-        reloads,
+    let engine = Engine::with_metrics(
+        &config,
+        store.clone(),
+        metrics.as_ref().map(|m| m.0.clone()),
     )
-    .await
-    .map_err(|e| runtime(&e))
+    .map_err(|e| runtime(&e))?;
+    let sidecars = Sidecars::start(&config, &store, metrics).map_err(|e| runtime(&e))?;
+    // Reloads reach the sidecars on their way to the daemon.
+    let (to_daemon, daemon_reloads) = mpsc::channel(1);
+    let updater = sidecars.updater();
+    let forwarder = tokio::spawn(async move {
+        while let Some(reload) = reloads.recv().await {
+            updater.reloaded(&reload.config);
+            if to_daemon.send(reload).await.is_err() {
+                return;
+            }
+        }
+    });
+    let stop_sidecars = sidecars.stopper();
+    let shutdown = async move {
+        shutdown.await;
+        stop_sidecars.await;
+    };
+    // Rows a crash or a kill left behind are settled before any new work.
+    let settled = engine.settle_leftovers().await.map_err(|e| runtime(&e));
+    let result = match settled {
+        Ok(_) => daemon::run(
+            config,
+            engine,
+            store,
+            Arc::new(SystemClock),
+            lifecycle,
+            shutdown,
+            daemon_reloads,
+        )
+        .await
+        .map_err(|e| runtime(&e)),
+        Err(e) => Err(e),
+    };
+    forwarder.abort();
+    sidecars.stop().await;
+    result
 }
 
 /// On each SIGHUP, reads the config again; a valid one replaces the running
 /// one, an invalid one is logged and the running one kept.
-async fn reload_on_hangup(path: PathBuf, store: Store, reloads: mpsc::Sender<Reload<Engine>>) {
+async fn reload_on_hangup(
+    path: PathBuf,
+    store: Store,
+    reloads: mpsc::Sender<Reload<Engine>>,
+    metrics: Option<Metrics>,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hangups) = signal(SignalKind::hangup()) else {
         tracing::warn!("cannot listen for SIGHUP; reload by restarting");
@@ -143,7 +210,7 @@ async fn reload_on_hangup(path: PathBuf, store: Store, reloads: mpsc::Sender<Rel
         for warning in &config.warnings {
             tracing::warn!("{warning}");
         }
-        match Engine::new(&config, store.clone()) {
+        match Engine::with_metrics(&config, store.clone(), metrics.clone()) {
             Ok(rotator) => {
                 if reloads.send(Reload { config, rotator }).await.is_err() {
                     return;

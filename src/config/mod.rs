@@ -39,6 +39,10 @@ pub struct Config {
     pub instances: Vec<Instance>,
     /// The groups to rotate.
     pub groups: Vec<Group>,
+    /// `[metrics] listen`: where `/metrics` and `/healthz` are served (off if none).
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `[[hook]]`: what is told of each rotation.
+    pub hooks: Vec<Hook>,
     /// Things that are allowed but unwise (an inline token); shown by `check`
     /// and logged at start.
     pub warnings: Vec<String>,
@@ -103,6 +107,59 @@ pub struct Group {
     pub jitter: Duration,
     /// Whether a fire missed while the daemon was down is made up at start.
     pub catch_up: bool,
+}
+
+/// One `[[hook]]`: told of rotations as they end.
+#[derive(Debug, Clone)]
+pub struct Hook {
+    /// `name`, or `hook[N]`; for logs.
+    pub name: String,
+    /// A digest of the target (URL or command line): names the hook in the
+    /// outbox, so that reordering hooks keeps deliveries with their target.
+    pub key: String,
+    /// What it does.
+    pub action: HookAction,
+    /// `on` holds `success`.
+    pub on_success: bool,
+    /// `on` holds `failure` (failed, or an outcome that stayed unknown).
+    pub on_failure: bool,
+    /// `groups`: only these (all if none).
+    pub groups: Option<Vec<String>>,
+    /// `timeout`: of one delivery.
+    pub timeout: Duration,
+}
+
+impl Hook {
+    /// Whether this hook wants to hear of a rotation of `group` that ended `succeeded`.
+    pub fn wants(&self, group: &str, succeeded: bool) -> bool {
+        let event = if succeeded {
+            self.on_success
+        } else {
+            self.on_failure
+        };
+        event
+            && self
+                .groups
+                .as_ref()
+                .is_none_or(|only| only.iter().any(|g| g == group))
+    }
+}
+
+/// What a hook does.
+#[derive(Debug, Clone)]
+pub enum HookAction {
+    /// POST the rotation as JSON to `url`, signed with `secret` if set.
+    Webhook {
+        /// Where.
+        url: reqwest::Url,
+        /// HMAC-SHA256 key of the `X-Signature` header.
+        secret: Option<Token>,
+    },
+    /// Run a program with the rotation in environment variables.
+    Command {
+        /// The program and its arguments.
+        argv: Vec<String>,
+    },
 }
 
 /// What a config file can be wrong about.

@@ -25,6 +25,40 @@ pub struct RawConfig {
     pub instance: Vec<Spanned<RawInstance>>,
     #[serde(default)]
     pub group: Vec<Spanned<RawGroup>>,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+    #[serde(default)]
+    pub hook: Vec<Spanned<RawHook>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub listen: Option<SpannedStr>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHook {
+    pub name: Option<SpannedStr>,
+    pub kind: SpannedStr,
+    pub url: Option<SpannedStr>,
+    pub secret_env: Option<SpannedStr>,
+    pub secret_file: Option<SpannedStr>,
+    pub command: Option<Spanned<Vec<String>>>,
+    pub on: Option<Spanned<Vec<String>>>,
+    pub groups: Option<Spanned<Vec<String>>>,
+    pub timeout: Option<SpannedStr>,
+}
+
+// Hand-written: a webhook URL may carry a secret (chat webhooks do).
+impl std::fmt::Debug for RawHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawHook")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 
+mod hooks;
+
 /// The longest jitter accepted.
 const MAX_JITTER: Duration = Duration::from_secs(24 * 3600);
 
@@ -193,6 +195,8 @@ impl Validator<'_> {
         };
         let instances = self.instances(raw.instance, tokens);
         let groups = self.groups(raw.group, &instances, &defaults);
+        let metrics_listen = self.metrics(&raw.metrics);
+        let hooks = self.hooks(raw.hook, &groups, tokens);
         Config {
             api,
             rate_limit,
@@ -200,6 +204,8 @@ impl Validator<'_> {
             database_path,
             instances,
             groups,
+            metrics_listen,
+            hooks,
             warnings: Vec::new(),
         }
     }
@@ -207,15 +213,21 @@ impl Validator<'_> {
     fn base_url(&mut self, value: Option<&SpannedStr>) -> reqwest::Url {
         let fallback =
             || reqwest::Url::parse(DEFAULT_BASE_URL).expect("the default base URL is valid");
-        let Some(value) = value else {
-            return fallback();
-        };
+        match value {
+            Some(value) => self.web_url("api.base_url", value).unwrap_or_else(fallback),
+            None => fallback(),
+        }
+    }
+
+    /// A URL that secrets may be sent to: https, or plain http to loopback
+    /// only; no credentials in it.
+    fn web_url(&mut self, key: &str, value: &SpannedStr) -> Option<reqwest::Url> {
         let url = match reqwest::Url::parse(value.get_ref()) {
             Ok(url) => url,
             Err(e) => {
                 let message = format!("{:?} is not a URL: {e}", value.get_ref());
-                self.error("api.base_url", value, message);
-                return fallback();
+                self.error(key, value, message);
+                return None;
             }
         };
         let loopback = match url.host() {
@@ -234,10 +246,10 @@ impl Validator<'_> {
                 "{:?}: use https (plain http only to loopback, such as the built-in emulator), without credentials in the URL",
                 value.get_ref()
             );
-            self.error("api.base_url", value, message);
-            return fallback();
+            self.error(key, value, message);
+            return None;
         }
-        url
+        Some(url)
     }
 
     /// The `name` of `table[i]`, trimmed; reports an empty or control-character

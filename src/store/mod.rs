@@ -6,11 +6,13 @@
 //! directory: it holds live invite codes.
 
 mod model;
+mod outbox;
 
 pub use model::{
     CallRecord, GroupRecord, HistoryQuery, LastRotation, Leftover, NewRotation, Rotation,
     Settlement, Status, Trigger,
 };
+pub use outbox::{Attempt, Delivery, Recipient};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::TryStreamExt;

@@ -1,0 +1,247 @@
+//! What Prometheus scrapes: counters and gauges kept by the daemon, served by
+//! [`server`] on `[metrics] listen` with `/healthz` beside them.
+//!
+//! No metric has a per-group label: 100,000 groups must not make 100,000
+//! series. Names follow Prometheus conventions (`_total` counters, seconds).
+
+pub mod server;
+
+use crate::ryzeapi::{Call, GroupInfo, ResetReply, RyzeApi};
+use crate::store::{Status, Trigger};
+use crate::whatsapp::Jid;
+use chrono::{DateTime, Utc};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// `invite_rotator_rotations_total` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RotationLabels {
+    result: &'static str,
+    trigger: &'static str,
+}
+
+/// `invite_rotator_api_calls_total` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    endpoint: &'static str,
+    /// The HTTP status, or `none` when no reply came.
+    status: String,
+}
+
+/// The daemon's metrics. Cloning is shallow.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    rotations: Family<RotationLabels, Counter>,
+    api_calls: Family<CallLabels, Counter>,
+    budget_waits: Counter,
+    budget_wait_seconds: Counter<f64, AtomicU64>,
+    unsettled: Gauge,
+    groups: Gauge,
+    overdue: Gauge,
+    next_due_seconds: Gauge<f64, AtomicU64>,
+    /// When the scheduler loop last turned.
+    heartbeat: Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric at zero.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("invite_rotator");
+        let rotations = Family::<RotationLabels, Counter>::default();
+        registry.register(
+            "rotations",
+            "Rotations ended, by result (succeeded, failed, unknown) and trigger",
+            rotations.clone(),
+        );
+        let api_calls = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "api_calls",
+            "RyzeAPI calls, by endpoint and HTTP status (none: no reply)",
+            api_calls.clone(),
+        );
+        let budget_waits = Counter::default();
+        registry.register(
+            "rate_budget_waits",
+            "Calls that waited for the rate budget (or a disconnected instance's hold)",
+            budget_waits.clone(),
+        );
+        let budget_wait_seconds = Counter::<f64, AtomicU64>::default();
+        registry.register(
+            "rate_budget_wait_seconds",
+            "Time calls spent waiting for the rate budget",
+            budget_wait_seconds.clone(),
+        );
+        let unsettled = Gauge::default();
+        registry.register(
+            "unsettled_rotations",
+            "Rotations pending or unknown in the history (settled from the live link later)",
+            unsettled.clone(),
+        );
+        let groups = Gauge::default();
+        registry.register(
+            "groups_configured",
+            "Groups in the running config",
+            groups.clone(),
+        );
+        let overdue = Gauge::default();
+        registry.register(
+            "groups_overdue",
+            "Groups without a successful rotation within two schedule periods",
+            overdue.clone(),
+        );
+        let next_due_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "next_rotation_seconds",
+            "Seconds until the next rotation is due (negative: due now)",
+            next_due_seconds.clone(),
+        );
+        Metrics {
+            inner: Arc::new(Inner {
+                registry,
+                rotations,
+                api_calls,
+                budget_waits,
+                budget_wait_seconds,
+                unsettled,
+                groups,
+                overdue,
+                next_due_seconds,
+                heartbeat: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Counts an ended rotation.
+    pub fn rotation(&self, status: Status, trigger: Trigger) {
+        let labels = RotationLabels {
+            result: status.as_str(),
+            trigger: trigger.as_str(),
+        };
+        self.inner.rotations.get_or_create(&labels).inc();
+    }
+
+    /// Counts a call, and the wait before it was sent.
+    fn api_call<T>(&self, endpoint: &'static str, call: &Call<T>, waited: Duration) {
+        let status = call
+            .http_status
+            .map_or_else(|| "none".to_owned(), |s| s.to_string());
+        let labels = CallLabels { endpoint, status };
+        self.inner.api_calls.get_or_create(&labels).inc();
+        if waited >= Duration::from_millis(1) {
+            self.inner.budget_waits.inc();
+            self.inner.budget_wait_seconds.inc_by(waited.as_secs_f64());
+        }
+    }
+
+    /// The scheduler loop turned: `groups` configured, the next due at `next`.
+    pub fn turned(&self, groups: usize, next: Option<DateTime<Utc>>, now: DateTime<Utc>) {
+        *self
+            .inner
+            .heartbeat
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        self.inner
+            .groups
+            .set(i64::try_from(groups).unwrap_or(i64::MAX));
+        let seconds = next.map_or(f64::NAN, |t| (t - now).as_seconds_f64());
+        self.inner.next_due_seconds.set(seconds);
+    }
+
+    /// Sets the number of overdue groups.
+    pub fn set_overdue(&self, groups: usize) {
+        self.inner
+            .overdue
+            .set(i64::try_from(groups).unwrap_or(i64::MAX));
+    }
+
+    /// Sets the number of unsettled rotations.
+    pub fn set_unsettled(&self, rows: u64) {
+        self.inner
+            .unsettled
+            .set(i64::try_from(rows).unwrap_or(i64::MAX));
+    }
+
+    /// How long ago the scheduler loop last turned (`None`: not yet).
+    pub fn since_heartbeat(&self) -> Option<Duration> {
+        self.inner
+            .heartbeat
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|t| t.elapsed())
+    }
+
+    /// The metrics in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.inner.registry);
+        text
+    }
+}
+
+/// A [`RyzeApi`] that counts its calls (and their waits) into [`Metrics`].
+#[derive(Debug)]
+pub struct Observed<A> {
+    inner: A,
+    metrics: Option<Metrics>,
+}
+
+impl<A> Observed<A> {
+    /// Counts `inner`'s calls into `metrics`, if any.
+    pub fn new(inner: A, metrics: Option<Metrics>) -> Self {
+        Observed { inner, metrics }
+    }
+
+    /// The wrapped API.
+    pub fn inner(&self) -> &A {
+        &self.inner
+    }
+}
+
+impl<A: RyzeApi> RyzeApi for Observed<A> {
+    async fn reset_link(&self, jid: &Jid) -> Call<ResetReply> {
+        let start = Instant::now();
+        let call = self.inner.reset_link(jid).await;
+        if let Some(m) = &self.metrics {
+            m.api_call(
+                "resetLink",
+                &call,
+                start.elapsed().saturating_sub(call.elapsed),
+            );
+        }
+        call
+    }
+
+    async fn group_info(&self, jid: &Jid) -> Call<GroupInfo> {
+        let start = Instant::now();
+        let call = self.inner.group_info(jid).await;
+        if let Some(m) = &self.metrics {
+            m.api_call("info", &call, start.elapsed().saturating_sub(call.elapsed));
+        }
+        call
+    }
+}

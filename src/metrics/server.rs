@@ -1,0 +1,125 @@
+//! `/metrics` (OpenMetrics text, which Prometheus scrapes) and `/healthz`,
+//! served with axum on `[metrics] listen`.
+
+use super::Metrics;
+use crate::config::Group;
+use crate::health;
+use crate::store::Store;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use chrono::Utc;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// The scheduler loop turns at least every 10 s; this long without a turn
+/// means it is stuck.
+const STUCK_AFTER: Duration = Duration::from_secs(60);
+/// `/healthz` gives the database this long to take its write.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the gauges read from the history are refreshed.
+const REFRESH: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+struct Shared {
+    metrics: Metrics,
+    store: Store,
+}
+
+/// Binds `listen` (so a bad address fails the start, not later).
+pub async fn bind(listen: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(listen).await
+}
+
+/// Serves `/metrics` and `/healthz` on `listener` until `shutdown`, and keeps
+/// the gauges read from the history (overdue groups of `groups`, unsettled
+/// rotations) fresh.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Metrics,
+    store: Store,
+    groups: watch::Receiver<Arc<Vec<Group>>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let shared = Shared {
+        metrics: metrics.clone(),
+        store: store.clone(),
+    };
+    let refresher = tokio::spawn(refresh(metrics, store, groups));
+    let app = Router::new()
+        .route("/metrics", get(scrape))
+        .route("/healthz", get(healthz))
+        .with_state(shared);
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    refresher.abort();
+    served
+}
+
+async fn scrape(State(s): State<Shared>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+}
+
+async fn healthz(State(s): State<Shared>) -> impl IntoResponse {
+    let mut problems = Vec::new();
+    match s.metrics.since_heartbeat() {
+        None => problems.push("starting: the scheduler loop has not run yet".to_owned()),
+        Some(age) if age > STUCK_AFTER => problems.push(format!(
+            "the scheduler loop is stuck: last turn {} s ago",
+            age.as_secs()
+        )),
+        Some(_) => {}
+    }
+    match tokio::time::timeout(PROBE_TIMEOUT, s.store.probe_write(Utc::now())).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => problems.push(format!("the history database takes no writes: {e}")),
+        Err(_) => problems.push("the history database did not take a write within 5 s".into()),
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, "ok\n".to_owned())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{}\n", problems.join("\n")),
+        )
+    }
+}
+
+/// Overdue groups and unsettled rotations come from the history: read every
+/// [`REFRESH`], not at each scrape (100,000 groups take a few hundred ms).
+async fn refresh(metrics: Metrics, store: Store, groups: watch::Receiver<Arc<Vec<Group>>>) {
+    loop {
+        let current = groups.borrow().clone();
+        let names: Vec<&str> = current.iter().map(|g| g.name.as_str()).collect();
+        match store.group_records(&names).await {
+            Ok(records) => {
+                let now = Utc::now();
+                let overdue = current
+                    .iter()
+                    .zip(&records)
+                    .enumerate()
+                    .filter(|(i, (g, r))| health::assess(*i, g, r, now).overdue)
+                    .count();
+                metrics.set_overdue(overdue);
+            }
+            Err(e) => tracing::warn!(error = %e, "metrics: cannot read the groups' records"),
+        }
+        match store.count_unsettled().await {
+            Ok(n) => metrics.set_unsettled(n),
+            Err(e) => tracing::warn!(error = %e, "metrics: cannot count unsettled rotations"),
+        }
+        tokio::time::sleep(REFRESH).await;
+    }
+}
