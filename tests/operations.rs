@@ -225,11 +225,21 @@ async fn a_webhook_failing_its_first_5_deliveries_gets_every_notification_once_a
             "\n[[hook]]\nkind = \"webhook\"\nurl = \"{url}\"\nsecret_env = \"IR_TEST_HOOK_SECRET\"\non = [\"success\", \"failure\"]\n"
         ),
     );
+    // Retries a few hundred ms apart, so that the restart comes between them.
+    let config = std::fs::read_to_string(&app.config_path).unwrap();
+    let config = config
+        .replace("backoff_initial = \"10ms\"", "backoff_initial = \"400ms\"")
+        .replace("backoff_max = \"50ms\"", "backoff_max = \"1s\"");
+    std::fs::write(&app.config_path, config).unwrap();
     let env = [("IR_TEST_HOOK_SECRET", "hook-secret-1")];
 
     // Act: the rotations happen; the daemon is stopped while the receiver
     // still fails, and started again.
     let mut first = app.spawn_daemon_with(&env);
+    app.wait_for("three settled rotations", Duration::from_secs(30), |rows| {
+        rows.len() == 3 && rows.iter().all(|r| r.status != "pending")
+    })
+    .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while seen.lock().unwrap().len() < 3 {
         assert!(tokio::time::Instant::now() < deadline, "no deliveries");
@@ -237,6 +247,12 @@ async fn a_webhook_failing_its_first_5_deliveries_gets_every_notification_once_a
     }
     signal(&first, "TERM");
     assert!(first.wait().await.unwrap().success());
+    let first_run_acks = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(.., s)| *s == 200)
+        .count();
     let mut second = app.spawn_daemon_with(&env);
     let delivered = |seen: &Seen| {
         seen.lock()
@@ -258,9 +274,14 @@ async fn a_webhook_failing_its_first_5_deliveries_gets_every_notification_once_a
     signal(&second, "TERM");
     assert!(second.wait().await.unwrap().success());
 
-    // Assert: each rotation acknowledged exactly once, under one key, signed.
+    // Assert: each rotation acknowledged exactly once, under one key, signed;
+    // the restart came while notifications were still undelivered.
     let seen = seen.lock().unwrap().clone();
     assert!(seen.iter().take(5).all(|(.., s)| *s == 500));
+    assert!(
+        first_run_acks < 3,
+        "every notification went before the restart"
+    );
     let ok: Vec<_> = seen.iter().filter(|(.., s)| *s == 200).collect();
     assert_eq!(ok.len(), 3, "{seen:#?}");
     let mut keys: Vec<&str> = ok.iter().map(|(k, ..)| k.as_str()).collect();
