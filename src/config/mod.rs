@@ -220,6 +220,15 @@ fn syntax_error(e: &toml::de::Error, text: &str, path: &Path) -> ConfigError {
                 && k.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "_-.\"'[] ".contains(c))
         });
+    // serde quotes the bad value ("invalid type: integer `123`, expected a
+    // string"); a token written unquoted would be shown. Keep the kind only.
+    let about_token = key.is_some_and(|k| k.trim_matches(['"', '\'']).ends_with("token"))
+        || text.get(span).is_some_and(|s| s.contains("token"));
+    let message = if about_token {
+        without_value(&message)
+    } else {
+        message
+    };
     let message = match key {
         Some(key) => format!("line {line}: {key}: {message}"),
         None => format!("line {line}: {message}"),
@@ -227,6 +236,21 @@ fn syntax_error(e: &toml::de::Error, text: &str, path: &Path) -> ConfigError {
     ConfigError::Syntax {
         path: path.to_owned(),
         message,
+    }
+}
+
+/// A parser message without the value it may quote: "invalid type: integer
+/// `123`, expected a string" becomes "invalid type: integer, expected a string".
+fn without_value(message: &str) -> String {
+    match message.find("expected") {
+        Some(at) => {
+            let head = message[..at].split(['`', '"']).next().unwrap_or_default();
+            match head.trim_end_matches([',', ' ', '\n']) {
+                "" => message[at..].to_owned(),
+                head => format!("{head}, {}", &message[at..]),
+            }
+        }
+        None => "invalid value (not shown: it may be a token)".to_owned(),
     }
 }
 

@@ -147,6 +147,31 @@ fn an_inline_token_is_accepted_with_a_warning_that_does_not_quote_it() {
 }
 
 #[test]
+fn a_token_of_the_wrong_type_is_not_quoted_in_the_error() {
+    // Found by tests/properties.rs: serde quotes the bad value, and a numeric
+    // token written without quotes is still a token.
+    for token in [
+        "token = 1397294758555737553",
+        "token = [\"inline-secret\"]",
+        "token = { x = \"inline-secret\" }",
+    ] {
+        let text = VALID.replace("token_env = \"IR_CONFIG_TEST_TOKEN\"", token);
+        let e = error_of(&text);
+        assert!(e.contains("line 22: token: invalid type"), "{e}");
+        assert!(
+            !e.contains("1397294758555737553") && !e.contains("inline-secret"),
+            "{e}"
+        );
+    }
+    let inline = VALID.replace(
+        "[[instance]]\nname = \"sales\"\ntoken_env = \"IR_CONFIG_TEST_TOKEN\"",
+        "instance = [{ name = \"sales\", token = 1397294758555737553 }]",
+    );
+    let e = error_of(&inline);
+    assert!(!e.contains("1397294758555737553"), "{e}");
+}
+
+#[test]
 fn an_invite_link_or_code_where_a_jid_belongs_is_refused() {
     let e = error_of(&VALID.replace(
         "120363406289005073@g.us",
