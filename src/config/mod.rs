@@ -13,6 +13,8 @@ use crate::whatsapp::Jid;
 use chrono_tz::Tz;
 use raw::RawConfig;
 use std::fmt;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -168,20 +170,29 @@ pub enum Tokens {
 }
 
 impl Config {
-    /// Reads and validates the config at `path`.
+    /// Reads and validates the config at `path`. An inline `token` in a file
+    /// that group or others may read gets a warning naming the file.
     pub fn load(path: &Path, tokens: Tokens) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let read = || -> std::io::Result<(String, u32)> {
+            let mut file = std::fs::File::open(path)?;
+            let mode = file.metadata()?.permissions().mode();
+            let mut text = String::new();
+            file.read_to_string(&mut text)?;
+            Ok((text, mode))
+        };
+        let (text, mode) = read().map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, path, tokens)
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| syntax_error(&e, &text, path))?;
+        validate::validate(raw, &text, path, tokens, Some(mode))
     }
 
     /// Validates config text; `path` names the file in messages and anchors
     /// relative `token_file` paths.
     pub fn parse(text: &str, path: &Path, tokens: Tokens) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| syntax_error(&e, text, path))?;
-        validate::validate(raw, text, path, tokens)
+        validate::validate(raw, text, path, tokens, None)
     }
 
     /// The group called `key`, or whose JID is `key`.

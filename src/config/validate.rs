@@ -18,16 +18,19 @@ use toml::Spanned;
 /// The longest jitter accepted.
 const MAX_JITTER: Duration = Duration::from_secs(24 * 3600);
 
-/// Validates `raw`, parsed from `text` (the file at `path`).
+/// Validates `raw`, parsed from `text` (the file at `path`, whose permission
+/// bits are `mode` when it was read from disk).
 pub(super) fn validate(
     raw: RawConfig,
     text: &str,
     path: &Path,
     tokens: Tokens,
+    mode: Option<u32>,
 ) -> Result<Config, ConfigError> {
     let mut v = Validator {
         text,
         path,
+        mode,
         errors: Vec::new(),
         warnings: Vec::new(),
     };
@@ -45,6 +48,7 @@ pub(super) fn validate(
 struct Validator<'a> {
     text: &'a str,
     path: &'a Path,
+    mode: Option<u32>,
     errors: Vec<Invalid>,
     warnings: Vec<String>,
 }
@@ -315,10 +319,18 @@ impl Validator<'_> {
                 }
             }
         } else if let Some(inline) = &inst.token {
-            self.warnings.push(format!(
-                "{}: instance[{i}].token: the token is written in the config, readable by whoever can read the file; prefer token_env or token_file",
-                self.path.display()
-            ));
+            let warning = match self.mode {
+                Some(mode) if mode & 0o077 != 0 => format!(
+                    "{}: instance[{i}].token: the token is written in a config that group or others can read (mode {:04o}); run chmod 600 on it, or use token_env or token_file",
+                    self.path.display(),
+                    mode & 0o7777
+                ),
+                _ => format!(
+                    "{}: instance[{i}].token: the token is written in the config, readable by whoever can read the file; prefer token_env or token_file",
+                    self.path.display()
+                ),
+            };
+            self.warnings.push(warning);
             (
                 format!("instance[{i}].token"),
                 inline,
