@@ -204,9 +204,34 @@ fn a_zero_or_negative_rate_is_refused() {
 
 #[test]
 fn plain_http_is_refused_except_to_loopback() {
-    let e = error_of(&VALID.replace("http://127.0.0.1:9/api", "http://ryzeapi.cloud/api"));
-    assert!(e.contains("api.base_url"), "{e}");
-    assert!(parse(&VALID.replace("http://127.0.0.1:9/api", "http://localhost:9/api")).is_ok());
+    for url in [
+        "http://ryzeapi.cloud/api",
+        "http://example.org/api",
+        // Names that only look like loopback resolve wherever their owner likes.
+        "http://127.0.0.1.nip.io/api",
+        "http://localhost.example.org/api",
+        "http://0.0.0.0:9/api",
+        "http://10.0.0.1:9/api",
+        "http://[::ffff:127.0.0.1]:9/api",
+        "http://[::]:9/api",
+        "ftp://127.0.0.1/api",
+        "https://user:secret@ryzeapi.cloud/api",
+    ] {
+        let e = error_of(&VALID.replace("http://127.0.0.1:9/api", url));
+        assert!(e.contains("api.base_url"), "{url}: {e}");
+        assert!(!e.contains("secret"), "{url}: {e}");
+    }
+    for url in [
+        "http://localhost:9/api",
+        "http://127.0.0.1:9/api",
+        "http://127.1.2.3:9/api",
+        "http://[::1]:9/api",
+        "https://ryzeapi.cloud/api",
+        "https://example.org:8443/api",
+    ] {
+        let c = parse(&VALID.replace("http://127.0.0.1:9/api", url));
+        assert!(c.is_ok(), "{url}: {c:?}");
+    }
 }
 
 #[test]

@@ -233,10 +233,19 @@ impl Validator<'_> {
             "http" => loopback,
             _ => false,
         };
-        if !acceptable || !url.username().is_empty() || url.password().is_some() {
+        let credentials = !url.username().is_empty() || url.password().is_some();
+        if !acceptable || credentials {
+            // Quoted without its credentials: a password is as secret as a token.
+            let mut shown = url.clone();
+            let _ = shown.set_password(None);
+            let _ = shown.set_username("");
             let message = format!(
                 "{:?}: use https (plain http only to loopback, such as the built-in emulator), without credentials in the URL",
-                value.get_ref()
+                if credentials {
+                    shown.as_str()
+                } else {
+                    value.get_ref().as_str()
+                }
             );
             self.error("api.base_url", value, message);
             return fallback();
