@@ -22,9 +22,11 @@ use std::time::Duration;
 /// Cases per property unless a property says otherwise.
 const CASES: u32 = 512;
 
+/// `n` cases, or `PROPTEST_CASES` when set (for a longer run by hand).
 fn cases(n: u32) -> ProptestConfig {
+    let from_env = std::env::var("PROPTEST_CASES").ok();
     ProptestConfig {
-        cases: n,
+        cases: from_env.and_then(|v| v.parse().ok()).unwrap_or(n),
         // Failures become named regression tests in this file instead.
         failure_persistence: None,
         ..ProptestConfig::default()
