@@ -135,6 +135,18 @@ fn an_unreadable_token_file_is_named() {
 }
 
 #[test]
+fn a_token_file_that_never_ends_is_refused_not_read_forever() {
+    let e = error_of(&VALID.replace(
+        "token_env = \"IR_CONFIG_TEST_TOKEN\"",
+        "token_file = \"/dev/zero\"",
+    ));
+    assert!(
+        e.contains("instance[0].token_file") && e.contains("/dev/zero"),
+        "{e}"
+    );
+}
+
+#[test]
 fn an_inline_token_is_accepted_with_a_warning_that_does_not_quote_it() {
     let c = parse(&VALID.replace(
         "token_env = \"IR_CONFIG_TEST_TOKEN\"",

@@ -319,7 +319,7 @@ impl Validator<'_> {
         } else if let Some(file) = &inst.token_file {
             let key = format!("instance[{i}].token_file");
             let path = self.token_file_path(file.get_ref());
-            match std::fs::read_to_string(&path) {
+            match read_token_file(&path) {
                 Ok(t) => (key, file, t),
                 Err(e) => {
                     let message = format!("cannot read token file {}: {e}", path.display());
@@ -442,6 +442,25 @@ impl Validator<'_> {
         }
         out
     }
+}
+
+/// The longest token file read; a token is a few dozen bytes.
+const MAX_TOKEN_FILE_BYTES: u64 = 64 * 1024;
+
+/// Reads a token file, at most [`MAX_TOKEN_FILE_BYTES`] of it, so that a
+/// mistaken `token_file = "/dev/zero"` is an error rather than all memory.
+fn read_token_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_TOKEN_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_TOKEN_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {MAX_TOKEN_FILE_BYTES} bytes, not a token"
+        )));
+    }
+    Ok(text)
 }
 
 /// `[defaults]`, resolved.
