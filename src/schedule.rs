@@ -1,6 +1,6 @@
 //! Cron schedules, evaluated in a group's own IANA time zone.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Offset, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
@@ -60,7 +60,7 @@ impl Schedule {
     pub fn next_after(&self, after: DateTime<Utc>, tz: Tz) -> Option<DateTime<Tz>> {
         self.0
             .cron
-            .find_next_occurrence(&after.with_timezone(&tz), false)
+            .find_next_occurrence(&in_zone(after, tz)?, false)
             .ok()
     }
 
@@ -68,7 +68,7 @@ impl Schedule {
     pub fn last_at_or_before(&self, at: DateTime<Utc>, tz: Tz) -> Option<DateTime<Tz>> {
         self.0
             .cron
-            .find_previous_occurrence(&at.with_timezone(&tz), true)
+            .find_previous_occurrence(&in_zone(at, tz)?, true)
             .ok()
     }
 
@@ -90,6 +90,15 @@ impl Schedule {
     pub fn as_str(&self) -> &str {
         &self.0.text
     }
+}
+
+/// `at` in zone `tz`, or `None` at the very ends of chrono's range (year
+/// ±262,143) where the local time does not fit in a `NaiveDateTime`: croner
+/// reads the local time, and chrono panics on one out of range.
+fn in_zone(at: DateTime<Utc>, tz: Tz) -> Option<DateTime<Tz>> {
+    let local = at.with_timezone(&tz);
+    at.naive_utc().checked_add_offset(local.offset().fix())?;
+    Some(local)
 }
 
 impl fmt::Debug for Schedule {
@@ -140,5 +149,19 @@ mod tests {
             times[1],
             Utc.with_ymd_and_hms(2026, 3, 30, 1, 0, 0).unwrap()
         );
+    }
+
+    #[test]
+    fn the_ends_of_time_give_no_fire_rather_than_a_panic() {
+        // Found by tests/properties.rs: east of UTC the last instant chrono
+        // holds has no local time, west of it the first has none.
+        let s = Schedule::parse("* * * * *").unwrap();
+        let east: Tz = "Antarctica/South_Pole".parse().unwrap();
+        let west: Tz = "America/Los_Angeles".parse().unwrap();
+        assert_eq!(s.next_after(DateTime::<Utc>::MAX_UTC, east), None);
+        assert_eq!(s.last_at_or_before(DateTime::<Utc>::MAX_UTC, east), None);
+        assert_eq!(s.next_after(DateTime::<Utc>::MIN_UTC, west), None);
+        assert_eq!(s.last_at_or_before(DateTime::<Utc>::MIN_UTC, west), None);
+        assert!(s.upcoming(DateTime::<Utc>::MAX_UTC, east, 3).is_empty());
     }
 }

@@ -239,6 +239,16 @@ async fn a_400_for_a_disconnected_instance_is_transient() {
 }
 
 #[tokio::test]
+async fn a_400_on_info_is_permanent_unless_the_instance_is_disconnected() {
+    let invalid = info_replying(error_reply(400, "Identifier is required")).await;
+    let disconnected = info_replying(error_reply(400, "Instance is disconnected")).await;
+
+    assert_eq!(invalid.http_status, Some(400));
+    assert_outcome(&invalid, "permanent");
+    assert_outcome(&disconnected, "transient");
+}
+
+#[tokio::test]
 async fn a_401_403_404_or_501_is_permanent_on_both_routes() {
     for status in [401, 403, 404, 501] {
         let reset = reset_replying(error_reply(status, "refused")).await;
@@ -305,6 +315,21 @@ async fn a_429_without_rate_headers_is_transient() {
 }
 
 #[tokio::test]
+async fn a_429_on_info_waits_for_the_reset_or_backs_off_without_it() {
+    let reset = (unix_now() + 5).to_string();
+    let with_headers = error_reply(429, "Rate limit exceeded. Try again later.")
+        .insert_header("X-RateLimit-Remaining", "0")
+        .insert_header("X-RateLimit-Reset", reset.as_str());
+
+    let limited = info_replying(with_headers).await;
+    let throttled = info_replying(error_reply(429, "WhatsApp is throttling")).await;
+
+    assert_eq!(limited.http_status, Some(429));
+    assert_outcome(&limited, "rate_limited");
+    assert_outcome(&throttled, "transient");
+}
+
+#[tokio::test]
 async fn a_rate_reset_far_in_the_future_is_capped_at_max_rate_wait() {
     let wait = rate_limited_wait(unix_now() + 86_400).await;
 
@@ -357,6 +382,35 @@ async fn a_200_without_invite_code_or_link_on_reset_is_unknown() {
     let call = reset_replying(reply).await;
 
     assert_outcome(&call, "unknown");
+}
+
+#[tokio::test]
+async fn a_200_with_an_empty_invite_code_on_reset_is_unknown() {
+    // Even with a good link beside it: the reply contradicts itself.
+    for body in [
+        json!({ "success": true, "groupJid": JID, "inviteCode": "" }),
+        json!({ "success": true, "inviteCode": "", "inviteLink": "https://chat.whatsapp.com/NEW123XYZ" }),
+    ] {
+        let call = reset_replying(ok_json(body)).await;
+
+        assert_eq!(call.http_status, Some(200));
+        assert_outcome(&call, "unknown");
+    }
+}
+
+#[tokio::test]
+async fn a_200_with_an_empty_invite_code_on_info_reads_as_no_code_or_the_links() {
+    // An empty code is no code (as for a non-admin); a link beside it still counts.
+    let empty = ok_json(json!({ "success": true, "group": { "jid": JID, "inviteCode": "" } }));
+    let with_link = ok_json(json!({ "success": true, "group": {
+        "inviteCode": "", "inviteLink": "https://chat.whatsapp.com/OLD123abc" } }));
+
+    let empty = info_replying(empty).await;
+    let with_link = info_replying(with_link).await;
+
+    assert_eq!(empty.result, Ok(GroupInfo { code: None }));
+    let code = with_link.result.unwrap().code.expect("the link's code");
+    assert_eq!(code.as_str(), "OLD123abc");
 }
 
 #[tokio::test]
@@ -444,19 +498,85 @@ async fn a_refused_connection_on_reset_is_transient_because_nothing_was_sent() {
 }
 
 #[tokio::test]
-async fn a_redirect_to_another_host_is_not_followed_and_is_permanent() {
-    // Arrange
-    let elsewhere = serve(Mock::given(any()), ResponseTemplate::new(200)).await;
-    let location = format!("{}{RESET_PATH}", elsewhere.uri());
-    let redirect = ResponseTemplate::new(302).insert_header("Location", location.as_str());
+async fn a_connection_dropped_mid_body_is_unknown_on_reset_and_transient_on_info() {
+    // Arrange: a server that sends the headers of a good reply, half of its
+    // body, and hangs up.
+    let base = serve_cut_off_replies().await;
+    let client = client_at(&base, TIMEOUT, limiter());
 
     // Act
-    let call = reset_replying(redirect).await;
+    let reset = client.reset_link(&jid()).await;
+    let info = client.group_info(&jid()).await;
 
     // Assert
-    assert_eq!(call.http_status, Some(302));
-    assert_outcome(&call, "permanent");
-    assert!(elsewhere.received_requests().await.unwrap().is_empty());
+    assert_eq!(
+        (reset.http_status, info.http_status),
+        (Some(200), Some(200))
+    );
+    assert_outcome(&reset, "unknown");
+    assert_outcome(&info, "transient");
+    let cut = matches!(&reset.result, Err(CallError::Unknown(m)) if m.contains("cut off"));
+    assert!(cut, "{:?}", reset.result);
+}
+
+/// A raw HTTP server on port 0 (wiremock always sends whole bodies) that
+/// answers every request with 200, a `Content-Length` of 200 and 20 bytes of
+/// body, then closes the connection; returns its base URL.
+async fn serve_cut_off_replies() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            // Read the whole request first, so that closing sends FIN, not RST.
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = socket.read(&mut buf).await.unwrap_or(0);
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                let Some(end) = text.find("\r\n\r\n") else {
+                    if n == 0 {
+                        break;
+                    }
+                    continue;
+                };
+                let length = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if n == 0 || request.len() >= end + 4 + length {
+                    break;
+                }
+            }
+            let head =
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 200\r\n\r\n";
+            let _ = socket.write_all(head.as_bytes()).await;
+            let _ = socket.write_all(br#"{"success":true,"inv"#).await;
+            let _ = socket.shutdown().await;
+        }
+    });
+    base
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_host_is_not_followed_and_is_permanent() {
+    for status in [301, 302, 303, 307, 308] {
+        // Arrange: the redirect names another host (localhost, not 127.0.0.1).
+        let elsewhere = serve(Mock::given(any()), ResponseTemplate::new(200)).await;
+        let port = elsewhere.address().port();
+        let location = format!("http://localhost:{port}{RESET_PATH}");
+        let redirect = ResponseTemplate::new(status).insert_header("Location", location.as_str());
+
+        // Act
+        let call = reset_replying(redirect).await;
+
+        // Assert
+        assert_eq!(call.http_status, Some(status));
+        assert_outcome(&call, "permanent");
+        assert!(elsewhere.received_requests().await.unwrap().is_empty());
+    }
 }
 
 #[tokio::test]

@@ -13,6 +13,8 @@ use crate::whatsapp::Jid;
 use chrono_tz::Tz;
 use raw::RawConfig;
 use std::fmt;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -225,20 +227,29 @@ pub enum Tokens {
 }
 
 impl Config {
-    /// Reads and validates the config at `path`.
+    /// Reads and validates the config at `path`. An inline `token` in a file
+    /// that group or others may read gets a warning naming the file.
     pub fn load(path: &Path, tokens: Tokens) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let read = || -> std::io::Result<(String, u32)> {
+            let mut file = std::fs::File::open(path)?;
+            let mode = file.metadata()?.permissions().mode();
+            let mut text = String::new();
+            file.read_to_string(&mut text)?;
+            Ok((text, mode))
+        };
+        let (text, mode) = read().map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, path, tokens)
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| syntax_error(&e, &text, path))?;
+        validate::validate(raw, &text, path, tokens, Some(mode))
     }
 
     /// Validates config text; `path` names the file in messages and anchors
     /// relative `token_file` paths.
     pub fn parse(text: &str, path: &Path, tokens: Tokens) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| syntax_error(&e, text, path))?;
-        validate::validate(raw, text, path, tokens)
+        validate::validate(raw, text, path, tokens, None)
     }
 
     /// The group called `key`, or whose JID is `key`.
@@ -277,6 +288,15 @@ fn syntax_error(e: &toml::de::Error, text: &str, path: &Path) -> ConfigError {
                 && k.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "_-.\"'[] ".contains(c))
         });
+    // serde quotes the bad value ("invalid type: integer `123`, expected a
+    // string"); a token written unquoted would be shown. Keep the kind only.
+    let about_token = key.is_some_and(|k| k.trim_matches(['"', '\'']).ends_with("token"))
+        || text.get(span).is_some_and(|s| s.contains("token"));
+    let message = if about_token {
+        without_value(&message)
+    } else {
+        message
+    };
     let message = match key {
         Some(key) => format!("line {line}: {key}: {message}"),
         None => format!("line {line}: {message}"),
@@ -284,6 +304,21 @@ fn syntax_error(e: &toml::de::Error, text: &str, path: &Path) -> ConfigError {
     ConfigError::Syntax {
         path: path.to_owned(),
         message,
+    }
+}
+
+/// A parser message without the value it may quote: "invalid type: integer
+/// `123`, expected a string" becomes "invalid type: integer, expected a string".
+fn without_value(message: &str) -> String {
+    match message.find("expected") {
+        Some(at) => {
+            let head = message[..at].split(['`', '"']).next().unwrap_or_default();
+            match head.trim_end_matches([',', ' ', '\n']) {
+                "" => message[at..].to_owned(),
+                head => format!("{head}, {}", &message[at..]),
+            }
+        }
+        None => "invalid value (not shown: it may be a token)".to_owned(),
     }
 }
 

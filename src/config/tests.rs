@@ -135,6 +135,18 @@ fn an_unreadable_token_file_is_named() {
 }
 
 #[test]
+fn a_token_file_that_never_ends_is_refused_not_read_forever() {
+    let e = error_of(&VALID.replace(
+        "token_env = \"IR_CONFIG_TEST_TOKEN\"",
+        "token_file = \"/dev/zero\"",
+    ));
+    assert!(
+        e.contains("instance[0].token_file") && e.contains("/dev/zero"),
+        "{e}"
+    );
+}
+
+#[test]
 fn an_inline_token_is_accepted_with_a_warning_that_does_not_quote_it() {
     let c = parse(&VALID.replace(
         "token_env = \"IR_CONFIG_TEST_TOKEN\"",
@@ -144,6 +156,31 @@ fn an_inline_token_is_accepted_with_a_warning_that_does_not_quote_it() {
     assert_eq!(c.warnings.len(), 1);
     assert!(!c.warnings[0].contains("inline-secret"));
     assert!(!format!("{c:?}").contains("inline-secret"));
+}
+
+#[test]
+fn a_token_of_the_wrong_type_is_not_quoted_in_the_error() {
+    // Found by tests/properties.rs: serde quotes the bad value, and a numeric
+    // token written without quotes is still a token.
+    for token in [
+        "token = 1397294758555737553",
+        "token = [\"inline-secret\"]",
+        "token = { x = \"inline-secret\" }",
+    ] {
+        let text = VALID.replace("token_env = \"IR_CONFIG_TEST_TOKEN\"", token);
+        let e = error_of(&text);
+        assert!(e.contains("line 22: token: invalid type"), "{e}");
+        assert!(
+            !e.contains("1397294758555737553") && !e.contains("inline-secret"),
+            "{e}"
+        );
+    }
+    let inline = VALID.replace(
+        "[[instance]]\nname = \"sales\"\ntoken_env = \"IR_CONFIG_TEST_TOKEN\"",
+        "instance = [{ name = \"sales\", token = 1397294758555737553 }]",
+    );
+    let e = error_of(&inline);
+    assert!(!e.contains("1397294758555737553"), "{e}");
 }
 
 #[test]
@@ -179,9 +216,34 @@ fn a_zero_or_negative_rate_is_refused() {
 
 #[test]
 fn plain_http_is_refused_except_to_loopback() {
-    let e = error_of(&VALID.replace("http://127.0.0.1:9/api", "http://ryzeapi.cloud/api"));
-    assert!(e.contains("api.base_url"), "{e}");
-    assert!(parse(&VALID.replace("http://127.0.0.1:9/api", "http://localhost:9/api")).is_ok());
+    for url in [
+        "http://ryzeapi.cloud/api",
+        "http://example.org/api",
+        // Names that only look like loopback resolve wherever their owner likes.
+        "http://127.0.0.1.nip.io/api",
+        "http://localhost.example.org/api",
+        "http://0.0.0.0:9/api",
+        "http://10.0.0.1:9/api",
+        "http://[::ffff:127.0.0.1]:9/api",
+        "http://[::]:9/api",
+        "ftp://127.0.0.1/api",
+        "https://user:secret@ryzeapi.cloud/api",
+    ] {
+        let e = error_of(&VALID.replace("http://127.0.0.1:9/api", url));
+        assert!(e.contains("api.base_url"), "{url}: {e}");
+        assert!(!e.contains("secret"), "{url}: {e}");
+    }
+    for url in [
+        "http://localhost:9/api",
+        "http://127.0.0.1:9/api",
+        "http://127.1.2.3:9/api",
+        "http://[::1]:9/api",
+        "https://ryzeapi.cloud/api",
+        "https://example.org:8443/api",
+    ] {
+        let c = parse(&VALID.replace("http://127.0.0.1:9/api", url));
+        assert!(c.is_ok(), "{url}: {c:?}");
+    }
 }
 
 #[test]

@@ -20,16 +20,19 @@ mod hooks;
 /// The longest jitter accepted.
 const MAX_JITTER: Duration = Duration::from_secs(24 * 3600);
 
-/// Validates `raw`, parsed from `text` (the file at `path`).
+/// Validates `raw`, parsed from `text` (the file at `path`, whose permission
+/// bits are `mode` when it was read from disk).
 pub(super) fn validate(
     raw: RawConfig,
     text: &str,
     path: &Path,
     tokens: Tokens,
+    mode: Option<u32>,
 ) -> Result<Config, ConfigError> {
     let mut v = Validator {
         text,
         path,
+        mode,
         errors: Vec::new(),
         warnings: Vec::new(),
     };
@@ -47,6 +50,7 @@ pub(super) fn validate(
 struct Validator<'a> {
     text: &'a str,
     path: &'a Path,
+    mode: Option<u32>,
     errors: Vec<Invalid>,
     warnings: Vec<String>,
 }
@@ -241,10 +245,23 @@ impl Validator<'_> {
             "http" => loopback,
             _ => false,
         };
-        if !acceptable || !url.username().is_empty() || url.password().is_some() {
+        let credentials = !url.username().is_empty() || url.password().is_some();
+        if !acceptable || credentials {
+            // Quoted without its credentials: a password is as secret as a token.
+            let mut shown = url.clone();
+            let _ = shown.set_password(None);
+            let _ = shown.set_username("");
+            // A webhook's path may be its secret (chat webhooks): host only.
+            let host_only = format!("{}://{}/…", url.scheme(), url.host_str().unwrap_or(""));
             let message = format!(
                 "{:?}: use https (plain http only to loopback, such as the built-in emulator), without credentials in the URL",
-                value.get_ref()
+                if key.starts_with("hook") {
+                    host_only.as_str()
+                } else if credentials {
+                    shown.as_str()
+                } else {
+                    value.get_ref().as_str()
+                }
             );
             self.error(key, value, message);
             return None;
@@ -318,7 +335,7 @@ impl Validator<'_> {
         } else if let Some(file) = &inst.token_file {
             let key = format!("instance[{i}].token_file");
             let path = self.token_file_path(file.get_ref());
-            match std::fs::read_to_string(&path) {
+            match read_token_file(&path) {
                 Ok(t) => (key, file, t),
                 Err(e) => {
                     let message = format!("cannot read token file {}: {e}", path.display());
@@ -327,10 +344,18 @@ impl Validator<'_> {
                 }
             }
         } else if let Some(inline) = &inst.token {
-            self.warnings.push(format!(
-                "{}: instance[{i}].token: the token is written in the config, readable by whoever can read the file; prefer token_env or token_file",
-                self.path.display()
-            ));
+            let warning = match self.mode {
+                Some(mode) if mode & 0o077 != 0 => format!(
+                    "{}: instance[{i}].token: the token is written in a config that group or others can read (mode {:04o}); run chmod 600 on it, or use token_env or token_file",
+                    self.path.display(),
+                    mode & 0o7777
+                ),
+                _ => format!(
+                    "{}: instance[{i}].token: the token is written in the config, readable by whoever can read the file; prefer token_env or token_file",
+                    self.path.display()
+                ),
+            };
+            self.warnings.push(warning);
             (
                 format!("instance[{i}].token"),
                 inline,
@@ -433,6 +458,25 @@ impl Validator<'_> {
         }
         out
     }
+}
+
+/// The longest token file read; a token is a few dozen bytes.
+const MAX_TOKEN_FILE_BYTES: u64 = 64 * 1024;
+
+/// Reads a token file, at most [`MAX_TOKEN_FILE_BYTES`] of it, so that a
+/// mistaken `token_file = "/dev/zero"` is an error rather than all memory.
+fn read_token_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_TOKEN_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_TOKEN_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "larger than {MAX_TOKEN_FILE_BYTES} bytes, not a token"
+        )));
+    }
+    Ok(text)
 }
 
 /// `[defaults]`, resolved.
