@@ -273,3 +273,49 @@ fn a_jitter_longer_than_a_day_is_refused() {
     let e = error_of(&VALID.replace("jitter = \"10m\"", "jitter = \"300000y\""));
     assert!(e.contains("group[0].jitter"), "{e}");
 }
+
+#[test]
+fn metrics_and_hooks_parse_with_their_defaults() {
+    let text = format!(
+        "{VALID}\n[metrics]\nlisten = \"127.0.0.1:9464\"\n\
+         [[hook]]\nkind = \"webhook\"\nurl = \"https://example.org/h\"\n\
+         [[hook]]\nname = \"site\"\nkind = \"command\"\ncommand = [\"/bin/true\"]\non = [\"failure\"]\ngroups = [\"vip\"]\ntimeout = \"5s\"\n"
+    );
+    let config = parse(&text).unwrap();
+    assert_eq!(
+        config.metrics_listen,
+        Some("127.0.0.1:9464".parse().unwrap())
+    );
+    let (web, cmd) = (&config.hooks[0], &config.hooks[1]);
+    assert_eq!(
+        (web.name.as_str(), web.on_success, web.on_failure),
+        ("hook[0]", true, false)
+    );
+    assert_eq!(web.timeout, Duration::from_secs(30));
+    assert!(cmd.wants("vip", false) && !cmd.wants("vip", true) && !cmd.wants("other", false));
+    assert_ne!(web.key, cmd.key);
+}
+
+#[test]
+fn bad_hooks_and_metrics_name_each_key_and_never_quote_a_webhook_path() {
+    let text = format!(
+        "{VALID}\n[metrics]\nlisten = \"localhost\"\n\
+         [[hook]]\nkind = \"email\"\n\
+         [[hook]]\nkind = \"webhook\"\nurl = \"http://chat.example.org/hooks/SECRET-PATH\"\n\
+         [[hook]]\nkind = \"command\"\ncommand = []\n\
+         [[hook]]\nkind = \"webhook\"\nurl = \"https://example.org/h\"\non = [\"sometimes\"]\ngroups = [\"nope\"]\nsecret_env = \"IR_UNSET_HOOK_SECRET\"\n"
+    );
+    let e = error_of(&text);
+    for key in [
+        "metrics.listen",
+        "hook[0].kind",
+        "hook[1].url",
+        "hook[2].command",
+        "hook[3].on",
+        "hook[3].groups",
+        "hook[3].secret_env",
+    ] {
+        assert!(e.contains(key), "{key} not named in:\n{e}");
+    }
+    assert!(!e.contains("SECRET-PATH"), "{e}");
+}
