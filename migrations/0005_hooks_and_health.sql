@@ -2,8 +2,10 @@
 -- later) is queued here by a trigger, in the same transaction as the change
 -- itself: a crash can lose neither the change nor its notification. The
 -- daemon's hook worker turns each into deliveries and deletes it.
+-- AUTOINCREMENT: the table is emptied as it is worked, and ids must still
+-- never come back.
 CREATE TABLE rotation_events (
-    id           INTEGER PRIMARY KEY,
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
     rotation_id  INTEGER NOT NULL REFERENCES rotations (id),
     status       TEXT    NOT NULL,
     created_at   TEXT    NOT NULL
@@ -17,7 +19,8 @@ BEGIN
 END;
 
 -- The hooks' outbox: one row per notification a hook is to receive, kept
--- after delivery as its record. `idempotency_key` goes out with every attempt.
+-- after delivery as its record. `idempotency_key` (rotation, status told,
+-- hook) goes out with every attempt.
 CREATE TABLE hook_deliveries (
     id               INTEGER PRIMARY KEY,
     idempotency_key  TEXT    NOT NULL UNIQUE,

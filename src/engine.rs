@@ -13,7 +13,7 @@ use crate::store::{Leftover, Status, Store, StoreError, Trigger};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Everything a rotation needs, built once from the config. Cloning is shallow.
 #[derive(Clone, Debug)]
@@ -24,17 +24,13 @@ pub struct Engine {
     clients: HashMap<String, Arc<Api>>,
     max_concurrent: usize,
     metrics: Option<Metrics>,
+    /// See [`stale_after`].
+    stale: chrono::Duration,
 }
 
 /// An instance's API as the engine calls it: counted, held back while the
 /// instance is disconnected, paced by its token's budget.
 type Api = Held<Observed<Client>>;
-
-/// A pending row whose writer cannot be checked (written before rows named
-/// their owner, or no `/proc`) is taken as left behind, not in progress, once
-/// this old: no rotation runs this long (`max_attempts` calls of `api.timeout`
-/// plus backoff stay far below it with any sane config).
-const STALE: chrono::Duration = chrono::Duration::hours(1);
 
 /// Who is settling leftovers: the daemon at its start (no other daemon can
 /// run: it holds the lock), or a rotation that found its group busy.
@@ -44,33 +40,63 @@ enum Settler {
     BusyGroup,
 }
 
-/// Whether a row offered by [`Store::unsettled`] was left behind rather
-/// than being worked on right now.
-fn left_behind(row: &Leftover, settler: Settler, now: DateTime<Utc>) -> bool {
-    let rotation = &row.rotation;
-    // A row cut by a stop was recorded as such by the process that stopped.
-    rotation.status != Status::Pending.as_str()
-        || writer_gone(
-            row.owner.as_deref(),
-            &rotation.started_at,
-            settler == Settler::DaemonStart && rotation.trigger != Trigger::Manual.as_str(),
-            now,
-        )
+/// Rotations this process is running right now, by group JID, across engines
+/// (a reload builds a new engine while the old one's rotations finish). A
+/// pending row this process wrote for a group it is not rotating was left
+/// behind by a failed write, and is settled like a dead process's.
+fn in_flight() -> &'static Mutex<HashMap<String, usize>> {
+    static IN_FLIGHT: OnceLock<Mutex<HashMap<String, usize>>> = OnceLock::new();
+    IN_FLIGHT.get_or_init(Mutex::default)
 }
 
-/// Whether the process that wrote a pending row is gone. `daemons_own` says
-/// the row is a previous daemon's, seen by a daemon at its start: that one
-/// surely ended, as only one daemon runs at a time.
-fn writer_gone(owner: Option<&str>, since: &str, daemons_own: bool, now: DateTime<Utc>) -> bool {
-    match owner::liveness(owner) {
-        Liveness::Alive => false,
-        Liveness::Dead => true,
-        Liveness::Unknown => daemons_own || is_stale(since, now),
+fn running_here(jid: &str) -> usize {
+    let map = in_flight().lock().unwrap_or_else(|p| p.into_inner());
+    map.get(jid).copied().unwrap_or(0)
+}
+
+/// Counts a rotation of `jid` as running here while it lives.
+struct Running(String);
+
+impl Running {
+    fn new(jid: &str) -> Running {
+        let mut map = in_flight().lock().unwrap_or_else(|p| p.into_inner());
+        *map.entry(jid.to_owned()).or_default() += 1;
+        Running(jid.to_owned())
     }
 }
 
-fn is_stale(since: &str, now: DateTime<Utc>) -> bool {
-    DateTime::parse_from_rfc3339(since).is_ok_and(|t| now - t.with_timezone(&Utc) > STALE)
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut map = in_flight().lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.0) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.0);
+            }
+        }
+    }
+}
+
+/// How old a pending row of a writer that cannot be checked must be to be
+/// taken as left behind: longer than any rotation can run with `config`
+/// (every read and reset retried, each call waiting out a full rate-limit
+/// pause and a full backoff), and at least an hour.
+fn stale_after(config: &Config) -> chrono::Duration {
+    let m = config.retry.max_attempts;
+    // Reads before the reset, then per reset a call and a read-back's reads.
+    let calls = m.saturating_mul(m).saturating_add(m.saturating_mul(2));
+    let per_call = config.api.timeout + ryzeapi::MAX_RATE_WAIT + config.retry.backoff_max;
+    let longest = per_call
+        .saturating_mul(calls)
+        .saturating_add(config.retry.read_back_delay.saturating_mul(m))
+        .min(std::time::Duration::from_secs(7 * 86_400));
+    chrono::Duration::from_std(longest)
+        .unwrap_or(chrono::Duration::days(7))
+        .max(chrono::Duration::hours(1))
+}
+
+fn is_stale(since: &str, now: DateTime<Utc>, stale: chrono::Duration) -> bool {
+    DateTime::parse_from_rfc3339(since).is_ok_and(|t| now - t.with_timezone(&Utc) > stale)
 }
 
 /// The engine could not be built.
@@ -127,6 +153,7 @@ impl Engine {
             clients,
             max_concurrent: config.rate_limit.max_concurrent,
             metrics,
+            stale: stale_after(config),
         })
     }
 
@@ -158,11 +185,13 @@ impl Engine {
                 scheduled_for,
             )
         };
+        let _running = Running::new(group.jid.as_str());
         let report = match rotate().await {
-            // The pending row's writer is gone (killed, crashed, or a `rotate`
-            // cut by a second ^C): settle it from the live link, then go on.
+            // The pending row's writer is gone (killed, crashed, a `rotate`
+            // cut by a second ^C, or a write of this process that failed):
+            // settle it from the live link, then go on.
             Err(RotateError::Busy { since, owner })
-                if writer_gone(owner.as_deref(), &since, false, Utc::now()) =>
+                if self.writer_gone(owner.as_deref(), &since, group.jid.as_str(), false, 1) =>
             {
                 tracing::warn!(group = %group.name, %since, "settling a rotation left pending by a process that is gone");
                 self.settle(Settler::BusyGroup, Some(group.jid.as_str()))
@@ -205,7 +234,7 @@ impl Engine {
             .unsettled(jid)
             .await?
             .into_iter()
-            .filter(|row| left_behind(row, settler, now))
+            .filter(|row| self.left_behind(row, settler, now))
             .collect();
         let once = RetryPolicy {
             max_attempts: 1,
@@ -220,6 +249,59 @@ impl Engine {
             }
         }
         Ok(rows.len())
+    }
+
+    /// Whether a row offered by [`Store::unsettled`] was left behind rather
+    /// than being worked on right now.
+    fn left_behind(&self, row: &Leftover, settler: Settler, now: DateTime<Utc>) -> bool {
+        let r = &row.rotation;
+        // A row cut by a stop was recorded as such by the process that stopped.
+        if r.status != Status::Pending.as_str() {
+            return true;
+        }
+        let daemons_own = settler == Settler::DaemonStart && r.trigger != Trigger::Manual.as_str();
+        // Settling for a busy group runs inside that group's own rotation.
+        let ours = usize::from(settler == Settler::BusyGroup);
+        self.writer_gone_at(
+            row.owner.as_deref(),
+            &r.started_at,
+            &r.group_jid,
+            daemons_own,
+            ours,
+            now,
+        )
+    }
+
+    fn writer_gone(
+        &self,
+        owner: Option<&str>,
+        since: &str,
+        jid: &str,
+        daemons_own: bool,
+        ours: usize,
+    ) -> bool {
+        self.writer_gone_at(owner, since, jid, daemons_own, ours, Utc::now())
+    }
+
+    /// Whether the process that wrote a pending row of `jid` is gone.
+    /// `daemons_own`: the row is a previous daemon's, seen by a daemon at its
+    /// start (that one surely ended: only one daemon runs at a time). `ours`:
+    /// rotations of `jid` the caller itself is counted as running.
+    fn writer_gone_at(
+        &self,
+        owner: Option<&str>,
+        since: &str,
+        jid: &str,
+        daemons_own: bool,
+        ours: usize,
+        now: DateTime<Utc>,
+    ) -> bool {
+        match owner::liveness(owner) {
+            Liveness::ThisProcess => running_here(jid) <= ours,
+            Liveness::Alive => false,
+            Liveness::Dead => true,
+            Liveness::Unknown => daemons_own || is_stale(since, now, self.stale),
+        }
     }
 
     async fn settle_one(

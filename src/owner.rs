@@ -3,10 +3,16 @@
 //! A rotation's row is written `pending` before the API is called and settled
 //! after. A row whose writer died (kill -9, a crash, a power cut) must be
 //! settled from the live link by the next process that meets it; a row whose
-//! writer still runs must be left alone. The row names its writer by boot id,
-//! pid and the process's start time, so a reused pid or a reboot is never
-//! taken for the writer. Linux only: elsewhere, or when `/proc` cannot be
-//! read, liveness is [`Liveness::Unknown`] and callers fall back to age.
+//! writer still runs must be left alone. The row names its writer as
+//! `<boot id>/<pid>/<start ticks>/<nonce>`: a reused pid has another start
+//! time, a reboot another boot id, and the nonce tells this process from an
+//! earlier one with the same pid and start time. Linux only.
+//!
+//! What may be unknown, and how that is read (never as "dead" without proof):
+//! the boot id (`/proc/sys` is hidden under systemd's `ProcSubset=pid`) is
+//! then `?` and not compared; another user's process may be invisible
+//! (`ProtectProc=invisible`): if `kill(pid, 0)` says it exists, its liveness
+//! is [`Liveness::Unknown`], and callers fall back to the row's age.
 //!
 //! Processes sharing one database must share one pid namespace (one host, no
 //! containers with their own pids), as they share the file anyway.
@@ -16,11 +22,13 @@ use std::sync::OnceLock;
 /// What is known of a row's writer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Liveness {
-    /// The writer is this process, or another that still runs.
+    /// The writer is this process.
+    ThisProcess,
+    /// Another process that still runs.
     Alive,
     /// The writer has exited (or the machine rebooted since).
     Dead,
-    /// No way to tell (no owner recorded, or no `/proc`).
+    /// No way to tell (no owner recorded, or its process cannot be seen).
     Unknown,
 }
 
@@ -29,10 +37,9 @@ pub fn current() -> &'static str {
     static CURRENT: OnceLock<String> = OnceLock::new();
     CURRENT.get_or_init(|| {
         let pid = std::process::id();
-        match (boot_id(), start_ticks(pid)) {
-            (Some(boot), Some(start)) => format!("{boot}/{pid}/{start}"),
-            _ => format!("?/{pid}/?"),
-        }
+        let boot = boot_id().unwrap_or_else(|| "?".to_owned());
+        let start = start_ticks(pid).map_or_else(|| "?".to_owned(), |t| t.to_string());
+        format!("{boot}/{pid}/{start}/{:016x}", fastrand::u64(..))
     })
 }
 
@@ -42,28 +49,50 @@ pub fn liveness(owner: Option<&str>) -> Liveness {
         return Liveness::Unknown;
     };
     if owner == current() {
-        return Liveness::Alive;
+        return Liveness::ThisProcess;
     }
-    let mut parts = owner.split('/');
-    let (Some(boot), Some(pid), Some(start), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let parts: Vec<&str> = owner.split('/').collect();
+    let (boot, pid, start) = match parts.as_slice() {
+        [boot, pid, start] | [boot, pid, start, _] => (*boot, *pid, *start),
+        _ => return Liveness::Unknown,
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
         return Liveness::Unknown;
     };
-    let (Some(our_boot), Ok(pid)) = (boot_id(), pid.parse::<u32>()) else {
-        return Liveness::Unknown;
-    };
-    if boot == "?" || start == "?" {
-        return Liveness::Unknown;
-    }
-    if boot != our_boot {
+    if let Some(ours) = boot_id()
+        && boot != "?"
+        && boot != ours
+    {
         return Liveness::Dead;
     }
     match start_ticks(pid) {
-        Some(now) if now.to_string() == start => Liveness::Alive,
-        // No such process, or the pid now belongs to a newer one.
-        _ if std::path::Path::new("/proc/self/stat").exists() => Liveness::Dead,
-        _ => Liveness::Unknown,
+        // Another process has the pid now.
+        Some(now) if start != "?" && now.to_string() != start => Liveness::Dead,
+        // The same pid and start time as this process, another nonce: an
+        // earlier process before a reboot (boot ids unreadable).
+        Some(_) if start != "?" && pid == std::process::id() => Liveness::Dead,
+        Some(_) if start != "?" => Liveness::Alive,
+        Some(_) => Liveness::Unknown,
+        None => match exists(pid) {
+            Some(false) => Liveness::Dead,
+            _ => Liveness::Unknown,
+        },
+    }
+}
+
+/// Whether a process `pid` exists, by `kill(pid, 0)`: `None` if that cannot tell.
+fn exists(pid: u32) -> Option<bool> {
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    // SAFETY: signal 0 sends nothing; kill only checks that the process exists
+    // and whether we may signal it.
+    let rc = unsafe { libc::kill(pid, 0) };
+    if rc == 0 {
+        return Some(true);
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::ESRCH) => Some(false),
+        Some(libc::EPERM) => Some(true),
+        _ => None,
     }
 }
 
@@ -92,9 +121,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn this_process_is_alive() {
-        assert_eq!(liveness(Some(current())), Liveness::Alive);
+    fn this_process_is_itself() {
+        assert_eq!(liveness(Some(current())), Liveness::ThisProcess);
         assert!(!current().contains('?'), "{}", current());
+    }
+
+    #[test]
+    fn an_earlier_process_with_this_pid_and_start_time_is_dead() {
+        // What a row from before a reboot looks like when boot ids are hidden.
+        let pid = std::process::id();
+        let start = start_ticks(pid).unwrap();
+        assert_eq!(
+            liveness(Some(&format!("?/{pid}/{start}/0000000000000001"))),
+            Liveness::Dead
+        );
+    }
+
+    #[test]
+    fn without_boot_ids_a_running_process_is_still_told_from_a_gone_one() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let owner = format!("?/{pid}/{}/00", start_ticks(pid).unwrap());
+        assert_eq!(liveness(Some(&owner)), Liveness::Alive);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(liveness(Some(&owner)), Liveness::Dead);
     }
 
     #[test]
@@ -130,7 +184,10 @@ mod tests {
     fn no_owner_or_a_garbled_one_is_unknown() {
         assert_eq!(liveness(None), Liveness::Unknown);
         assert_eq!(liveness(Some("garbage")), Liveness::Unknown);
-        assert_eq!(liveness(Some("?/12/?")), Liveness::Unknown);
+        assert_eq!(
+            liveness(Some(&format!("?/{}/?", std::process::id()))),
+            Liveness::Unknown
+        );
         assert_eq!(liveness(Some("a/b/c/d")), Liveness::Unknown);
     }
 }

@@ -270,3 +270,31 @@ async fn a_full_disk_at_any_write_never_loses_a_reset() {
     }
     assert!(failed_runs >= 5, "the limits hit only {failed_runs} runs");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_the_daemon_could_not_write_is_settled_at_the_group_s_next_fire() {
+    // Arrange: due every second; the first outcome cannot be written (all of
+    // its retries fail), so its row stays pending, written by the daemon itself.
+    let tuning = Tuning {
+        schedule: "* * * * * *",
+        ..Tuning::default()
+    };
+    let app = spawn_app(&[Setup::Admin], fast_api(), tuning).await;
+    let mut daemon = app.spawn_daemon_with(&[("FAILPOINTS", "store::settle=5*return")]);
+
+    // Act: the next fires must not be blocked by that row.
+    app.wait_for(
+        "rotations after the failed write",
+        Duration::from_secs(30),
+        |rows| rows.iter().filter(|r| r.status == "succeeded").count() >= 3,
+    )
+    .await;
+    signal(&daemon, "TERM");
+    assert!(daemon.wait().await.unwrap().success());
+
+    // Assert: the row left pending was settled with the code its reset issued.
+    let rows = app.history().await;
+    assert_eq!(rows[0].status, "succeeded", "{:#?}", rows[0]);
+    let store = app.store().await;
+    app.assert_chain_complete(&store, &app.groups[0]).await;
+}

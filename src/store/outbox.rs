@@ -68,14 +68,17 @@ impl Store {
         .await
         .map_err(|e| self.err(e))?;
         let mut queued = 0;
-        for (event, rotation, status, group) in &events {
+        for (_, rotation, status, group) in &events {
             for to in recipients(group, status) {
-                queued += sqlx::query(
+                // One notification per rotation, status told and hook: the
+                // same key however often the event is seen.
+                let key = format!("invite-rotator-{rotation}-{status}-{}", to.key);
+                let inserted = sqlx::query(
                     "INSERT OR IGNORE INTO hook_deliveries (idempotency_key, hook_key, hook_name,
                      rotation_id, status, state, created_at, next_attempt_at)
                      VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
                 )
-                .bind(format!("invite-rotator-{event}-{}", to.key))
+                .bind(&key)
                 .bind(&to.key)
                 .bind(&to.name)
                 .bind(rotation)
@@ -86,6 +89,10 @@ impl Store {
                 .await
                 .map_err(|e| self.err(e))?
                 .rows_affected();
+                if inserted == 0 {
+                    tracing::debug!(%key, "hooks: notification already queued");
+                }
+                queued += inserted;
             }
         }
         if let Some((last, ..)) = events.last() {

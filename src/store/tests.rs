@@ -263,3 +263,40 @@ async fn history_hands_rows_over_oldest_first_and_stops_at_the_first_error() {
     assert!(stopped.is_err());
     assert_eq!(handed, 1);
 }
+
+#[tokio::test]
+async fn every_ended_rotation_is_queued_once_per_hook_however_the_events_are_worked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("h.db")).await.unwrap();
+    let to = |_: &str, _: &str| {
+        vec![Recipient {
+            key: "k".into(),
+            name: "hook".into(),
+        }]
+    };
+    let now = Utc::now();
+
+    // Events worked one batch at a time: the queue is emptied between them.
+    let first = started(&store, "a").await;
+    store.settle(first, &succeeded("C1")).await.unwrap();
+    assert_eq!(store.fan_out(to, now).await.unwrap(), 1);
+    let second = started(&store, "a").await;
+    store.settle(second, &succeeded("C2")).await.unwrap();
+    assert_eq!(store.fan_out(to, now).await.unwrap(), 1);
+    assert_eq!(store.fan_out(to, now).await.unwrap(), 0, "nothing twice");
+
+    let keys: Vec<String> = store
+        .deliveries_of("k")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(key, ..)| key)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            format!("invite-rotator-{first}-succeeded-k"),
+            format!("invite-rotator-{second}-succeeded-k")
+        ]
+    );
+}
