@@ -106,6 +106,7 @@ pub async fn rotate<A: RyzeApi>(
         last_error: None,
         old_code: None,
         started: Instant::now(),
+        from: Status::Pending,
     };
 
     // 2. The live code, which the reset will revoke.
@@ -219,6 +220,8 @@ pub async fn settle_interrupted<A: RyzeApi>(
         last_error: row.error.clone(),
         old_code: row.old_invite_code.clone(),
         started: Instant::now(),
+        // Only if still as read: two processes may meet the same leftover.
+        from: Status::parse(&row.status).unwrap_or(Status::Pending),
     };
     let was = format!("interrupted while {}", row.status);
     if run.attempts == 0 {
@@ -280,6 +283,9 @@ enum Learned {
 
 /// The state of one rotation in progress.
 struct Run<'a, A> {
+    /// The row's status when this run took it over: it is settled only if
+    /// still so.
+    from: Status,
     store: &'a Store,
     api: &'a A,
     retry: &'a RetryPolicy,
@@ -369,7 +375,7 @@ impl<A: RyzeApi> Run<'_, A> {
                 .await
         } else {
             tracing::info!(group = %self.name, rotation = prev.id, code = %live, "an earlier reset with an unknown outcome had happened");
-            let note = "the next rotation found the link changed: the reset had happened";
+            let note = "the next rotation found the link changed: the reset had happened (or the link was reset outside invite-rotator meanwhile)";
             let link = live.link();
             self.store
                 .resolve(
@@ -454,7 +460,19 @@ impl<A: RyzeApi> Run<'_, A> {
         };
         crate::failpoint::crash("rotation::before_settle");
         let mut tries = 0;
-        while let Err(e) = self.store.settle(self.id, &settlement).await {
+        loop {
+            let e = match self
+                .store
+                .settle_from(self.id, self.from, &settlement)
+                .await
+            {
+                Ok(true) => break,
+                Ok(false) => {
+                    tracing::info!(group = %self.name, rotation = self.id, "already settled by another process; left as it wrote it");
+                    break;
+                }
+                Err(e) => e,
+            };
             tries += 1;
             if tries >= SETTLE_TRIES {
                 tracing::error!(
@@ -463,7 +481,7 @@ impl<A: RyzeApi> Run<'_, A> {
                     status = status.as_str(),
                     new_code = settlement.new_code.as_deref().unwrap_or("-"),
                     error = %e,
-                    "cannot record the rotation's outcome; the row stays pending and is settled at next start"
+                    "cannot record the rotation's outcome; the row stays pending and is settled from the live link later"
                 );
                 return Err(e);
             }

@@ -154,14 +154,24 @@ pub async fn serve(
         }
     });
     let stop_sidecars = sidecars.stopper();
-    let shutdown = async move {
+    let mut shutdown = Box::pin(async move {
         shutdown.await;
         stop_sidecars.await;
+    });
+    // Rows a crash or a kill left behind are settled before any new work; a
+    // stop asked for meanwhile cuts that short (what is left waits for the
+    // next start), so the process still exits within 10 s.
+    let settled = tokio::select! {
+        settled = engine.settle_leftovers() => Some(settled.map_err(|e| runtime(&e))),
+        () = &mut shutdown => None,
     };
-    // Rows a crash or a kill left behind are settled before any new work.
-    let settled = engine.settle_leftovers().await.map_err(|e| runtime(&e));
     let result = match settled {
-        Ok(_) => daemon::run(
+        None => {
+            tracing::info!("stopped during start-up");
+            Ok(())
+        }
+        Some(Err(e)) => Err(e),
+        Some(Ok(_)) => daemon::run(
             config,
             engine,
             store,
@@ -172,7 +182,6 @@ pub async fn serve(
         )
         .await
         .map_err(|e| runtime(&e)),
-        Err(e) => Err(e),
     };
     forwarder.abort();
     sidecars.stop().await;

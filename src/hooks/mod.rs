@@ -176,6 +176,17 @@ impl Worker {
             )
             .await?;
         let keys: Vec<&str> = settings.hooks.iter().map(|h| h.key.as_str()).collect();
+        // A hook removed (or its URL changed) leaves deliveries nobody sends.
+        let orphans = self
+            .store
+            .abandon_orphans(&keys, now - GIVE_UP_AFTER)
+            .await?;
+        if orphans > 0 {
+            tracing::warn!(
+                orphans,
+                "hooks: gave up deliveries of hooks no longer configured"
+            );
+        }
         if keys.is_empty() {
             return Ok(0);
         }

@@ -86,7 +86,7 @@ impl Metrics {
         let budget_waits = Counter::default();
         registry.register(
             "rate_budget_waits",
-            "Calls that waited for the rate budget (or a disconnected instance's hold)",
+            "Calls that waited for their token's rate budget",
             budget_waits.clone(),
         );
         let budget_wait_seconds = Counter::<f64, AtomicU64>::default();

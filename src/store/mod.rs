@@ -222,12 +222,23 @@ impl Store {
 
     /// Settles a rotation: final status, what the API issued, the last error.
     pub async fn settle(&self, id: i64, s: &Settlement) -> Result<(), StoreError> {
+        self.settle_from(id, Status::Pending, s).await.map(drop)
+    }
+
+    /// Settles a rotation that is still `from`; returns whether it was (a row
+    /// another process settled meanwhile is left as that process wrote it).
+    pub async fn settle_from(
+        &self,
+        id: i64,
+        from: Status,
+        s: &Settlement,
+    ) -> Result<bool, StoreError> {
         self.injected_fault("store::settle")?;
         let mut conn = self.conn.lock().await;
         let mut tx = conn.begin().await.map_err(|e| self.err(e))?;
-        sqlx::query(
+        let changed = sqlx::query(
             "UPDATE rotations SET status = ?, attempts = ?, new_invite_code = ?, new_invite_link = ?,
-             error = ?, finished_at = ? WHERE id = ?",
+             error = ?, finished_at = ? WHERE id = ? AND status = ?",
         )
         .bind(s.status.as_str())
         .bind(i64::from(s.attempts))
@@ -236,11 +247,14 @@ impl Store {
         .bind(s.error.clone())
         .bind(timestamp(Utc::now()))
         .bind(id)
+        .bind(from.as_str())
         .execute(&mut *tx)
         .await
-        .map_err(|e| self.err(e))?;
+        .map_err(|e| self.err(e))?
+        .rows_affected();
         crate::failpoint::crash("store::settle::before_commit");
-        tx.commit().await.map_err(|e| self.err(e))
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(changed > 0)
     }
 
     /// The latest rotation of the group `jid` before the row `id` that made a

@@ -135,6 +135,30 @@ impl Store {
         .map_err(|e| self.err(e))
     }
 
+    /// Gives up pending deliveries queued before `before` for hooks no longer
+    /// configured (not among `keys`); returns how many.
+    pub async fn abandon_orphans(
+        &self,
+        keys: &[&str],
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let keys = serde_json::to_string(keys).map_err(|e| StoreError {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
+        sqlx::query(
+            "UPDATE hook_deliveries SET state = 'abandoned', last_error = 'the hook is no longer configured'
+             WHERE state = 'pending' AND created_at < ?2
+               AND hook_key NOT IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(keys)
+        .bind(timestamp(before))
+        .execute(&mut *self.conn.lock().await)
+        .await
+        .map(|r| r.rows_affected())
+        .map_err(|e| self.err(e))
+    }
+
     /// Records an attempt of delivery `id`.
     pub async fn record_delivery(&self, id: i64, a: &Attempt<'_>) -> Result<(), StoreError> {
         let now = timestamp(Utc::now());
