@@ -300,3 +300,30 @@ async fn every_ended_rotation_is_queued_once_per_hook_however_the_events_are_wor
         ]
     );
 }
+
+#[tokio::test]
+async fn a_settlement_applies_only_to_the_status_it_was_made_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("h.db")).await.unwrap();
+    let id = started(&store, "a").await;
+
+    // Two processes settle the same pending row: the second finds it settled.
+    assert!(
+        store
+            .settle_from(id, Status::Pending, &succeeded("C1"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .settle_from(id, Status::Pending, &failed())
+            .await
+            .unwrap()
+    );
+
+    let row = store.rotation(id).await.unwrap().unwrap();
+    assert_eq!(
+        (row.status.as_str(), row.new_invite_code.as_deref()),
+        ("succeeded", Some("C1"))
+    );
+}
