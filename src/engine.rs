@@ -198,6 +198,8 @@ impl Engine {
                     .await?;
                 rotate().await?
             }
+            // The pending row was settled between the two looks: go again.
+            Err(RotateError::Busy { since, .. }) if since.is_empty() => rotate().await?,
             other => other?,
         };
         if let Some(m) = &self.metrics {

@@ -48,28 +48,27 @@ pub(super) async fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let child = match cmd.spawn() {
+    let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return failed(None, format!("cannot run {program:?}: {e}"), None),
     };
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        // Dropping the future kills the child (kill_on_drop).
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let finished = async {
+        let (out, err, status) = tokio::join!(head(stdout), head(stderr), child.wait());
+        (out + &err, status)
+    };
+    match tokio::time::timeout(timeout, finished).await {
+        // Dropping the child kills it (kill_on_drop).
         Err(_) => failed(None, format!("timed out after {timeout:?} (killed)"), None),
-        Ok(Err(e)) => failed(None, format!("cannot wait for {program:?}: {e}"), None),
-        Ok(Ok(out)) => {
-            let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-            text.push_str(&String::from_utf8_lossy(&out.stderr));
+        Ok((_, Err(e))) => failed(None, format!("cannot wait for {program:?}: {e}"), None),
+        Ok((text, Ok(status))) => {
+            use std::os::unix::process::ExitStatusExt;
             let output = Some(clip(&text));
-            let result = out.status.code().map_or_else(
-                || {
-                    format!(
-                        "signal {}",
-                        std::os::unix::process::ExitStatusExt::signal(&out.status).unwrap_or(0)
-                    )
-                },
+            let result = status.code().map_or_else(
+                || format!("signal {}", status.signal().unwrap_or(0)),
                 |c| c.to_string(),
             );
-            if out.status.success() {
+            if status.success() {
                 Outcome {
                     delivered: true,
                     result: Some(result),
@@ -87,11 +86,92 @@ pub(super) async fn run(
     }
 }
 
+/// The first 4 KiB of a pipe; the rest is read and dropped, so that a chatty
+/// command never blocks on a full pipe nor fills our memory.
+async fn head(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> String {
+    use tokio::io::AsyncReadExt;
+    let Some(mut pipe) = pipe else {
+        return String::new();
+    };
+    let mut kept = Vec::with_capacity(1024);
+    let _ = (&mut pipe).take(4096).read_to_end(&mut kept).await;
+    let _ = tokio::io::copy(&mut pipe, &mut tokio::io::sink()).await;
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
 fn failed(result: Option<String>, error: String, output: Option<String>) -> Outcome {
     Outcome {
         delivered: false,
         result,
         error: Some(error),
         output,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note() -> Notification {
+        Notification {
+            event: "rotation.succeeded".into(),
+            rotation_id: 7,
+            group: "vip".into(),
+            jid: "1@g.us".into(),
+            instance: "sales".into(),
+            trigger: "manual".into(),
+            status: "succeeded".into(),
+            old_code: None,
+            old_link: None,
+            new_code: Some("NEW".into()),
+            new_link: Some("https://chat.whatsapp.com/NEW".into()),
+            scheduled_for: None,
+            started_at: "2026-11-27T03:00:00.000Z".into(),
+            finished_at: None,
+            attempts: 1,
+            error: None,
+        }
+    }
+
+    fn sh(script: &str) -> Vec<String> {
+        vec!["sh".into(), "-c".into(), script.into()]
+    }
+
+    #[tokio::test]
+    async fn a_failing_chatty_command_keeps_4_kib_of_output_and_its_exit_status() {
+        let out = run(
+            &sh("yes | head -c 1000000; exit 3"),
+            Duration::from_secs(10),
+            "k",
+            &note(),
+        )
+        .await;
+
+        assert!(!out.delivered);
+        assert_eq!(out.result.as_deref(), Some("3"));
+        assert_eq!(out.output.map(|o| o.len()), Some(4096));
+    }
+
+    #[tokio::test]
+    async fn a_command_past_its_timeout_is_killed_and_not_delivered() {
+        let started = std::time::Instant::now();
+        let out = run(&sh("sleep 30"), Duration::from_millis(200), "k", &note()).await;
+
+        assert!(!out.delivered);
+        assert!(out.error.unwrap().contains("timed out"));
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[tokio::test]
+    async fn the_command_sees_the_facts_and_succeeds_with_exit_0() {
+        let out = run(
+            &sh("test \"$INVITE_ROTATOR_NEW_CODE\" = NEW && test \"$INVITE_ROTATOR_IDEMPOTENCY_KEY\" = k"),
+            Duration::from_secs(10),
+            "k",
+            &note(),
+        )
+        .await;
+
+        assert!(out.delivered, "{:?}", out.error);
     }
 }

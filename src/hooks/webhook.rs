@@ -58,9 +58,17 @@ pub(super) async fn post(
         request = request.header("x-signature", signature(secret.expose(), &body));
     }
     match request.body(body).send().await {
-        Ok(reply) => {
+        Ok(mut reply) => {
             let status = reply.status();
-            let text = reply.text().await.unwrap_or_default();
+            // At most a few KiB of the answer: it only goes into an error.
+            let mut body = Vec::new();
+            while body.len() < 4096 {
+                match reply.chunk().await {
+                    Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                    _ => break,
+                }
+            }
+            let text = String::from_utf8_lossy(&body);
             Outcome {
                 delivered: status.is_success(),
                 result: Some(status.as_u16().to_string()),

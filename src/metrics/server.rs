@@ -29,7 +29,13 @@ const REFRESH: Duration = Duration::from_secs(30);
 struct Shared {
     metrics: Metrics,
     store: Store,
+    /// The last write probe and its result: a flood of `/healthz` requests
+    /// costs at most one synced write a second.
+    probed: Arc<tokio::sync::Mutex<Option<Probe>>>,
 }
+
+/// When the database was last probed, and what was wrong then.
+type Probe = (tokio::time::Instant, Option<String>);
 
 /// Binds `listen` (so a bad address fails the start, not later).
 pub async fn bind(listen: std::net::SocketAddr) -> std::io::Result<TcpListener> {
@@ -49,6 +55,7 @@ pub async fn serve(
     let shared = Shared {
         metrics: metrics.clone(),
         store: store.clone(),
+        probed: Arc::default(),
     };
     let refresher = tokio::spawn(refresh(metrics, store, groups));
     let app = Router::new()
@@ -82,11 +89,26 @@ async fn healthz(State(s): State<Shared>) -> impl IntoResponse {
         )),
         Some(_) => {}
     }
-    match tokio::time::timeout(PROBE_TIMEOUT, s.store.probe_write(Utc::now())).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => problems.push(format!("the history database takes no writes: {e}")),
-        Err(_) => problems.push("the history database did not take a write within 5 s".into()),
-    }
+    let mut probed = s.probed.lock().await;
+    let fresh = probed
+        .as_ref()
+        .filter(|(at, _)| at.elapsed() < Duration::from_secs(1))
+        .map(|(_, problem)| problem.clone());
+    let problem = match fresh {
+        Some(problem) => problem,
+        None => {
+            let problem =
+                match tokio::time::timeout(PROBE_TIMEOUT, s.store.probe_write(Utc::now())).await {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(format!("the history database takes no writes: {e}")),
+                    Err(_) => Some("the history database did not take a write within 5 s".into()),
+                };
+            *probed = Some((tokio::time::Instant::now(), problem.clone()));
+            problem
+        }
+    };
+    drop(probed);
+    problems.extend(problem);
     if problems.is_empty() {
         (StatusCode::OK, "ok\n".to_owned())
     } else {
