@@ -3,13 +3,17 @@
 //!
 //! The pieces, each owning one thing:
 //! - [`config`]: the TOML file, parsed into validated values;
-//! - [`ryzeapi`]: the only HTTP client; [`ratelimit`] paces it per token;
+//! - [`ryzeapi`]: the RyzeAPI client; [`ratelimit`] paces it per token;
 //! - [`store`]: the only SQL, the history database;
 //! - [`rotation`]: the rotation workflow, top to bottom;
-//! - [`engine`]: wires those into rotations of many groups at once;
+//! - [`engine`]: wires those into rotations of many groups at once, and
+//!   settles what a crash left behind ([`owner`] tells whose a row is);
+//! - [`hooks`]: tells webhooks and commands of each rotation (the only other
+//!   HTTP client); [`metrics`]: `/metrics` and `/healthz`;
 //! - [`health`]: whether a group is overdue or failing, for `status`;
 //! - [`emulator`]: a RyzeAPI stand-in for trying configs and for tests;
-//! - [`commands`]: what each CLI command does.
+//! - [`commands`]: what each CLI command does;
+//! - [`failpoint`]: where the crash tests make the process fail.
 
 pub mod backoff;
 pub mod cli;
