@@ -96,11 +96,18 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(busy_timeout)
             .foreign_keys(true);
+        // Two processes starting on a new database (the daemon, a `rotate`)
+        // would both find a migration unapplied and both apply it: one at a
+        // time, under a lock beside the database.
+        let migrating = lock_for_migrations(path)
+            .await
+            .map_err(|e| fail(format!("cannot lock for migrations: {e}")))?;
         let mut conn = options.connect().await.map_err(|e| fail(e.to_string()))?;
         sqlx::migrate!("./migrations")
             .run(&mut conn)
             .await
             .map_err(|e| fail(format!("migration failed: {e}")))?;
+        drop(migrating);
         // SQLite gives the WAL files the database's mode; make sure of it.
         for suffix in ["-wal", "-shm"] {
             let mut p = path.as_os_str().to_owned();
@@ -686,6 +693,23 @@ fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .ok()
         .map(|t| t.with_timezone(&Utc))
+}
+
+/// An exclusive lock on `<database>.migrate.lock`, waited for off the runtime.
+/// (Not on the database file itself: closing any descriptor of that file
+/// would drop SQLite's own locks in this process.)
+async fn lock_for_migrations(database: &Path) -> std::io::Result<std::fs::File> {
+    let mut path = database.as_os_str().to_owned();
+    path.push(".migrate.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(PathBuf::from(path))?;
+    tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 /// Creates the file 0600 if missing and tightens it if it exists.

@@ -327,3 +327,15 @@ async fn a_settlement_applies_only_to_the_status_it_was_made_from() {
         ("succeeded", Some("C1"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_opening_a_new_database_at_once_migrate_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.db");
+
+    let opened = futures_util::future::join_all((0..4).map(|_| Store::open(&path))).await;
+
+    for store in opened {
+        store.unwrap();
+    }
+}
