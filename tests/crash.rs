@@ -61,6 +61,19 @@ async fn crash_rotate_at_then_start_the_daemon(point: &str) -> (TestApp, Vec<Rot
     (app, rows)
 }
 
+/// The crashed rotation's reset happened: its row holds the code the API
+/// issued, and the restart made no reset of its own.
+fn assert_the_issued_code_was_recorded_without_a_second_reset(app: &TestApp, rows: &[Rotation]) {
+    let chain = app.emulator.code_chain(&app.groups[0].jid);
+    assert_eq!(rows[0].status, "succeeded");
+    assert_eq!(rows[0].new_invite_code.as_ref(), chain.get(1));
+    assert_eq!(
+        app.emulator.reset_calls(&app.groups[0].jid),
+        1,
+        "no second reset"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_right_after_the_pending_row_settles_as_failed_with_no_reset() {
     let (app, rows) = crash_rotate_at_then_start_the_daemon("rotation::after_begin").await;
@@ -100,42 +113,21 @@ async fn a_crash_before_the_reset_is_sent_settles_as_failed_from_the_unchanged_l
 async fn a_crash_right_after_the_reset_returned_records_the_issued_code_at_start() {
     let (app, rows) = crash_rotate_at_then_start_the_daemon("rotation::after_reset").await;
 
-    let chain = app.emulator.code_chain(&app.groups[0].jid);
-    assert_eq!(rows[0].status, "succeeded");
-    assert_eq!(rows[0].new_invite_code.as_ref(), chain.get(1));
-    assert_eq!(
-        app.emulator.reset_calls(&app.groups[0].jid),
-        1,
-        "no second reset"
-    );
+    assert_the_issued_code_was_recorded_without_a_second_reset(&app, &rows);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_before_the_result_is_recorded_records_the_issued_code_at_start() {
     let (app, rows) = crash_rotate_at_then_start_the_daemon("rotation::before_settle").await;
 
-    let chain = app.emulator.code_chain(&app.groups[0].jid);
-    assert_eq!(rows[0].status, "succeeded");
-    assert_eq!(rows[0].new_invite_code.as_ref(), chain.get(1));
-    assert_eq!(
-        app.emulator.reset_calls(&app.groups[0].jid),
-        1,
-        "no second reset"
-    );
+    assert_the_issued_code_was_recorded_without_a_second_reset(&app, &rows);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_during_the_commit_of_the_result_records_the_issued_code_at_start() {
     let (app, rows) = crash_rotate_at_then_start_the_daemon("store::settle::before_commit").await;
 
-    let chain = app.emulator.code_chain(&app.groups[0].jid);
-    assert_eq!(rows[0].status, "succeeded");
-    assert_eq!(rows[0].new_invite_code.as_ref(), chain.get(1));
-    assert_eq!(
-        app.emulator.reset_calls(&app.groups[0].jid),
-        1,
-        "no second reset"
-    );
+    assert_the_issued_code_was_recorded_without_a_second_reset(&app, &rows);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
