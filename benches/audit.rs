@@ -8,6 +8,8 @@
 //! open, query, output read through a pipe). The query plans are checked to
 //! seek in indexes, never to scan the history.
 
+mod common;
+
 use invite_rotator::store::{HistoryQuery, Status, Store};
 use sqlx::{ConnectOptions, Connection};
 use std::path::Path;
@@ -29,7 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "filled {ROTATIONS} rotations of {GROUPS} groups over 2 years in {:.1} s ({:.0} MB); {} cores",
         started.elapsed().as_secs_f64(),
         std::fs::metadata(&db)?.len() as f64 / 1e6,
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        common::cores()
     );
     let config = dir.path().join("config.toml");
     std::fs::write(&config, config_text(&db, GROUPS))?;
@@ -38,6 +40,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(&big_config, config_text(&db, 100_000))?;
 
     let db_arg = db.to_str().ok_or("path is not UTF-8")?;
+    let failed = vec![
+        "history",
+        "--database",
+        db_arg,
+        "--since",
+        "30d",
+        "--status",
+        "failed",
+    ];
     let cases: [(&str, Vec<&str>); 6] = [
         (
             "history --group g42 --limit 50",
@@ -51,45 +62,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "50",
             ],
         ),
-        (
-            "history --since 30d --status failed",
-            vec![
-                "history",
-                "--database",
-                db_arg,
-                "--since",
-                "30d",
-                "--status",
-                "failed",
-            ],
-        ),
+        ("history --since 30d --status failed", failed.clone()),
         (
             "  the same, --format csv",
-            vec![
-                "history",
-                "--database",
-                db_arg,
-                "--since",
-                "30d",
-                "--status",
-                "failed",
-                "--format",
-                "csv",
-            ],
+            [failed.as_slice(), &["--format", "csv"]].concat(),
         ),
         (
             "  the same, --format json",
-            vec![
-                "history",
-                "--database",
-                db_arg,
-                "--since",
-                "30d",
-                "--status",
-                "failed",
-                "--format",
-                "json",
-            ],
+            [failed.as_slice(), &["--format", "json"]].concat(),
         ),
         (
             "status (1,000 groups)",

@@ -6,6 +6,8 @@
 //! records 100,000 groups as seen) and a restart. Schedules fire on January 1st
 //! only, so nothing rotates during the measurement.
 
+mod common;
+
 use std::io::Read;
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
@@ -42,7 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "groups {GROUPS}, idle window {} s, machine: {} cores",
         IDLE.as_secs(),
-        cores()
+        common::cores()
     );
     for run in ["first start", "restart"] {
         measure(run, &config_path, dir.path())?;
@@ -82,7 +84,7 @@ fn measure(
     let cpu_before = cpu_ticks(pid)?;
     std::thread::sleep(IDLE);
     let cpu = cpu_ticks(pid)? - cpu_before;
-    let (rss, hwm) = memory_kb(pid)?;
+    let (rss, hwm) = common::memory_kb(pid);
     Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()?;
@@ -114,22 +116,4 @@ fn cpu_ticks(pid: u32) -> Result<u64, Box<dyn std::error::Error>> {
     let rest = stat.rsplit_once(')').ok_or("bad stat")?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
-}
-
-/// VmRSS and VmHWM, in kB.
-fn memory_kb(pid: u32) -> Result<(u64, u64), Box<dyn std::error::Error>> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    Ok((field("VmRSS:"), field("VmHWM:")))
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(0, |n| n.get())
 }

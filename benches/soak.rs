@@ -9,6 +9,8 @@
 //! Exits 1 if any issued code is missing from the history, any code is
 //! invented, or any 429 for the rate limit was received.
 
+mod common;
+
 use invite_rotator::emulator::{Emulator, EmulatorOptions, Membership};
 use invite_rotator::store::{HistoryQuery, Store};
 use std::collections::HashSet;
@@ -60,7 +62,7 @@ async fn main() -> Result<(), Error> {
     println!(
         "soak: {GROUPS} groups due every second, {:.0}% of calls faulty, machine: {} cores",
         FAULT_RATE * 100.0,
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        common::cores()
     );
     let started = Instant::now();
 
@@ -238,17 +240,5 @@ async fn last_id(db: &Path) -> i64 {
 
 /// VmRSS and VmHWM of a child, in kB (0 once it has exited).
 fn memory_kb(child: &Child) -> (u64, u64) {
-    let Some(pid) = child.id() else {
-        return (0, 0);
-    };
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    child.id().map_or((0, 0), common::memory_kb)
 }
