@@ -195,6 +195,8 @@ pub async fn settle_interrupted<A: RyzeApi>(
     retry: &RetryPolicy,
     row: &Rotation,
 ) -> Result<Status, StoreError> {
+    // Only if still as read: two processes may meet the same leftover.
+    let from = Status::parse(&row.status).unwrap_or(Status::Pending);
     let jid = match Jid::parse(&row.group_jid) {
         Ok(jid) => jid,
         Err(e) => {
@@ -205,7 +207,7 @@ pub async fn settle_interrupted<A: RyzeApi>(
                 new_link: None,
                 error: Some(format!("cannot settle: {e}")),
             };
-            store.settle(row.id, &settlement).await?;
+            store.settle_from(row.id, from, &settlement).await?;
             return Ok(Status::Unknown);
         }
     };
@@ -220,8 +222,7 @@ pub async fn settle_interrupted<A: RyzeApi>(
         last_error: row.error.clone(),
         old_code: row.old_invite_code.clone(),
         started: Instant::now(),
-        // Only if still as read: two processes may meet the same leftover.
-        from: Status::parse(&row.status).unwrap_or(Status::Pending),
+        from,
     };
     let was = format!("interrupted while {}", row.status);
     if run.attempts == 0 {

@@ -18,6 +18,7 @@ pub use webhook::signature;
 use crate::backoff;
 use crate::config::{Hook, HookAction, RetryPolicy};
 use crate::store::{Attempt, Delivery, Recipient, Store, StoreError};
+use crate::whatsapp::INVITE_LINK_PREFIX;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -74,10 +75,8 @@ pub struct Notification {
 impl Notification {
     fn of(d: &Delivery) -> Self {
         let r = &d.rotation;
-        let link = |code: &Option<String>| {
-            code.as_ref()
-                .map(|c| format!("https://chat.whatsapp.com/{c}"))
-        };
+        let link =
+            |code: &Option<String>| code.as_ref().map(|c| format!("{INVITE_LINK_PREFIX}{c}"));
         Notification {
             event: format!("rotation.{}", d.event_status),
             rotation_id: r.id,
