@@ -11,6 +11,7 @@
 
 mod common;
 
+use invite_rotator::store::Status;
 use invite_rotator::emulator::{Emulator, EmulatorOptions, Membership};
 use invite_rotator::store::{HistoryQuery, Store};
 use std::collections::HashSet;
@@ -116,7 +117,7 @@ async fn main() -> Result<(), Error> {
         if latest.len() == GROUPS
             && latest
                 .values()
-                .all(|r| r.id > calm_from && r.status == "succeeded")
+                .all(|r| r.id > calm_from && r.status == Status::Succeeded)
         {
             break;
         }
@@ -141,7 +142,7 @@ async fn main() -> Result<(), Error> {
         invented += recorded.difference(&issued).count();
         for r in rows
             .iter()
-            .filter(|r| &r.group_jid == jid && r.status == "succeeded")
+            .filter(|r| &r.group_jid == jid && r.status == Status::Succeeded)
         {
             let at = chain
                 .iter()
@@ -150,7 +151,7 @@ async fn main() -> Result<(), Error> {
             broken_links += usize::from(before != r.old_invite_code.as_deref());
         }
     }
-    let count = |s: &str| rows.iter().filter(|r| r.status == s).count();
+    let count = |s: Status| rows.iter().filter(|r| r.status == s).count();
     let resets_received = emulator
         .calls()
         .iter()
@@ -165,10 +166,10 @@ async fn main() -> Result<(), Error> {
     println!(
         "rotations recorded {} (succeeded {}, failed {}, unknown {}, pending {})",
         rows.len(),
-        count("succeeded"),
-        count("failed"),
-        count("unknown"),
-        count("pending")
+        count(Status::Succeeded),
+        count(Status::Failed),
+        count(Status::Unknown),
+        count(Status::Pending)
     );
     println!(
         "resets the API committed {}, reset calls received {resets_received}, calls faulted {faults} of {}",

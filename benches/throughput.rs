@@ -5,7 +5,7 @@
 //! the achieved call rate as a share of the limit and the number of 429s.
 //! Run: `cargo bench --bench throughput` (about 30 s).
 
-use invite_rotator::config::{Config, Tokens};
+use invite_rotator::config::{Config, Purpose};
 use invite_rotator::emulator::{Emulator, EmulatorOptions, Membership};
 use invite_rotator::engine::Engine;
 use invite_rotator::store::{Status, Store, Trigger};
@@ -38,7 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "[api]\nbase_url = \"{}\"\n[rate_limit]\nrequests_per_minute = {LIMIT}\n[[instance]]\nname = \"bench\"\ntoken = \"bench-token\"\n{text}",
         server.base_url()
     );
-    let config = Config::parse(&config, &dir.path().join("bench.toml"), Tokens::Resolve)?;
+    let config = Config::parse(&config, &dir.path().join("bench.toml"), Purpose::Run)?;
     let store = Store::open(&dir.path().join("history.db")).await?;
     let engine = Engine::new(&config, store)?;
 

@@ -1,6 +1,6 @@
 //! The command line, as clap sees it. The commands themselves are in [`crate::commands`].
 
-use crate::config::DEFAULT_CONFIG_PATH;
+use crate::config::defaults;
 use crate::store::Status;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -28,7 +28,7 @@ pub const VERSION: &str = concat!(
 )]
 pub struct Cli {
     /// The config file.
-    #[arg(long, global = true, env = "INVITE_ROTATOR_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    #[arg(long, global = true, env = "INVITE_ROTATOR_CONFIG", default_value = defaults::CONFIG_PATH)]
     pub config: PathBuf,
     /// Log lines as text for people or JSON for log shippers.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]

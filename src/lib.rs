@@ -33,7 +33,7 @@ pub mod ratelimit;
 pub mod rotation;
 pub mod ryzeapi;
 pub mod schedule;
-pub mod scheduler;
+pub mod timers;
 pub mod secret;
 pub mod signals;
 pub mod store;

@@ -20,7 +20,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let exit = runtime.block_on(commands::run(cli));
+    let exit = runtime.block_on(commands::dispatch(cli));
     // Work still running now (a DNS lookup on a blocking thread) must not hold the exit up.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     exit.into()

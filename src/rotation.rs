@@ -21,7 +21,7 @@ use crate::store::Rotation;
 use crate::store::{
     Begun, CallRecord, NewRotation, Settlement, Status, Store, StoreError, Trigger,
 };
-use crate::whatsapp::{InviteCode, Jid};
+use crate::whatsapp::{InviteCode, Jid, fingerprint};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -135,30 +135,24 @@ pub async fn rotate<A: RyzeApi>(
         let call = api.reset_link(&group.jid).await;
         crate::failpoint::crash("rotation::after_reset");
         run.log("resetLink", &call).await;
-        let replied = call.http_status.is_some();
         match call.result {
             Ok(reply) => {
-                return Ok(run
-                    .settle(Status::Succeeded, Some((reply.code, reply.link)), None)
-                    .await?);
+                return Ok(run.settle(Status::Succeeded, Some(reply.code), None).await?);
             }
             Err(CallError::Permanent(error)) => {
                 return Ok(run.settle(Status::Failed, None, Some(error)).await?);
             }
             Err(CallError::Unknown(error)) => {
                 run.last_error = Some(error);
-                if !replied {
-                    // No reply: the server may still be resetting. Reading too
-                    // soon would see the old link and invite a second reset.
-                    tokio::time::sleep(retry.read_back_delay).await;
-                }
+                // The reset may still be landing: a gateway can answer 5xx
+                // (or nothing) at once while the backend applies it a moment
+                // later. Reading too soon would see the old link and invite a
+                // second reset, so the read-back waits, whatever the answer.
+                tokio::time::sleep(retry.read_back_delay).await;
                 // Never reset blindly again: first learn whether this one happened.
                 match run.learn_outcome(old.as_ref()).await {
                     Learned::Happened(code) => {
-                        let link = code.link();
-                        return Ok(run
-                            .settle(Status::Succeeded, Some((code, link)), None)
-                            .await?);
+                        return Ok(run.settle(Status::Succeeded, Some(code), None).await?);
                     }
                     Learned::DidNotHappen => {}
                     Learned::CannotTell(why) => {
@@ -196,7 +190,7 @@ pub async fn settle_interrupted<A: RyzeApi>(
     row: &Rotation,
 ) -> Result<Status, StoreError> {
     // Only if still as read: two processes may meet the same leftover.
-    let from = Status::parse(&row.status).unwrap_or(Status::Pending);
+    let from = row.status;
     let jid = match Jid::parse(&row.group_jid) {
         Ok(jid) => jid,
         Err(e) => {
@@ -235,13 +229,11 @@ pub async fn settle_interrupted<A: RyzeApi>(
         .and_then(|c| InviteCode::parse(c).ok());
     let report = match (old, run.read_live_code().await) {
         (Some(old), Live::Code(now)) if now != old => {
-            tracing::info!(group = %row.group_name, code = %now, "settled at start: the interrupted reset had happened");
-            let link = now.link();
+            tracing::info!(group = %row.group_name, code = %fingerprint(now.as_str()), "settled at start: the interrupted reset had happened");
             let note = format!(
                 "{was}; the live link had changed, so the reset happened (settled at start)"
             );
-            run.settle(Status::Succeeded, Some((now, link)), Some(note))
-                .await?
+            run.settle(Status::Succeeded, Some(now), Some(note)).await?
         }
         (Some(_), Live::Code(_)) => {
             let error = format!(
@@ -336,7 +328,7 @@ impl<A: RyzeApi> Run<'_, A> {
         };
         match self.read_live_code().await {
             Live::Code(now) if &now != old => {
-                tracing::info!(group = %self.name, code = %now, "the reset had happened: the live link changed");
+                tracing::info!(group = %self.name, code = %fingerprint(now.as_str()), "the reset had happened: the live link changed");
                 Learned::Happened(now)
             }
             Live::Code(_) => Learned::DidNotHappen,
@@ -366,7 +358,7 @@ impl<A: RyzeApi> Run<'_, A> {
         let Some(before) = prev.old_invite_code.as_deref() else {
             return Ok(()); // nothing to compare with: it stays unknown
         };
-        if prev.status != Status::Unknown.as_str() {
+        if prev.status != Status::Unknown {
             return Ok(());
         }
         if before == live.as_str() {
@@ -375,7 +367,7 @@ impl<A: RyzeApi> Run<'_, A> {
                 .resolve(prev.id, Status::Failed, None, None, note)
                 .await
         } else {
-            tracing::info!(group = %self.name, rotation = prev.id, code = %live, "an earlier reset with an unknown outcome had happened");
+            tracing::info!(group = %self.name, rotation = prev.id, code = %fingerprint(live.as_str()), "an earlier reset with an unknown outcome had happened");
             let note = "the next rotation found the link changed: the reset had happened (or the link was reset outside invite-rotator meanwhile)";
             let link = live.link();
             self.store
@@ -398,8 +390,8 @@ impl<A: RyzeApi> Run<'_, A> {
         {
             tracing::warn!(
                 group = %self.name,
-                recorded = %last,
-                live = %old,
+                recorded = %fingerprint(&last),
+                live = %fingerprint(old.as_str()),
                 "the invite link was changed outside invite-rotator since its last rotation"
             );
         }
@@ -441,13 +433,12 @@ impl<A: RyzeApi> Run<'_, A> {
     async fn settle(
         &mut self,
         status: Status,
-        issued: Option<(InviteCode, String)>,
+        issued: Option<InviteCode>,
         error: Option<String>,
     ) -> Result<Report, StoreError> {
-        let (new_code, new_link) = match issued {
-            Some((code, link)) => (Some(code.as_str().to_owned()), Some(link)),
-            None => (None, None),
-        };
+        // The link is rebuilt from the validated code, never taken from a reply.
+        let new_link = issued.as_ref().map(InviteCode::link);
+        let new_code = issued.map(|code| code.as_str().to_owned());
         let settlement = Settlement {
             status,
             attempts: self.attempts,
@@ -480,7 +471,7 @@ impl<A: RyzeApi> Run<'_, A> {
                     group = %self.name,
                     rotation = self.id,
                     status = status.as_str(),
-                    new_code = settlement.new_code.as_deref().unwrap_or("-"),
+                    new_code = %settlement.new_code.as_deref().map_or_else(|| "-".to_owned(), |c| fingerprint(c).to_string()),
                     error = %e,
                     "cannot record the rotation's outcome; the row stays pending and is settled from the live link later"
                 );

@@ -34,7 +34,10 @@ impl Schedule {
             .year(Year::Disallowed)
             .build()
             .parse(text)
-            .map_err(|e| format!("{text:?} is not a valid cron schedule: {e}"))?;
+            .map_err(|e| {
+                let why = explain(text).unwrap_or_else(|| e.to_string());
+                format!("{text:?} is not a valid cron schedule: {why}")
+            })?;
         Ok(Schedule(Arc::new(Parsed {
             cron,
             text: text.trim().to_owned(),
@@ -92,6 +95,85 @@ impl Schedule {
     }
 }
 
+/// The fields of a schedule, their names and ranges, in order (seconds
+/// first when there are six).
+const FIELDS: [(&str, u32, u32); 6] = [
+    ("second", 0, 59),
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+    ("day of week", 0, 7),
+];
+
+/// Which field of `text` is wrong and how, in words (`hour 25 is out of
+/// range 0-23`), for a schedule croner refused; `None` when no field is
+/// found wrong (croner's own message is used then).
+fn explain(text: &str) -> Option<String> {
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    let fields = match parts.len() {
+        6 => &FIELDS[..],
+        5 => &FIELDS[1..],
+        _ => return None,
+    };
+    parts
+        .iter()
+        .zip(fields)
+        .find_map(|(part, &(name, lo, hi))| explain_field(part, name, lo, hi))
+}
+
+/// What is wrong with one field, if anything this check knows of: numbers
+/// out of range, steps of zero, words that are not numbers. Names (`JAN`,
+/// `MON`) and the specials (`L`, `W`, `#`, `?`) are left to croner.
+fn explain_field(field: &str, name: &str, lo: u32, hi: u32) -> Option<String> {
+    for item in field.split(',') {
+        if item.is_empty() {
+            return Some(format!("{name} has an empty entry in {field:?}"));
+        }
+        let special = match name {
+            "month" => item.chars().any(|c| c.is_ascii_alphabetic()),
+            "day of week" => item.chars().any(|c| c.is_ascii_alphabetic() || "#?".contains(c)),
+            "day of month" => item.contains(['L', 'W', '?']),
+            _ => false,
+        };
+        if special {
+            continue;
+        }
+        let (range, step) = match item.split_once('/') {
+            Some((range, step)) => (range, Some(step)),
+            None => (item, None),
+        };
+        if let Some(step) = step {
+            match step.parse::<u32>() {
+                Ok(0) => return Some(format!("{name} step in {item:?} must be at least 1")),
+                Ok(_) => {}
+                Err(_) => return Some(format!("{name} step in {item:?} is not a whole number")),
+            }
+        }
+        if range == "*" {
+            continue;
+        }
+        let bounds: Vec<&str> = match range.split_once('-') {
+            Some((a, b)) => vec![a, b],
+            None => vec![range],
+        };
+        for bound in bounds {
+            match bound.parse::<u32>() {
+                Ok(n) if n < lo || n > hi => {
+                    return Some(format!("{name} {n} is out of range {lo}-{hi}"));
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    return Some(format!(
+                        "{name} {bound:?} is not a number from {lo} to {hi}, a range such as {lo}-{hi}, a step such as */2, or *"
+                    ));
+                }
+            }
+        }
+    }
+    None
+}
+
 /// `at` in zone `tz`, or `None` at the very ends of chrono's range (year
 /// ±262,143) where the local time does not fit in a `NaiveDateTime`: croner
 /// reads the local time, and chrono panics on one out of range.
@@ -120,6 +202,18 @@ mod tests {
         assert!(Schedule::parse("0 0 3 * * * 2030").is_err());
         assert!(Schedule::parse("0 3 * *").is_err());
         assert!(Schedule::parse("61 3 * * *").is_err());
+    }
+
+    #[test]
+    fn a_refused_schedule_names_the_field_and_its_range() {
+        let e = |text| Schedule::parse(text).unwrap_err();
+        assert!(e("0 25 * * *").ends_with("hour 25 is out of range 0-23"), "{}", e("0 25 * * *"));
+        assert!(e("61 3 * * *").ends_with("minute 61 is out of range 0-59"));
+        assert!(e("0 0 3 * * *,99").contains("day of week 99 is out of range 0-7"));
+        assert!(e("0 3 32 * *").contains("day of month 32 is out of range 1-31"));
+        assert!(e("0 3 * 13 *").contains("month 13 is out of range 1-12"));
+        assert!(e("*/0 3 * * *").contains("minute step in \"*/0\" must be at least 1"));
+        assert!(e("0 x * * *").contains("hour \"x\" is not a number"));
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! good, an [`InviteCode`] is what a rotation replaces. Both are checked once at
 //! the edge (config, API reply) so nothing later meets a malformed one.
 
+use sha2::{Digest, Sha256};
 use std::fmt;
+use std::sync::OnceLock;
 
 /// The host of every WhatsApp invite link.
 pub const INVITE_LINK_PREFIX: &str = "https://chat.whatsapp.com/";
@@ -15,25 +17,29 @@ pub struct Jid(String);
 impl Jid {
     /// Parses a group JID: digits, optionally `-digits` (old-style groups), then `@g.us`.
     pub fn parse(s: &str) -> Result<Self, String> {
+        const FORM: &str = "a group JID has the form digits@g.us, such as 120363406289005073@g.us";
         let s = s.trim();
         if s.contains("chat.whatsapp.com") || s.contains('/') {
             return Err(format!(
-                "{s:?} is an invite link, which changes at every rotation; use the group's JID (digits@g.us)"
+                "{s:?} is an invite link, which changes at every rotation; {FORM}"
             ));
         }
         let Some(local) = s.strip_suffix("@g.us") else {
-            if !s.contains('@') && InviteCode::parse(s).is_ok() {
+            // Real codes are 22 letters and digits; digits alone are a JID
+            // without its domain or a phone number, never a code.
+            let code_like = s.len() >= 16 && s.bytes().any(|b| b.is_ascii_alphabetic());
+            if !s.contains('@') && code_like && InviteCode::parse(s).is_ok() {
                 return Err(format!(
-                    "{s:?} looks like an invite code, which changes at every rotation; use the group's JID (digits@g.us)"
+                    "{s:?} looks like an invite code, which changes at every rotation; {FORM}"
                 ));
             }
-            return Err(format!("{s:?} is not a group JID (expected digits@g.us)"));
+            return Err(format!("{s:?} is not a group JID; {FORM}"));
         };
         let mut parts = local.splitn(2, '-');
         let valid =
             parts.all(|p| !p.is_empty() && p.len() <= 32 && p.bytes().all(|b| b.is_ascii_digit()));
         if !valid {
-            return Err(format!("{s:?} is not a group JID (expected digits@g.us)"));
+            return Err(format!("{s:?} is not a group JID; {FORM}"));
         }
         Ok(Jid(s.to_owned()))
     }
@@ -87,13 +93,14 @@ impl InviteCode {
         Ok(InviteCode(s.to_owned()))
     }
 
-    /// Takes the code from a link `https://chat.whatsapp.com/<code>` (a query
-    /// string or trailing slash is ignored).
+    /// Takes the code from a link `https://chat.whatsapp.com/<code>` (a
+    /// trailing slash, query string or fragment is ignored). Only the code is
+    /// kept: whatever else the link held is dropped with it, and
+    /// [`InviteCode::link`] rebuilds the one canonical link.
     pub fn from_link(link: &str) -> Result<Self, String> {
         let rest = link
             .strip_prefix(INVITE_LINK_PREFIX)
-            .or_else(|| link.strip_prefix("http://chat.whatsapp.com/"))
-            .ok_or_else(|| "invite link is not a https://chat.whatsapp.com/ link".to_owned())?;
+            .ok_or_else(|| "invite link is not an https://chat.whatsapp.com/ link".to_owned())?;
         let code = rest
             .split(['?', '#'])
             .next()
@@ -119,9 +126,44 @@ impl fmt::Display for InviteCode {
     }
 }
 
+/// Never the live code: `{:?}` reaches logs and panic messages.
 impl fmt::Debug for InviteCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "InviteCode({})", self.0)
+        write!(f, "InviteCode({})", fingerprint(&self.0))
+    }
+}
+
+/// The environment variable that lets logs show whole invite codes (`1`);
+/// for debugging against the emulator, never in production: the journal is
+/// readable by more people than the history database.
+pub const LOG_CODES_VAR: &str = "INVITE_ROTATOR_LOG_CODES";
+
+/// A code as logs show it: its first 4 characters and 6 hex digits of its
+/// SHA-256 (`AbCd…3f2a1c`), enough to tell codes apart and to match a log
+/// line with a history row, useless to join the group. The whole code only
+/// with `INVITE_ROTATOR_LOG_CODES=1`.
+pub fn fingerprint(code: &str) -> Fingerprint<'_> {
+    Fingerprint(code)
+}
+
+/// See [`fingerprint`].
+pub struct Fingerprint<'a>(&'a str);
+
+impl fmt::Display for Fingerprint<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        static WHOLE: OnceLock<bool> = OnceLock::new();
+        if *WHOLE.get_or_init(|| std::env::var(LOG_CODES_VAR).is_ok_and(|v| v == "1")) {
+            return f.write_str(self.0);
+        }
+        let head: String = self.0.chars().take(4).collect();
+        let digest = Sha256::digest(self.0.as_bytes());
+        write!(f, "{head}…{:02x}{:02x}{:02x}", digest[0], digest[1], digest[2])
+    }
+}
+
+impl fmt::Debug for Fingerprint<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
@@ -139,11 +181,25 @@ mod tests {
     fn an_invite_link_or_code_where_a_jid_belongs_is_named_as_such() {
         let e = Jid::parse("https://chat.whatsapp.com/ABCdef123").unwrap_err();
         assert!(e.contains("invite link"), "{e}");
-        let e = Jid::parse("ABCdef123XYZ").unwrap_err();
+        let e = Jid::parse("AbCdEf123456GhIjKl7890").unwrap_err();
         assert!(e.contains("invite code"), "{e}");
+        let e = Jid::parse("12345").unwrap_err();
+        assert!(
+            e.contains("is not a group JID") && e.contains("digits@g.us"),
+            "{e}"
+        );
         assert!(Jid::parse("5511999999999@s.whatsapp.net").is_err());
         assert!(Jid::parse("@g.us").is_err());
         assert!(Jid::parse("12a@g.us").is_err());
+    }
+
+    #[test]
+    fn logs_and_debug_show_a_fingerprint_never_the_code() {
+        let code = InviteCode::parse("AbCdEfGhIjKlMnOpQrStUv").unwrap();
+        let shown = fingerprint(code.as_str()).to_string();
+        assert!(shown.starts_with("AbCd…") && shown.chars().count() == 11, "{shown}");
+        assert!(!format!("{code:?}").contains(code.as_str()));
+        assert_ne!(shown, fingerprint("AbCdOTHER").to_string());
     }
 
     #[test]
@@ -156,5 +212,8 @@ mod tests {
         assert!(InviteCode::parse("abc\n\u{1b}[31m").is_err());
         assert!(InviteCode::parse(&"A".repeat(MAX_CODE_LEN + 1)).is_err());
         assert!(InviteCode::from_link("https://evil.example/ABC").is_err());
+        assert!(InviteCode::from_link("http://chat.whatsapp.com/ABC").is_err());
+        let c = InviteCode::from_link("https://chat.whatsapp.com/ABC?x=\"><script>").unwrap();
+        assert_eq!(c.link(), "https://chat.whatsapp.com/ABC");
     }
 }

@@ -4,7 +4,7 @@
 #![no_main]
 
 use chrono::DateTime;
-use invite_rotator::config::{Config, Tokens};
+use invite_rotator::config::{Config, Purpose};
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 
@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // Tokens stay unread: the fuzzer must not read files or the environment.
-    match Config::parse(text, Path::new("fuzz.toml"), Tokens::Skip) {
+    match Config::parse(text, Path::new("fuzz.toml"), Purpose::Read) {
         Err(e) => {
             let _ = e.to_string();
         }

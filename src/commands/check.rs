@@ -2,13 +2,13 @@
 
 use super::{Failure, load_config, table};
 use crate::cli::CheckFormat;
-use crate::config::Tokens;
+use crate::config::Purpose;
 use crate::exit::Exit;
 use chrono::{SecondsFormat, Utc};
 use std::path::Path;
 
 pub fn run(path: &Path, next: usize, format: CheckFormat) -> Result<Exit, Failure> {
-    let config = load_config(path, Tokens::Resolve)?;
+    let config = load_config(path, Purpose::Run)?;
     let now = Utc::now();
     let upcoming = |g: &crate::config::Group| -> Vec<String> {
         g.schedule

@@ -3,7 +3,7 @@
 //! screen, a stop as SIGTERM would do it, and the history.
 
 use super::{Failure, history, run as daemon};
-use crate::config::{Config, Tokens};
+use crate::config::{Config, Purpose};
 use crate::daemon::Quiet;
 use crate::emulator::{Emulator, EmulatorOptions, Membership};
 use crate::exit::Exit;
@@ -45,7 +45,7 @@ pub async fn run(seconds: u64) -> Result<Exit, Failure> {
     }
     // The demo's own config, so its inline-token warning is not shown.
     let config =
-        Config::parse(&text, &dir.join("demo.toml"), Tokens::Resolve).map_err(Failure::Config)?;
+        Config::parse(&text, &dir.join("demo.toml"), Purpose::Run).map_err(Failure::Config)?;
     eprintln!(
         "demo: RyzeAPI emulator on {}, {} groups rotating every 5 s, history in {}; running the daemon for {seconds} s\n",
         server.base_url(),

@@ -6,7 +6,7 @@
 
 use super::{Failure, history_exists, load_config, table};
 use crate::cli::{HistoryArgs, HistoryFormat};
-use crate::config::Tokens;
+use crate::config::Purpose;
 use crate::exit::Exit;
 use crate::store::{HistoryQuery, Rotation, Store, StoreError};
 use std::io::{BufWriter, Write};
@@ -16,7 +16,7 @@ pub async fn run(config_path: &Path, args: &HistoryArgs) -> Result<Exit, Failure
     // An auditor may hold the database but not the tokens: they are not read.
     let path = match &args.database {
         Some(p) => p.clone(),
-        None => load_config(config_path, Tokens::Skip)?.database_path,
+        None => load_config(config_path, Purpose::Read)?.database_path,
     };
     if !history_exists(&path)? {
         return Ok(Exit::Success);
@@ -94,8 +94,8 @@ pub(super) fn write_table(mut out: impl Write, rows: &[Rotation]) -> std::io::Re
                 r.id.to_string(),
                 r.started_at.clone(),
                 r.group_name.clone(),
-                r.trigger.clone(),
-                r.status.clone(),
+                r.trigger.to_string(),
+                r.status.to_string(),
                 r.attempts.to_string(),
                 r.old_invite_code.clone().unwrap_or_else(dash),
                 r.new_invite_code.clone().unwrap_or_else(dash),

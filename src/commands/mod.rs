@@ -14,12 +14,12 @@ mod status;
 mod table;
 
 use crate::cli::{Cli, Command};
-use crate::config::{Config, ConfigError, Tokens};
+use crate::config::{Config, ConfigError, Purpose};
 use crate::exit::Exit;
 use std::path::Path;
 
 /// Runs the command `cli` names.
-pub async fn run(cli: Cli) -> Exit {
+pub async fn dispatch(cli: Cli) -> Exit {
     let result = match cli.command {
         Command::Check { next, format } => check::run(&cli.config, next, format),
         Command::Rotate { all, groups } => rotate::run(&cli.config, all, &groups).await,
@@ -97,7 +97,7 @@ fn history_exists(path: &Path) -> Result<bool, Failure> {
 }
 
 /// Loads the config, logging its warnings.
-fn load_config(path: &Path, tokens: Tokens) -> Result<Config, Failure> {
+fn load_config(path: &Path, tokens: Purpose) -> Result<Config, Failure> {
     let config = Config::load(path, tokens).map_err(Failure::Config)?;
     for warning in &config.warnings {
         tracing::warn!("{warning}");

@@ -1,7 +1,7 @@
 //! `rotate`: rotate groups now, through the same engine as the daemon.
 
 use super::{Failure, load_config, table};
-use crate::config::{Group, Tokens};
+use crate::config::{Group, Purpose};
 use crate::engine::Engine;
 use crate::exit::Exit;
 use crate::rotation::RotateError;
@@ -10,7 +10,7 @@ use crate::store::{Status, Store, Trigger};
 use std::path::Path;
 
 pub async fn run(path: &Path, all: bool, keys: &[String]) -> Result<Exit, Failure> {
-    let config = load_config(path, Tokens::Resolve)?;
+    let config = load_config(path, Purpose::Run)?;
     let groups: Vec<Group> = if all {
         config.groups.clone()
     } else {

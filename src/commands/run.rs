@@ -3,13 +3,13 @@
 use super::sidecars::Sidecars;
 use super::{Failure, load_config};
 use crate::clock::SystemClock;
-use crate::config::{Config, Tokens};
+use crate::config::{Config, Purpose};
 use crate::daemon::{self, Lifecycle, Reload};
 use crate::engine::Engine;
 use crate::exit::Exit;
 use crate::metrics::{Metrics, server};
 use crate::signals;
-use crate::store::Store;
+use crate::store::{LockError, Store};
 use crate::systemd::Systemd;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -20,9 +20,16 @@ use tokio::sync::mpsc;
 pub async fn run(path: &Path) -> Result<Exit, Failure> {
     // From here on a SIGTERM is a clean stop, even during start-up.
     let shutdown = signals::shutdown();
-    let config = load_config(path, Tokens::Resolve)?;
+    let config = load_config(path, Purpose::Run)?;
     release_free_memory();
-    let _lock = lock_database(&config.database_path)?;
+    // One daemon per database: two would settle and cut each other's rotations.
+    let _lock = Store::lock_daemon(&config.database_path).map_err(|e| match e {
+        LockError::Held(_) => Failure::Runtime(format!(
+            "another invite-rotator daemon is running on {} ({e})",
+            config.database_path.display()
+        )),
+        e => Failure::Runtime(format!("cannot lock {}: {e}", config.database_path.display())),
+    })?;
     let store = Store::open(&config.database_path)
         .await
         .map_err(|e| Failure::Runtime(e.to_string()))?;
@@ -51,36 +58,6 @@ pub async fn run(path: &Path) -> Result<Exit, Failure> {
     let result = serve(config, store, &lifecycle, shutdown, reload_rx, metrics).await;
     watcher.abort();
     result.map(|()| Exit::Success)
-}
-
-/// One daemon per database: two would settle and cut each other's rotations.
-/// The lock is on a file beside the database and held until the process ends.
-fn lock_database(database: &Path) -> Result<std::fs::File, Failure> {
-    let mut path = database.as_os_str().to_owned();
-    path.push(".daemon.lock");
-    let path = PathBuf::from(path);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Failure::Runtime(format!("cannot create {}: {e}", dir.display())))?;
-    }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Failure::Runtime(format!("cannot open {}: {e}", path.display())))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Failure::Runtime(format!(
-            "another invite-rotator daemon is running on {} (lock {})",
-            database.display(),
-            path.display()
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(Failure::Runtime(format!(
-            "cannot lock {}: {e}",
-            path.display()
-        ))),
-    }
 }
 
 /// The daemon under systemd, giving back start-up's transient memory once
@@ -203,7 +180,7 @@ async fn reload_on_hangup(
     };
     while hangups.recv().await.is_some() {
         tracing::info!(config = %path.display(), "SIGHUP: reloading the configuration");
-        let config = match Config::load(&path, Tokens::Resolve) {
+        let config = match Config::load(&path, Purpose::Run) {
             Ok(config) if config.database_path != store.path() => {
                 tracing::error!(
                     "reload refused: database.path changes need a restart; keeping the running configuration"

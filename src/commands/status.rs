@@ -3,7 +3,7 @@
 
 use super::{Failure, history_exists, load_config, table};
 use crate::cli::StatusFormat;
-use crate::config::Tokens;
+use crate::config::Purpose;
 use crate::exit::Exit;
 use crate::health::{self, Health};
 use crate::store::{GroupRecord, Store};
@@ -29,7 +29,7 @@ struct Line<'a> {
 
 pub async fn run(config_path: &Path, format: StatusFormat) -> Result<Exit, Failure> {
     // Like `history`, `status` needs the groups and the database, not the tokens.
-    let config = load_config(config_path, Tokens::Skip)?;
+    let config = load_config(config_path, Purpose::Read)?;
     let records = read_records(&config).await?;
     let now = Utc::now();
     let health: Vec<Health> = config

@@ -4,6 +4,8 @@
 //! zones, JIDs, references between tables, tokens) and every problem is
 //! reported at once, each naming its key, its line and the bad value.
 
+pub mod defaults;
+mod document;
 mod raw;
 mod validate;
 
@@ -11,20 +13,11 @@ use crate::schedule::Schedule;
 use crate::secret::Token;
 use crate::whatsapp::Jid;
 use chrono_tz::Tz;
-use raw::RawConfig;
 use std::fmt;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// Where the config is read from when neither `--config` nor
-/// `INVITE_ROTATOR_CONFIG` says otherwise.
-pub const DEFAULT_CONFIG_PATH: &str = "/etc/invite-rotator/config.toml";
-/// RyzeAPI's public base URL.
-pub const DEFAULT_BASE_URL: &str = "https://ryzeapi.cloud/api";
-/// The history database's default location (systemd's `StateDirectory`).
-pub const DEFAULT_DATABASE_PATH: &str = "/var/lib/invite-rotator/history.db";
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -37,6 +30,9 @@ pub struct Config {
     pub retry: RetryPolicy,
     /// Where the history lives.
     pub database_path: PathBuf,
+    /// `[database] keep_calls`: how long the per-call log and delivered hook
+    /// notifications are kept; `None` keeps them for good.
+    pub keep_calls: Option<Duration>,
     /// RyzeAPI instances, each with its token.
     pub instances: Vec<Instance>,
     /// The groups to rotate.
@@ -57,6 +53,10 @@ pub struct ApiSettings {
     pub base_url: reqwest::Url,
     /// Timeout of one HTTP call, connection included.
     pub timeout: Duration,
+    /// `proxy`: the proxy for outgoing HTTPS calls (RyzeAPI and webhooks),
+    /// reached with CONNECT so that it never sees a request. None: no proxy,
+    /// whatever the environment says.
+    pub proxy: Option<reqwest::Url>,
 }
 
 /// `[rate_limit]`.
@@ -175,15 +175,8 @@ pub enum ConfigError {
         /// Why.
         source: std::io::Error,
     },
-    /// The file is not valid TOML, has an unknown key or a value of the wrong type.
-    #[error("{path}: {message}")]
-    Syntax {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message, which names the line, the key and the value.
-        message: String,
-    },
-    /// Values that parse but are not acceptable; all of them, not just the first.
+    /// Everything wrong with the file, in the order of its lines: syntax
+    /// errors, unknown keys, wrong types, missing keys, unacceptable values.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<Invalid>),
 }
@@ -216,20 +209,24 @@ impl fmt::Display for Invalid {
     }
 }
 
-/// Whether [`Config::load`] resolves tokens. `history` reads only the database
-/// path and must work for an auditor who does not hold the tokens.
+/// What the config is loaded for, and so how much of it is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tokens {
-    /// Read every token (env var or file); a missing one is an error.
-    Resolve,
-    /// Leave tokens unread (they become empty).
-    Skip,
+pub enum Purpose {
+    /// `run`, `rotate`, `check`: everything they need is checked. Every token
+    /// and secret is read (a missing one is an error), and the history
+    /// database must be writable where it is (checked without creating it).
+    Run,
+    /// `history`, `status`: only read the database. Purpose and secrets are
+    /// left unread (they become empty), so an auditor who does not hold
+    /// them can still read the history.
+    Read,
 }
 
 impl Config {
-    /// Reads and validates the config at `path`. An inline `token` in a file
-    /// that group or others may read gets a warning naming the file.
-    pub fn load(path: &Path, tokens: Tokens) -> Result<Config, ConfigError> {
+    /// Reads and validates the config at `path` for `purpose`. An inline
+    /// `token` in a file that group or others may read gets a warning naming
+    /// the file.
+    pub fn load(path: &Path, purpose: Purpose) -> Result<Config, ConfigError> {
         let read = || -> std::io::Result<(String, u32)> {
             let mut file = std::fs::File::open(path)?;
             let mode = file.metadata()?.permissions().mode();
@@ -241,15 +238,31 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let raw: RawConfig = toml::from_str(&text).map_err(|e| syntax_error(&e, &text, path))?;
-        validate::validate(raw, &text, path, tokens, Some(mode))
+        Config::validate(&text, path, purpose, Some(mode))
     }
 
     /// Validates config text; `path` names the file in messages and anchors
     /// relative `token_file` paths.
-    pub fn parse(text: &str, path: &Path, tokens: Tokens) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| syntax_error(&e, text, path))?;
-        validate::validate(raw, text, path, tokens, None)
+    pub fn parse(text: &str, path: &Path, purpose: Purpose) -> Result<Config, ConfigError> {
+        Config::validate(text, path, purpose, None)
+    }
+
+    fn validate(
+        text: &str,
+        path: &Path,
+        purpose: Purpose,
+        mode: Option<u32>,
+    ) -> Result<Config, ConfigError> {
+        let (doc, syntax) = toml::de::DeTable::parse_recoverable(text);
+        if !syntax.is_empty() {
+            // The structure cannot be trusted past a syntax error.
+            return Err(ConfigError::Invalid(document::syntax_errors(
+                &syntax, text, path,
+            )));
+        }
+        let mut reader = document::Reader::new(text, path);
+        let raw = raw::read(&mut reader, &doc);
+        validate::validate(raw, reader, path, purpose, mode)
     }
 
     /// The group called `key`, or whose JID is `key`.
@@ -258,67 +271,6 @@ impl Config {
             .iter()
             .find(|g| g.name == key)
             .or_else(|| self.groups.iter().find(|g| g.jid.as_str() == key))
-    }
-}
-
-/// A TOML error as line, key and message. toml's own text quotes the source
-/// line, which may hold an inline token, so it is never shown.
-fn syntax_error(e: &toml::de::Error, text: &str, path: &Path) -> ConfigError {
-    let message = e.message().trim_end().to_owned();
-    let Some(span) = e.span() else {
-        return ConfigError::Syntax {
-            path: path.to_owned(),
-            message,
-        };
-    };
-    let start = span.start.min(text.len());
-    let line = text.as_bytes()[..start]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1;
-    // The key of that line (what stands before `=`), never its value.
-    let key = text
-        .lines()
-        .nth(line - 1)
-        .and_then(|l| l.split_once('='))
-        .map(|(k, _)| k.trim())
-        .filter(|k| {
-            !k.is_empty()
-                && k.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_-.\"'[] ".contains(c))
-        });
-    // serde quotes the bad value ("invalid type: integer `123`, expected a
-    // string"); a token written unquoted would be shown. Keep the kind only.
-    let about_token = key.is_some_and(|k| k.trim_matches(['"', '\'']).ends_with("token"))
-        || text.get(span).is_some_and(|s| s.contains("token"));
-    let message = if about_token {
-        without_value(&message)
-    } else {
-        message
-    };
-    let message = match key {
-        Some(key) => format!("line {line}: {key}: {message}"),
-        None => format!("line {line}: {message}"),
-    };
-    ConfigError::Syntax {
-        path: path.to_owned(),
-        message,
-    }
-}
-
-/// A parser message without the value it may quote: "invalid type: integer
-/// `123`, expected a string" becomes "invalid type: integer, expected a string".
-fn without_value(message: &str) -> String {
-    match message.find("expected") {
-        Some(at) => {
-            let head = message[..at].split(['`', '"']).next().unwrap_or_default();
-            match head.trim_end_matches([',', ' ', '\n']) {
-                "" => message[at..].to_owned(),
-                head => format!("{head}, {}", &message[at..]),
-            }
-        }
-        None => "invalid value (not shown: it may be a token)".to_owned(),
     }
 }
 

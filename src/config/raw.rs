@@ -1,47 +1,101 @@
-//! The config file as written: serde structs that mirror the TOML, with spans so
-//! that validation errors can name the line. Nothing here is trusted; `mod.rs`
-//! turns it into typed, validated values.
+//! The config file as written: one struct per table, read from the document
+//! key by key (see [`super::document`]), with spans so that validation can
+//! name the line. Nothing here is trusted; [`super::validate`] turns it into
+//! typed, validated values. A key that is required but missing is `None`
+//! here and already reported.
 
-use serde::Deserialize;
+use super::document::{Reader, SpannedStr, Table};
 use toml::Spanned;
+use toml::de::DeTable;
 
-/// A string value together with where it stands in the file.
-pub type SpannedStr = Spanned<String>;
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub struct RawConfig {
-    #[serde(default)]
     pub api: RawApi,
-    #[serde(default)]
     pub rate_limit: RawRateLimit,
-    #[serde(default)]
     pub retry: RawRetry,
-    #[serde(default)]
     pub database: RawDatabase,
-    #[serde(default)]
     pub defaults: RawDefaults,
-    #[serde(default)]
     pub instance: Vec<Spanned<RawInstance>>,
-    #[serde(default)]
     pub group: Vec<Spanned<RawGroup>>,
-    #[serde(default)]
     pub metrics: RawMetrics,
-    #[serde(default)]
     pub hook: Vec<Spanned<RawHook>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
+pub struct RawApi {
+    pub base_url: Option<SpannedStr>,
+    pub timeout: Option<SpannedStr>,
+    pub proxy: Option<SpannedStr>,
+}
+
+#[derive(Debug, Default)]
+pub struct RawRateLimit {
+    pub requests_per_minute: Option<Spanned<i64>>,
+    pub max_concurrent: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default)]
+pub struct RawRetry {
+    pub max_attempts: Option<Spanned<i64>>,
+    pub backoff_initial: Option<SpannedStr>,
+    pub backoff_max: Option<SpannedStr>,
+}
+
+#[derive(Debug, Default)]
+pub struct RawDatabase {
+    pub path: Option<SpannedStr>,
+    pub keep_calls: Option<SpannedStr>,
+}
+
+#[derive(Debug, Default)]
+pub struct RawDefaults {
+    pub timezone: Option<SpannedStr>,
+    pub jitter: Option<SpannedStr>,
+    pub catch_up: Option<bool>,
+}
+
+#[derive(Debug, Default)]
 pub struct RawMetrics {
     pub listen: Option<SpannedStr>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+pub struct RawInstance {
+    pub name: Option<SpannedStr>,
+    pub token_env: Option<SpannedStr>,
+    pub token_file: Option<SpannedStr>,
+    /// Allowed with a warning: whoever reads the config reads the token.
+    pub token: Option<SpannedStr>,
+    /// How many of `token_env`, `token_file`, `token` the file sets, values
+    /// of the wrong type included (those are reported already).
+    pub token_sources: usize,
+}
+
+// Hand-written so that an inline token can never reach a log through `{:?}`.
+impl std::fmt::Debug for RawInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawInstance")
+            .field("name", &self.name)
+            .field("token_env", &self.token_env)
+            .field("token_file", &self.token_file)
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+pub struct RawGroup {
+    pub name: Option<SpannedStr>,
+    pub instance: Option<SpannedStr>,
+    pub jid: Option<SpannedStr>,
+    pub schedule: Option<SpannedStr>,
+    pub timezone: Option<SpannedStr>,
+    pub jitter: Option<SpannedStr>,
+    pub catch_up: Option<bool>,
+}
+
 pub struct RawHook {
     pub name: Option<SpannedStr>,
-    pub kind: SpannedStr,
+    pub kind: Option<SpannedStr>,
     pub url: Option<SpannedStr>,
     pub secret_env: Option<SpannedStr>,
     pub secret_file: Option<SpannedStr>,
@@ -61,72 +115,149 @@ impl std::fmt::Debug for RawHook {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawApi {
-    pub base_url: Option<SpannedStr>,
-    pub timeout: Option<SpannedStr>,
+/// Reads every table of `doc`; problems go to `r`.
+pub(super) fn read(r: &mut Reader<'_>, doc: &Spanned<DeTable<'_>>) -> RawConfig {
+    let mut root = r.root(doc);
+    let raw = RawConfig {
+        api: api(r, &mut root),
+        rate_limit: rate_limit(r, &mut root),
+        retry: retry(r, &mut root),
+        database: database(r, &mut root),
+        defaults: defaults(r, &mut root),
+        instance: each(r, &mut root, "instance", instance),
+        group: each(r, &mut root, "group", group),
+        metrics: metrics(r, &mut root),
+        hook: each(r, &mut root, "hook", hook),
+    };
+    r.finish(root);
+    raw
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRateLimit {
-    pub requests_per_minute: Option<Spanned<i64>>,
-    pub max_concurrent: Option<Spanned<i64>>,
+/// Reads every `[[name]]` with `one`, keeping each one's span.
+fn each<'a, T>(
+    r: &mut Reader<'_>,
+    root: &mut Table<'a>,
+    name: &'static str,
+    one: fn(&mut Reader<'_>, &mut Table<'a>) -> T,
+) -> Vec<Spanned<T>> {
+    r.tables(root, name)
+        .into_iter()
+        .map(|mut t| {
+            let value = one(r, &mut t);
+            let span = t.span();
+            r.finish(t);
+            Spanned::new(span, value)
+        })
+        .collect()
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRetry {
-    pub max_attempts: Option<Spanned<i64>>,
-    pub backoff_initial: Option<SpannedStr>,
-    pub backoff_max: Option<SpannedStr>,
+fn api(r: &mut Reader<'_>, root: &mut Table<'_>) -> RawApi {
+    let mut t = r.table(root, "api");
+    let api = RawApi {
+        base_url: r.string(&mut t, "base_url"),
+        timeout: r.string(&mut t, "timeout"),
+        proxy: r.string(&mut t, "proxy"),
+    };
+    r.finish(t);
+    api
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawDatabase {
-    pub path: Option<SpannedStr>,
+fn rate_limit(r: &mut Reader<'_>, root: &mut Table<'_>) -> RawRateLimit {
+    let mut t = r.table(root, "rate_limit");
+    let rate = RawRateLimit {
+        requests_per_minute: r.integer(&mut t, "requests_per_minute"),
+        max_concurrent: r.integer(&mut t, "max_concurrent"),
+    };
+    r.finish(t);
+    rate
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawDefaults {
-    pub timezone: Option<SpannedStr>,
-    pub jitter: Option<SpannedStr>,
-    pub catch_up: Option<bool>,
+fn retry(r: &mut Reader<'_>, root: &mut Table<'_>) -> RawRetry {
+    let mut t = r.table(root, "retry");
+    let retry = RawRetry {
+        max_attempts: r.integer(&mut t, "max_attempts"),
+        backoff_initial: r.string(&mut t, "backoff_initial"),
+        backoff_max: r.string(&mut t, "backoff_max"),
+    };
+    r.finish(t);
+    retry
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawInstance {
-    pub name: SpannedStr,
-    pub token_env: Option<SpannedStr>,
-    pub token_file: Option<SpannedStr>,
-    /// Allowed with a warning: whoever reads the config reads the token.
-    pub token: Option<SpannedStr>,
+fn database(r: &mut Reader<'_>, root: &mut Table<'_>) -> RawDatabase {
+    let mut t = r.table(root, "database");
+    let database = RawDatabase {
+        path: r.string(&mut t, "path"),
+        keep_calls: r.string(&mut t, "keep_calls"),
+    };
+    r.finish(t);
+    database
 }
 
-// Hand-written so that an inline token can never reach a log through `{:?}`.
-impl std::fmt::Debug for RawInstance {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RawInstance")
-            .field("name", &self.name)
-            .field("token_env", &self.token_env)
-            .field("token_file", &self.token_file)
-            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
-            .finish()
+fn defaults(r: &mut Reader<'_>, root: &mut Table<'_>) -> RawDefaults {
+    let mut t = r.table(root, "defaults");
+    let defaults = RawDefaults {
+        timezone: r.string(&mut t, "timezone"),
+        jitter: r.string(&mut t, "jitter"),
+        catch_up: r.boolean(&mut t, "catch_up"),
+    };
+    r.finish(t);
+    defaults
+}
+
+fn metrics(r: &mut Reader<'_>, root: &mut Table<'_>) -> RawMetrics {
+    let mut t = r.table(root, "metrics");
+    let metrics = RawMetrics {
+        listen: r.string(&mut t, "listen"),
+    };
+    r.finish(t);
+    metrics
+}
+
+fn instance(r: &mut Reader<'_>, t: &mut Table<'_>) -> RawInstance {
+    let name = r.string(t, "name");
+    let token_sources = ["token_env", "token_file", "token"]
+        .into_iter()
+        .filter(|k| t.contains(k))
+        .count();
+    RawInstance {
+        token_sources,
+        name: r.required(t, "name", name, "a name"),
+        token_env: r.string(t, "token_env"),
+        token_file: r.string(t, "token_file"),
+        token: r.string(t, "token"),
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawGroup {
-    pub name: SpannedStr,
-    pub instance: SpannedStr,
-    pub jid: SpannedStr,
-    pub schedule: SpannedStr,
-    pub timezone: Option<SpannedStr>,
-    pub jitter: Option<SpannedStr>,
-    pub catch_up: Option<bool>,
+fn group(r: &mut Reader<'_>, t: &mut Table<'_>) -> RawGroup {
+    const NEEDS: &str = "name, instance, jid and schedule";
+    let (name, instance, jid, schedule) = (
+        r.string(t, "name"),
+        r.string(t, "instance"),
+        r.string(t, "jid"),
+        r.string(t, "schedule"),
+    );
+    RawGroup {
+        name: r.required(t, "name", name, NEEDS),
+        instance: r.required(t, "instance", instance, NEEDS),
+        jid: r.required(t, "jid", jid, NEEDS),
+        schedule: r.required(t, "schedule", schedule, NEEDS),
+        timezone: r.string(t, "timezone"),
+        jitter: r.string(t, "jitter"),
+        catch_up: r.boolean(t, "catch_up"),
+    }
+}
+
+fn hook(r: &mut Reader<'_>, t: &mut Table<'_>) -> RawHook {
+    let kind = r.string(t, "kind");
+    RawHook {
+        name: r.string(t, "name"),
+        kind: r.required(t, "kind", kind, "a kind (\"webhook\" or \"command\")"),
+        url: r.string(t, "url"),
+        secret_env: r.string(t, "secret_env"),
+        secret_file: r.string(t, "secret_file"),
+        command: r.strings(t, "command"),
+        on: r.strings(t, "on"),
+        groups: r.strings(t, "groups"),
+        timeout: r.string(t, "timeout"),
+    }
 }

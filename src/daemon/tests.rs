@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::clock::TokioClock;
-use crate::config::Tokens;
+use crate::config::Purpose;
 use chrono::TimeZone;
 use std::path::Path;
 use std::sync::Mutex;
@@ -63,7 +63,7 @@ fn config(groups: &[(&str, &str, &str)], extra: &str) -> Config {
             1000 + i
         ));
     }
-    Config::parse(&text, Path::new("t.toml"), Tokens::Resolve).unwrap()
+    Config::parse(&text, Path::new("t.toml"), Purpose::Read).unwrap()
 }
 
 /// Pauses tokio's clock and makes a wall clock reading `start` and a recorder
@@ -207,7 +207,7 @@ async fn jitter_delays_each_group_by_its_own_fixed_offset() {
 
     assert_eq!(fired.len(), 6);
     for f in &fired {
-        let offset = scheduler::jitter_offset(&f.group, Duration::from_secs(600));
+        let offset = timers::jitter_offset(&f.group, Duration::from_secs(600));
         let late = (f.started - f.due).to_std().unwrap();
         assert!(
             late >= offset && late < offset + Duration::from_secs(1),
@@ -306,7 +306,7 @@ async fn after_downtime_each_group_is_caught_up_once_and_new_groups_are_not() {
         [[group]]\nname = \"old\"\ninstance = \"i\"\njid = \"1@g.us\"\nschedule = \"0 3 * * *\"\n\
         [[group]]\nname = \"no-catch-up\"\ninstance = \"i\"\njid = \"2@g.us\"\nschedule = \"0 3 * * *\"\ncatch_up = false\n\
         [[group]]\nname = \"new\"\ninstance = \"i\"\njid = \"3@g.us\"\nschedule = \"0 3 * * *\"\n";
-    let config = Config::parse(text, Path::new("t.toml"), Tokens::Resolve).unwrap();
+    let config = Config::parse(text, Path::new("t.toml"), Purpose::Read).unwrap();
     let start = Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap();
 
     // A short run: only what start-up does.

@@ -123,10 +123,10 @@ impl Engine {
     fn left_behind(&self, row: &Leftover, settler: Settler, now: DateTime<Utc>) -> bool {
         let r = &row.rotation;
         // A row cut by a stop was recorded as such by the process that stopped.
-        if r.status != Status::Pending.as_str() {
+        if r.status != Status::Pending {
             return true;
         }
-        let daemons_own = settler == Settler::DaemonStart && r.trigger != Trigger::Manual.as_str();
+        let daemons_own = settler == Settler::DaemonStart && r.trigger != Trigger::Manual;
         // Settling for a busy group runs inside that group's own rotation.
         let ours = usize::from(settler == Settler::BusyGroup);
         self.writer_gone(

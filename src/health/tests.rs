@@ -104,7 +104,7 @@ fn the_next_rotation_is_the_daemons_next_fire_jitter_included_in_the_groups_zone
 
     let h = assess(0, &g, &GroupRecord::default(), now);
 
-    let fire = scheduler::upcoming_fire(0, &g, now).unwrap();
+    let fire = timers::upcoming_fire(0, &g, now).unwrap();
     let next = h.next.unwrap();
     assert_eq!(next.with_timezone(&Utc), fire.at);
     assert!(fire.at > fire.due, "the jitter share is added");

@@ -83,7 +83,7 @@ impl Notification {
             group: r.group_name.clone(),
             jid: r.group_jid.clone(),
             instance: r.instance.clone(),
-            trigger: r.trigger.clone(),
+            trigger: r.trigger.to_string(),
             status: d.event_status.clone(),
             old_link: link(&r.old_invite_code),
             old_code: r.old_invite_code.clone(),

@@ -19,13 +19,14 @@ use crate::whatsapp::{InviteCode, Jid};
 use std::future::Future;
 use std::time::Duration;
 
-/// What a successful reset returned.
+/// What a successful reset returned. Only the validated code is kept: its
+/// link is always rebuilt from it ([`InviteCode::link`]), never taken from
+/// the reply, so nothing the API added to a link reaches the history or a
+/// hook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResetReply {
     /// The new, live invite code.
     pub code: InviteCode,
-    /// Its link as the API gave it (or as derived from the code).
-    pub link: String,
 }
 
 /// What `group/info` said of the invite link.

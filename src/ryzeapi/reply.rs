@@ -125,12 +125,14 @@ pub fn parse_reset(jid: &Jid, body: &[u8]) -> Result<ResetReply, CallError> {
         (None, None) => Err("inviteCode and inviteLink are missing".to_owned()),
     }
     .map_err(|e| unknown(&e))?;
-    let link = match link {
-        Some(l) if InviteCode::from_link(l).as_ref() == Ok(&code) => l.to_owned(),
-        Some(_) => return Err(unknown("inviteLink does not match inviteCode")),
-        None => code.link(),
-    };
-    Ok(ResetReply { code, link })
+    match link.map(InviteCode::from_link) {
+        Some(Ok(linked)) if linked != code => {
+            return Err(unknown("inviteLink does not match inviteCode"));
+        }
+        Some(Err(e)) => return Err(unknown(&e)),
+        _ => {}
+    }
+    Ok(ResetReply { code })
 }
 
 /// Parses a 2xx reply to `group/info`: the link sits under `group`
@@ -178,7 +180,7 @@ mod tests {
         let body = br#"{"success":true,"message":"Group invite link reset successfully","groupJid":"120363406289005073@g.us","inviteCode":"NEW123XYZ","inviteLink":"https://chat.whatsapp.com/NEW123XYZ"}"#;
         let r = parse_reset(&jid(), body).unwrap();
         assert_eq!(r.code.as_str(), "NEW123XYZ");
-        assert_eq!(r.link, "https://chat.whatsapp.com/NEW123XYZ");
+        assert_eq!(r.code.link(), "https://chat.whatsapp.com/NEW123XYZ");
     }
 
     #[test]
@@ -190,6 +192,7 @@ mod tests {
             br#"{"success":true,"inviteCode":"x'); DROP TABLE rotations;--"}"#,
             br#"{"success":true,"groupJid":"999@g.us","inviteCode":"ABC"}"#,
             br#"{"success":true,"inviteCode":"ABC","inviteLink":"https://chat.whatsapp.com/DEF"}"#,
+            br#"{"success":true,"inviteCode":"ABC","inviteLink":"http://chat.whatsapp.com/ABC"}"#,
         ] {
             let e = parse_reset(&jid(), body).unwrap_err();
             assert!(matches!(e, CallError::Unknown(_)), "{e:?}");

@@ -5,6 +5,7 @@
 //! the daemon waits instead of failing. The file is created 0600 with its
 //! directory: it holds live invite codes.
 
+mod files;
 mod model;
 mod outbox;
 
@@ -12,6 +13,7 @@ pub use model::{
     CallRecord, GroupRecord, HistoryQuery, LastRotation, Leftover, NewRotation, Rotation,
     Settlement, Status, Trigger,
 };
+pub use files::{LockError, preflight};
 pub use outbox::{Attempt, Delivery, Recipient};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -20,7 +22,6 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, Sq
 use sqlx::{ConnectOptions, Connection};
 use sqlx::{QueryBuilder, Sqlite};
 use std::collections::HashMap;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +29,9 @@ use tokio::sync::Mutex;
 
 /// How long a write waits for another writer (a `rotate` beside the daemon).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long opening waits for another process to finish migrating the same
+/// database (a first start takes milliseconds; this long means it is stuck).
+const MIGRATION_PATIENCE: Duration = Duration::from_secs(60);
 
 /// What [`Store::begin`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,14 +85,8 @@ impl Store {
             path: path.to_owned(),
             message,
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| fail(format!("cannot create directory {}: {e}", dir.display())))?;
-        }
-        restrict(path).map_err(|e| fail(format!("cannot create it with mode 0600: {e}")))?;
+        files::prepare(path).map_err(|e| fail(format!("cannot create it (directory 0700, file 0600): {e}")))?;
+        let real = files::canonical(path).map_err(|e| fail(e.to_string()))?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -98,10 +96,17 @@ impl Store {
             .foreign_keys(true);
         // Two processes starting on a new database (the daemon, a `rotate`)
         // would both find a migration unapplied and both apply it: one at a
-        // time, under a lock beside the database.
-        let migrating = lock_for_migrations(path)
-            .await
-            .map_err(|e| fail(format!("cannot lock for migrations: {e}")))?;
+        // time, under a lock beside the database (not on the database file
+        // itself: closing any descriptor of that file would drop SQLite's own
+        // locks in this process).
+        let migrating = files::lock_waiting(
+            &real,
+            ".migrate.lock",
+            "migrating the history database",
+            MIGRATION_PATIENCE,
+        )
+        .await
+        .map_err(|e| fail(format!("cannot lock for migrations: {e}")))?;
         let mut conn = options.connect().await.map_err(|e| fail(e.to_string()))?;
         sqlx::migrate!("./migrations")
             .run(&mut conn)
@@ -109,11 +114,7 @@ impl Store {
             .map_err(|e| fail(format!("migration failed: {e}")))?;
         drop(migrating);
         // SQLite gives the WAL files the database's mode; make sure of it.
-        for suffix in ["-wal", "-shm"] {
-            let mut p = path.as_os_str().to_owned();
-            p.push(suffix);
-            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
-        }
+        files::restrict_companions(path);
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
             path: path.to_owned(),
@@ -139,6 +140,17 @@ impl Store {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Takes the daemon's lock of the database at `path`: one daemon per
+    /// database, whatever name (symlink) each was given. Creates the
+    /// directory (0700) and the database file (0600) if missing, and the lock
+    /// file beside the database's real location (0600). Held until the file
+    /// is dropped.
+    pub fn lock_daemon(path: &Path) -> Result<std::fs::File, LockError> {
+        files::prepare(path).map_err(|e| LockError::Io(path.to_owned(), e))?;
+        let real = files::canonical(path).map_err(|e| LockError::Io(path.to_owned(), e))?;
+        files::try_lock(&real, ".daemon.lock")
     }
 
     /// The error a failpoint injects for a write (see [`crate::failpoint`]).
@@ -693,33 +705,6 @@ fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .ok()
         .map(|t| t.with_timezone(&Utc))
-}
-
-/// An exclusive lock on `<database>.migrate.lock`, waited for off the runtime.
-/// (Not on the database file itself: closing any descriptor of that file
-/// would drop SQLite's own locks in this process.)
-async fn lock_for_migrations(database: &Path) -> std::io::Result<std::fs::File> {
-    let mut path = database.as_os_str().to_owned();
-    path.push(".migrate.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(PathBuf::from(path))?;
-    tokio::task::spawn_blocking(move || file.lock().map(|()| file))
-        .await
-        .map_err(std::io::Error::other)?
-}
-
-/// Creates the file 0600 if missing and tightens it if it exists.
-fn restrict(path: &Path) -> std::io::Result<()> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
 #[cfg(test)]

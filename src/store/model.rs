@@ -4,8 +4,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::time::Duration;
 
-/// Why a rotation ran.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a rotation ran. Stored in `rotations.trigger` by its [`Trigger::as_str`]
+/// name, and decoded back into this enum (never compared as text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Trigger {
     /// Its cron schedule fired.
     Schedule,
@@ -24,10 +26,20 @@ impl Trigger {
             Trigger::Manual => "manual",
         }
     }
+
+    /// Every trigger, in the order they were added.
+    pub const ALL: [Trigger; 3] = [Trigger::Schedule, Trigger::CatchUp, Trigger::Manual];
+
+    /// Parses a stored trigger name.
+    pub fn parse(s: &str) -> Option<Trigger> {
+        Trigger::ALL.into_iter().find(|t| t.as_str() == s)
+    }
 }
 
-/// Where a rotation stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a rotation stands. Stored in `rotations.status` by its
+/// [`Status::as_str`] name, and decoded back into this enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Written before the API is called; not yet settled.
     Pending,
@@ -50,18 +62,41 @@ impl Status {
         }
     }
 
+    /// Every status.
+    pub const ALL: [Status; 4] = [
+        Status::Pending,
+        Status::Succeeded,
+        Status::Failed,
+        Status::Unknown,
+    ];
+
     /// Parses a stored or typed status name.
     pub fn parse(s: &str) -> Option<Status> {
-        [
-            Status::Pending,
-            Status::Succeeded,
-            Status::Failed,
-            Status::Unknown,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == s)
+        Status::ALL.into_iter().find(|status| status.as_str() == s)
     }
 }
+
+/// Decoding a stored name: the schema's CHECK constraints admit only known
+/// names, so an error here means a database edited by hand.
+macro_rules! decoded_from_text {
+    ($($ty:ident),*) => {$(
+        impl TryFrom<String> for $ty {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> {
+                $ty::parse(&s).ok_or_else(|| {
+                    format!("{s:?} is not a stored {} name", stringify!($ty).to_lowercase())
+                })
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )*};
+}
+decoded_from_text!(Trigger, Status);
 
 /// The row written when a rotation starts.
 #[derive(Debug, Clone)]
@@ -124,7 +159,8 @@ pub struct Rotation {
     /// `instance`.
     pub instance: String,
     /// `trigger`.
-    pub trigger: String,
+    #[sqlx(try_from = "String")]
+    pub trigger: Trigger,
     /// `scheduled_for`.
     pub scheduled_for: Option<String>,
     /// `started_at`.
@@ -132,7 +168,8 @@ pub struct Rotation {
     /// `finished_at`.
     pub finished_at: Option<String>,
     /// `status`.
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: Status,
     /// `attempts`.
     pub attempts: i64,
     /// `old_invite_code`.

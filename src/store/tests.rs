@@ -48,7 +48,7 @@ async fn a_rotation_is_pending_until_settled_and_then_carries_its_codes() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("h.db")).await.unwrap();
     let id = started(&store, "vip").await;
-    assert_eq!(store.rotation(id).await.unwrap().unwrap().status, "pending");
+    assert_eq!(store.rotation(id).await.unwrap().unwrap().status, Status::Pending);
     store.record_old_code(id, Some("OLD")).await.unwrap();
     store.record_attempt(id, 1).await.unwrap();
     let settlement = Settlement {
@@ -60,7 +60,7 @@ async fn a_rotation_is_pending_until_settled_and_then_carries_its_codes() {
     };
     store.settle(id, &settlement).await.unwrap();
     let row = store.rotation(id).await.unwrap().unwrap();
-    assert_eq!(row.status, "succeeded");
+    assert_eq!(row.status, Status::Succeeded);
     assert_eq!(row.old_invite_code.as_deref(), Some("OLD"));
     assert_eq!(row.new_invite_code.as_deref(), Some("NEW"));
     assert!(row.finished_at.is_some_and(|t| t.ends_with('Z')));

@@ -29,7 +29,7 @@
 use chrono::{DateTime, Datelike, Duration as ChronoDuration, FixedOffset, Offset, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use invite_rotator::clock::SystemClock;
-use invite_rotator::config::{Config, Group, Tokens};
+use invite_rotator::config::{Config, Group, Purpose};
 use invite_rotator::daemon::{self, Lifecycle, Rotator};
 use invite_rotator::schedule::Schedule;
 use invite_rotator::store::{Store, Trigger};
@@ -207,7 +207,7 @@ fn config(n: usize, schedule: impl Fn(usize) -> (String, &'static str)) -> Confi
         let (s, tz) = schedule(i);
         text += &format!("[[group]]\nname = \"g{i}\"\ninstance = \"i\"\njid = \"{}@g.us\"\nschedule = \"{s}\"\ntimezone = \"{tz}\"\n", 100_000 + i);
     }
-    Config::parse(&text, Path::new("bench.toml"), Tokens::Resolve).unwrap()
+    Config::parse(&text, Path::new("bench.toml"), Purpose::Read).unwrap()
 }
 
 async fn temp_store() -> (Store, PathBuf) {

@@ -2,12 +2,12 @@
 
 use super::Validator;
 use crate::config::raw::{RawHook, RawMetrics};
-use crate::config::{Group, Hook, HookAction, Tokens};
+use super::read_secret_file;
+use crate::config::{Group, Hook, HookAction, Purpose, defaults};
 use crate::secret::Token;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::time::Duration;
 use toml::Spanned;
 
 impl Validator<'_> {
@@ -26,22 +26,18 @@ impl Validator<'_> {
         }
     }
 
-    pub(super) fn hooks(
-        &mut self,
-        raw: Vec<Spanned<RawHook>>,
-        groups: &[Group],
-        tokens: Tokens,
-    ) -> Vec<Hook> {
+    pub(super) fn hooks(&mut self, raw: Vec<Spanned<RawHook>>, groups: &[Group]) -> Vec<Hook> {
         let names: HashSet<&str> = groups.iter().map(|g| g.name.as_str()).collect();
         let mut seen = HashMap::new();
         let mut out = Vec::with_capacity(raw.len());
         for (i, hook) in raw.into_iter().enumerate() {
+            let at = hook.span();
             let hook = hook.into_inner();
-            if let Some(h) = self.hook(i, &hook, &names, tokens) {
+            if let Some(h) = self.hook(i, &hook, &names) {
                 if let Some(first) = seen.insert(h.key.clone(), i) {
-                    self.error(
+                    self.r.push(
                         format!("hook[{i}]"),
-                        &hook.kind,
+                        Some(at.start),
                         format!("the same target as hook[{first}]"),
                     );
                 }
@@ -51,15 +47,10 @@ impl Validator<'_> {
         out
     }
 
-    fn hook(
-        &mut self,
-        i: usize,
-        raw: &RawHook,
-        groups: &HashSet<&str>,
-        tokens: Tokens,
-    ) -> Option<Hook> {
+    fn hook(&mut self, i: usize, raw: &RawHook, groups: &HashSet<&str>) -> Option<Hook> {
         let key = |k: &str| format!("hook[{i}].{k}");
-        let action = match raw.kind.get_ref().as_str() {
+        let kind = raw.kind.as_ref()?;
+        let action = match kind.get_ref().as_str() {
             "webhook" => {
                 if let Some(command) = &raw.command {
                     self.error(
@@ -69,13 +60,13 @@ impl Validator<'_> {
                     );
                 }
                 let Some(url) = &raw.url else {
-                    self.error(key("url"), &raw.kind, "a webhook needs a url");
+                    self.error(key("url"), kind, "a webhook needs a url");
                     return None;
                 };
                 let url = self.web_url(&key("url"), url)?;
-                let secret = match tokens {
-                    Tokens::Resolve => self.hook_secret(i, raw),
-                    Tokens::Skip => None,
+                let secret = match self.purpose {
+                    Purpose::Run => self.hook_secret(i, raw),
+                    Purpose::Read => None,
                 };
                 HookAction::Webhook { url, secret }
             }
@@ -84,7 +75,7 @@ impl Validator<'_> {
                     self.error(key("url"), url, "a command hook has a command, not a url");
                 }
                 let Some(command) = &raw.command else {
-                    self.error(key("command"), &raw.kind, "a command hook needs a command");
+                    self.error(key("command"), kind, "a command hook needs a command");
                     return None;
                 };
                 if command
@@ -105,7 +96,7 @@ impl Validator<'_> {
             }
             other => {
                 let message = format!("{other:?} is not a hook kind: \"webhook\" or \"command\"");
-                self.error(key("kind"), &raw.kind, message);
+                self.error(key("kind"), kind, message);
                 return None;
             }
         };
@@ -144,7 +135,7 @@ impl Validator<'_> {
         let timeout = self.duration(
             &key("timeout"),
             raw.timeout.as_ref(),
-            Duration::from_secs(30),
+            defaults::HOOK_TIMEOUT,
         );
         if timeout.is_zero()
             && let Some(at) = &raw.timeout
@@ -198,8 +189,8 @@ impl Validator<'_> {
             }
             (None, Some(file)) => {
                 let key = format!("hook[{i}].secret_file");
-                let path = self.token_file_path(file.get_ref());
-                match std::fs::read_to_string(&path) {
+                let path = self.secret_file_path(file.get_ref());
+                match read_secret_file(&path) {
                     Ok(t) => (key, file, t),
                     Err(e) => {
                         let message = format!("cannot read secret file {}: {e}", path.display());

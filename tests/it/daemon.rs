@@ -5,9 +5,8 @@
 //! history for what they wait for, and assert no speed beyond the contract's
 //! 10-second stop.
 
-mod common;
-
-use common::{Setup, TestApp, Tuning, signal, spawn_app};
+use invite_rotator::store::{Status, Trigger};
+use crate::common::{Setup, TestApp, Tuning, signal, spawn_app};
 use invite_rotator::emulator::{EmulatorOptions, Fault, Route};
 use invite_rotator::store::Rotation;
 use std::time::{Duration, Instant};
@@ -42,7 +41,7 @@ async fn after_a_kill_and_two_missed_fires_each_group_is_caught_up_exactly_once(
         Duration::from_secs(20),
         |rows| {
             every_group(&app, rows, |r| {
-                r.trigger == "schedule" && r.status == "succeeded"
+                r.trigger == Trigger::Schedule && r.status == Status::Succeeded
             })
         },
     )
@@ -59,7 +58,7 @@ async fn after_a_kill_and_two_missed_fires_each_group_is_caught_up_exactly_once(
         Duration::from_secs(20),
         |rows| {
             every_group(&app, rows, |r| {
-                r.trigger == "catch_up" && r.status != "pending"
+                r.trigger == Trigger::CatchUp && r.status != Status::Pending
             })
         },
     )
@@ -73,14 +72,14 @@ async fn after_a_kill_and_two_missed_fires_each_group_is_caught_up_exactly_once(
     for g in &app.groups {
         assert_eq!(
             of(&rows, &g.name)
-                .filter(|r| r.trigger == "catch_up")
+                .filter(|r| r.trigger == Trigger::CatchUp)
                 .count(),
             1,
             "{}",
             g.name
         );
     }
-    assert!(rows.iter().all(|r| r.status != "pending"), "{rows:#?}");
+    assert!(rows.iter().all(|r| r.status != Status::Pending), "{rows:#?}");
     let store = app.store().await;
     for g in &app.groups {
         app.assert_chain_complete(&store, g).await;
@@ -104,7 +103,7 @@ async fn sigterm_with_resets_in_flight_exits_0_within_10_s_and_leaves_no_row_pen
     app.wait_for(
         "a reset in flight for every group",
         Duration::from_secs(20),
-        |rows| every_group(&app, rows, |r| r.status == "pending" && r.attempts == 1),
+        |rows| every_group(&app, rows, |r| r.status == Status::Pending && r.attempts == 1),
     )
     .await;
 
@@ -119,9 +118,9 @@ async fn sigterm_with_resets_in_flight_exits_0_within_10_s_and_leaves_no_row_pen
     assert_eq!(status.code(), Some(0));
     assert!(took < Duration::from_secs(10), "stopping took {took:?}");
     let rows = app.history().await;
-    assert!(rows.iter().all(|r| r.status != "pending"), "{rows:#?}");
+    assert!(rows.iter().all(|r| r.status != Status::Pending), "{rows:#?}");
     assert!(
-        rows.iter().any(|r| r.status == "unknown"),
+        rows.iter().any(|r| r.status == Status::Unknown),
         "the cut resets are recorded as unknown"
     );
 
@@ -168,7 +167,7 @@ async fn a_daemon_and_a_rotate_beside_it_share_one_budget_and_get_no_429() {
     let app = spawn_app(&[Setup::Admin; 5], options, tuning).await;
     let mut daemon = app.spawn_daemon();
     app.wait_for("the daemon rotating", Duration::from_secs(20), |rows| {
-        rows.iter().filter(|r| r.status == "succeeded").count() >= 3
+        rows.iter().filter(|r| r.status == Status::Succeeded).count() >= 3
     })
     .await;
 
@@ -186,7 +185,7 @@ async fn a_daemon_and_a_rotate_beside_it_share_one_budget_and_get_no_429() {
     let rows = app.history().await;
     let manual_ok = rows
         .iter()
-        .filter(|r| r.trigger == "manual" && r.status == "succeeded")
+        .filter(|r| r.trigger == Trigger::Manual && r.status == Status::Succeeded)
         .count();
     let skipped = stdout.lines().filter(|l| l.contains(" skipped ")).count();
     assert_eq!(manual_ok + skipped, 5, "{stdout}");
@@ -218,7 +217,7 @@ async fn sighup_applies_a_valid_new_config_and_keeps_the_running_one_when_invali
     app.wait_for(
         "the first group rotating",
         Duration::from_secs(20),
-        |rows| of(rows, "group-0").any(|r| r.status == "succeeded"),
+        |rows| of(rows, "group-0").any(|r| r.status == Status::Succeeded),
     )
     .await;
 
@@ -243,7 +242,7 @@ async fn sighup_applies_a_valid_new_config_and_keeps_the_running_one_when_invali
     app.wait_for(
         "the added group rotating",
         Duration::from_secs(20),
-        |rows| of(rows, "group-1").any(|r| r.status == "succeeded"),
+        |rows| of(rows, "group-1").any(|r| r.status == Status::Succeeded),
     )
     .await;
     signal(&daemon, "TERM");
@@ -260,7 +259,7 @@ async fn sighup_applies_a_valid_new_config_and_keeps_the_running_one_when_invali
     // The added group was not caught up at the reload: its first rotation is a scheduled one.
     let rows = app.history().await;
     assert!(
-        of(&rows, "group-1").all(|r| r.trigger == "schedule"),
+        of(&rows, "group-1").all(|r| r.trigger == Trigger::Schedule),
         "{rows:#?}"
     );
 }
@@ -306,7 +305,7 @@ async fn a_second_daemon_on_the_same_database_refuses_to_start() {
         .arg("--config")
         .arg(&app.config_path)
         .arg("run")
-        .env(common::TOKEN_VAR, common::TOKEN)
+        .env(crate::common::TOKEN_VAR, crate::common::TOKEN)
         .output()
         .await
         .unwrap();
@@ -331,7 +330,7 @@ async fn under_systemd_the_daemon_reports_ready_pings_the_watchdog_and_reports_s
         .arg(r#"WATCHDOG_PID=$$ exec "$0" --config "$1" run"#)
         .arg(env!("CARGO_BIN_EXE_invite-rotator"))
         .arg(&app.config_path)
-        .env(common::TOKEN_VAR, common::TOKEN)
+        .env(crate::common::TOKEN_VAR, crate::common::TOKEN)
         .env("NOTIFY_SOCKET", &socket_path)
         .env("WATCHDOG_USEC", "30000000")
         .stdout(std::process::Stdio::null())

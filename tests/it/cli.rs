@@ -1,9 +1,8 @@
 //! The real binary against the emulator: `rotate`, `history`, `check`, exit
 //! codes, and the token never leaking.
 
-mod common;
-
-use common::{Setup, TOKEN, Tuning, spawn_app};
+use invite_rotator::store::{Status, Trigger};
+use crate::common::{Setup, TOKEN, Tuning, spawn_app};
 use invite_rotator::emulator::EmulatorOptions;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,7 +39,7 @@ async fn rotate_all_fails_the_non_admin_and_the_gone_group_after_one_reset_each_
         let rows = app.history_of(&store, group).await;
         assert_eq!(rows.len(), 1, "{}", group.name);
         let row = &rows[0];
-        assert_eq!(row.trigger, "manual");
+        assert_eq!(row.trigger, Trigger::Manual);
         assert_eq!(row.group_jid, group.jid);
         assert_eq!(
             app.emulator.reset_calls(&group.jid),
@@ -50,7 +49,7 @@ async fn rotate_all_fails_the_non_admin_and_the_gone_group_after_one_reset_each_
         );
         match setup {
             Setup::Admin => {
-                assert_eq!(row.status, "succeeded", "{row:?}");
+                assert_eq!(row.status, Status::Succeeded, "{row:?}");
                 assert_eq!(
                     row.old_invite_code, before[i],
                     "old code is what the API had"
@@ -72,7 +71,7 @@ async fn rotate_all_fails_the_non_admin_and_the_gone_group_after_one_reset_each_
                 );
             }
             Setup::Member | Setup::Gone => {
-                assert_eq!(row.status, "failed", "{row:?}");
+                assert_eq!(row.status, Status::Failed, "{row:?}");
                 assert_eq!(row.attempts, 1);
                 assert_eq!(row.new_invite_code, None);
                 let expected = if setup == Setup::Member { "403" } else { "404" };
@@ -294,7 +293,7 @@ async fn an_interrupted_rotate_finishes_what_it_started_and_starts_nothing_more(
         .arg("--config")
         .arg(&app.config_path)
         .args(["rotate", "--all"])
-        .env(common::TOKEN_VAR, TOKEN)
+        .env(crate::common::TOKEN_VAR, TOKEN)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -302,12 +301,12 @@ async fn an_interrupted_rotate_finishes_what_it_started_and_starts_nothing_more(
     app.wait_for(
         "rotations in flight",
         std::time::Duration::from_secs(20),
-        |rows| rows.iter().any(|r| r.status == "pending"),
+        |rows| rows.iter().any(|r| r.status == Status::Pending),
     )
     .await;
 
     // Act
-    common::signal(&child, "INT");
+    crate::common::signal(&child, "INT");
     let out = child.wait_with_output().await.unwrap();
 
     // Assert
@@ -315,7 +314,7 @@ async fn an_interrupted_rotate_finishes_what_it_started_and_starts_nothing_more(
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     let rows = app.history().await;
     assert!(
-        rows.iter().all(|r| r.status == "succeeded"),
+        rows.iter().all(|r| r.status == Status::Succeeded),
         "in-flight rotations finished: {rows:#?}"
     );
     assert!(rows.len() < 6, "not every group was started: {rows:#?}");

@@ -5,7 +5,7 @@
 //! give any history at any time.
 
 use crate::config::Group;
-use crate::scheduler;
+use crate::timers;
 use crate::store::{GroupRecord, LastRotation, Status};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -48,7 +48,7 @@ impl Health {
 /// `unknown`.
 pub fn assess(index: usize, group: &Group, record: &GroupRecord, now: DateTime<Utc>) -> Health {
     let next =
-        scheduler::upcoming_fire(index, group, now).map(|f| f.at.with_timezone(&group.timezone));
+        timers::upcoming_fire(index, group, now).map(|f| f.at.with_timezone(&group.timezone));
     Health {
         next,
         last: record.last,
@@ -85,14 +85,14 @@ fn latest_fire_and_period(
     group: &Group,
     now: DateTime<Utc>,
 ) -> Option<(DateTime<Utc>, chrono::Duration)> {
-    let latest = scheduler::missed_fire(group, DateTime::<Utc>::MIN_UTC, now)?;
+    let latest = timers::missed_fire(group, DateTime::<Utc>::MIN_UTC, now)?;
     // Cron times are whole seconds: the fire before is at or before a second earlier.
     let before = group
         .schedule
         .last_at_or_before(latest - chrono::Duration::seconds(1), group.timezone)?
         .with_timezone(&Utc);
     let offset =
-        chrono::Duration::from_std(scheduler::jitter_offset(&group.name, group.jitter)).ok()?;
+        chrono::Duration::from_std(timers::jitter_offset(&group.name, group.jitter)).ok()?;
     Some((latest.checked_add_signed(offset)?, latest - before))
 }
 

@@ -8,7 +8,8 @@ use crate::ratelimit::RateLimiter;
 use crate::rotation::{self, Report, RotateError};
 use crate::ryzeapi::{self, Client, Held};
 use crate::secret::Token;
-use crate::store::{Store, Trigger};
+use crate::store::{Status, Store, Trigger};
+use crate::whatsapp::fingerprint;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use std::collections::HashMap;
@@ -148,17 +149,15 @@ impl Engine {
         if let Some(m) = &self.metrics {
             m.rotation(report.status, trigger);
         }
-        tracing::info!(
-            group = %report.group,
-            trigger = trigger.as_str(),
-            status = report.status.as_str(),
-            old = report.old_code.as_deref().unwrap_or("-"),
-            new = report.new_code.as_deref().unwrap_or("-"),
-            attempts = report.attempts,
-            duration_s = report.elapsed.as_secs_f64(),
-            error = report.error.as_deref(),
-            "rotation"
-        );
+        let code = |c: &Option<String>| c.as_deref().map_or_else(|| "-".to_owned(), |c| fingerprint(c).to_string());
+        let (old, new) = (code(&report.old_code), code(&report.new_code));
+        let (status, attempts) = (report.status.as_str(), report.attempts);
+        let seconds = report.elapsed.as_secs_f64();
+        if report.status == Status::Succeeded {
+            tracing::info!(group = %report.group, trigger = trigger.as_str(), status, %old, %new, attempts, duration_s = seconds, "rotation");
+        } else {
+            tracing::warn!(group = %report.group, trigger = trigger.as_str(), status, %old, attempts, duration_s = seconds, error = report.error.as_deref(), "rotation did not succeed");
+        }
         Ok(report)
     }
 
@@ -206,7 +205,7 @@ impl Rotator for Engine {
         match self.rotate(&group, trigger, Some(due)).await {
             Ok(_) => {}
             Err(e @ RotateError::Busy { .. }) => {
-                tracing::warn!(group = %group.name, due = %due, "{e}")
+                tracing::warn!(group = %group.name, due = %crate::telemetry::utc(due), "{e}")
             }
             Err(e) => {
                 tracing::error!(group = %group.name, error = %e, "the history cannot be written: no reset is made without its record; a row left pending is settled from the live link")
@@ -218,7 +217,7 @@ impl Rotator for Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Tokens;
+    use crate::config::Purpose;
     use std::path::Path;
 
     #[tokio::test]
@@ -233,9 +232,15 @@ mod tests {
             [[instance]]
             name = "c"
             token = "other"
+            [[group]]
+            name = "g"
+            instance = "a"
+            jid = "1@g.us"
+            schedule = "@daily"
         "#;
-        let config = Config::parse(text, Path::new("t.toml"), Tokens::Resolve).unwrap();
         let dir = tempfile::tempdir().unwrap();
+        let text = format!("[database]\npath = \"{}/h.db\"\n{text}", dir.path().display());
+        let config = Config::parse(&text, Path::new("t.toml"), Purpose::Run).unwrap();
         let store = Store::open(&dir.path().join("h.db")).await.unwrap();
         let engine = Engine::new(&config, store).unwrap();
         let (a, b, c) = (

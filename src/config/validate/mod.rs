@@ -1,10 +1,11 @@
 //! From the raw TOML to a [`Config`]: every value checked, every problem
-//! collected with its key and line.
+//! collected with its key and line (after those the reading found).
 
-use super::raw::{RawConfig, RawGroup, RawInstance, SpannedStr};
+use super::defaults;
+use super::document::{Reader, SpannedStr};
+use super::raw::{RawConfig, RawGroup, RawInstance};
 use super::{
-    ApiSettings, Config, ConfigError, DEFAULT_BASE_URL, DEFAULT_DATABASE_PATH, Group, Instance,
-    Invalid, RateLimitSettings, RetryPolicy, Tokens,
+    ApiSettings, Config, ConfigError, Group, Instance, Purpose, RateLimitSettings, RetryPolicy,
 };
 use crate::schedule::Schedule;
 use crate::secret::Token;
@@ -17,62 +18,47 @@ use toml::Spanned;
 
 mod hooks;
 
-/// The longest jitter accepted.
-const MAX_JITTER: Duration = Duration::from_secs(24 * 3600);
-
-/// Validates `raw`, parsed from `text` (the file at `path`, whose permission
-/// bits are `mode` when it was read from disk).
+/// Validates `raw`, read by `reader` from the file at `path` (whose
+/// permission bits are `mode` when it was read from disk).
 pub(super) fn validate(
     raw: RawConfig,
-    text: &str,
+    reader: Reader<'_>,
     path: &Path,
-    tokens: Tokens,
+    purpose: Purpose,
     mode: Option<u32>,
 ) -> Result<Config, ConfigError> {
     let mut v = Validator {
-        text,
+        r: reader,
         path,
         mode,
-        errors: Vec::new(),
+        purpose,
         warnings: Vec::new(),
     };
-    let mut config = v.config(raw, tokens);
-    if v.errors.is_empty() {
+    let mut config = v.config(raw);
+    let mut errors = v.r.errors;
+    if errors.is_empty() {
         config.warnings = v.warnings;
         Ok(config)
     } else {
-        Err(ConfigError::Invalid(v.errors))
+        // In the order of the file; those without a line (the file as a whole) last.
+        errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+        Err(ConfigError::Invalid(errors))
     }
 }
 
 /// Collects every error while building a [`Config`]; values that fail are
 /// replaced by placeholders so that validation goes on.
 struct Validator<'a> {
-    text: &'a str,
+    r: Reader<'a>,
     path: &'a Path,
     mode: Option<u32>,
-    errors: Vec<Invalid>,
+    purpose: Purpose,
     warnings: Vec<String>,
 }
 
 impl Validator<'_> {
-    fn line_of(&self, offset: usize) -> usize {
-        let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
-    }
-
     fn error<T>(&mut self, key: impl Into<String>, at: &Spanned<T>, message: impl Into<String>) {
-        let line = Some(self.line_of(at.span().start));
-        self.errors.push(Invalid {
-            path: self.path.to_owned(),
-            line,
-            key: key.into(),
-            message: message.into(),
-        });
+        self.r.push(key, Some(at.span().start), message);
     }
 
     fn duration(&mut self, key: &str, value: Option<&SpannedStr>, default: Duration) -> Duration {
@@ -92,15 +78,15 @@ impl Validator<'_> {
 
     /// A jitter: a duration of at most a day (a longer delay is a different schedule).
     fn jitter(&mut self, key: &str, value: Option<&SpannedStr>) -> Duration {
-        let jitter = self.duration(key, value, Duration::ZERO);
+        let jitter = self.duration(key, value, defaults::JITTER);
         match value {
-            Some(at) if jitter > MAX_JITTER => {
+            Some(at) if jitter > defaults::MAX_JITTER => {
                 self.error(
                     key,
                     at,
                     format!("{:?} is longer than the 24h a jitter may be", at.get_ref()),
                 );
-                Duration::ZERO
+                defaults::JITTER
             }
             _ => jitter,
         }
@@ -132,14 +118,11 @@ impl Validator<'_> {
         })
     }
 
-    fn config(&mut self, raw: RawConfig, tokens: Tokens) -> Config {
+    fn config(&mut self, raw: RawConfig) -> Config {
         let api = ApiSettings {
             base_url: self.base_url(raw.api.base_url.as_ref()),
-            timeout: self.duration(
-                "api.timeout",
-                raw.api.timeout.as_ref(),
-                Duration::from_secs(30),
-            ),
+            timeout: self.duration("api.timeout", raw.api.timeout.as_ref(), defaults::TIMEOUT),
+            proxy: raw.api.proxy.as_ref().and_then(|p| self.proxy(p)),
         };
         if api.timeout.is_zero()
             && let Some(at) = raw.api.timeout.as_ref()
@@ -150,25 +133,29 @@ impl Validator<'_> {
             requests_per_minute: self.positive(
                 "rate_limit.requests_per_minute",
                 raw.rate_limit.requests_per_minute.as_ref(),
-                100,
+                defaults::REQUESTS_PER_MINUTE,
             ),
             max_concurrent: self.positive(
                 "rate_limit.max_concurrent",
                 raw.rate_limit.max_concurrent.as_ref(),
-                16,
+                defaults::MAX_CONCURRENT,
             ) as usize,
         };
         let retry = RetryPolicy {
-            max_attempts: self.positive("retry.max_attempts", raw.retry.max_attempts.as_ref(), 5),
+            max_attempts: self.positive(
+                "retry.max_attempts",
+                raw.retry.max_attempts.as_ref(),
+                defaults::MAX_ATTEMPTS,
+            ),
             backoff_initial: self.duration(
                 "retry.backoff_initial",
                 raw.retry.backoff_initial.as_ref(),
-                Duration::from_secs(2),
+                defaults::BACKOFF_INITIAL,
             ),
             backoff_max: self.duration(
                 "retry.backoff_max",
                 raw.retry.backoff_max.as_ref(),
-                Duration::from_secs(300),
+                defaults::BACKOFF_MAX,
             ),
             read_back_delay: api.timeout,
         };
@@ -181,31 +168,33 @@ impl Validator<'_> {
                 "must not be shorter than retry.backoff_initial",
             );
         }
-        let database_path = match raw.database.path {
-            Some(p) if p.get_ref().trim().is_empty() => {
-                self.error("database.path", &p, "must not be empty");
-                PathBuf::new()
-            }
-            Some(p) => PathBuf::from(p.into_inner()),
-            None => PathBuf::from(DEFAULT_DATABASE_PATH),
-        };
+        let database_path = self.database_path(raw.database.path.as_ref());
+        let keep_calls = self.keep_calls(raw.database.keep_calls.as_ref());
         let defaults = Defaults {
             timezone: match raw.defaults.timezone.as_ref() {
                 Some(tz) => self.timezone("defaults.timezone", tz),
-                None => Tz::UTC,
+                None => defaults::TIMEZONE,
             },
             jitter: self.jitter("defaults.jitter", raw.defaults.jitter.as_ref()),
-            catch_up: raw.defaults.catch_up.unwrap_or(true),
+            catch_up: raw.defaults.catch_up.unwrap_or(defaults::CATCH_UP),
         };
-        let instances = self.instances(raw.instance, tokens);
+        let instances = self.instances(raw.instance);
+        if raw.group.is_empty() {
+            self.r.push(
+                "group",
+                None,
+                "no [[group]] is defined: there is nothing to rotate",
+            );
+        }
         let groups = self.groups(raw.group, &instances, &defaults);
         let metrics_listen = self.metrics(&raw.metrics);
-        let hooks = self.hooks(raw.hook, &groups, tokens);
+        let hooks = self.hooks(raw.hook, &groups);
         Config {
             api,
             rate_limit,
             retry,
             database_path,
+            keep_calls,
             instances,
             groups,
             metrics_listen,
@@ -214,13 +203,77 @@ impl Validator<'_> {
         }
     }
 
+    /// `database.path`: for [`Purpose::Run`], a place where the history can
+    /// be written (checked without creating anything).
+    fn database_path(&mut self, value: Option<&SpannedStr>) -> PathBuf {
+        let path = match value {
+            Some(p) if p.get_ref().trim().is_empty() => {
+                self.error("database.path", p, "must not be empty");
+                return PathBuf::new();
+            }
+            Some(p) => PathBuf::from(p.get_ref()),
+            None => PathBuf::from(defaults::DATABASE_PATH),
+        };
+        if self.purpose == Purpose::Run
+            && let Err(why) = crate::store::preflight(&path)
+        {
+            let message = format!("{}: {why}", path.display());
+            match value {
+                Some(at) => self.error("database.path", at, message),
+                // The default path: no line to point at.
+                None => self.r.push("database.path", None, format!("{message} (the default; set database.path)")),
+            }
+        }
+        path
+    }
+
+    /// `database.keep_calls`: a duration, or "forever".
+    fn keep_calls(&mut self, value: Option<&SpannedStr>) -> Option<Duration> {
+        match value {
+            Some(v) if v.get_ref().trim() == "forever" => None,
+            Some(v) => {
+                let keep = self.duration("database.keep_calls", Some(v), defaults::KEEP_CALLS);
+                if keep < Duration::from_secs(86_400) {
+                    self.error(
+                        "database.keep_calls",
+                        v,
+                        "must be at least a day (\"1d\"), or \"forever\"",
+                    );
+                }
+                Some(keep)
+            }
+            None => Some(defaults::KEEP_CALLS),
+        }
+    }
+
     fn base_url(&mut self, value: Option<&SpannedStr>) -> reqwest::Url {
         let fallback =
-            || reqwest::Url::parse(DEFAULT_BASE_URL).expect("the default base URL is valid");
+            || reqwest::Url::parse(defaults::BASE_URL).expect("the default base URL is valid");
         match value {
             Some(value) => self.web_url("api.base_url", value).unwrap_or_else(fallback),
             None => fallback(),
         }
+    }
+
+    /// `api.proxy`: `http://` or `https://` host and port, no credentials. It
+    /// carries only CONNECT tunnels of HTTPS calls, so it never sees a request.
+    fn proxy(&mut self, value: &SpannedStr) -> Option<reqwest::Url> {
+        let usable = reqwest::Url::parse(value.get_ref()).ok().filter(|url| {
+            matches!(url.scheme(), "http" | "https")
+                && url.host().is_some()
+                && url.username().is_empty()
+                && url.password().is_none()
+                && matches!(url.path(), "" | "/")
+        });
+        if usable.is_none() {
+            // Never quoted: it may hold a password.
+            self.error(
+                "api.proxy",
+                value,
+                "must be a proxy URL such as \"http://proxy.example.org:3128\", without credentials or a path",
+            );
+        }
+        usable
     }
 
     /// A URL that secrets may be sent to: https, or plain http to loopback
@@ -270,14 +323,16 @@ impl Validator<'_> {
     }
 
     /// The `name` of `table[i]`, trimmed; reports an empty or control-character
-    /// name, or one an earlier entry of the table already has.
+    /// name, or one an earlier entry of the table already has. `None` when
+    /// the name is missing (already reported).
     fn unique_name(
         &mut self,
         table: &str,
         i: usize,
-        value: &SpannedStr,
+        value: Option<&SpannedStr>,
         seen: &mut HashMap<String, usize>,
-    ) -> String {
+    ) -> Option<String> {
+        let value = value?;
         let key = format!("{table}[{i}].name");
         let name = value.get_ref().trim().to_owned();
         if name.is_empty() || name.chars().any(char::is_control) {
@@ -289,35 +344,33 @@ impl Validator<'_> {
                 format!("{name:?} is already used by {table}[{first}]"),
             );
         }
-        name
+        Some(name)
     }
 
-    fn instances(&mut self, raw: Vec<Spanned<RawInstance>>, tokens: Tokens) -> Vec<Instance> {
+    fn instances(&mut self, raw: Vec<Spanned<RawInstance>>) -> Vec<Instance> {
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut out = Vec::with_capacity(raw.len());
         for (i, inst) in raw.into_iter().enumerate() {
+            let at = inst.span();
             let inst = inst.into_inner();
-            let name = self.unique_name("instance", i, &inst.name, &mut seen);
-            let token = match tokens {
-                Tokens::Resolve => self.token(i, &inst),
-                Tokens::Skip => Token::new(""),
+            let token = match self.purpose {
+                Purpose::Run => self.token(i, &inst, at),
+                Purpose::Read => Token::new(""),
             };
-            out.push(Instance { name, token });
+            if let Some(name) = self.unique_name("instance", i, inst.name.as_ref(), &mut seen) {
+                out.push(Instance { name, token });
+            }
         }
         out
     }
 
-    fn token(&mut self, i: usize, inst: &RawInstance) -> Token {
+    /// The instance's token, from the one place it names.
+    fn token(&mut self, i: usize, inst: &RawInstance, at: std::ops::Range<usize>) -> Token {
         let empty = Token::new("");
-        let sources = [
-            inst.token_env.is_some(),
-            inst.token_file.is_some(),
-            inst.token.is_some(),
-        ];
-        if sources.iter().filter(|s| **s).count() != 1 {
-            self.error(
+        if inst.token_sources != 1 {
+            self.r.push(
                 format!("instance[{i}]"),
-                &inst.name,
+                Some(at.start),
                 "set exactly one of token_env, token_file or token",
             );
             return empty;
@@ -334,8 +387,8 @@ impl Validator<'_> {
             }
         } else if let Some(file) = &inst.token_file {
             let key = format!("instance[{i}].token_file");
-            let path = self.token_file_path(file.get_ref());
-            match read_token_file(&path) {
+            let path = self.secret_file_path(file.get_ref());
+            match read_secret_file(&path) {
                 Ok(t) => (key, file, t),
                 Err(e) => {
                     let message = format!("cannot read token file {}: {e}", path.display());
@@ -377,9 +430,10 @@ impl Validator<'_> {
         token
     }
 
-    /// A relative `token_file` is read from systemd's `$CREDENTIALS_DIRECTORY`
-    /// when set (`LoadCredential=`), else beside the config file.
-    fn token_file_path(&self, file: &str) -> PathBuf {
+    /// A relative `token_file` or `secret_file` is read from systemd's
+    /// `$CREDENTIALS_DIRECTORY` when set (`LoadCredential=`), else beside the
+    /// config file.
+    fn secret_file_path(&self, file: &str) -> PathBuf {
         let file = Path::new(file);
         if file.is_absolute() {
             return file.to_owned();
@@ -402,38 +456,43 @@ impl Validator<'_> {
         let mut out = Vec::with_capacity(raw.len());
         for (i, g) in raw.into_iter().enumerate() {
             let g = g.into_inner();
-            let name = self.unique_name("group", i, &g.name, &mut names);
-            let instance = g.instance.get_ref().trim().to_owned();
-            if !instances.iter().any(|x| x.name == instance) {
-                self.error(
-                    format!("group[{i}].instance"),
-                    &g.instance,
-                    format!("{instance:?} is not defined by any [[instance]]"),
-                );
-            }
-            let jid = match Jid::parse(g.jid.get_ref()) {
+            let name = self.unique_name("group", i, g.name.as_ref(), &mut names);
+            let instance = g.instance.as_ref().map(|v| {
+                let instance = v.get_ref().trim().to_owned();
+                if !instances.iter().any(|x| x.name == instance) {
+                    self.error(
+                        format!("group[{i}].instance"),
+                        v,
+                        format!("{instance:?} is not defined by any [[instance]]"),
+                    );
+                }
+                instance
+            });
+            let jid = g.jid.as_ref().and_then(|v| match Jid::parse(v.get_ref()) {
                 Ok(jid) => {
                     if let Some(first) = jids.insert(jid.as_str().to_owned(), i) {
                         self.error(
                             format!("group[{i}].jid"),
-                            &g.jid,
+                            v,
                             format!("{jid} is already used by group[{first}]; a group must rotate once per fire"),
                         );
                     }
                     Some(jid)
                 }
                 Err(message) => {
-                    self.error(format!("group[{i}].jid"), &g.jid, message);
+                    self.error(format!("group[{i}].jid"), v, message);
                     None
                 }
-            };
-            let schedule = match Schedule::parse_shared(g.schedule.get_ref(), &mut schedules) {
-                Ok(s) => Some(s),
-                Err(message) => {
-                    self.error(format!("group[{i}].schedule"), &g.schedule, message);
-                    None
+            });
+            let schedule = g.schedule.as_ref().and_then(|v| {
+                match Schedule::parse_shared(v.get_ref(), &mut schedules) {
+                    Ok(s) => Some(s),
+                    Err(message) => {
+                        self.error(format!("group[{i}].schedule"), v, message);
+                        None
+                    }
                 }
-            };
+            });
             let timezone = match g.timezone.as_ref() {
                 Some(tz) => self.timezone(&format!("group[{i}].timezone"), tz),
                 None => defaults.timezone,
@@ -442,8 +501,10 @@ impl Validator<'_> {
                 Some(j) => self.jitter(&format!("group[{i}].jitter"), Some(j)),
                 None => defaults.jitter,
             };
-            // A group with an unusable JID or schedule is reported, not kept.
-            let (Some(jid), Some(schedule)) = (jid, schedule) else {
+            // A group with anything missing or unusable is reported, not kept.
+            let (Some(name), Some(instance), Some(jid), Some(schedule)) =
+                (name, instance, jid, schedule)
+            else {
                 continue;
             };
             out.push(Group {
@@ -460,20 +521,19 @@ impl Validator<'_> {
     }
 }
 
-/// The longest token file read; a token is a few dozen bytes.
-const MAX_TOKEN_FILE_BYTES: u64 = 64 * 1024;
-
-/// Reads a token file, at most [`MAX_TOKEN_FILE_BYTES`] of it, so that a
-/// mistaken `token_file = "/dev/zero"` is an error rather than all memory.
-fn read_token_file(path: &Path) -> std::io::Result<String> {
+/// Reads a token or secret file, at most
+/// [`defaults::MAX_SECRET_FILE_BYTES`] of it, so that a mistaken
+/// `token_file = "/dev/zero"` is an error rather than all memory.
+fn read_secret_file(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
+    let limit = defaults::MAX_SECRET_FILE_BYTES;
     let mut text = String::new();
     std::fs::File::open(path)?
-        .take(MAX_TOKEN_FILE_BYTES + 1)
+        .take(limit + 1)
         .read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_TOKEN_FILE_BYTES {
+    if text.len() as u64 > limit {
         return Err(std::io::Error::other(format!(
-            "larger than {MAX_TOKEN_FILE_BYTES} bytes, not a token"
+            "larger than {limit} bytes, not a secret"
         )));
     }
     Ok(text)

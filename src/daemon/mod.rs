@@ -12,8 +12,9 @@
 
 use crate::clock::Clock;
 use crate::config::{Config, Group};
-use crate::scheduler::{self, Timers};
+use crate::timers::{self, Timers};
 use crate::store::{Store, StoreError, Trigger};
+use crate::telemetry;
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -154,12 +155,12 @@ impl<R: Rotator> Daemon<R> {
                 let since = last_served
                     .get(&g.name)
                     .map_or(seen, |last| seen.max(*last));
-                Some((scheduler::missed_fire(g, since, now)?, g.clone()))
+                Some((timers::missed_fire(g, since, now)?, g.clone()))
             })
             .collect();
         missed.sort_by_key(|(due, g)| (*due, g.name.clone()));
         for (due, group) in missed {
-            tracing::info!(group = %group.name, missed = %due, "catching up a rotation missed while the daemon was down");
+            tracing::info!(group = %group.name, missed = %telemetry::utc(due), "catching up a rotation missed while the daemon was down");
             self.dispatch(group, Trigger::CatchUp, due);
         }
         self.timers = Timers::new(&self.groups, now);
@@ -176,7 +177,7 @@ impl<R: Rotator> Daemon<R> {
     fn next_due(&self) -> String {
         self.timers
             .next_at()
-            .map_or_else(|| "never".to_owned(), |t| t.to_rfc3339())
+            .map_or_else(|| "never".to_owned(), telemetry::utc)
     }
 
     /// Starts every fire that is due, in due order, and sets each group's next.
@@ -188,14 +189,14 @@ impl<R: Rotator> Daemon<R> {
             };
             // The next fire still to come: after a clock jump or a stall the
             // fires that went by meanwhile are made up by this one, not replayed.
-            let next = scheduler::next_fire(fire.group, &group, fire.due)
+            let next = timers::next_fire(fire.group, &group, fire.due)
                 .filter(|next| next.at > now)
-                .or_else(|| scheduler::upcoming_fire(fire.group, &group, now));
+                .or_else(|| timers::upcoming_fire(fire.group, &group, now));
             if let Some(next) = next {
                 self.timers.push(next);
             }
             if self.running.contains(&group.name) {
-                tracing::info!(group = %group.name, due = %fire.due, "previous rotation still running; this fire is coalesced into it");
+                tracing::info!(group = %group.name, due = %telemetry::utc(fire.due), "previous rotation still running; this fire is coalesced into it");
                 continue;
             }
             self.dispatch(group, Trigger::Schedule, fire.due);

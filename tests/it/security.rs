@@ -2,7 +2,7 @@
 //! in a config others can read, TLS verification never switched off, and
 //! tokens kept out of panic messages.
 
-use invite_rotator::config::{Config, Tokens};
+use invite_rotator::config::{Config, Purpose};
 use invite_rotator::secret::Token;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -113,7 +113,7 @@ fn the_loader_reports_the_permissions_warning_without_logging_it() {
     // The loader returns warnings; the commands log them (one place, also on reload).
     let (_dir, path) = config_file(&config_text(&format!("token = \"{TOKEN}\"")), 0o644);
 
-    let config = Config::load(&path, Tokens::Resolve).unwrap();
+    let config = Config::load(&path, Purpose::Run).unwrap();
 
     assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
     assert!(config.warnings[0].contains(LOOSE), "{:?}", config.warnings);
@@ -178,7 +178,7 @@ fn a_token_never_appears_in_a_panic_message() {
     // Arrange: the token itself, and a config holding it.
     let token = Token::new(TOKEN);
     let (_dir, path) = config_file(&config_text(&format!("token = \"{TOKEN}\"")), 0o600);
-    let config = Config::load(&path, Tokens::Resolve).unwrap();
+    let config = Config::load(&path, Purpose::Run).unwrap();
     assert_eq!(config.instances[0].token.expose(), TOKEN);
 
     // Act: what `unwrap`, `expect` and `{:?}` in a panic would print.

@@ -1,8 +1,6 @@
 //! Many groups at once against the emulator's own per-token limit: no 429.
 
-mod common;
-
-use common::{Setup, Tuning, spawn_app};
+use crate::common::{Setup, Tuning, spawn_app};
 use invite_rotator::emulator::EmulatorOptions;
 use invite_rotator::store::{Status, Trigger};
 use std::time::Duration;

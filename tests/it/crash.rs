@@ -3,9 +3,8 @@
 //! hold what the API did: the new code if the reset happened, no second reset
 //! where none was needed, nothing left `pending`.
 
-mod common;
-
-use common::{Setup, TestApp, Tuning, signal, spawn_app};
+use invite_rotator::store::Status;
+use crate::common::{Setup, TestApp, Tuning, signal, spawn_app};
 use invite_rotator::emulator::EmulatorOptions;
 use invite_rotator::store::Rotation;
 use std::os::unix::process::ExitStatusExt;
@@ -44,11 +43,11 @@ async fn crash_rotate_at_then_start_the_daemon(point: &str) -> (TestApp, Vec<Rot
     );
     let left = app.history().await;
     assert_eq!(left.len(), 1, "{left:?}");
-    assert_eq!(left[0].status, "pending", "a crash leaves the row pending");
+    assert_eq!(left[0].status, Status::Pending, "a crash leaves the row pending");
 
     let mut daemon = app.spawn_daemon();
     app.wait_for("the start-up settlement", Duration::from_secs(30), |rows| {
-        rows.len() == 1 && rows[0].status != "pending"
+        rows.len() == 1 && rows[0].status != Status::Pending
     })
     .await;
     signal(&daemon, "TERM");
@@ -65,7 +64,7 @@ async fn crash_rotate_at_then_start_the_daemon(point: &str) -> (TestApp, Vec<Rot
 /// issued, and the restart made no reset of its own.
 fn assert_the_issued_code_was_recorded_without_a_second_reset(app: &TestApp, rows: &[Rotation]) {
     let chain = app.emulator.code_chain(&app.groups[0].jid);
-    assert_eq!(rows[0].status, "succeeded");
+    assert_eq!(rows[0].status, Status::Succeeded);
     assert_eq!(rows[0].new_invite_code.as_ref(), chain.get(1));
     assert_eq!(
         app.emulator.reset_calls(&app.groups[0].jid),
@@ -78,7 +77,7 @@ fn assert_the_issued_code_was_recorded_without_a_second_reset(app: &TestApp, row
 async fn a_crash_right_after_the_pending_row_settles_as_failed_with_no_reset() {
     let (app, rows) = crash_rotate_at_then_start_the_daemon("rotation::after_begin").await;
 
-    assert_eq!(rows[0].status, "failed");
+    assert_eq!(rows[0].status, Status::Failed);
     assert_eq!(rows[0].attempts, 0);
     assert!(
         rows[0]
@@ -94,7 +93,7 @@ async fn a_crash_right_after_the_pending_row_settles_as_failed_with_no_reset() {
 async fn a_crash_before_the_reset_is_sent_settles_as_failed_from_the_unchanged_link() {
     let (app, rows) = crash_rotate_at_then_start_the_daemon("rotation::before_reset").await;
 
-    assert_eq!(rows[0].status, "failed");
+    assert_eq!(rows[0].status, Status::Failed);
     assert_eq!(
         rows[0].attempts, 1,
         "the attempt was recorded before the call"
@@ -149,7 +148,7 @@ async fn a_rotate_meeting_a_row_its_crashed_predecessor_left_settles_it_first() 
     assert!(again.status.success(), "{again:?}");
     let rows = app.history().await;
     assert_eq!(rows.len(), 2, "{rows:?}");
-    assert!(rows.iter().all(|r| r.status == "succeeded"), "{rows:?}");
+    assert!(rows.iter().all(|r| r.status == Status::Succeeded), "{rows:?}");
     assert_eq!(app.emulator.reset_calls(&app.groups[0].jid), 2);
     let store = app.store().await;
     app.assert_chain_complete(&store, &app.groups[0]).await;
@@ -178,7 +177,7 @@ async fn a_daemon_aborted_after_a_reset_records_it_when_started_again_and_goes_o
         |rows| {
             app.groups.iter().all(|g| {
                 rows.iter()
-                    .filter(|r| r.group_name == g.name && r.status == "succeeded")
+                    .filter(|r| r.group_name == g.name && r.status == Status::Succeeded)
                     .count()
                     >= 3
             })
@@ -190,7 +189,7 @@ async fn a_daemon_aborted_after_a_reset_records_it_when_started_again_and_goes_o
 
     // Assert: the crashed rotation's code is recorded; every chain complete.
     let rows = app.history().await;
-    assert!(rows.iter().all(|r| r.status != "pending"), "{rows:?}");
+    assert!(rows.iter().all(|r| r.status != Status::Pending), "{rows:?}");
     let store = app.store().await;
     for g in &app.groups {
         app.assert_chain_complete(&store, g).await;
@@ -236,7 +235,7 @@ async fn killed_at_random_moments_under_faults_the_history_still_holds_every_iss
             app.groups.iter().all(|g| {
                 rows.iter()
                     .rfind(|r| r.group_name == g.name)
-                    .is_some_and(|r| r.id > calm_from && r.status == "succeeded")
+                    .is_some_and(|r| r.id > calm_from && r.status == Status::Succeeded)
             })
         },
     )
@@ -253,7 +252,7 @@ async fn killed_at_random_moments_under_faults_the_history_still_holds_every_iss
     let rows = app.history().await;
     let open: Vec<_> = rows
         .iter()
-        .filter(|r| r.status == "pending" || r.status == "unknown")
+        .filter(|r| r.status == Status::Pending || r.status == Status::Unknown)
         .collect();
     assert!(open.is_empty(), "seed {seed}: {open:#?}");
     assert!(

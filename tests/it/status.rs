@@ -1,10 +1,8 @@
 //! `status` through the real binary: marks, exit codes, JSON Lines, and
 //! reading beside a running daemon.
 
-mod common;
-
 use chrono::{Duration, Utc};
-use common::{Setup, TestApp, Tuning, spawn_app};
+use crate::common::{Setup, TestApp, Tuning, spawn_app};
 use invite_rotator::emulator::EmulatorOptions;
 
 async fn app(setups: &[Setup]) -> TestApp {
@@ -164,6 +162,6 @@ async fn status_reads_the_history_while_the_daemon_runs() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let line: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
     assert_eq!(line["group"], "group-0");
-    common::signal(&daemon, "TERM");
+    crate::common::signal(&daemon, "TERM");
     assert_eq!(daemon.wait().await.unwrap().code(), Some(0));
 }

@@ -47,7 +47,6 @@ impl RyzeApi for Disconnected {
     async fn reset_link(&self, _jid: &Jid) -> Call<ResetReply> {
         self.reply(ResetReply {
             code: code("NEW"),
-            link: code("NEW").link(),
         })
     }
 
@@ -144,13 +143,13 @@ async fn an_instance_disconnected_for_an_hour_gets_a_probe_per_backoff_not_a_cal
     // and every fire left a readable row: failed, saying why, nothing pending.
     let rows = store.history(&HistoryQuery::default()).await.unwrap();
     assert_eq!(rows.len(), fires * 10);
-    let held: Vec<_> = rows.iter().filter(|r| r.status != "succeeded").collect();
+    let held: Vec<_> = rows.iter().filter(|r| r.status != Status::Succeeded).collect();
     assert!(
         held.len() >= 200,
         "only {} rotations met the disconnected instance",
         held.len()
     );
-    assert!(held.iter().all(|r| r.status == "failed" && r.attempts == 0));
+    assert!(held.iter().all(|r| r.status == Status::Failed && r.attempts == 0));
     assert!(
         held.iter().all(|r| r
             .error
@@ -161,5 +160,5 @@ async fn an_instance_disconnected_for_an_hour_gets_a_probe_per_backoff_not_a_cal
         held.iter()
             .find(|r| !r.error.as_deref().unwrap_or("").contains("not connected"))
     );
-    assert!(rows.iter().all(|r| r.status != "pending"));
+    assert!(rows.iter().all(|r| r.status != Status::Pending));
 }

@@ -1,10 +1,9 @@
 //! 10,000 groups due in the same second, through the real daemon loop, engine,
 //! store and shared rate budget, against the emulator with a fast limit.
 
-mod common;
-
+use invite_rotator::store::{Status, Trigger};
 use chrono::{Timelike, Utc};
-use common::{Setup, Tuning, spawn_app};
+use crate::common::{Setup, Tuning, spawn_app};
 use invite_rotator::clock::SystemClock;
 use invite_rotator::daemon::{self, Quiet};
 use invite_rotator::emulator::EmulatorOptions;
@@ -58,7 +57,7 @@ async fn ten_thousand_groups_due_in_the_same_second_all_rotate_and_none_is_dropp
     app.wait_for(
         "10,000 settled rotations",
         Duration::from_secs(240),
-        |rows| rows.iter().filter(|r| r.status != "pending").count() >= GROUPS,
+        |rows| rows.iter().filter(|r| r.status != Status::Pending).count() >= GROUPS,
     )
     .await;
     let _ = stop.send(());
@@ -69,7 +68,7 @@ async fn ten_thousand_groups_due_in_the_same_second_all_rotate_and_none_is_dropp
     assert_eq!(rows.len(), GROUPS, "each group once");
     assert!(
         rows.iter()
-            .all(|r| r.status == "succeeded" && r.trigger == "schedule")
+            .all(|r| r.status == Status::Succeeded && r.trigger == Trigger::Schedule)
     );
     let due = invite_rotator::store::timestamp(due.with_nanosecond(0).unwrap());
     assert!(

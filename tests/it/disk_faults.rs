@@ -3,9 +3,8 @@
 //! recorded first, and a result that cannot be written is retried or, at
 //! worst, settled from the live link by the next process.
 
-mod common;
-
-use common::{Setup, TestApp, Tuning, signal, spawn_app};
+use invite_rotator::store::{Status, Trigger};
+use crate::common::{Setup, TestApp, Tuning, signal, spawn_app};
 use invite_rotator::emulator::EmulatorOptions;
 use invite_rotator::engine::Engine;
 use invite_rotator::rotation::RotateError;
@@ -69,7 +68,7 @@ async fn a_result_that_fails_to_write_twice_is_retried_and_recorded() {
     assert!(out.status.success(), "{out:?}");
     assert!(stderr(&out).contains("retrying"), "{}", stderr(&out));
     let rows = app.history().await;
-    assert_eq!(rows[0].status, "succeeded");
+    assert_eq!(rows[0].status, Status::Succeeded);
     let store = app.store().await;
     app.assert_chain_complete(&store, &app.groups[0]).await;
 }
@@ -86,11 +85,12 @@ async fn a_result_that_cannot_be_written_is_logged_and_settled_by_the_next_proce
         .await;
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let issued = app.emulator.current_code(&app.groups[0].jid).unwrap();
+    let shown = invite_rotator::whatsapp::fingerprint(&issued).to_string();
     assert!(
-        stderr(&out).contains(&issued),
-        "the issued code is logged so it is not lost meanwhile"
+        stderr(&out).contains(&shown) && !stderr(&out).contains(&issued),
+        "the issued code's fingerprint is logged (never the live code itself)"
     );
-    assert_eq!(app.history().await[0].status, "pending");
+    assert_eq!(app.history().await[0].status, Status::Pending);
 
     // Act: the next rotate finds the row's writer gone.
     let again = app.run(&["rotate", "group-0"]).await;
@@ -98,7 +98,7 @@ async fn a_result_that_cannot_be_written_is_logged_and_settled_by_the_next_proce
     // Assert: the first row got the code it issued; both resets are recorded.
     assert!(again.status.success(), "{again:?}");
     let rows = app.history().await;
-    assert_eq!(rows[0].status, "succeeded");
+    assert_eq!(rows[0].status, Status::Succeeded);
     assert_eq!(rows[0].new_invite_code.as_deref(), Some(issued.as_str()));
     let store = app.store().await;
     app.assert_chain_complete(&store, &app.groups[0]).await;
@@ -118,7 +118,7 @@ async fn the_daemon_reports_an_unwritable_history_loudly_and_keeps_running() {
     app.wait_for(
         "rotations after the fault",
         Duration::from_secs(30),
-        |rows| rows.iter().filter(|r| r.status == "succeeded").count() >= 2,
+        |rows| rows.iter().filter(|r| r.status == Status::Succeeded).count() >= 2,
     )
     .await;
     signal(&daemon, "TERM");
@@ -152,7 +152,7 @@ async fn a_read_only_history_stops_the_rotation_before_any_call() {
     let result = engine
         .rotate(
             &config.groups[0],
-            invite_rotator::store::Trigger::Manual,
+            Trigger::Manual,
             None,
         )
         .await;
@@ -186,7 +186,7 @@ async fn a_history_locked_by_another_writer_stops_the_rotation_before_any_call()
     let locked = engine
         .rotate(
             &config.groups[0],
-            invite_rotator::store::Trigger::Manual,
+            Trigger::Manual,
             None,
         )
         .await;
@@ -194,7 +194,7 @@ async fn a_history_locked_by_another_writer_stops_the_rotation_before_any_call()
     let after = engine
         .rotate(
             &config.groups[0],
-            invite_rotator::store::Trigger::Manual,
+            Trigger::Manual,
             None,
         )
         .await;
@@ -215,7 +215,7 @@ async fn rotate_with_file_size_limit(app: &TestApp, bytes: u64) -> std::process:
     cmd.arg("--config")
         .arg(&app.config_path)
         .args(["rotate", "--all"])
-        .env(common::TOKEN_VAR, common::TOKEN)
+        .env(crate::common::TOKEN_VAR, crate::common::TOKEN)
         .stdin(std::process::Stdio::null());
     // SAFETY: between fork and exec only async-signal-safe calls are made:
     // signal(2) and setrlimit(2).
@@ -260,7 +260,7 @@ async fn a_full_disk_at_any_write_never_loses_a_reset() {
         assert!(free.status.success(), "{kib} KiB: {free:?}");
         let rows = app.history().await;
         assert!(
-            rows.iter().all(|r| r.status != "pending"),
+            rows.iter().all(|r| r.status != Status::Pending),
             "{kib} KiB: {rows:#?}\n{full:?}"
         );
         let store = app.store().await;
@@ -286,7 +286,7 @@ async fn a_result_the_daemon_could_not_write_is_settled_at_the_group_s_next_fire
     app.wait_for(
         "rotations after the failed write",
         Duration::from_secs(30),
-        |rows| rows.iter().filter(|r| r.status == "succeeded").count() >= 3,
+        |rows| rows.iter().filter(|r| r.status == Status::Succeeded).count() >= 3,
     )
     .await;
     signal(&daemon, "TERM");
@@ -294,7 +294,7 @@ async fn a_result_the_daemon_could_not_write_is_settled_at_the_group_s_next_fire
 
     // Assert: the row left pending was settled with the code its reset issued.
     let rows = app.history().await;
-    assert_eq!(rows[0].status, "succeeded", "{:#?}", rows[0]);
+    assert_eq!(rows[0].status, Status::Succeeded, "{:#?}", rows[0]);
     let store = app.store().await;
     app.assert_chain_complete(&store, &app.groups[0]).await;
 }

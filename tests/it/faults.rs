@@ -2,9 +2,7 @@
 //! issued is missing from the history, and no reset follows an unknown outcome
 //! without a read of the link in between.
 
-mod common;
-
-use common::{Setup, Tuning, spawn_app};
+use crate::common::{Setup, Tuning, spawn_app};
 use invite_rotator::emulator::{EmulatorOptions, Fault, Route};
 use invite_rotator::store::{Status, Trigger};
 use std::time::Duration;
@@ -18,7 +16,7 @@ fn leaves_outcome_unknown(fault: Fault) -> bool {
 async fn rotate_with(
     route: Route,
     faults: &[Fault],
-) -> (common::TestApp, invite_rotator::rotation::Report) {
+) -> (crate::common::TestApp, invite_rotator::rotation::Report) {
     let tuning = Tuning {
         timeout: "300ms",
         ..Tuning::default()
@@ -37,7 +35,7 @@ async fn rotate_with(
 
 /// Between any two resets of the group, if the first one's outcome was
 /// unknown, the link was read.
-fn assert_no_blind_reset(app: &common::TestApp) {
+fn assert_no_blind_reset(app: &crate::common::TestApp) {
     let calls = app.emulator.calls();
     let resets: Vec<usize> = calls
         .iter()
@@ -161,7 +159,7 @@ async fn a_disconnected_instance_fails_after_max_attempts_without_a_reset_taking
         Tuning::default(),
     )
     .await;
-    app.emulator.set_connected(common::INSTANCE, false);
+    app.emulator.set_connected(crate::common::INSTANCE, false);
     let (config, engine) = app.engine().await;
 
     let report = engine

@@ -1,10 +1,9 @@
 //! `spawn_app`: an emulator on port 0, a fresh database in a temp dir, and a
 //! config that points one at the other.
-#![allow(dead_code)] // each test binary uses a different part of this
 
-use invite_rotator::config::{Config, Tokens};
+use invite_rotator::config::{Config, Purpose};
 use invite_rotator::emulator::{Emulator, EmulatorOptions, Membership, RunningEmulator};
-use invite_rotator::store::{HistoryQuery, Rotation, Store};
+use invite_rotator::store::{HistoryQuery, Rotation, Status, Store};
 use std::path::PathBuf;
 use std::process::Output;
 
@@ -15,6 +14,8 @@ pub const INSTANCE: &str = "sales";
 
 pub struct TestApp {
     pub emulator: Emulator,
+    /// Held, not read: dropping it stops the emulator.
+    #[allow(dead_code)]
     pub server: RunningEmulator,
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
@@ -132,7 +133,7 @@ impl TestApp {
     pub fn config(&self) -> Config {
         // SAFETY: every test sets this variable to the same value.
         unsafe { std::env::set_var(TOKEN_VAR, TOKEN) };
-        Config::load(&self.config_path, Tokens::Resolve).expect("test config is valid")
+        Config::load(&self.config_path, Purpose::Run).expect("test config is valid")
     }
 
     /// The config and an engine on it, as `rotate` builds them.
@@ -266,7 +267,7 @@ impl TestApp {
             "{}: history's new codes differ from the codes the API issued",
             group.name
         );
-        for r in rows.iter().filter(|r| r.status == "succeeded") {
+        for r in rows.iter().filter(|r| r.status == Status::Succeeded) {
             let new = r
                 .new_invite_code
                 .as_ref()

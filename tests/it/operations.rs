@@ -2,14 +2,13 @@
 //! `/healthz`, and webhooks that reach a receiver which fails at first,
 //! across a daemon restart.
 
-mod common;
-
+use invite_rotator::store::Status;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use chrono::{DateTime, Datelike, Timelike, Utc};
-use common::{Setup, TestApp, Tuning, signal, spawn_app};
+use crate::common::{Setup, TestApp, Tuning, signal, spawn_app};
 use invite_rotator::emulator::EmulatorOptions;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -81,7 +80,7 @@ fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]
 fn hook_key(app: &TestApp) -> String {
     let config = invite_rotator::config::Config::load(
         &app.config_path,
-        invite_rotator::config::Tokens::Skip,
+        invite_rotator::config::Purpose::Read,
     )
     .unwrap();
     config.hooks[0].key.clone()
@@ -110,7 +109,7 @@ async fn metrics_parse_as_prometheus_text_and_count_the_rotations_done() {
 
     // Act: let the three rotations happen, then scrape.
     app.wait_for("three settled rotations", Duration::from_secs(30), |rows| {
-        rows.len() == 3 && rows.iter().all(|r| r.status != "pending")
+        rows.len() == 3 && rows.iter().all(|r| r.status != Status::Pending)
     })
     .await;
     let (status, text) = get(&format!("http://127.0.0.1:{port}/metrics")).await;
@@ -247,7 +246,7 @@ async fn a_webhook_failing_its_first_5_deliveries_gets_every_notification_once_a
     // still fails, and started again.
     let mut first = app.spawn_daemon_with(&env);
     app.wait_for("three settled rotations", Duration::from_secs(30), |rows| {
-        rows.len() == 3 && rows.iter().all(|r| r.status != "pending")
+        rows.len() == 3 && rows.iter().all(|r| r.status != Status::Pending)
     })
     .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -379,7 +378,7 @@ async fn a_command_hook_runs_with_the_facts_in_its_environment_and_never_the_dae
         "{env}"
     );
     assert!(env.contains("INVITE_ROTATOR_IDEMPOTENCY_KEY=invite-rotator-"));
-    assert!(!env.contains(common::TOKEN_VAR), "{env}");
+    assert!(!env.contains(crate::common::TOKEN_VAR), "{env}");
     let deliveries = store.deliveries_of(&key).await.unwrap();
     assert_eq!(
         deliveries.len(),

@@ -1,0 +1,41 @@
+//! Every default and bound of the config, in one place: what a key is when
+//! the file leaves it out, and the limits a value must stay within. The
+//! README and `config.example.toml` quote these.
+
+use std::time::Duration;
+
+/// Where the config is read from when neither `--config` nor
+/// `INVITE_ROTATOR_CONFIG` says otherwise.
+pub const CONFIG_PATH: &str = "/etc/invite-rotator/config.toml";
+/// `api.base_url`: RyzeAPI's public base URL.
+pub const BASE_URL: &str = "https://ryzeapi.cloud/api";
+/// `api.timeout`: one HTTP call, connection included.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+/// `rate_limit.requests_per_minute`: the API's documented limit per token.
+pub const REQUESTS_PER_MINUTE: u32 = 100;
+/// `rate_limit.max_concurrent`: rotations in flight at once.
+pub const MAX_CONCURRENT: u32 = 16;
+/// `retry.max_attempts`: reset calls per rotation (reads counted apart).
+pub const MAX_ATTEMPTS: u32 = 5;
+/// `retry.backoff_initial`: the first backoff's ceiling.
+pub const BACKOFF_INITIAL: Duration = Duration::from_secs(2);
+/// `retry.backoff_max`: no backoff is longer.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// `database.path`: systemd's `StateDirectory`.
+pub const DATABASE_PATH: &str = "/var/lib/invite-rotator/history.db";
+/// `database.keep_calls`: how long the per-call log and delivered hook
+/// notifications are kept (rotations are kept for good).
+pub const KEEP_CALLS: Duration = Duration::from_secs(90 * 86_400);
+/// `defaults.timezone`.
+pub const TIMEZONE: chrono_tz::Tz = chrono_tz::Tz::UTC;
+/// `defaults.jitter`.
+pub const JITTER: Duration = Duration::ZERO;
+/// `defaults.catch_up`.
+pub const CATCH_UP: bool = true;
+/// The longest jitter accepted: a longer delay is a different schedule.
+pub const MAX_JITTER: Duration = Duration::from_secs(24 * 3600);
+/// `hook[].timeout`: one delivery.
+pub const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most read of a `token_file` or `secret_file`: a secret is a few dozen
+/// bytes, and a mistaken `/dev/zero` must be an error, not all memory.
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;

@@ -1,0 +1,23 @@
+//! The integration tests: one binary, one module per area, helpers in
+//! [`common`] (`spawn_app`: an emulator on port 0, a fresh database, a config
+//! pointing one at the other).
+
+mod common;
+
+mod cli;
+mod client;
+mod config_errors;
+mod crash;
+mod daemon;
+mod disconnected;
+mod disk_faults;
+mod ecosystem;
+mod faults;
+mod operations;
+mod properties;
+mod rate_limit;
+mod scale;
+mod security;
+mod status;
+mod systemd;
+mod workflow;
