@@ -1,6 +1,6 @@
 //! Build script: the git revision shown by `--version`, from
 //! `git rev-parse --short HEAD` in a git checkout, else "unknown" (a source
-//! tarball, or no git installed).
+//! tarball, or no git installed); and the commit's date, for the man pages.
 
 use std::path::Path;
 use std::process::Command;
@@ -30,6 +30,14 @@ fn main() {
         "cargo:rustc-env=INVITE_ROTATOR_REVISION={}",
         revision.as_deref().unwrap_or("unknown")
     );
+    // The man pages' date: the commit's day, so that a rebuild of the same
+    // commit gives the same pages; outside git, the day cargo set for the
+    // package or a fixed one.
+    let date = revision
+        .as_ref()
+        .and_then(|_| git(&["log", "-1", "--format=%cs"]))
+        .unwrap_or_else(|| "2026-12-02".to_owned());
+    println!("cargo:rustc-env=INVITE_ROTATOR_DATE={date}");
 }
 
 /// The trimmed output of a successful, non-empty `git` call.

@@ -27,24 +27,88 @@ pub const VERSION: &str = concat!(
     max_term_width = 100
 )]
 pub struct Cli {
-    /// The config file.
-    #[arg(long, global = true, env = "INVITE_ROTATOR_CONFIG", default_value = defaults::CONFIG_PATH)]
-    pub config: PathBuf,
-    /// Log lines as text for people or JSON for log shippers.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    /// The config file, for the commands that read one (also accepted after
+    /// the command's name).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Log lines as text for people or JSON for log shippers (also accepted
+    /// after the command's name).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
-/// How log lines are written (to stderr).
+/// `--config` and `--log-format`, for the commands that read the config.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfigArgs {
+    /// The config file [default: $INVITE_ROTATOR_CONFIG, else
+    /// /etc/invite-rotator/config.toml].
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// `--log-format`, for the commands that log.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct LogArgs {
+    /// Log lines as text for people or JSON for log shippers [default: text;
+    /// under systemd, the journal].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
-    /// One readable line per event.
+    /// One readable line per event (under systemd: journal entries with
+    /// structured fields).
     Text,
     /// One JSON object per event.
     Json,
+}
+
+/// The environment variable naming the config when `--config` does not.
+pub const CONFIG_VAR: &str = "INVITE_ROTATOR_CONFIG";
+
+impl Cli {
+    /// The log format: the command's `--log-format`, else the one before it,
+    /// else text.
+    pub fn log_format(&self) -> LogFormat {
+        let own = match &self.command {
+            Command::Run(c)
+            | Command::Check { common: c, .. }
+            | Command::Rotate { common: c, .. }
+            | Command::Status { common: c, .. } => c.log.log_format,
+            Command::History(h) => h.common.log.log_format,
+            Command::Demo { log, .. } | Command::Emulator { log, .. } => log.log_format,
+            Command::Completions { .. } | Command::Manpage { .. } => None,
+        };
+        own.or(self.log_format).unwrap_or(LogFormat::Text)
+    }
+
+    /// The config file of a command that reads one: its own `--config`,
+    /// else the one before the command, else `$INVITE_ROTATOR_CONFIG`, else
+    /// the default. `None` for a command that reads no config.
+    pub fn config_path(&self) -> Option<PathBuf> {
+        let own = match &self.command {
+            Command::Run(c)
+            | Command::Check { common: c, .. }
+            | Command::Rotate { common: c, .. }
+            | Command::Status { common: c, .. } => c,
+            Command::History(h) => &h.common,
+            _ => return None,
+        };
+        Some(
+            own.config
+                .clone()
+                .or_else(|| self.config.clone())
+                .or_else(|| std::env::var_os(CONFIG_VAR).map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from(defaults::CONFIG_PATH)),
+        )
+    }
 }
 
 /// The commands.
@@ -52,15 +116,18 @@ pub enum LogFormat {
 pub enum Command {
     /// The daemon: rotate every group on its schedule until SIGTERM or SIGINT;
     /// SIGHUP reloads the config.
-    Run,
+    Run(ConfigArgs),
     /// The quick tour: the daemon for real against the built-in emulator, then
-    /// the history. No config, no network.
+    /// the history, which is kept for you to read. No config, no network.
     Demo {
-        /// How long the daemon runs.
+        /// How long the daemon runs, in seconds.
         #[arg(long, default_value_t = 20)]
         seconds: u64,
+        #[command(flatten)]
+        log: LogArgs,
     },
-    /// Validate the config (tokens included) and show each group's next rotations.
+    /// Validate the config (tokens and database path included) and show each
+    /// group's next rotations.
     Check {
         /// How many upcoming rotation times to show per group.
         #[arg(long, default_value_t = 3)]
@@ -68,48 +135,61 @@ pub enum Command {
         /// `table` for people, `json` for scripts (JSON Lines).
         #[arg(long, value_enum, default_value_t = CheckFormat::Table)]
         format: CheckFormat,
+        #[command(flatten)]
+        common: ConfigArgs,
     },
     /// Rotate groups now, through the same path as the daemon (rate limit,
-    /// retries, history). Exit 1 if any rotation did not succeed.
+    /// retries, history); exits 1 when a rotation does not succeed.
     Rotate {
         /// Every group in the config.
         #[arg(long, conflicts_with = "groups")]
         all: bool,
         /// Groups by name or JID.
-        #[arg(required_unless_present = "all")]
         groups: Vec<String>,
+        #[command(flatten)]
+        common: ConfigArgs,
     },
     /// Print the audit history, oldest first.
     History(HistoryArgs),
     /// One line per group: its last rotation, when it rotates next, and
-    /// whether it is overdue or failing. Exit 1 if any group is.
+    /// whether it is overdue or failing; exits 1 when a group is either.
     Status {
         /// `table` for people, `json` for scripts (JSON Lines).
         #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
         format: StatusFormat,
+        #[command(flatten)]
+        common: ConfigArgs,
     },
     /// Print a shell completion script to stdout, such as
-    /// `invite-rotator completions bash > /usr/share/bash-completion/completions/invite-rotator`.
+    /// `invite-rotator completions bash > invite-rotator.bash`.
     Completions {
         /// The shell.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to stdout: `invite-rotator manpage | man -l -`.
-    Manpage,
+    /// Print the man page (roff) to stdout, or write every page to a
+    /// directory: `invite-rotator manpage | man -l -`.
+    Manpage {
+        /// Write invite-rotator.1 and a page per command (invite-rotator-run.1,
+        /// ...) into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Run the built-in RyzeAPI emulator, to try a config without touching real
     /// groups. It accepts any instance and group JID; the first token used
     /// for an instance owns it.
     Emulator {
         /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_listen)]
         listen: SocketAddr,
         /// Per-token limit, as the real API counts it.
         #[arg(long, default_value_t = 100)]
         requests_per_minute: u32,
         /// Delay added to every reply, such as `300ms`.
-        #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "0s", value_parser = parse_duration)]
         latency: Duration,
+        #[command(flatten)]
+        log: LogArgs,
     },
 }
 
@@ -164,21 +244,49 @@ pub struct HistoryArgs {
     #[arg(long, value_enum, default_value_t = HistoryFormat::Table)]
     pub format: HistoryFormat,
     /// Read this database instead of the config's `database.path` (no config needed).
-    #[arg(long)]
+    #[arg(long, value_name = "PATH")]
     pub database: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: ConfigArgs,
 }
 
-/// An RFC 3339 time, or a span back from now (`7d`, `12h`, `30m`).
+/// A time for `--since`/`--until`: RFC 3339 (`2026-12-01T10:00:00-03:00`),
+/// a date and time without an offset (`2026-12-01T10:00`, UTC), a date
+/// (`2026-12-01`, midnight UTC), or a span back from now (`7d`, `12h`, `30m`).
 pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    use chrono::{NaiveDate, NaiveDateTime};
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
-    let span = humantime::parse_duration(s)
-        .map_err(|_| format!("{s:?} is neither an RFC 3339 time nor a span such as 7d or 12h"))?;
+    for format in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, format) {
+            return Ok(t.and_utc());
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    let span = humantime::parse_duration(s).map_err(|_| {
+        format!(
+            "{s:?} is not a time: give a date (2026-12-01), a date and time in UTC (2026-12-01T10:00), RFC 3339 (2026-12-01T10:00:00-03:00) or a span back from now (7d, 12h)"
+        )
+    })?;
     let span = chrono::Duration::from_std(span).map_err(|_| format!("{s:?} is too long a span"))?;
     Utc::now()
         .checked_sub_signed(span)
         .ok_or_else(|| format!("{s:?} is too long a span"))
+}
+
+/// An address to listen on, such as `127.0.0.1:8080`.
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    s.parse()
+        .map_err(|_| format!("{s:?} is not an address to listen on, such as 127.0.0.1:8080"))
+}
+
+/// A duration for a flag: `300ms`, `2s`, `1m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|_| format!("{s:?} is not a duration such as 300ms, 2s or 1m"))
 }
 
 fn parse_status(s: &str) -> Result<Status, String> {
@@ -194,6 +302,8 @@ mod tests {
     fn times_are_rfc3339_or_spans_back_from_now() {
         let t = parse_time("2026-11-27T03:00:00-03:00").unwrap();
         assert_eq!(t.to_rfc3339(), "2026-11-27T06:00:00+00:00");
+        assert_eq!(parse_time("2026-12-01").unwrap().to_rfc3339(), "2026-12-01T00:00:00+00:00");
+        assert_eq!(parse_time("2026-12-01T10:00").unwrap().to_rfc3339(), "2026-12-01T10:00:00+00:00");
         let week_ago = parse_time("7d").unwrap();
         let expected = Utc::now() - chrono::Duration::days(7);
         assert!((week_ago - expected).num_seconds().abs() < 5);

@@ -9,6 +9,9 @@ pub enum Exit {
     Failure,
     /// 2: the command line was wrong (clap exits 2 by itself too).
     Usage,
+    /// 66 (EX_NOINPUT): a file the command was told to read does not exist
+    /// (`history --database` naming no database).
+    NoInput,
     /// 78 (EX_CONFIG): the config is invalid; systemd must not restart-loop on it.
     Config,
 }
@@ -20,6 +23,7 @@ impl Exit {
             Exit::Success => 0,
             Exit::Failure => 1,
             Exit::Usage => 2,
+            Exit::NoInput => 66,
             Exit::Config => 78,
         }
     }

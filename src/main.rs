@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    telemetry::init(cli.log_format());
     // Test builds only: failpoints named in FAILPOINTS (see src/failpoint.rs).
     let _failpoints = invite_rotator::failpoint::setup();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -14,16 +14,24 @@ use std::path::Path;
 
 pub async fn run(config_path: &Path, args: &HistoryArgs) -> Result<Exit, Failure> {
     // An auditor may hold the database but not the tokens: they are not read.
-    let path = match &args.database {
-        Some(p) => p.clone(),
-        None => load_config(config_path, Purpose::Read)?.database_path,
+    let (path, named) = match &args.database {
+        Some(p) => (p.clone(), "--database"),
+        None => (load_config(config_path, Purpose::Read)?.database_path, "database.path"),
     };
     if !history_exists(&path)? {
-        return Ok(Exit::Success);
+        // A typo must not pass for an empty history.
+        return Err(Failure::NoInput(format!(
+            "no history database at {} ({named}); the daemon creates it when it first starts",
+            path.display()
+        )));
     }
     let store = Store::open_read_only(&path)
         .await
         .map_err(|e| Failure::Runtime(e.to_string()))?;
+    if !store.has_history().await.map_err(|e| Failure::Runtime(e.to_string()))? {
+        eprintln!("no rotations yet: {} holds no history", path.display());
+        return Ok(Exit::Success);
+    }
     let query = HistoryQuery {
         group: args.group.clone(),
         since: args.since,
@@ -51,7 +59,8 @@ pub async fn run(config_path: &Path, args: &HistoryArgs) -> Result<Exit, Failure
             let mut csv = csv::Writer::from_writer(out);
             store
                 .each_in_history(&query, |r| {
-                    csv.serialize(r).map_err(|e| Trouble::Write(e.into()))
+                    csv.serialize(printable_row(r))
+                        .map_err(|e| Trouble::Write(e.into()))
                 })
                 .await
                 .and_then(|()| csv.flush().map_err(Trouble::Write))
@@ -64,6 +73,33 @@ pub async fn run(config_path: &Path, args: &HistoryArgs) -> Result<Exit, Failure
         Err(Trouble::Write(e)) => Err(Failure::Runtime(format!("cannot write the history: {e}"))),
         Err(Trouble::Read(e)) => Err(Failure::Runtime(e.to_string())),
     }
+}
+
+/// The row with every control character in its text shown as U+FFFD (see
+/// [`table::printable`]): a CSV is opened in terminals and spreadsheets.
+fn printable_row(mut r: Rotation) -> Rotation {
+    let clean = |s: &mut String| {
+        if let std::borrow::Cow::Owned(c) = table::printable(s) {
+            *s = c;
+        }
+    };
+    for s in [&mut r.group_name, &mut r.group_jid, &mut r.instance, &mut r.started_at] {
+        clean(s);
+    }
+    for s in [
+        &mut r.scheduled_for,
+        &mut r.finished_at,
+        &mut r.old_invite_code,
+        &mut r.new_invite_code,
+        &mut r.new_invite_link,
+        &mut r.error,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        clean(s);
+    }
+    r
 }
 
 /// What can stop a stream of rows half way.

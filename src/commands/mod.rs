@@ -20,19 +20,25 @@ use std::path::Path;
 
 /// Runs the command `cli` names.
 pub async fn dispatch(cli: Cli) -> Exit {
+    let config = cli.config_path();
+    if config.is_none() && cli.config.is_some() {
+        return Failure::Usage("this command reads no config: drop --config".into()).report();
+    }
+    let config = config.unwrap_or_default();
     let result = match cli.command {
-        Command::Check { next, format } => check::run(&cli.config, next, format),
-        Command::Rotate { all, groups } => rotate::run(&cli.config, all, &groups).await,
-        Command::History(args) => history::run(&cli.config, &args).await,
-        Command::Status { format } => status::run(&cli.config, format).await,
+        Command::Check { next, format, .. } => check::run(&config, next, format),
+        Command::Rotate { all, groups, .. } => rotate::run(&config, all, &groups).await,
+        Command::History(args) => history::run(&config, &args).await,
+        Command::Status { format, .. } => status::run(&config, format).await,
         Command::Completions { shell } => completions::run(shell),
-        Command::Manpage => manpage::run(),
-        Command::Run => run::run(&cli.config).await,
-        Command::Demo { seconds } => demo::run(seconds).await,
+        Command::Manpage { dir } => manpage::run(dir.as_deref()),
+        Command::Run(_) => run::run(&config).await,
+        Command::Demo { seconds, .. } => demo::run(seconds).await,
         Command::Emulator {
             listen,
             requests_per_minute,
             latency,
+            ..
         } => emulator::run(listen, requests_per_minute, latency).await,
     };
     result.unwrap_or_else(|failure| failure.report())
@@ -45,6 +51,8 @@ pub enum Failure {
     Config(ConfigError),
     /// The command line asked for something that does not exist: exit 2.
     Usage(String),
+    /// A file to read does not exist: exit 66.
+    NoInput(String),
     /// Anything else: exit 1.
     Runtime(String),
 }
@@ -59,6 +67,10 @@ impl Failure {
             Failure::Usage(m) => {
                 eprintln!("error: {m}");
                 Exit::Usage
+            }
+            Failure::NoInput(m) => {
+                eprintln!("error: {m}");
+                Exit::NoInput
             }
             Failure::Runtime(m) => {
                 eprintln!("error: {m}");
@@ -84,16 +96,12 @@ fn print_bytes(bytes: &[u8]) -> Result<Exit, Failure> {
 /// read is an error, not "no history": the service's 0700 state directory
 /// would otherwise pass for an empty history.
 fn history_exists(path: &Path) -> Result<bool, Failure> {
-    let exists = path.try_exists().map_err(|e| {
+    path.try_exists().map_err(|e| {
         Failure::Runtime(format!(
             "cannot read the history database {}: {e} (run as root or the service user)",
             path.display()
         ))
-    })?;
-    if !exists {
-        eprintln!("no history yet: {} does not exist", path.display());
-    }
-    Ok(exists)
+    })
 }
 
 /// Loads the config, logging its warnings.

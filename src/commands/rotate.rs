@@ -10,6 +10,11 @@ use crate::store::{Status, Store, Trigger};
 use std::path::Path;
 
 pub async fn run(path: &Path, all: bool, keys: &[String]) -> Result<Exit, Failure> {
+    if !all && keys.is_empty() {
+        return Err(Failure::Usage(
+            "name the groups to rotate (by name or JID), or use --all for every group".into(),
+        ));
+    }
     let config = load_config(path, Purpose::Run)?;
     let groups: Vec<Group> = if all {
         config.groups.clone()

@@ -63,6 +63,10 @@ pub async fn run(config_path: &Path, format: StatusFormat) -> Result<Exit, Failu
 async fn read_records(config: &crate::config::Config) -> Result<Vec<GroupRecord>, Failure> {
     let names: Vec<&str> = config.groups.iter().map(|g| g.name.as_str()).collect();
     if !history_exists(&config.database_path)? {
+        eprintln!(
+            "no history yet: {} does not exist (the daemon creates it when it first starts)",
+            config.database_path.display()
+        );
         return Ok(names
             .iter()
             .map(|n| GroupRecord {

@@ -8,7 +8,8 @@
 //! - fires are started in due order and queue for `max_concurrent` permits
 //!   (a fair semaphore), then for the rate budget (a fair queue): none is dropped;
 //! - at start, a fire missed while the daemon was down is made up once
-//!   (`catch_up`), never for fires before the daemon first saw the group.
+//!   (`catch_up`), never for fires before the daemon first saw the group,
+//!   nor for one that a later successful rotation (a `rotate`) already served.
 
 use crate::clock::Clock;
 use crate::config::{Config, Group};
@@ -145,14 +146,14 @@ impl<R: Rotator> Daemon<R> {
         let now = self.clock.now();
         let names: Vec<&str> = self.groups.iter().map(|g| g.name.as_str()).collect();
         let first_seen = self.store.mark_seen(&names, now).await?;
-        let last_served = self.store.last_scheduled().await?;
+        let served = self.store.served_until().await?;
         let mut missed: Vec<(DateTime<Utc>, Group)> = self
             .groups
             .iter()
             .filter(|g| g.catch_up)
             .filter_map(|g| {
                 let seen = first_seen.get(&g.name).copied().unwrap_or(now);
-                let since = last_served
+                let since = served
                     .get(&g.name)
                     .map_or(seen, |last| seen.max(*last));
                 Some((timers::missed_fire(g, since, now)?, g.clone()))

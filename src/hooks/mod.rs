@@ -18,7 +18,7 @@ pub use webhook::signature;
 use crate::backoff;
 use crate::config::{Hook, HookAction, RetryPolicy};
 use crate::store::{Attempt, Delivery, Recipient, Store, StoreError};
-use crate::whatsapp::INVITE_LINK_PREFIX;
+use crate::whatsapp::InviteCode;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -75,8 +75,11 @@ pub struct Notification {
 impl Notification {
     fn of(d: &Delivery) -> Self {
         let r = &d.rotation;
-        let link =
-            |code: &Option<String>| code.as_ref().map(|c| format!("{INVITE_LINK_PREFIX}{c}"));
+        // Only codes that parse, and links rebuilt from them: a hand-edited
+        // or hostile row cannot put markup or escapes into a website or a
+        // command's environment.
+        let code = |c: &Option<String>| c.as_deref().and_then(|c| InviteCode::parse(c).ok());
+        let (old, new) = (code(&r.old_invite_code), code(&r.new_invite_code));
         Notification {
             event: format!("rotation.{}", d.event_status),
             rotation_id: r.id,
@@ -85,13 +88,10 @@ impl Notification {
             instance: r.instance.clone(),
             trigger: r.trigger.to_string(),
             status: d.event_status.clone(),
-            old_link: link(&r.old_invite_code),
-            old_code: r.old_invite_code.clone(),
-            new_link: r
-                .new_invite_link
-                .clone()
-                .or_else(|| link(&r.new_invite_code)),
-            new_code: r.new_invite_code.clone(),
+            old_link: old.as_ref().map(InviteCode::link),
+            old_code: old.map(|c| c.as_str().to_owned()),
+            new_link: new.as_ref().map(InviteCode::link),
+            new_code: new.map(|c| c.as_str().to_owned()),
             scheduled_for: r.scheduled_for.clone(),
             started_at: r.started_at.clone(),
             finished_at: r.finished_at.clone(),

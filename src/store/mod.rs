@@ -137,6 +137,18 @@ impl Store {
         })
     }
 
+    /// Whether the database holds a history at all (a file just created,
+    /// empty, holds none yet; read-only stores are never migrated).
+    pub async fn has_history(&self) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'rotations'",
+        )
+        .fetch_one(&mut *self.conn.lock().await)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(n > 0)
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -372,14 +384,23 @@ impl Store {
         Ok(times_by_group(rows))
     }
 
-    /// The latest due time each group's scheduled (or caught-up) rotations
-    /// served. A rotation that failed before any reset call (cut by a stop, or
-    /// the API unreachable) served nothing: catch-up makes it up.
-    pub async fn last_scheduled(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
+    /// Until when each group counts as served, for catch-up: the latest due
+    /// time its scheduled (or caught-up) rotations served, or the start of its
+    /// latest successful rotation of any kind, whichever is later. A fire due
+    /// before that needs no making up: a `rotate` after it already gave the
+    /// group a fresh link. A rotation that failed before any reset call (cut
+    /// by a stop, or the API unreachable) served nothing: catch-up makes it up.
+    pub async fn served_until(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
         let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT group_name, MAX(scheduled_for) FROM rotations
-             WHERE scheduled_for IS NOT NULL AND NOT (status = 'failed' AND attempts = 0)
-             GROUP BY group_name",
+            "SELECT group_name, MAX(served) FROM (
+                 SELECT group_name, MAX(scheduled_for) AS served FROM rotations
+                 WHERE scheduled_for IS NOT NULL AND NOT (status = 'failed' AND attempts = 0)
+                 GROUP BY group_name
+                 UNION ALL
+                 SELECT r.group_name, r.started_at FROM rotations r
+                 JOIN (SELECT MAX(id) AS id FROM rotations WHERE status = 'succeeded'
+                       GROUP BY group_name) latest ON latest.id = r.id
+             ) GROUP BY group_name",
         )
         .fetch_all(&mut *self.conn.lock().await)
         .await
