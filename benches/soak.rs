@@ -11,8 +11,8 @@
 
 mod common;
 
-use invite_rotator::store::Status;
 use invite_rotator::emulator::{Emulator, EmulatorOptions, Membership};
+use invite_rotator::store::Status;
 use invite_rotator::store::{HistoryQuery, Store};
 use std::collections::HashSet;
 use std::path::Path;

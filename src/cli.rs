@@ -258,7 +258,12 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
-    for format in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
+    for format in [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, format) {
             return Ok(t.and_utc());
         }
@@ -302,8 +307,14 @@ mod tests {
     fn times_are_rfc3339_or_spans_back_from_now() {
         let t = parse_time("2026-11-27T03:00:00-03:00").unwrap();
         assert_eq!(t.to_rfc3339(), "2026-11-27T06:00:00+00:00");
-        assert_eq!(parse_time("2026-12-01").unwrap().to_rfc3339(), "2026-12-01T00:00:00+00:00");
-        assert_eq!(parse_time("2026-12-01T10:00").unwrap().to_rfc3339(), "2026-12-01T10:00:00+00:00");
+        assert_eq!(
+            parse_time("2026-12-01").unwrap().to_rfc3339(),
+            "2026-12-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            parse_time("2026-12-01T10:00").unwrap().to_rfc3339(),
+            "2026-12-01T10:00:00+00:00"
+        );
         let week_ago = parse_time("7d").unwrap();
         let expected = Utc::now() - chrono::Duration::days(7);
         assert!((week_ago - expected).num_seconds().abs() < 5);

@@ -137,7 +137,9 @@ pub async fn rotate<A: RyzeApi>(
         run.log("resetLink", &call).await;
         match call.result {
             Ok(reply) => {
-                return Ok(run.settle(Status::Succeeded, Some(reply.code), None).await?);
+                return Ok(run
+                    .settle(Status::Succeeded, Some(reply.code), None)
+                    .await?);
             }
             Err(CallError::Permanent(error)) => {
                 return Ok(run.settle(Status::Failed, None, Some(error)).await?);

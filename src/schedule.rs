@@ -132,7 +132,9 @@ fn explain_field(field: &str, name: &str, lo: u32, hi: u32) -> Option<String> {
         }
         let special = match name {
             "month" => item.chars().any(|c| c.is_ascii_alphabetic()),
-            "day of week" => item.chars().any(|c| c.is_ascii_alphabetic() || "#?".contains(c)),
+            "day of week" => item
+                .chars()
+                .any(|c| c.is_ascii_alphabetic() || "#?".contains(c)),
             "day of month" => item.contains(['L', 'W', '?']),
             _ => false,
         };
@@ -207,7 +209,11 @@ mod tests {
     #[test]
     fn a_refused_schedule_names_the_field_and_its_range() {
         let e = |text| Schedule::parse(text).unwrap_err();
-        assert!(e("0 25 * * *").ends_with("hour 25 is out of range 0-23"), "{}", e("0 25 * * *"));
+        assert!(
+            e("0 25 * * *").ends_with("hour 25 is out of range 0-23"),
+            "{}",
+            e("0 25 * * *")
+        );
         assert!(e("61 3 * * *").ends_with("minute 61 is out of range 0-59"));
         assert!(e("0 0 3 * * *,99").contains("day of week 99 is out of range 0-7"));
         assert!(e("0 3 32 * *").contains("day of month 32 is out of range 1-31"));

@@ -157,7 +157,11 @@ impl fmt::Display for Fingerprint<'_> {
         }
         let head: String = self.0.chars().take(4).collect();
         let digest = Sha256::digest(self.0.as_bytes());
-        write!(f, "{head}…{:02x}{:02x}{:02x}", digest[0], digest[1], digest[2])
+        write!(
+            f,
+            "{head}…{:02x}{:02x}{:02x}",
+            digest[0], digest[1], digest[2]
+        )
     }
 }
 
@@ -197,7 +201,10 @@ mod tests {
     fn logs_and_debug_show_a_fingerprint_never_the_code() {
         let code = InviteCode::parse("AbCdEfGhIjKlMnOpQrStUv").unwrap();
         let shown = fingerprint(code.as_str()).to_string();
-        assert!(shown.starts_with("AbCd…") && shown.chars().count() == 11, "{shown}");
+        assert!(
+            shown.starts_with("AbCd…") && shown.chars().count() == 11,
+            "{shown}"
+        );
         assert!(!format!("{code:?}").contains(code.as_str()));
         assert_ne!(shown, fingerprint("AbCdOTHER").to_string());
     }

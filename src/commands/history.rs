@@ -16,7 +16,10 @@ pub async fn run(config_path: &Path, args: &HistoryArgs) -> Result<Exit, Failure
     // An auditor may hold the database but not the tokens: they are not read.
     let (path, named) = match &args.database {
         Some(p) => (p.clone(), "--database"),
-        None => (load_config(config_path, Purpose::Read)?.database_path, "database.path"),
+        None => (
+            load_config(config_path, Purpose::Read)?.database_path,
+            "database.path",
+        ),
     };
     if !history_exists(&path)? {
         // A typo must not pass for an empty history.
@@ -28,7 +31,11 @@ pub async fn run(config_path: &Path, args: &HistoryArgs) -> Result<Exit, Failure
     let store = Store::open_read_only(&path)
         .await
         .map_err(|e| Failure::Runtime(e.to_string()))?;
-    if !store.has_history().await.map_err(|e| Failure::Runtime(e.to_string()))? {
+    if !store
+        .has_history()
+        .await
+        .map_err(|e| Failure::Runtime(e.to_string()))?
+    {
         eprintln!("no rotations yet: {} holds no history", path.display());
         return Ok(Exit::Success);
     }
@@ -83,7 +90,12 @@ fn printable_row(mut r: Rotation) -> Rotation {
             *s = c;
         }
     };
-    for s in [&mut r.group_name, &mut r.group_jid, &mut r.instance, &mut r.started_at] {
+    for s in [
+        &mut r.group_name,
+        &mut r.group_jid,
+        &mut r.instance,
+        &mut r.started_at,
+    ] {
         clean(s);
     }
     for s in [

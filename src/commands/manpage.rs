@@ -15,7 +15,8 @@ use std::path::Path;
 const DATE: &str = env!("INVITE_ROTATOR_DATE");
 
 pub fn run(dir: Option<&Path>) -> Result<Exit, Failure> {
-    let pages = pages().map_err(|e| Failure::Runtime(format!("cannot render the man pages: {e}")))?;
+    let pages =
+        pages().map_err(|e| Failure::Runtime(format!("cannot render the man pages: {e}")))?;
     let Some(dir) = dir else {
         // The main page alone, for `man -l -`.
         return print_bytes(&pages[0].1);
@@ -44,7 +45,11 @@ pub fn pages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
 
 fn render(cmd: &clap::Command, command: Option<&str>) -> std::io::Result<(String, Vec<u8>)> {
     let man = Man::new(cmd.clone())
-        .title(cmd.get_display_name().unwrap_or(cmd.get_name()).to_uppercase())
+        .title(
+            cmd.get_display_name()
+                .unwrap_or(cmd.get_name())
+                .to_uppercase(),
+        )
         .date(DATE)
         .source(format!("invite-rotator {}", env!("CARGO_PKG_VERSION")))
         .manual("invite-rotator manual");
@@ -60,7 +65,10 @@ fn render(cmd: &clap::Command, command: Option<&str>) -> std::io::Result<(String
         man.render_subcommands_section(&mut page)?;
     }
     sections(command).to_writer(&mut page)?;
-    Ok((man.get_filename(), tidy(&String::from_utf8_lossy(&page)).into_bytes()))
+    Ok((
+        man.get_filename(),
+        tidy(&String::from_utf8_lossy(&page)).into_bytes(),
+    ))
 }
 
 /// What clap_mangen writes, made clean for `mandoc -T lint` and man(7): the
@@ -84,7 +92,10 @@ fn tidy(page: &str) -> String {
         }
         body.push(line.to_owned());
     }
-    for line in title.into_iter().chain(APOSTROPHE.iter().map(|l| (*l).to_owned())) {
+    for line in title
+        .into_iter()
+        .chain(APOSTROPHE.iter().map(|l| (*l).to_owned()))
+    {
         out.push_str(&line);
         out.push('\n');
     }
@@ -138,17 +149,29 @@ fn sections(command: Option<&str>) -> Roff {
     let exits: &[(&str, &str)] = match command {
         Some("run") => &[
             ("0", "Stopped cleanly after SIGTERM or SIGINT."),
-            ("1", "A runtime error, such as another daemon on the same database."),
-            ("78", "The configuration is invalid (EX_CONFIG): systemd does not restart on it."),
+            (
+                "1",
+                "A runtime error, such as another daemon on the same database.",
+            ),
+            (
+                "78",
+                "The configuration is invalid (EX_CONFIG): systemd does not restart on it.",
+            ),
         ],
         Some("check") => &[
             ("0", "The configuration is valid."),
-            ("78", "It is not; every problem is listed as FILE:LINE: KEY: message."),
+            (
+                "78",
+                "It is not; every problem is listed as FILE:LINE: KEY: message.",
+            ),
         ],
         Some("rotate") => &[
             ("0", "Every rotation succeeded."),
             ("1", "A rotation failed, ended unknown, or was skipped."),
-            ("2", "A usage error, such as a group the config does not name."),
+            (
+                "2",
+                "A usage error, such as a group the config does not name.",
+            ),
             ("78", "The configuration is invalid."),
         ],
         Some("history") => &[
@@ -161,7 +184,10 @@ fn sections(command: Option<&str>) -> Roff {
             ("1", "A group is overdue or failing."),
             ("78", "The configuration is invalid."),
         ],
-        Some(_) => &[("0", "Success."), ("1", "An error, described on standard error.")],
+        Some(_) => &[
+            ("0", "Success."),
+            ("1", "An error, described on standard error."),
+        ],
         None => &[
             ("0", "Success."),
             ("1", "A rotation failed, or a runtime error."),
@@ -171,17 +197,42 @@ fn sections(command: Option<&str>) -> Roff {
         ],
     };
     items(&mut r, "EXIT STATUS", exits);
-    let reads_config = matches!(command, None | Some("run" | "check" | "rotate" | "history" | "status"));
+    let reads_config = matches!(
+        command,
+        None | Some("run" | "check" | "rotate" | "history" | "status")
+    );
     if reads_config {
-        items(&mut r, "FILES", &[
-            ("/etc/invite-rotator/config.toml", "The configuration, unless --config or INVITE_ROTATOR_CONFIG names another."),
-            ("/var/lib/invite-rotator/history.db", "The history database (database.path), 0600 in a 0700 directory; history.db.daemon.lock beside it keeps a second daemon off it."),
-        ]);
+        items(
+            &mut r,
+            "FILES",
+            &[
+                (
+                    "/etc/invite-rotator/config.toml",
+                    "The configuration, unless --config or INVITE_ROTATOR_CONFIG names another.",
+                ),
+                (
+                    "/var/lib/invite-rotator/history.db",
+                    "The history database (database.path), 0600 in a 0700 directory; history.db.daemon.lock beside it keeps a second daemon off it.",
+                ),
+            ],
+        );
         let mut env = vec![
-            ("INVITE_ROTATOR_CONFIG", "The configuration file, when --config is not given."),
-            ("RUST_LOG", "Which log lines are written: error, warn, info (the default), debug."),
-            ("NO_COLOR", "When set, log lines have no colour even on a terminal."),
-            ("INVITE_ROTATOR_LOG_CODES", "When 1, log lines show whole invite codes instead of fingerprints; for trials against the emulator only."),
+            (
+                "INVITE_ROTATOR_CONFIG",
+                "The configuration file, when --config is not given.",
+            ),
+            (
+                "RUST_LOG",
+                "Which log lines are written: error, warn, info (the default), debug.",
+            ),
+            (
+                "NO_COLOR",
+                "When set, log lines have no colour even on a terminal.",
+            ),
+            (
+                "INVITE_ROTATOR_LOG_CODES",
+                "When 1, log lines show whole invite codes instead of fingerprints; for trials against the emulator only.",
+            ),
         ];
         if matches!(command, None | Some("run")) {
             env.extend([
@@ -194,8 +245,14 @@ fn sections(command: Option<&str>) -> Roff {
     }
     let signals: &[(&str, &str)] = match command {
         None | Some("run") => &[
-            ("SIGTERM, SIGINT", "Stop: no new rotation starts, those in flight get 8 seconds to finish, the rest are recorded; exit 0."),
-            ("SIGHUP", "Reload the configuration; an invalid one is logged and the running one kept."),
+            (
+                "SIGTERM, SIGINT",
+                "Stop: no new rotation starts, those in flight get 8 seconds to finish, the rest are recorded; exit 0.",
+            ),
+            (
+                "SIGHUP",
+                "Reload the configuration; an invalid one is logged and the running one kept.",
+            ),
         ],
         Some("rotate") => &[(
             "SIGTERM, SIGINT",
@@ -226,9 +283,20 @@ mod tests {
         let names: Vec<&str> = pages.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names[0], "invite-rotator.1");
         assert!(names.contains(&"invite-rotator-run.1"), "{names:?}");
-        let run = String::from_utf8_lossy(&pages.iter().find(|(n, _)| n == "invite-rotator-run.1").unwrap().1).into_owned();
+        let run = String::from_utf8_lossy(
+            &pages
+                .iter()
+                .find(|(n, _)| n == "invite-rotator-run.1")
+                .unwrap()
+                .1,
+        )
+        .into_owned();
         for section in ["EXIT STATUS", "FILES", "ENVIRONMENT", "SIGNALS"] {
-            assert!(run.contains(&format!(".SH \"{section}\"")) || run.contains(&format!(".SH {section}")), "{section}:\n{run}");
+            assert!(
+                run.contains(&format!(".SH \"{section}\""))
+                    || run.contains(&format!(".SH {section}")),
+                "{section}:\n{run}"
+            );
         }
     }
 }

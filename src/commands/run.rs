@@ -28,7 +28,10 @@ pub async fn run(path: &Path) -> Result<Exit, Failure> {
             "another invite-rotator daemon is running on {} ({e})",
             config.database_path.display()
         )),
-        e => Failure::Runtime(format!("cannot lock {}: {e}", config.database_path.display())),
+        e => Failure::Runtime(format!(
+            "cannot lock {}: {e}",
+            config.database_path.display()
+        )),
     })?;
     let store = Store::open(&config.database_path)
         .await

@@ -56,6 +56,9 @@ mod tests {
         let t = super::render(&["A", "B"], &[vec!["x".into(), String::new()]]);
         assert_eq!(t, "A  B\nx\n", "no trailing spaces");
         let t = super::render(&["A"], &[vec!["\u{1b}[2Jx\r".into()]]);
-        assert_eq!(t, "A\n\u{FFFD}[2Jx\u{FFFD}\n", "no control character reaches the terminal");
+        assert_eq!(
+            t, "A\n\u{FFFD}[2Jx\u{FFFD}\n",
+            "no control character reaches the terminal"
+        );
     }
 }

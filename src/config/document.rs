@@ -76,7 +76,11 @@ fn kind(value: &DeValue<'_>) -> &'static str {
 /// The 1-based line of byte `offset` in `text`.
 pub(super) fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 impl<'t> Reader<'t> {
@@ -90,7 +94,12 @@ impl<'t> Reader<'t> {
     }
 
     /// Records a problem at byte `offset` (its line), or of the whole file.
-    pub fn push(&mut self, key: impl Into<String>, offset: Option<usize>, message: impl Into<String>) {
+    pub fn push(
+        &mut self,
+        key: impl Into<String>,
+        offset: Option<usize>,
+        message: impl Into<String>,
+    ) {
         self.errors.push(Invalid {
             path: self.path.to_owned(),
             line: offset.map(|o| line_of(self.text, o)),
@@ -135,7 +144,11 @@ impl<'t> Reader<'t> {
                 match i64::from_str_radix(&digits, i.radix()) {
                     Ok(n) => Some(Spanned::new(value.span(), n)),
                     Err(_) => {
-                        self.push(t.key(name), Some(value.span().start), "is too large a number");
+                        self.push(
+                            t.key(name),
+                            Some(value.span().start),
+                            "is too large a number",
+                        );
                         None
                     }
                 }
@@ -176,7 +189,11 @@ impl<'t> Reader<'t> {
                 DeValue::String(s) => out.push(s.to_string()),
                 other => {
                     let message = format!("must be a string in quotes, not {}", kind(other));
-                    self.push(format!("{}[{i}]", t.key(name)), Some(item.span().start), message);
+                    self.push(
+                        format!("{}[{i}]", t.key(name)),
+                        Some(item.span().start),
+                        message,
+                    );
                     return None;
                 }
             }
@@ -236,7 +253,13 @@ impl<'t> Reader<'t> {
 
     /// Reports `value` missing from `t` when the file does not set it (a value
     /// of the wrong type was reported already).
-    pub fn required<T>(&mut self, t: &Table<'_>, name: &str, value: Option<T>, what: &str) -> Option<T> {
+    pub fn required<T>(
+        &mut self,
+        t: &Table<'_>,
+        name: &str,
+        value: Option<T>,
+        what: &str,
+    ) -> Option<T> {
         let absent = t.entries.is_none_or(|e| e.get(name).is_none());
         if value.is_none() && absent {
             let message = format!("missing: every [[{}]] needs {what}", base_name(&t.path));
@@ -293,7 +316,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let above = row[j + 1];
-            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
             diagonal = above;
         }
     }
@@ -325,7 +350,11 @@ pub(super) fn syntax_errors(errors: &[toml::de::Error], text: &str, path: &Path)
                 path: path.to_owned(),
                 line: Some(line),
                 key: key.unwrap_or_else(|| "syntax".into()),
-                message: if about_token { without_value(&message) } else { message },
+                message: if about_token {
+                    without_value(&message)
+                } else {
+                    message
+                },
             }
         })
         .collect()

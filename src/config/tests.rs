@@ -60,7 +60,10 @@ fn a_valid_config_parses_with_defaults_applied() {
 #[test]
 fn an_unknown_key_is_named_with_its_line() {
     let e = error_of(&VALID.replace("timeout = \"5s\"", "timeout = \"5s\"\ntimout = 3"));
-    assert!(e.contains("cfg.toml:5: api.timout: unknown key; did you mean \"timeout\"?"), "{e}");
+    assert!(
+        e.contains("cfg.toml:5: api.timout: unknown key; did you mean \"timeout\"?"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -169,7 +172,10 @@ fn a_token_of_the_wrong_type_is_not_quoted_in_the_error() {
     ] {
         let text = VALID.replace("token_env = \"IR_CONFIG_TEST_TOKEN\"", token);
         let e = error_of(&text);
-        assert!(e.contains("cfg.toml:22: instance[0].token: must be a string"), "{e}");
+        assert!(
+            e.contains("cfg.toml:22: instance[0].token: must be a string"),
+            "{e}"
+        );
         assert_eq!(e.lines().count(), 1, "{e}");
         assert!(
             !e.contains("1397294758555737553") && !e.contains("inline-secret"),

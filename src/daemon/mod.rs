@@ -13,9 +13,9 @@
 
 use crate::clock::Clock;
 use crate::config::{Config, Group};
-use crate::timers::{self, Timers};
 use crate::store::{Store, StoreError, Trigger};
 use crate::telemetry;
+use crate::timers::{self, Timers};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -153,9 +153,7 @@ impl<R: Rotator> Daemon<R> {
             .filter(|g| g.catch_up)
             .filter_map(|g| {
                 let seen = first_seen.get(&g.name).copied().unwrap_or(now);
-                let since = served
-                    .get(&g.name)
-                    .map_or(seen, |last| seen.max(*last));
+                let since = served.get(&g.name).map_or(seen, |last| seen.max(*last));
                 Some((timers::missed_fire(g, since, now)?, g.clone()))
             })
             .collect();

@@ -149,7 +149,10 @@ impl Engine {
         if let Some(m) = &self.metrics {
             m.rotation(report.status, trigger);
         }
-        let code = |c: &Option<String>| c.as_deref().map_or_else(|| "-".to_owned(), |c| fingerprint(c).to_string());
+        let code = |c: &Option<String>| {
+            c.as_deref()
+                .map_or_else(|| "-".to_owned(), |c| fingerprint(c).to_string())
+        };
         let (old, new) = (code(&report.old_code), code(&report.new_code));
         let (status, attempts) = (report.status.as_str(), report.attempts);
         let seconds = report.elapsed.as_secs_f64();
@@ -239,7 +242,10 @@ mod tests {
             schedule = "@daily"
         "#;
         let dir = tempfile::tempdir().unwrap();
-        let text = format!("[database]\npath = \"{}/h.db\"\n{text}", dir.path().display());
+        let text = format!(
+            "[database]\npath = \"{}/h.db\"\n{text}",
+            dir.path().display()
+        );
         let config = Config::parse(&text, Path::new("t.toml"), Purpose::Run).unwrap();
         let store = Store::open(&dir.path().join("h.db")).await.unwrap();
         let engine = Engine::new(&config, store).unwrap();

@@ -5,8 +5,8 @@
 //! give any history at any time.
 
 use crate::config::Group;
-use crate::timers;
 use crate::store::{GroupRecord, LastRotation, Status};
+use crate::timers;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 

@@ -191,8 +191,14 @@ mod tests {
         std::fs::write(&file, b"x").unwrap();
         let e = preflight(&file.join("h.db")).unwrap_err();
         assert!(e.contains("not a directory"), "{e}");
-        assert!(preflight(dir.path()).is_err(), "a directory is not a database");
-        assert!(!dir.path().join("new").exists(), "the preflight creates nothing");
+        assert!(
+            preflight(dir.path()).is_err(),
+            "a directory is not a database"
+        );
+        assert!(
+            !dir.path().join("new").exists(),
+            "the preflight creates nothing"
+        );
     }
 
     #[test]

@@ -9,11 +9,11 @@ mod files;
 mod model;
 mod outbox;
 
+pub use files::{LockError, preflight};
 pub use model::{
     CallRecord, GroupRecord, HistoryQuery, LastRotation, Leftover, NewRotation, Rotation,
     Settlement, Status, Trigger,
 };
-pub use files::{LockError, preflight};
 pub use outbox::{Attempt, Delivery, Recipient};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -85,7 +85,8 @@ impl Store {
             path: path.to_owned(),
             message,
         };
-        files::prepare(path).map_err(|e| fail(format!("cannot create it (directory 0700, file 0600): {e}")))?;
+        files::prepare(path)
+            .map_err(|e| fail(format!("cannot create it (directory 0700, file 0600): {e}")))?;
         let real = files::canonical(path).map_err(|e| fail(e.to_string()))?;
         let options = SqliteConnectOptions::new()
             .filename(path)

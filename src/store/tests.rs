@@ -48,7 +48,10 @@ async fn a_rotation_is_pending_until_settled_and_then_carries_its_codes() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("h.db")).await.unwrap();
     let id = started(&store, "vip").await;
-    assert_eq!(store.rotation(id).await.unwrap().unwrap().status, Status::Pending);
+    assert_eq!(
+        store.rotation(id).await.unwrap().unwrap().status,
+        Status::Pending
+    );
     store.record_old_code(id, Some("OLD")).await.unwrap();
     store.record_attempt(id, 1).await.unwrap();
     let settlement = Settlement {

@@ -1,9 +1,9 @@
 //! The real binary against the emulator: `rotate`, `history`, `check`, exit
 //! codes, and the token never leaking.
 
-use invite_rotator::store::{Status, Trigger};
 use crate::common::{Setup, TOKEN, Tuning, spawn_app};
 use invite_rotator::emulator::EmulatorOptions;
+use invite_rotator::store::{Status, Trigger};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotate_all_fails_the_non_admin_and_the_gone_group_after_one_reset_each_and_rotates_the_rest()

@@ -329,3 +329,26 @@ pub fn signal(child: &tokio::process::Child, name: &str) {
         "kill -{name} {pid} failed"
     );
 }
+
+/// Set by `.ci/run`, which installs every real part the tests use: a test
+/// that finds one missing then fails instead of skipping.
+pub const REQUIRE_PARTS_VAR: &str = "INVITE_ROTATOR_REQUIRE_PARTS";
+
+/// A program from a Debian package that a test needs (`mandoc`, `zbarimg`):
+/// its path, or `None` after one line naming the package to install, so that
+/// `cargo test` passes on a bare machine. Under `.ci/run` a missing part fails.
+pub fn real_part(program: &str, package: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os(REQUIRE_PARTS_VAR).is_none(),
+            "{program} is missing, and {REQUIRE_PARTS_VAR} says every part is installed (apt-get install {package})"
+        );
+        eprintln!("skipped: this test needs {program}; apt-get install {package}");
+    }
+    found
+}

@@ -168,7 +168,10 @@ fn a_syntax_error_on_a_token_line_does_not_print_the_token() {
     );
     let (code, stderr) = check(&leaky);
     assert_eq!(code, Some(78), "{stderr}");
-    assert!(stderr.contains("config.toml:13: instance[0].token: "), "{stderr}");
+    assert!(
+        stderr.contains("config.toml:13: instance[0].token: "),
+        "{stderr}"
+    );
     assert!(!stderr.contains("sk-LEAK"), "{stderr}");
     let duplicate = VALID.replace(
         "token_env = \"IR_CFG_ERR_TOKEN\"",

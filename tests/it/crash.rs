@@ -3,10 +3,10 @@
 //! hold what the API did: the new code if the reset happened, no second reset
 //! where none was needed, nothing left `pending`.
 
-use invite_rotator::store::Status;
 use crate::common::{Setup, TestApp, Tuning, signal, spawn_app};
 use invite_rotator::emulator::EmulatorOptions;
 use invite_rotator::store::Rotation;
+use invite_rotator::store::Status;
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
@@ -43,7 +43,11 @@ async fn crash_rotate_at_then_start_the_daemon(point: &str) -> (TestApp, Vec<Rot
     );
     let left = app.history().await;
     assert_eq!(left.len(), 1, "{left:?}");
-    assert_eq!(left[0].status, Status::Pending, "a crash leaves the row pending");
+    assert_eq!(
+        left[0].status,
+        Status::Pending,
+        "a crash leaves the row pending"
+    );
 
     let mut daemon = app.spawn_daemon();
     app.wait_for("the start-up settlement", Duration::from_secs(30), |rows| {
@@ -148,7 +152,10 @@ async fn a_rotate_meeting_a_row_its_crashed_predecessor_left_settles_it_first() 
     assert!(again.status.success(), "{again:?}");
     let rows = app.history().await;
     assert_eq!(rows.len(), 2, "{rows:?}");
-    assert!(rows.iter().all(|r| r.status == Status::Succeeded), "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r.status == Status::Succeeded),
+        "{rows:?}"
+    );
     assert_eq!(app.emulator.reset_calls(&app.groups[0].jid), 2);
     let store = app.store().await;
     app.assert_chain_complete(&store, &app.groups[0]).await;

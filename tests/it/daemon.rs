@@ -5,10 +5,10 @@
 //! history for what they wait for, and assert no speed beyond the contract's
 //! 10-second stop.
 
-use invite_rotator::store::{Status, Trigger};
 use crate::common::{Setup, TestApp, Tuning, signal, spawn_app};
 use invite_rotator::emulator::{EmulatorOptions, Fault, Route};
 use invite_rotator::store::Rotation;
+use invite_rotator::store::{Status, Trigger};
 use std::time::{Duration, Instant};
 
 fn of<'a>(rows: &'a [Rotation], group: &str) -> impl Iterator<Item = &'a Rotation> {
@@ -79,7 +79,10 @@ async fn after_a_kill_and_two_missed_fires_each_group_is_caught_up_exactly_once(
             g.name
         );
     }
-    assert!(rows.iter().all(|r| r.status != Status::Pending), "{rows:#?}");
+    assert!(
+        rows.iter().all(|r| r.status != Status::Pending),
+        "{rows:#?}"
+    );
     let store = app.store().await;
     for g in &app.groups {
         app.assert_chain_complete(&store, g).await;
@@ -103,7 +106,11 @@ async fn sigterm_with_resets_in_flight_exits_0_within_10_s_and_leaves_no_row_pen
     app.wait_for(
         "a reset in flight for every group",
         Duration::from_secs(20),
-        |rows| every_group(&app, rows, |r| r.status == Status::Pending && r.attempts == 1),
+        |rows| {
+            every_group(&app, rows, |r| {
+                r.status == Status::Pending && r.attempts == 1
+            })
+        },
     )
     .await;
 
@@ -118,7 +125,10 @@ async fn sigterm_with_resets_in_flight_exits_0_within_10_s_and_leaves_no_row_pen
     assert_eq!(status.code(), Some(0));
     assert!(took < Duration::from_secs(10), "stopping took {took:?}");
     let rows = app.history().await;
-    assert!(rows.iter().all(|r| r.status != Status::Pending), "{rows:#?}");
+    assert!(
+        rows.iter().all(|r| r.status != Status::Pending),
+        "{rows:#?}"
+    );
     assert!(
         rows.iter().any(|r| r.status == Status::Unknown),
         "the cut resets are recorded as unknown"
@@ -167,7 +177,10 @@ async fn a_daemon_and_a_rotate_beside_it_share_one_budget_and_get_no_429() {
     let app = spawn_app(&[Setup::Admin; 5], options, tuning).await;
     let mut daemon = app.spawn_daemon();
     app.wait_for("the daemon rotating", Duration::from_secs(20), |rows| {
-        rows.iter().filter(|r| r.status == Status::Succeeded).count() >= 3
+        rows.iter()
+            .filter(|r| r.status == Status::Succeeded)
+            .count()
+            >= 3
     })
     .await;
 

@@ -45,9 +45,7 @@ fn code(c: &str) -> InviteCode {
 
 impl RyzeApi for Disconnected {
     async fn reset_link(&self, _jid: &Jid) -> Call<ResetReply> {
-        self.reply(ResetReply {
-            code: code("NEW"),
-        })
+        self.reply(ResetReply { code: code("NEW") })
     }
 
     async fn group_info(&self, _jid: &Jid) -> Call<GroupInfo> {
@@ -143,13 +141,19 @@ async fn an_instance_disconnected_for_an_hour_gets_a_probe_per_backoff_not_a_cal
     // and every fire left a readable row: failed, saying why, nothing pending.
     let rows = store.history(&HistoryQuery::default()).await.unwrap();
     assert_eq!(rows.len(), fires * 10);
-    let held: Vec<_> = rows.iter().filter(|r| r.status != Status::Succeeded).collect();
+    let held: Vec<_> = rows
+        .iter()
+        .filter(|r| r.status != Status::Succeeded)
+        .collect();
     assert!(
         held.len() >= 200,
         "only {} rotations met the disconnected instance",
         held.len()
     );
-    assert!(held.iter().all(|r| r.status == Status::Failed && r.attempts == 0));
+    assert!(
+        held.iter()
+            .all(|r| r.status == Status::Failed && r.attempts == 0)
+    );
     assert!(
         held.iter().all(|r| r
             .error

@@ -3,12 +3,12 @@
 //! recorded first, and a result that cannot be written is retried or, at
 //! worst, settled from the live link by the next process.
 
-use invite_rotator::store::{Status, Trigger};
 use crate::common::{Setup, TestApp, Tuning, signal, spawn_app};
 use invite_rotator::emulator::EmulatorOptions;
 use invite_rotator::engine::Engine;
 use invite_rotator::rotation::RotateError;
 use invite_rotator::store::Store;
+use invite_rotator::store::{Status, Trigger};
 use sqlx::Connection;
 use std::time::Duration;
 
@@ -118,7 +118,12 @@ async fn the_daemon_reports_an_unwritable_history_loudly_and_keeps_running() {
     app.wait_for(
         "rotations after the fault",
         Duration::from_secs(30),
-        |rows| rows.iter().filter(|r| r.status == Status::Succeeded).count() >= 2,
+        |rows| {
+            rows.iter()
+                .filter(|r| r.status == Status::Succeeded)
+                .count()
+                >= 2
+        },
     )
     .await;
     signal(&daemon, "TERM");
@@ -150,11 +155,7 @@ async fn a_read_only_history_stops_the_rotation_before_any_call() {
     let engine = Engine::new(&config, read_only).unwrap();
 
     let result = engine
-        .rotate(
-            &config.groups[0],
-            Trigger::Manual,
-            None,
-        )
+        .rotate(&config.groups[0], Trigger::Manual, None)
         .await;
 
     let Err(RotateError::Store(e)) = result else {
@@ -184,19 +185,11 @@ async fn a_history_locked_by_another_writer_stops_the_rotation_before_any_call()
 
     // Act
     let locked = engine
-        .rotate(
-            &config.groups[0],
-            Trigger::Manual,
-            None,
-        )
+        .rotate(&config.groups[0], Trigger::Manual, None)
         .await;
     sqlx::query("COMMIT").execute(&mut other).await.unwrap();
     let after = engine
-        .rotate(
-            &config.groups[0],
-            Trigger::Manual,
-            None,
-        )
+        .rotate(&config.groups[0], Trigger::Manual, None)
         .await;
 
     // Assert: nothing was sent while locked; it works once the lock is gone.
@@ -286,7 +279,12 @@ async fn a_result_the_daemon_could_not_write_is_settled_at_the_group_s_next_fire
     app.wait_for(
         "rotations after the failed write",
         Duration::from_secs(30),
-        |rows| rows.iter().filter(|r| r.status == Status::Succeeded).count() >= 3,
+        |rows| {
+            rows.iter()
+                .filter(|r| r.status == Status::Succeeded)
+                .count()
+                >= 3
+        },
     )
     .await;
     signal(&daemon, "TERM");

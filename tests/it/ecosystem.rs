@@ -50,7 +50,7 @@ fn completions_prints_a_script_for_bash_zsh_and_fish() {
 fn manpage_prints_a_roff_page_that_starts_with_th_and_lists_the_commands() {
     let page = stdout_of(&["manpage"]);
 
-    assert!(page.starts_with(".TH invite-rotator 1 "), "{page}");
+    assert!(page.starts_with(".TH INVITE-ROTATOR 1 "), "{page}");
     for section in [".SH NAME", ".SH SYNOPSIS", ".SH OPTIONS", ".SH SUBCOMMANDS"] {
         assert!(page.contains(section), "no {section}");
     }

@@ -14,6 +14,7 @@ mod disk_faults;
 mod ecosystem;
 mod faults;
 mod operations;
+mod operator;
 mod properties;
 mod rate_limit;
 mod scale;

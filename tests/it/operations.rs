@@ -2,14 +2,14 @@
 //! `/healthz`, and webhooks that reach a receiver which fails at first,
 //! across a daemon restart.
 
-use invite_rotator::store::Status;
+use crate::common::{Setup, TestApp, Tuning, signal, spawn_app};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use chrono::{DateTime, Datelike, Timelike, Utc};
-use crate::common::{Setup, TestApp, Tuning, signal, spawn_app};
 use invite_rotator::emulator::EmulatorOptions;
+use invite_rotator::store::Status;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

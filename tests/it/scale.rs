@@ -1,13 +1,13 @@
 //! 10,000 groups due in the same second, through the real daemon loop, engine,
 //! store and shared rate budget, against the emulator with a fast limit.
 
-use invite_rotator::store::{Status, Trigger};
-use chrono::{Timelike, Utc};
 use crate::common::{Setup, Tuning, spawn_app};
+use chrono::{Timelike, Utc};
 use invite_rotator::clock::SystemClock;
 use invite_rotator::daemon::{self, Quiet};
 use invite_rotator::emulator::EmulatorOptions;
 use invite_rotator::engine::Engine;
+use invite_rotator::store::{Status, Trigger};
 use std::sync::Arc;
 use std::time::Duration;
 

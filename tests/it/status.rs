@@ -1,8 +1,8 @@
 //! `status` through the real binary: marks, exit codes, JSON Lines, and
 //! reading beside a running daemon.
 
-use chrono::{Duration, Utc};
 use crate::common::{Setup, TestApp, Tuning, spawn_app};
+use chrono::{Duration, Utc};
 use invite_rotator::emulator::EmulatorOptions;
 
 async fn app(setups: &[Setup]) -> TestApp {

@@ -81,9 +81,7 @@ fn live(c: &str) -> Result<GroupInfo, CallError> {
 }
 
 fn issued(c: &str) -> Result<ResetReply, CallError> {
-    Ok(ResetReply {
-        code: code(c),
-    })
+    Ok(ResetReply { code: code(c) })
 }
 
 fn transient() -> CallError {

@@ -1,8 +1,8 @@
 //! `[metrics]` and `[[hook]]`.
 
 use super::Validator;
-use crate::config::raw::{RawHook, RawMetrics};
 use super::read_secret_file;
+use crate::config::raw::{RawHook, RawMetrics};
 use crate::config::{Group, Hook, HookAction, Purpose, defaults};
 use crate::secret::Token;
 use sha2::{Digest, Sha256};

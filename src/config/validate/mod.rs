@@ -221,7 +221,11 @@ impl Validator<'_> {
             match value {
                 Some(at) => self.error("database.path", at, message),
                 // The default path: no line to point at.
-                None => self.r.push("database.path", None, format!("{message} (the default; set database.path)")),
+                None => self.r.push(
+                    "database.path",
+                    None,
+                    format!("{message} (the default; set database.path)"),
+                ),
             }
         }
         path
