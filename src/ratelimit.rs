@@ -21,6 +21,7 @@ use crate::secret::Token;
 use crate::store::Store;
 use sha2::{Digest, Sha256};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -32,6 +33,9 @@ const WINDOW: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub struct RateLimiter {
     interval: Duration,
+    requests_per_minute: u32,
+    /// Whether a wait has been explained in the log yet (once per budget).
+    explained: AtomicBool,
     /// Held by the caller at the head of the queue; tokio's mutex is FIFO.
     queue: tokio::sync::Mutex<()>,
     state: Mutex<State>,
@@ -60,6 +64,8 @@ impl RateLimiter {
         let rpm = f64::from(requests_per_minute.max(1));
         RateLimiter {
             interval: WINDOW.mul_f64((1.0 + MARGIN) / rpm),
+            requests_per_minute: requests_per_minute.max(1),
+            explained: AtomicBool::new(false),
             queue: tokio::sync::Mutex::new(()),
             state: Mutex::new(State {
                 next_grant: Instant::now(),
@@ -104,8 +110,9 @@ impl RateLimiter {
             {
                 Ok(grant_us) => {
                     drop(head);
-                    let wait = u64::try_from(grant_us - now_us).unwrap_or(0);
-                    tokio::time::sleep(Duration::from_micros(wait)).await;
+                    let wait = Duration::from_micros(u64::try_from(grant_us - now_us).unwrap_or(0));
+                    self.explain(wait);
+                    tokio::time::sleep(wait).await;
                     return start.elapsed();
                 }
                 Err(e) => {
@@ -126,6 +133,7 @@ impl RateLimiter {
                 ready_at
             };
             // A pause may arrive while we sleep; the loop looks again on waking.
+            self.explain(ready_at - now);
             tokio::time::sleep_until(ready_at).await;
         }
     }
@@ -146,6 +154,18 @@ impl RateLimiter {
             if let Err(e) = shared.store.pause_budget(&shared.key, until_us).await {
                 tracing::warn!(error = %e, "cannot record the rate-limit pause in the shared budget");
             }
+        }
+    }
+
+    /// Says once, the first time a call waits, why calls are spaced: so that
+    /// rotations taking seconds do not read as slowness.
+    fn explain(&self, wait: Duration) {
+        if wait >= Duration::from_millis(50) && !self.explained.swap(true, Ordering::Relaxed) {
+            tracing::info!(
+                "rate budget: {} calls a minute per token, so calls go {:.2} s apart and rotations wait their turn",
+                self.requests_per_minute,
+                self.interval.as_secs_f64()
+            );
         }
     }
 

@@ -8,6 +8,7 @@ use crate::daemon::Quiet;
 use crate::emulator::{Emulator, EmulatorOptions, Membership};
 use crate::exit::Exit;
 use crate::store::{HistoryQuery, Store};
+use std::path::Path;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -65,6 +66,17 @@ pub async fn run(seconds: u64) -> Result<Exit, Failure> {
     println!("\nThe history ({} rotations):\n", rows.len());
     history::write_table(std::io::stdout().lock(), &rows).map_err(|e| runtime(&e))?;
     drop(store);
-    let _ = std::fs::remove_dir_all(&dir);
+    // Kept, for the newcomer to open (the system removes old temporary files).
+    let me = std::env::current_exe()
+        .ok()
+        .and_then(|exe| {
+            let cwd = std::env::current_dir().ok()?;
+            Some(exe.strip_prefix(&cwd).map_or(exe.clone(), |p| Path::new(".").join(p)))
+        })
+        .map_or_else(|| "invite-rotator".to_owned(), |p| p.display().to_string());
+    println!(
+        "\nThe history is kept in {db}. Read it with\n  {me} history --database {db}\n  sqlite3 {db} 'SELECT group_name, status, old_invite_code, new_invite_code FROM rotations'",
+        db = database.display()
+    );
     Ok(Exit::Success)
 }

@@ -154,12 +154,12 @@ impl Engine {
                 .map_or_else(|| "-".to_owned(), |c| fingerprint(c).to_string())
         };
         let (old, new) = (code(&report.old_code), code(&report.new_code));
-        let (status, attempts) = (report.status.as_str(), report.attempts);
+        let (status, attempts) = (report.status, report.attempts);
         let seconds = report.elapsed.as_secs_f64();
         if report.status == Status::Succeeded {
-            tracing::info!(group = %report.group, trigger = trigger.as_str(), status, %old, %new, attempts, duration_s = seconds, "rotation");
+            tracing::info!(group = %report.group, %trigger, %status, %old, %new, attempts, duration_s = seconds, "rotation");
         } else {
-            tracing::warn!(group = %report.group, trigger = trigger.as_str(), status, %old, attempts, duration_s = seconds, error = report.error.as_deref(), "rotation did not succeed");
+            tracing::warn!(group = %report.group, %trigger, %status, %old, attempts, duration_s = seconds, error = report.error.as_deref(), "rotation did not succeed");
         }
         Ok(report)
     }
