@@ -30,6 +30,7 @@ pub mod hooks;
 pub mod metrics;
 pub mod owner;
 pub mod ratelimit;
+pub mod retention;
 pub mod rotation;
 pub mod ryzeapi;
 pub mod schedule;

@@ -71,7 +71,10 @@ pub async fn run(seconds: u64) -> Result<Exit, Failure> {
         .ok()
         .and_then(|exe| {
             let cwd = std::env::current_dir().ok()?;
-            Some(exe.strip_prefix(&cwd).map_or(exe.clone(), |p| Path::new(".").join(p)))
+            Some(
+                exe.strip_prefix(&cwd)
+                    .map_or(exe.clone(), |p| Path::new(".").join(p)),
+            )
         })
         .map_or_else(|| "invite-rotator".to_owned(), |p| p.display().to_string());
     println!(

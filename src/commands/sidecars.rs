@@ -1,10 +1,12 @@
-//! What runs beside the daemon, in `run` and `demo`: the hooks' worker, and
-//! the metrics server when `[metrics] listen` is set. Both follow reloads and
+//! What runs beside the daemon, in `run` and `demo`: the hooks' worker, the
+//! pruner of the call log ([`crate::retention`]), and the metrics server
+//! when `[metrics] listen` is set. Both follow reloads and
 //! stop at the daemon's stop signal, so the process still exits within 10 s.
 
 use crate::config::{Config, Group};
 use crate::hooks::{self, Settings};
 use crate::metrics::{Metrics, server};
+use crate::retention;
 use crate::store::Store;
 use std::future::Future;
 use std::sync::Arc;
@@ -39,6 +41,11 @@ impl Sidecars {
         let mut tasks = JoinSet::new();
         let worker = hooks::Worker::new(store.clone(), hooks_rx)?;
         tasks.spawn(worker.run(stopped(&stop)));
+        tasks.spawn(retention::run(
+            store.clone(),
+            config.keep_calls,
+            stopped(&stop),
+        ));
         let mut groups = None;
         if let Some((metrics, listener)) = metrics {
             let (tx, rx) = watch::channel(Arc::new(config.groups.clone()));

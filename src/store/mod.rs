@@ -8,6 +8,7 @@
 mod files;
 mod model;
 mod outbox;
+mod prune;
 
 pub use files::{LockError, preflight};
 pub use model::{
@@ -15,10 +16,13 @@ pub use model::{
     Settlement, Status, Trigger,
 };
 pub use outbox::{Attempt, Delivery, Recipient};
+pub use prune::Pruned;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::TryStreamExt;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous,
+};
 use sqlx::{ConnectOptions, Connection};
 use sqlx::{QueryBuilder, Sqlite};
 use std::collections::HashMap;
@@ -94,7 +98,10 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(busy_timeout)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Takes effect on a new database (before its first table): pruned
+            // pages can then be given back (see `release_free_pages`).
+            .auto_vacuum(SqliteAutoVacuum::Incremental);
         // Two processes starting on a new database (the daemon, a `rotate`)
         // would both find a migration unapplied and both apply it: one at a
         // time, under a lock beside the database (not on the database file

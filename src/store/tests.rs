@@ -342,3 +342,57 @@ async fn processes_opening_a_new_database_at_once_migrate_it_once() {
         store.unwrap();
     }
 }
+
+#[tokio::test]
+async fn pruning_removes_old_calls_in_batches_keeps_new_ones_and_every_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("h.db")).await.unwrap();
+    let id = started(&store, "vip").await;
+    store.settle(id, &failed()).await.unwrap();
+    let now = Utc::now();
+    let log = |age_days: i64| CallRecord {
+        rotation_id: id,
+        endpoint: "info",
+        started_at: now - chrono::Duration::days(age_days),
+        duration: Duration::from_millis(5),
+        http_status: Some(200),
+        outcome: "success",
+        error: Some("x".repeat(500)),
+    };
+    for _ in 0..1200 {
+        store.log_call(&log(100)).await.unwrap();
+    }
+    for _ in 0..3 {
+        store.log_call(&log(1)).await.unwrap();
+    }
+    let (pages_before, _) = store.page_counts().await.unwrap();
+
+    let cutoff = now - chrono::Duration::days(90);
+    let first = store.prune_batch(cutoff, 500).await.unwrap();
+    let mut total = first.calls;
+    loop {
+        let next = store.prune_batch(cutoff, 500).await.unwrap();
+        total += next.calls;
+        if next.calls == 0 {
+            break;
+        }
+    }
+    store.release_free_pages().await.unwrap();
+
+    assert_eq!(first.calls, 500, "one batch at a time");
+    assert_eq!(total, 1200);
+    assert_eq!(
+        store.calls_of(id).await.unwrap().len(),
+        3,
+        "young calls stay"
+    );
+    assert!(
+        store.rotation(id).await.unwrap().is_some(),
+        "rotations stay"
+    );
+    let (pages_after, free) = store.page_counts().await.unwrap();
+    assert!(
+        pages_after < pages_before / 2 && free == 0,
+        "the space goes back: {pages_before} pages, then {pages_after} ({free} free)"
+    );
+}

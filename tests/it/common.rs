@@ -129,6 +129,12 @@ token_env = "{TOKEN_VAR}"
 }
 
 impl TestApp {
+    /// Rewrites the config file with `edit` (to add a table or a key).
+    pub fn edit_config(&self, edit: impl FnOnce(String) -> String) {
+        let text = std::fs::read_to_string(&self.config_path).expect("config reads");
+        std::fs::write(&self.config_path, edit(text)).expect("config written");
+    }
+
     /// The config, loaded as the binary would (with the test token in the env).
     pub fn config(&self) -> Config {
         // SAFETY: every test sets this variable to the same value.

@@ -303,6 +303,28 @@ async fn the_demo_runs_the_daemon_and_prints_a_history_with_rotations() {
         stdout.contains("must be admin"),
         "the non-admin group's failure is shown: {stdout}"
     );
+    // The history is kept, and the command printed to read it works.
+    let db = stdout
+        .split("history --database ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no history command printed: {stdout}"));
+    let history = tokio::process::Command::new(env!("CARGO_BIN_EXE_invite-rotator"))
+        .args(["history", "--format", "json", "--database", db])
+        .output()
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&history.stdout).lines().count() >= 4);
+    assert!(stdout.contains(&format!("sqlite3 {db} ")), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr
+            .matches("rate budget: 100 calls a minute per token")
+            .count(),
+        1,
+        "the pacing is explained once: {stderr}"
+    );
+    let _ = std::fs::remove_dir_all(std::path::Path::new(db).parent().unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,7 @@ mod operations;
 mod operator;
 mod properties;
 mod rate_limit;
+mod retention;
 mod scale;
 mod security;
 mod status;

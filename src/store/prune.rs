@@ -1,0 +1,83 @@
+//! Pruning what is not the audit trail: the per-call log (`api_calls`) and
+//! hook notifications that were delivered or given up. Rotations are never
+//! pruned. SQL only; when and how much is [`crate::retention`]'s to say.
+
+use super::{Store, StoreError, timestamp};
+use chrono::{DateTime, Utc};
+
+/// What one pass of [`Store::prune_batch`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Rows of `api_calls`.
+    pub calls: u64,
+    /// Rows of `hook_deliveries`.
+    pub deliveries: u64,
+}
+
+impl Pruned {
+    /// Rows removed in all.
+    pub fn total(self) -> u64 {
+        self.calls + self.deliveries
+    }
+}
+
+impl Store {
+    /// Removes at most `batch` rows of each table older than `before`, each
+    /// table in one short statement, so that the store is never held for
+    /// long. Rows are taken oldest first by id (ids grow with time), so a
+    /// table whose oldest rows are young is left after one index step, never
+    /// scanned. Call again until it removes nothing.
+    pub async fn prune_batch(
+        &self,
+        before: DateTime<Utc>,
+        batch: u32,
+    ) -> Result<Pruned, StoreError> {
+        let calls = sqlx::query(
+            "DELETE FROM api_calls WHERE id IN (SELECT id FROM api_calls ORDER BY id LIMIT $2)
+             AND started_at < $1",
+        )
+        .bind(timestamp(before))
+        .bind(batch)
+        .execute(&mut *self.conn.lock().await)
+        .await
+        .map_err(|e| self.err(e))?
+        .rows_affected();
+        let deliveries = sqlx::query(
+            "DELETE FROM hook_deliveries WHERE id IN (SELECT id FROM hook_deliveries
+                 WHERE state != 'pending' ORDER BY id LIMIT $2)
+             AND created_at < $1",
+        )
+        .bind(timestamp(before))
+        .bind(batch)
+        .execute(&mut *self.conn.lock().await)
+        .await
+        .map_err(|e| self.err(e))?
+        .rows_affected();
+        Ok(Pruned { calls, deliveries })
+    }
+
+    /// Gives free pages back to the file system, on a database created with
+    /// incremental auto-vacuum (new ones are); elsewhere SQLite reuses the
+    /// free pages for new rows, so the file stops growing either way.
+    pub async fn release_free_pages(&self) -> Result<(), StoreError> {
+        sqlx::query("PRAGMA incremental_vacuum")
+            .execute(&mut *self.conn.lock().await)
+            .await
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Pages in the file and free pages in it, for tests and the README.
+    pub async fn page_counts(&self) -> Result<(i64, i64), StoreError> {
+        let mut conn = self.conn.lock().await;
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        let free: i64 = sqlx::query_scalar("PRAGMA freelist_count")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok((pages, free))
+    }
+}
