@@ -2,17 +2,22 @@
 //! schedule and keeps an audit history of every code.
 //!
 //! The pieces, each owning one thing:
-//! - [`config`]: the TOML file, parsed into validated values;
-//! - [`ryzeapi`]: the RyzeAPI client; [`ratelimit`] paces it per token;
-//! - [`store`]: the only SQL, the history database;
+//! - [`config`]: the TOML file, read key by key into validated values, every
+//!   problem reported at once;
+//! - [`ryzeapi`]: the RyzeAPI client (the only code that speaks HTTP to it);
+//!   [`ratelimit`] paces it per token;
+//! - [`store`]: the history database, the only code that speaks SQL;
 //! - [`rotation`]: the rotation workflow, top to bottom;
 //! - [`engine`]: wires those into rotations of many groups at once, and
-//!   settles what a crash left behind ([`owner`] tells whose a row is);
-//! - [`hooks`]: tells webhooks and commands of each rotation (the only other
-//!   HTTP client); [`metrics`]: `/metrics` and `/healthz`;
-//! - [`health`]: whether a group is overdue or failing, for `status`;
+//!   settles what a crash left behind (`owner` tells whose a row is);
+//! - [`daemon`]: the schedule loop over [`timers`] (one per group, each from
+//!   its [`schedule`]), catch-up, reloads and the graceful stop;
+//! - [`hooks`]: tells webhooks and commands of each rotation; [`metrics`]:
+//!   `/metrics` and `/healthz`; `retention`: prunes the call log;
 //! - [`emulator`]: a RyzeAPI stand-in for trying configs and for tests;
-//! - [`commands`]: what each CLI command does;
+//! - [`commands`]: what each CLI command does ([`cli`] parses the line);
+//!   [`telemetry`] sets up logging (journal, terminal or JSON);
+//! - [`whatsapp`]: JIDs and invite codes, parsed at the edge;
 //! - [`failpoint`]: where the crash tests make the process fail.
 
 pub mod backoff;
@@ -25,19 +30,19 @@ pub mod emulator;
 pub mod engine;
 pub mod exit;
 pub mod failpoint;
-pub mod health;
+pub(crate) mod health;
 pub mod hooks;
 pub mod metrics;
-pub mod owner;
+pub(crate) mod owner;
 pub mod ratelimit;
-pub mod retention;
+pub(crate) mod retention;
 pub mod rotation;
 pub mod ryzeapi;
 pub mod schedule;
 pub mod secret;
-pub mod signals;
+pub(crate) mod signals;
 pub mod store;
-pub mod systemd;
+pub(crate) mod systemd;
 pub mod telemetry;
 pub mod timers;
 pub mod whatsapp;

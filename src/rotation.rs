@@ -60,7 +60,7 @@ pub enum RotateError {
     Busy {
         /// When the pending rotation started.
         since: String,
-        /// The process that wrote it (see [`crate::owner`]).
+        /// The process that wrote it (see `owner`: boot, pid and start time).
         owner: Option<String>,
     },
     /// The group names an instance this engine was not built with.

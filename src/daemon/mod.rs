@@ -47,7 +47,7 @@ pub trait Rotator: Send + Sync + 'static {
 pub trait Lifecycle: Send + Sync {
     /// Start-up is over: leftovers settled, catch-ups started, timers set.
     fn ready(&self) {}
-    /// The loop is turning (called at least every [`MAX_NAP`]).
+    /// The loop is turning (called at least every 10 s).
     fn alive(&self) {}
     /// With each turn: how many groups run, and when the next is due.
     fn turned(&self, _groups: usize, _next_due: Option<DateTime<Utc>>) {}

@@ -46,7 +46,7 @@ pub enum Begun {
     Busy {
         /// `started_at` of the pending row.
         since: String,
-        /// The process that wrote it (see [`crate::owner`]).
+        /// The process that wrote it (see `owner`: boot, pid and start time).
         owner: Option<String>,
     },
 }

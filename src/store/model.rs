@@ -188,7 +188,7 @@ pub struct Leftover {
     /// The row.
     #[sqlx(flatten)]
     pub rotation: Rotation,
-    /// `owner`: the writing process (see [`crate::owner`]); none on old rows.
+    /// `owner`: the writing process (see `owner`: boot, pid and start time); none on old rows.
     pub owner: Option<String>,
 }
 
