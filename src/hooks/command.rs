@@ -1,7 +1,9 @@
 //! Command hooks: a program run with the rotation in environment variables
 //! (`INVITE_ROTATOR_GROUP`, `INVITE_ROTATOR_NEW_LINK`, ...). Its environment
 //! is cleared first, so the daemon's own (API tokens among it) never reaches
-//! it; `PATH` is set to the system default.
+//! it; `PATH` is set to the system default. It runs in a process group of
+//! its own: a timeout kills the group, everything it started included, and a
+//! background process it leaves on its output does not hold the delivery up.
 
 use super::{Notification, Outcome, clip};
 use std::process::Stdio;
@@ -47,21 +49,47 @@ pub(super) async fn run(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Its own process group, so that a timeout kills what it started too.
+        .process_group(0)
         .kill_on_drop(true);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return failed(None, format!("cannot run {program:?}: {e}"), None),
     };
+    let group = child.id();
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
-    let finished = async {
-        let (out, err, status) = tokio::join!(head(stdout), head(stderr), child.wait());
-        (out + &err, status)
-    };
-    match tokio::time::timeout(timeout, finished).await {
-        // Dropping the child kills it (kill_on_drop).
-        Err(_) => failed(None, format!("timed out after {timeout:?} (killed)"), None),
-        Ok((_, Err(e))) => failed(None, format!("cannot wait for {program:?}: {e}"), None),
-        Ok((text, Ok(status))) => {
+    // Output is read while the command runs, and for a moment after it
+    // exits; a background process it left holding the pipes (`sleep 300 &`)
+    // does not hold the delivery up.
+    let (out, err) = (Captured::default(), Captured::default());
+    let mut reading = tokio::spawn({
+        let (out, err) = (out.clone(), err.clone());
+        async move {
+            tokio::join!(capture(stdout, out), capture(stderr, err));
+        }
+    });
+    let status = tokio::time::timeout(timeout, child.wait()).await;
+    if status.is_err() {
+        // The whole group: the command and everything it started.
+        kill_group(group);
+    }
+    if tokio::time::timeout(OUTPUT_GRACE, &mut reading)
+        .await
+        .is_err()
+    {
+        // Still held open by something the command left running: what was
+        // read so far is the output.
+        reading.abort();
+    }
+    let text = out.text() + &err.text();
+    match status {
+        Err(_) => failed(
+            None,
+            format!("timed out after {timeout:?} (killed with its process group)"),
+            None,
+        ),
+        Ok(Err(e)) => failed(None, format!("cannot wait for {program:?}: {e}"), None),
+        Ok(Ok(status)) => {
             use std::os::unix::process::ExitStatusExt;
             let output = Some(clip(&text));
             let result = status.code().map_or_else(
@@ -86,17 +114,47 @@ pub(super) async fn run(
     }
 }
 
-/// The first 4 KiB of a pipe; the rest is read and dropped, so that a chatty
-/// command never blocks on a full pipe nor fills our memory.
-async fn head(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> String {
-    use tokio::io::AsyncReadExt;
-    let Some(mut pipe) = pipe else {
-        return String::new();
+/// How long output is still read after the command exited.
+const OUTPUT_GRACE: Duration = Duration::from_millis(500);
+
+/// SIGKILL to the process group `leader` leads (the hook's own group).
+fn kill_group(leader: Option<u32>) {
+    let Some(pgid) = leader.and_then(|pid| libc::pid_t::try_from(pid).ok()) else {
+        return;
     };
-    let mut kept = Vec::with_capacity(1024);
-    let _ = (&mut pipe).take(4096).read_to_end(&mut kept).await;
-    let _ = tokio::io::copy(&mut pipe, &mut tokio::io::sink()).await;
-    String::from_utf8_lossy(&kept).into_owned()
+    // SAFETY: kill(2) takes plain integers; a negative pid names the process
+    // group, which is the hook's own (process_group(0) made it its leader).
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+}
+
+/// The first 4 KiB a pipe gave, shared with the task that reads it.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        let kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        String::from_utf8_lossy(&kept).into_owned()
+    }
+}
+
+/// Reads a pipe to its end, keeping the first 4 KiB in `into` as it comes
+/// and dropping the rest, so that a chatty command never blocks on a full
+/// pipe nor fills our memory.
+async fn capture(pipe: Option<impl tokio::io::AsyncRead + Unpin>, into: Captured) {
+    use tokio::io::AsyncReadExt;
+    let Some(mut pipe) = pipe else { return };
+    let mut chunk = [0u8; 1024];
+    while let Ok(n) = pipe.read(&mut chunk).await {
+        if n == 0 {
+            return;
+        }
+        let mut kept = into.0.lock().unwrap_or_else(|p| p.into_inner());
+        let room = 4096usize.saturating_sub(kept.len());
+        kept.extend_from_slice(&chunk[..n.min(room)]);
+    }
 }
 
 fn failed(result: Option<String>, error: String, output: Option<String>) -> Outcome {
@@ -160,6 +218,53 @@ mod tests {
         assert!(!out.delivered);
         assert!(out.error.unwrap().contains("timed out"));
         assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    /// Whether any process of the group `pgid` is left.
+    fn group_alive(pgid: u32) -> bool {
+        // SAFETY: signal 0 only checks that the group exists.
+        unsafe { libc::kill(-(pgid as libc::pid_t), 0) == 0 }
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_whole_process_group_not_just_the_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pgid");
+        let script = format!("echo $$ > {}; sleep 300 & sleep 300", pid_file.display());
+
+        let out = run(&sh(&script), Duration::from_millis(300), "k", &note()).await;
+
+        assert!(!out.delivered);
+        let pgid: u32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let gone = std::time::Instant::now() + Duration::from_secs(5);
+        while group_alive(pgid) && std::time::Instant::now() < gone {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!group_alive(pgid), "a sleep outlived the hook's timeout");
+    }
+
+    #[tokio::test]
+    async fn a_command_that_exits_leaving_a_child_on_its_output_is_delivered_at_once() {
+        let started = std::time::Instant::now();
+
+        let out = run(
+            &sh("echo done; sleep 300 & exit 0"),
+            Duration::from_secs(20),
+            "k",
+            &note(),
+        )
+        .await;
+
+        assert!(out.delivered, "{:?}", out.error);
+        assert!(out.output.unwrap().contains("done"));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "waited for the background sleep"
+        );
     }
 
     #[tokio::test]

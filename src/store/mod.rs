@@ -5,6 +5,8 @@
 //! the daemon waits instead of failing. The file is created 0600 with its
 //! directory: it holds live invite codes.
 
+mod audit;
+mod budget;
 mod files;
 mod model;
 mod outbox;
@@ -19,12 +21,11 @@ pub use outbox::{Attempt, Delivery, Recipient};
 pub use prune::Pruned;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use futures_util::TryStreamExt;
+use sqlx::Sqlite;
 use sqlx::sqlite::{
     SqliteAutoVacuum, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Connection};
-use sqlx::{QueryBuilder, Sqlite};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -436,69 +437,25 @@ impl Store {
         .map_err(|e| self.err(e))
     }
 
-    /// At a stop, records the daemon's rotations that were cut short: `failed`
-    /// if no reset call had been made, else `unknown` (the next start reads the
-    /// link to settle it). Returns how many.
+    /// At a stop, records this process's own rotations that were cut short:
+    /// `failed` if no reset call had been made, else `unknown` (the next start
+    /// reads the link to settle it). Rows of any other process, a second
+    /// daemon reached through another name of the file included, are left
+    /// to their writer. Returns how many.
     pub async fn record_stopped(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         sqlx::query(
-            "UPDATE rotations SET finished_at = ?,
+            "UPDATE rotations SET finished_at = $1,
                 status = CASE WHEN attempts = 0 THEN 'failed' ELSE 'unknown' END,
                 error = CASE WHEN attempts = 0 THEN 'stopped before any reset'
                         ELSE 'stopped during a reset call; settled from the live link at next start' END
-             WHERE status = 'pending' AND trigger IN ('schedule', 'catch_up')",
+             WHERE status = 'pending' AND trigger IN ('schedule', 'catch_up') AND owner = $2",
         )
         .bind(timestamp(now))
+        .bind(crate::owner::current())
         .execute(&mut *self.conn.lock().await)
         .await
         .map(|r| r.rows_affected())
         .map_err(|e| self.err(e))
-    }
-
-    /// Takes the next grant of a shared token bucket: returns the Unix
-    /// microsecond at which the caller may send, and moves the bucket on by
-    /// `interval_us`. One statement, so concurrent processes never share a slot.
-    pub async fn reserve_grant(
-        &self,
-        token_key: &str,
-        now_us: i64,
-        interval_us: i64,
-    ) -> Result<i64, StoreError> {
-        let grants: Vec<i64> = sqlx::query_scalar(
-            "INSERT INTO rate_budget (token_key, next_grant_us) VALUES (?1, ?2 + ?3)
-             ON CONFLICT (token_key) DO UPDATE SET next_grant_us =
-                 MAX(?2, MIN(next_grant_us, ?2 + ?4), MIN(paused_until_us, ?2 + ?4)) + ?3
-             RETURNING next_grant_us - ?3",
-        )
-        .bind(token_key.to_owned())
-        .bind(now_us)
-        .bind(interval_us)
-        // However the clock moved, nobody waits longer than the longest pause
-        // plus a minute: a clock stepped back cannot stall the budget.
-        .bind(
-            i64::try_from((crate::ryzeapi::MAX_RATE_WAIT + Duration::from_secs(60)).as_micros())
-                .unwrap_or(i64::MAX),
-        )
-        // Run to the end, so that a failed commit is an error (see `begin`).
-        .fetch_all(&mut *self.conn.lock().await)
-        .await
-        .map_err(|e| self.err(e))?;
-        grants.first().copied().ok_or_else(|| StoreError {
-            path: self.path.clone(),
-            message: "the rate budget returned no grant".into(),
-        })
-    }
-
-    /// Holds a shared token bucket until `until_us` (the API said its window is spent).
-    pub async fn pause_budget(&self, token_key: &str, until_us: i64) -> Result<(), StoreError> {
-        self.execute(
-            sqlx::query(
-                "INSERT INTO rate_budget (token_key, next_grant_us, paused_until_us) VALUES (?1, 0, ?2)
-                 ON CONFLICT (token_key) DO UPDATE SET paused_until_us = MAX(paused_until_us, ?2)",
-            )
-            .bind(token_key.to_owned())
-            .bind(until_us),
-        )
-        .await
     }
 
     /// One rotation by id.
@@ -508,85 +465,6 @@ impl Store {
             .fetch_optional(&mut *self.conn.lock().await)
             .await
             .map_err(|e| self.err(e))
-    }
-
-    /// The rotations matching `q`, oldest first. With a limit, the newest
-    /// `limit` of them (still oldest first).
-    pub async fn history(&self, q: &HistoryQuery) -> Result<Vec<Rotation>, StoreError> {
-        let mut rows = Vec::new();
-        self.each_in_history(q, |r| {
-            rows.push(r);
-            Ok::<(), StoreError>(())
-        })
-        .await?;
-        Ok(rows)
-    }
-
-    /// Hands the rotations matching `q` to `each`, oldest first, as SQLite
-    /// reads them: a million rows cost one row of memory. With a limit, the
-    /// newest `limit` of them are read first (newest first is what the index
-    /// gives) and handed over oldest first. Stops at the first error of `each`.
-    pub async fn each_in_history<E: From<StoreError>>(
-        &self,
-        q: &HistoryQuery,
-        mut each: impl FnMut(Rotation) -> Result<(), E>,
-    ) -> Result<(), E> {
-        let mut conn = self.conn.lock().await;
-        let mut sql = history_sql(q, "");
-        if q.limit.is_some() {
-            let mut rows: Vec<Rotation> = sql
-                .build_query_as()
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(|e| self.err(e))?;
-            rows.reverse();
-            return rows.into_iter().try_for_each(each);
-        }
-        let mut rows = sql.build_query_as::<Rotation>().fetch(&mut *conn);
-        while let Some(row) = rows.try_next().await.map_err(|e| self.err(e))? {
-            each(row)?;
-        }
-        Ok(())
-    }
-
-    /// SQLite's plan for the query [`Store::history`] runs for `q`
-    /// (`EXPLAIN QUERY PLAN`, one line per step), to check that audits use
-    /// an index rather than read the whole history.
-    pub async fn explain_history(&self, q: &HistoryQuery) -> Result<Vec<String>, StoreError> {
-        let rows: Vec<(i64, i64, i64, String)> = history_sql(q, "EXPLAIN QUERY PLAN ")
-            .build_query_as()
-            .fetch_all(&mut *self.conn.lock().await)
-            .await
-            .map_err(|e| self.err(e))?;
-        Ok(rows.into_iter().map(|(.., detail)| detail).collect())
-    }
-
-    /// What the history says about each of `groups`, in their order, for
-    /// `status`: the latest rotation, the latest success, whether the latest
-    /// settled rotation failed, and when the daemon first saw the group.
-    ///
-    /// One statement for any number of groups (the names go in as one JSON
-    /// array); each group costs a few index seeks, never a scan of its history.
-    pub async fn group_records(&self, groups: &[&str]) -> Result<Vec<GroupRecord>, StoreError> {
-        let names = self.json(groups)?;
-        let rows: Vec<RecordRow> = sqlx::query_as(group_records_sql!())
-            .bind(names)
-            .fetch_all(&mut *self.conn.lock().await)
-            .await
-            .map_err(|e| self.err(e))?;
-        Ok(rows.into_iter().map(RecordRow::into_record).collect())
-    }
-
-    /// SQLite's plan for [`Store::group_records`].
-    pub async fn explain_group_records(&self, groups: &[&str]) -> Result<Vec<String>, StoreError> {
-        let names = self.json(groups)?;
-        let rows: Vec<(i64, i64, i64, String)> =
-            sqlx::query_as(concat!("EXPLAIN QUERY PLAN ", group_records_sql!()))
-                .bind(names)
-                .fetch_all(&mut *self.conn.lock().await)
-                .await
-                .map_err(|e| self.err(e))?;
-        Ok(rows.into_iter().map(|(.., detail)| detail).collect())
     }
 
     fn json(&self, names: &[&str]) -> Result<String, StoreError> {
@@ -636,90 +514,6 @@ macro_rules! select_rotation {
     };
 }
 use select_rotation;
-
-/// The query of `history` for `q`, after `prefix`: newest first when limited
-/// (so the limit keeps the newest), else oldest first.
-fn history_sql(q: &HistoryQuery, prefix: &str) -> QueryBuilder<Sqlite> {
-    let mut sql = QueryBuilder::<Sqlite>::new(prefix);
-    sql.push(select_rotation!());
-    sql.push(" WHERE 1 = 1");
-    if let Some(group) = &q.group {
-        sql.push(" AND group_name = ").push_bind(group.clone());
-    }
-    if let Some(since) = q.since {
-        sql.push(" AND started_at >= ").push_bind(timestamp(since));
-    }
-    if let Some(until) = q.until {
-        sql.push(" AND started_at < ").push_bind(timestamp(until));
-    }
-    if let Some(status) = q.status {
-        sql.push(" AND status = ").push_bind(status.as_str());
-    }
-    match q.limit {
-        Some(limit) => {
-            sql.push(" ORDER BY id DESC LIMIT ")
-                .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
-        }
-        None => {
-            sql.push(" ORDER BY id");
-        }
-    }
-    sql
-}
-
-/// Per configured group (`?1`, a JSON array of names): its latest rotation,
-/// latest success, latest failure or unknown outcome, each found by a seek in
-/// `rotations_by_group` or `rotations_by_group_status`; then those rows and
-/// `groups_seen`. A macro, so that its `EXPLAIN` stays a `&'static str`.
-macro_rules! group_records_sql {
-    () => {
-        "
-WITH names AS (SELECT key AS pos, value AS group_name FROM json_each(?1)),
-ids AS (
-    SELECT pos, group_name,
-        (SELECT MAX(id) FROM rotations r WHERE r.group_name = names.group_name) AS last_id,
-        (SELECT MAX(id) FROM rotations r WHERE r.group_name = names.group_name AND r.status = 'succeeded') AS success_id,
-        (SELECT MAX(id) FROM rotations r WHERE r.group_name = names.group_name AND r.status = 'failed') AS failed_id,
-        (SELECT MAX(id) FROM rotations r WHERE r.group_name = names.group_name AND r.status = 'unknown') AS unknown_id
-    FROM names
-)
-SELECT ids.group_name, seen.first_seen_at, last.started_at, last.status,
-       COALESCE(success.finished_at, success.started_at) AS last_success_at,
-       MAX(COALESCE(ids.failed_id, 0), COALESCE(ids.unknown_id, 0)) > COALESCE(ids.success_id, 0) AS failing
-FROM ids
-LEFT JOIN groups_seen seen ON seen.group_name = ids.group_name
-LEFT JOIN rotations last ON last.id = ids.last_id
-LEFT JOIN rotations success ON success.id = ids.success_id
-ORDER BY ids.pos"
-    };
-}
-use group_records_sql;
-
-/// A row of `group_records_sql!()`, as SQLite gives it.
-#[derive(sqlx::FromRow)]
-struct RecordRow {
-    group_name: String,
-    first_seen_at: Option<String>,
-    started_at: Option<String>,
-    status: Option<String>,
-    last_success_at: Option<String>,
-    failing: bool,
-}
-
-impl RecordRow {
-    fn into_record(self) -> GroupRecord {
-        let time = |t: Option<String>| t.as_deref().and_then(parse_timestamp);
-        GroupRecord {
-            last: time(self.started_at)
-                .zip(self.status.as_deref().and_then(Status::parse))
-                .map(|(started_at, status)| LastRotation { started_at, status }),
-            group_name: self.group_name,
-            first_seen_at: time(self.first_seen_at),
-            last_success_at: time(self.last_success_at),
-            failing: self.failing,
-        }
-    }
-}
 
 /// `(group, timestamp)` rows as a map; a timestamp that does not parse (only
 /// a hand-edited database has one) is left out.
