@@ -293,12 +293,18 @@ mod tests {
         store.pause_budget(&key(&a), now + 30_000).await.unwrap();
         let g4 = store.reserve_grant(&key(&b), now, 1020).await.unwrap();
         assert_eq!(g4, now + 30_000);
-        // A clock stepped back by a day does not stall the budget for a day.
+        // A clock stepped back by a day does not stall the budget: the pause
+        // and the pacing go on from the new clock, by as much as was left.
         let yesterday = now - 86_400_000_000;
         let g5 = store
             .reserve_grant(&key(&b), yesterday, 1020)
             .await
             .unwrap();
-        assert!(g5 - yesterday <= 360_000_000, "{}", g5 - yesterday);
+        assert!(g5 - yesterday <= 30_000 + 1020, "{}", g5 - yesterday);
+        let g6 = store
+            .reserve_grant(&key(&b), yesterday + 1, 1020)
+            .await
+            .unwrap();
+        assert_eq!(g6 - g5, 1020, "pacing goes on from the new clock");
     }
 }

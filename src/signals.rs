@@ -26,3 +26,10 @@ pub fn shutdown() -> impl Future<Output = ()> {
         }
     }
 }
+
+/// The SIGHUPs to come, listened for from now on: a SIGHUP then no longer
+/// ends the process (its default), whenever it comes. `None` if the handler
+/// cannot be installed (which does not happen on Linux).
+pub fn hangups() -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+}

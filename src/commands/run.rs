@@ -18,8 +18,10 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 pub async fn run(path: &Path) -> Result<Exit, Failure> {
-    // From here on a SIGTERM is a clean stop, even during start-up.
-    let shutdown = signals::shutdown();
+    // The handlers come first: from here on a SIGTERM is a clean stop and a
+    // SIGHUP a reload (taken once the daemon runs), even during start-up.
+    let mut shutdown = Box::pin(signals::shutdown());
+    let hangups = signals::hangups();
     let config = load_config(path, Purpose::Run)?;
     release_free_memory();
     // One daemon per database: two would settle and cut each other's rotations.
@@ -33,9 +35,14 @@ pub async fn run(path: &Path) -> Result<Exit, Failure> {
             config.database_path.display()
         )),
     })?;
-    let store = Store::open(&config.database_path)
-        .await
-        .map_err(|e| Failure::Runtime(e.to_string()))?;
+    // Opening may wait for another process's migration (logged, bounded).
+    let store = tokio::select! {
+        store = Store::open(&config.database_path) => store.map_err(|e| Failure::Runtime(e.to_string()))?,
+        () = &mut shutdown => {
+            tracing::info!("stopped during start-up");
+            return Ok(Exit::Success);
+        }
+    };
     // Bound now, so that an address in use fails the start, not later.
     let metrics = match config.metrics_listen {
         Some(listen) => {
@@ -53,6 +60,7 @@ pub async fn run(path: &Path) -> Result<Exit, Failure> {
     };
     let (reloads, reload_rx) = mpsc::channel(1);
     let watcher = tokio::spawn(reload_on_hangup(
+        hangups,
         path.to_owned(),
         store.clone(),
         reloads,
@@ -171,13 +179,13 @@ pub async fn serve(
 /// On each SIGHUP, reads the config again; a valid one replaces the running
 /// one, an invalid one is logged and the running one kept.
 async fn reload_on_hangup(
+    hangups: Option<tokio::signal::unix::Signal>,
     path: PathBuf,
     store: Store,
     reloads: mpsc::Sender<Reload<Engine>>,
     metrics: Option<Metrics>,
 ) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+    let Some(mut hangups) = hangups else {
         tracing::warn!("cannot listen for SIGHUP; reload by restarting");
         return;
     };

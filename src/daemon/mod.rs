@@ -79,9 +79,15 @@ pub async fn run<R: Rotator>(
     mut reloads: mpsc::Receiver<Reload<R>>,
 ) -> Result<(), StoreError> {
     let mut daemon = Daemon::new(config, rotator, store, clock);
-    daemon.start().await?;
-    lifecycle.ready();
     tokio::pin!(shutdown);
+    let missed = daemon.start().await?;
+    // A stop asked for during start-up: no catch-up starts for it.
+    if futures_util::FutureExt::now_or_never(&mut shutdown).is_some() {
+        tracing::info!("stopped during start-up");
+        return daemon.stop().await;
+    }
+    daemon.catch_up(missed);
+    lifecycle.ready();
     loop {
         daemon.fire_due();
         lifecycle.alive();
@@ -141,8 +147,9 @@ impl<R: Rotator> Daemon<R> {
         }
     }
 
-    /// Catch-up for fires missed while down, then the timers.
-    async fn start(&mut self) -> Result<(), StoreError> {
+    /// Marks the groups seen, sets the timers, and returns the fires missed
+    /// while the daemon was down, in due order, for [`Daemon::catch_up`].
+    async fn start(&mut self) -> Result<Vec<(DateTime<Utc>, Group)>, StoreError> {
         let now = self.clock.now();
         let names: Vec<&str> = self.groups.iter().map(|g| g.name.as_str()).collect();
         let first_seen = self.store.mark_seen(&names, now).await?;
@@ -153,23 +160,29 @@ impl<R: Rotator> Daemon<R> {
             .filter(|g| g.catch_up)
             .filter_map(|g| {
                 let seen = first_seen.get(&g.name).copied().unwrap_or(now);
-                let since = served.get(&g.name).map_or(seen, |last| seen.max(*last));
+                let since = served
+                    .get(&g.name)
+                    .map_or(seen, |last| seen.max(*last));
                 Some((timers::missed_fire(g, since, now)?, g.clone()))
             })
             .collect();
         missed.sort_by_key(|(due, g)| (*due, g.name.clone()));
+        self.timers = Timers::new(&self.groups, now);
+        Ok(missed)
+    }
+
+    /// Starts the rotations that make up `missed` fires.
+    fn catch_up(&mut self, missed: Vec<(DateTime<Utc>, Group)>) {
         for (due, group) in missed {
             tracing::info!(group = %group.name, missed = %telemetry::utc(due), "catching up a rotation missed while the daemon was down");
             self.dispatch(group, Trigger::CatchUp, due);
         }
-        self.timers = Timers::new(&self.groups, now);
         tracing::info!(
             groups = self.groups.len(),
             next_due = %self.next_due(),
             catching_up = self.tasks.len(),
             "daemon started"
         );
-        Ok(())
     }
 
     /// When the next fire goes, for the log.

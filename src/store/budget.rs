@@ -9,6 +9,11 @@ impl Store {
     /// Takes the next grant of a shared token bucket: returns the Unix
     /// microsecond at which the caller may send, and moves the bucket on by
     /// `interval_us`. One statement, so concurrent processes never share a slot.
+    ///
+    /// A wall clock stepped back (NTP, a VM resumed) would leave the bucket's
+    /// next grant and pause in the future by the size of the step: a
+    /// reservation made before the time it last reserved from shifts both back
+    /// by that step, so pacing goes on as if the clock had not moved.
     pub async fn reserve_grant(
         &self,
         token_key: &str,
@@ -16,16 +21,20 @@ impl Store {
         interval_us: i64,
     ) -> Result<i64, StoreError> {
         let grants: Vec<i64> = sqlx::query_scalar(
-            "INSERT INTO rate_budget (token_key, next_grant_us) VALUES (?1, ?2 + ?3)
-             ON CONFLICT (token_key) DO UPDATE SET next_grant_us =
-                 MAX(?2, MIN(next_grant_us, ?2 + ?4), MIN(paused_until_us, ?2 + ?4)) + ?3
+            "INSERT INTO rate_budget (token_key, next_grant_us, reserved_at_us) VALUES (?1, ?2 + ?3, ?2)
+             ON CONFLICT (token_key) DO UPDATE SET
+                 next_grant_us = MAX(?2,
+                     MIN(next_grant_us - MAX(reserved_at_us - ?2, 0), ?2 + ?4),
+                     MIN(paused_until_us - MAX(reserved_at_us - ?2, 0), ?2 + ?4)) + ?3,
+                 paused_until_us = paused_until_us - MAX(reserved_at_us - ?2, 0),
+                 reserved_at_us = ?2
              RETURNING next_grant_us - ?3",
         )
         .bind(token_key.to_owned())
         .bind(now_us)
         .bind(interval_us)
-        // However the clock moved, nobody waits longer than the longest pause
-        // plus a minute: a clock stepped back cannot stall the budget.
+        // And whatever else happened to the row, nobody waits longer than the
+        // longest pause plus a minute.
         .bind(
             i64::try_from((crate::ryzeapi::MAX_RATE_WAIT + Duration::from_secs(60)).as_micros())
                 .unwrap_or(i64::MAX),
