@@ -39,7 +39,7 @@ impl Sidecars {
         let (stop, _) = watch::channel(false);
         let (hooks, hooks_rx) = watch::channel(Arc::new(settings(config)));
         let mut tasks = JoinSet::new();
-        let worker = hooks::Worker::new(store.clone(), hooks_rx)?;
+        let worker = hooks::Worker::new(store.clone(), hooks_rx, config.api.proxy.as_ref())?;
         tasks.spawn(worker.run(stopped(&stop)));
         tasks.spawn(retention::run(
             store.clone(),

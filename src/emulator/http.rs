@@ -73,7 +73,7 @@ async fn respond(em: &Emulator, req: &Request<'_>) -> Response {
             .handle(req, em.options.requests_per_minute, em.options.auto_create);
     if let Some(jid) = reply.late_reset.clone() {
         // Detached: the reset lands even if the client hangs up first.
-        let (em, at) = (em.clone(), em.options.latency + reply.stall);
+        let (em, at) = (em.clone(), em.options.latency + reply.reset_after);
         tokio::spawn(async move {
             tokio::time::sleep(at).await;
             em.state().apply_reset(&jid);

@@ -36,7 +36,9 @@ pub struct EmulatorOptions {
     /// queued with [`Emulator::push_fault`]; changeable with
     /// [`Emulator::set_fault_rate`]. For soaks and kill tests.
     pub fault_rate: f64,
-    /// How long stalls last under `fault_rate`: past the client's timeout.
+    /// How long stalls last under `fault_rate`: past the client's timeout
+    /// (and at most twice it: a 5xx's late reset lands a quarter of this
+    /// after the call, within the timeout the workflow waits before reading back).
     pub fault_stall: Duration,
 }
 
@@ -128,6 +130,16 @@ impl Emulator {
             .get(jid)
             .map(|g| g.chain.clone())
             .unwrap_or_default()
+    }
+
+    /// Every code any group has had: the ones they were created with and
+    /// every one a reset issued.
+    pub fn issued_codes(&self) -> Vec<String> {
+        self.state()
+            .groups
+            .values()
+            .flat_map(|g| g.chain.iter().cloned())
+            .collect()
     }
 
     /// Every call received, in order.

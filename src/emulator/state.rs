@@ -38,6 +38,9 @@ pub enum Fault {
     /// No reply for this long, and the reset takes effect only then, even if
     /// the client has given up: a reset that lands late.
     LateReset(Duration),
+    /// A gateway answers 504 at once while the backend applies the reset
+    /// this long after: a 5xx whose reset lands late.
+    GatewayErrorThenReset(Duration),
 }
 
 impl Fault {
@@ -103,8 +106,10 @@ pub(super) struct Reply {
     pub rate: Option<RateHeaders>,
     /// Answer without `X-RateLimit-*` headers (WhatsApp's own throttling).
     pub omit_rate: bool,
-    /// Reset this group after `stall`, whether or not the client still waits.
+    /// Reset this group after `reset_after`, whether or not the client still waits.
     pub late_reset: Option<String>,
+    /// When a late reset lands, from the call's arrival (latency aside).
+    pub reset_after: Duration,
     /// Extra delay before answering.
     pub stall: Duration,
 }
@@ -138,6 +143,7 @@ fn error(status: u16, message: &str) -> Reply {
         rate: None,
         omit_rate: false,
         late_reset: None,
+        reset_after: Duration::ZERO,
         stall: Duration::ZERO,
     }
 }
@@ -260,7 +266,12 @@ impl State {
             );
         };
         let mut reply = match req.route {
-            Route::Reset if matches!(fault, Some(Fault::LateReset(_))) => {
+            Route::Reset
+                if matches!(
+                    fault,
+                    Some(Fault::LateReset(_) | Fault::GatewayErrorThenReset(_))
+                ) =>
+            {
                 let mut reply = error(504, "upstream timed out");
                 reply.late_reset = Some(jid.to_owned());
                 reply
@@ -350,6 +361,7 @@ fn reset_ok(jid: &str, code: &str) -> Reply {
         rate: None,
         omit_rate: false,
         late_reset: None,
+        reset_after: Duration::ZERO,
         stall: Duration::ZERO,
     }
 }
@@ -371,16 +383,20 @@ fn info_ok(jid: &str, group: &GroupState) -> Reply {
         rate: None,
         omit_rate: false,
         late_reset: None,
+        reset_after: Duration::ZERO,
         stall: Duration::ZERO,
     }
 }
 
 /// Turns the reply into the fault's. The reset (if the fault lets it happen)
 /// was applied before this.
-/// A fault drawn at random among those that can strike `route` (late resets
-/// aside: they land at a time of their own choosing).
+/// A fault drawn at random among those that can strike `route`. Of the late
+/// resets, only the 5xx whose reset lands a quarter of a stall later: within
+/// the client's timeout (stalls run past it), which is as long as the
+/// workflow waits before reading back.
 fn random_fault(route: Route, stall: Duration) -> Fault {
     let reset = [
+        Fault::GatewayErrorThenReset(stall / 4),
         Fault::ServerError,
         Fault::ServerErrorAfterReset,
         Fault::Stall(stall),
@@ -423,6 +439,10 @@ fn apply_fault(reply: &mut Reply, fault: Fault) {
             *reply = error(429, "WhatsApp rate-overlimit");
             reply.omit_rate = true;
         }
-        Fault::LateReset(d) => reply.stall = d,
+        Fault::LateReset(d) => {
+            reply.stall = d;
+            reply.reset_after = d;
+        }
+        Fault::GatewayErrorThenReset(d) => reply.reset_after = d,
     }
 }

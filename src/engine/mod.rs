@@ -53,7 +53,7 @@ impl Engine {
         store: Store,
         metrics: Option<Metrics>,
     ) -> Result<Engine, EngineError> {
-        let http = ryzeapi::http_client(config.api.timeout)?;
+        let http = ryzeapi::http_client(config.api.timeout, config.api.proxy.as_ref())?;
         let mut budgets: Vec<(Token, Arc<RateLimiter>)> = Vec::new();
         let mut clients = HashMap::new();
         for instance in &config.instances {

@@ -126,15 +126,17 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker on `store`, with the hooks `settings` holds at each pass.
+    /// A worker on `store`, with the hooks `settings` holds at each pass;
+    /// webhooks go through `proxy` if set (the config's `[api] proxy`).
     pub fn new(
         store: Store,
         settings: watch::Receiver<Arc<Settings>>,
+        proxy: Option<&reqwest::Url>,
     ) -> Result<Self, reqwest::Error> {
         Ok(Worker {
             store,
             settings,
-            http: webhook::client()?,
+            http: webhook::client(proxy)?,
         })
     }
 

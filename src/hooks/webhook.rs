@@ -9,9 +9,10 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::time::Duration;
 
-/// The HTTP client of every webhook.
-pub(super) fn client() -> Result<reqwest::Client, reqwest::Error> {
-    crate::ryzeapi::http_client(Duration::from_secs(300))
+/// The HTTP client of every webhook: no proxy but the config's (see
+/// [`crate::ryzeapi::http_client`]).
+pub(super) fn client(proxy: Option<&reqwest::Url>) -> Result<reqwest::Client, reqwest::Error> {
+    crate::ryzeapi::http_client(Duration::from_secs(300), proxy)
 }
 
 /// `sha256=<hex>` of `body` under `secret`.

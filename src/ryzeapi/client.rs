@@ -40,18 +40,34 @@ impl std::fmt::Debug for Client {
 /// Builds the shared HTTP connection pool: rustls with the platform's roots,
 /// redirects never followed (the `token` header would go with them), `timeout`
 /// for each whole call.
-pub fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+///
+/// No proxy, whatever `HTTP_PROXY`, `HTTPS_PROXY` or `ALL_PROXY` say: a
+/// proxy the environment names could read every token. Only `proxy` (the
+/// config's `[api] proxy`) is used, and only for HTTPS, through a CONNECT
+/// tunnel that it cannot see into; loopback never goes through it.
+pub fn http_client(
+    timeout: Duration,
+    proxy: Option<&reqwest::Url>,
+) -> Result<reqwest::Client, reqwest::Error> {
     static PROVIDER: Once = Once::new();
     PROVIDER.call_once(|| {
         // Fails only if another provider was installed first, which is as good.
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
-    reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("invite-rotator/", env!("CARGO_PKG_VERSION")))
-        .build()
+        .no_proxy();
+    let builder = match proxy {
+        Some(url) => builder.proxy(
+            reqwest::Proxy::https(url.as_str())?
+                .no_proxy(reqwest::NoProxy::from_string("localhost,127.0.0.1,::1")),
+        ),
+        None => builder,
+    };
+    builder.build()
 }
 
 impl Client {

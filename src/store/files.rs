@@ -83,17 +83,19 @@ fn parent(path: &Path) -> PathBuf {
 
 /// Creates the database's directory (0700, and any missing above it) and the
 /// database file itself (0600) if missing; tightens an existing file to 0600.
-pub(super) fn prepare(path: &Path) -> std::io::Result<()> {
+/// Returns whether the database is new (an empty file).
+pub(super) fn prepare(path: &Path) -> std::io::Result<bool> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(parent(path))?;
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
         .open(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(file.metadata()?.len() == 0)
 }
 
 /// The database's real location: symlinks resolved, so that two names of one

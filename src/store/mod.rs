@@ -90,19 +90,22 @@ impl Store {
             path: path.to_owned(),
             message,
         };
-        files::prepare(path)
+        let new = files::prepare(path)
             .map_err(|e| fail(format!("cannot create it (directory 0700, file 0600): {e}")))?;
         let real = files::canonical(path).map_err(|e| fail(e.to_string()))?;
-        let options = SqliteConnectOptions::new()
+        let mut options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(busy_timeout)
-            .foreign_keys(true)
-            // Takes effect on a new database (before its first table): pruned
-            // pages can then be given back (see `release_free_pages`).
-            .auto_vacuum(SqliteAutoVacuum::Incremental);
+            .foreign_keys(true);
+        if new {
+            // Only before the first table (and a no-op later that would still
+            // wait for a writer): pruned pages can then be given back (see
+            // `release_free_pages`).
+            options = options.auto_vacuum(SqliteAutoVacuum::Incremental);
+        }
         // Two processes starting on a new database (the daemon, a `rotate`)
         // would both find a migration unapplied and both apply it: one at a
         // time, under a lock beside the database (not on the database file

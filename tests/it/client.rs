@@ -33,7 +33,7 @@ fn limiter() -> Arc<RateLimiter> {
 /// A client of `base` + "/api" with its own `limiter`.
 fn client_at(base: &str, timeout: Duration, limiter: Arc<RateLimiter>) -> Client {
     let url = reqwest::Url::parse(&format!("{base}/api")).unwrap();
-    let http = http_client(timeout).unwrap();
+    let http = http_client(timeout, None).unwrap();
     Client::new(http, url, INSTANCE, Token::new(TOKEN), limiter)
 }
 

@@ -179,6 +179,9 @@ impl TestApp {
                 "the token appears in the {name} of {args:?}"
             );
         }
+        // Logs never show a live code (stdout is the command's output: the
+        // history, the table of `rotate`, which are for the operator).
+        self.assert_no_code_in(&out.stderr, &format!("the log of {args:?}"));
         out
     }
 
@@ -296,9 +299,20 @@ fn shows_token(bytes: &[u8]) -> bool {
     bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes())
 }
 
+impl TestApp {
+    /// Panics if `bytes` (a log) holds any code the emulator ever issued.
+    pub fn assert_no_code_in(&self, bytes: &[u8], what: &str) {
+        let text = String::from_utf8_lossy(bytes);
+        for code in self.emulator.issued_codes() {
+            assert!(!text.contains(&code), "the live code {code} appears in {what}");
+        }
+    }
+}
+
 impl Drop for TestApp {
     /// Every file a test leaves (the database and its WAL files, daemon logs,
-    /// the config) is searched for the token before the directory goes.
+    /// the config) is searched for the token before the directory goes, and
+    /// every log for the codes the emulator issued.
     fn drop(&mut self) {
         if std::thread::panicking() {
             return;
@@ -318,6 +332,9 @@ impl Drop for TestApp {
                         "the token appears in {}",
                         path.display()
                     );
+                    if path.extension().is_some_and(|e| e == "log") {
+                        self.assert_no_code_in(&bytes, &path.display().to_string());
+                    }
                 }
             }
         }

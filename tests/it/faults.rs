@@ -75,6 +75,9 @@ async fn under_every_reset_fault_the_history_holds_every_issued_code_and_no_rese
         // Lands 0.4 s after the call, past the 0.3 s timeout: the read-back
         // waits one timeout, sees the new link, and does not reset again.
         (Fault::LateReset(Duration::from_millis(400)), 1),
+        // A gateway's 504 at once, the reset landing 0.2 s later: read back
+        // at once, the old link would invite a second reset and lose a code.
+        (Fault::GatewayErrorThenReset(Duration::from_millis(200)), 1),
     ];
     for (fault, expected_resets) in cases {
         let (app, report) = rotate_with(Route::Reset, &[fault]).await;

@@ -18,6 +18,7 @@ mod operator;
 mod properties;
 mod rate_limit;
 mod retention;
+mod review;
 mod scale;
 mod security;
 mod status;

@@ -88,7 +88,7 @@ fn hook_key(app: &TestApp) -> String {
 
 /// An HTTP client as the binary builds one (its TLS provider installed).
 fn http() -> reqwest::Client {
-    invite_rotator::ryzeapi::http_client(Duration::from_secs(10)).unwrap()
+    invite_rotator::ryzeapi::http_client(Duration::from_secs(10), None).unwrap()
 }
 
 async fn get(url: &str) -> (u16, String) {

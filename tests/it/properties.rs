@@ -609,7 +609,7 @@ proptest! {
                         .await;
                     server
                 });
-                let http = http_client(Duration::from_secs(10)).unwrap();
+                let http = http_client(Duration::from_secs(10), None).unwrap();
                 (rt, server, scripted, http)
             });
         let (rt, server, scripted, http) = &*SERVER;
