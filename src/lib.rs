@@ -13,7 +13,9 @@
 //! - [`daemon`]: the schedule loop over [`timers`] (one per group, each from
 //!   its [`schedule`]), catch-up, reloads and the graceful stop;
 //! - [`hooks`]: tells webhooks and commands of each rotation; [`metrics`]:
-//!   `/metrics` and `/healthz`; `retention`: prunes the call log;
+//!   `/metrics` and `/healthz`, served like every listener by [`listener`]
+//!   (connection cap, header timeouts, descriptors kept for rotations);
+//!   `retention`: prunes the call log;
 //! - [`emulator`]: a RyzeAPI stand-in for trying configs and for tests;
 //! - [`commands`]: what each CLI command does ([`cli`] parses the line);
 //!   [`telemetry`] sets up logging (journal, terminal or JSON);
@@ -32,6 +34,7 @@ pub mod exit;
 pub mod failpoint;
 pub(crate) mod health;
 pub mod hooks;
+pub mod listener;
 pub mod metrics;
 pub(crate) mod owner;
 pub mod ratelimit;

@@ -7,7 +7,8 @@ use crate::config::{Config, Purpose};
 use crate::daemon::{self, Lifecycle, Reload};
 use crate::engine::Engine;
 use crate::exit::Exit;
-use crate::metrics::{Metrics, server};
+use crate::listener;
+use crate::metrics::Metrics;
 use crate::signals;
 use crate::store::{LockError, Store};
 use crate::systemd::Systemd;
@@ -24,6 +25,8 @@ pub async fn run(path: &Path) -> Result<Exit, Failure> {
     let hangups = signals::hangups();
     let config = load_config(path, Purpose::Run)?;
     release_free_memory();
+    let descriptors = listener::raise_fd_limit();
+    tracing::debug!(descriptors, "open descriptor limit");
     // One daemon per database: two would settle and cut each other's rotations.
     let _lock = Store::lock_daemon(&config.database_path).map_err(|e| match e {
         LockError::Held(_) => Failure::Runtime(format!(
@@ -46,7 +49,7 @@ pub async fn run(path: &Path) -> Result<Exit, Failure> {
     // Bound now, so that an address in use fails the start, not later.
     let metrics = match config.metrics_listen {
         Some(listen) => {
-            let listener = server::bind(listen).await.map_err(|e| {
+            let listener = listener::bind(listen).await.map_err(|e| {
                 Failure::Runtime(format!("metrics.listen: cannot listen on {listen}: {e}"))
             })?;
             tracing::info!(%listen, "serving /metrics and /healthz");

@@ -50,7 +50,9 @@ impl Sidecars {
         if let Some((metrics, listener)) = metrics {
             let (tx, rx) = watch::channel(Arc::new(config.groups.clone()));
             groups = Some(tx);
-            let serving = server::serve(listener, metrics, store.clone(), rx, stopped(&stop));
+            let limits = crate::listener::Limits::for_listeners(1);
+            let serving =
+                server::serve(listener, limits, metrics, store.clone(), rx, stopped(&stop));
             tasks.spawn(async move {
                 if let Err(e) = serving.await {
                     tracing::error!(error = %e, "the metrics server stopped");

@@ -160,9 +160,7 @@ impl<R: Rotator> Daemon<R> {
             .filter(|g| g.catch_up)
             .filter_map(|g| {
                 let seen = first_seen.get(&g.name).copied().unwrap_or(now);
-                let since = served
-                    .get(&g.name)
-                    .map_or(seen, |last| seen.max(*last));
+                let since = served.get(&g.name).map_or(seen, |last| seen.max(*last));
                 Some((timers::missed_fire(g, since, now)?, g.clone()))
             })
             .collect();

@@ -37,16 +37,12 @@ struct Shared {
 /// When the database was last probed, and what was wrong then.
 type Probe = (tokio::time::Instant, Option<String>);
 
-/// Binds `listen` (so a bad address fails the start, not later).
-pub async fn bind(listen: std::net::SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(listen).await
-}
-
-/// Serves `/metrics` and `/healthz` on `listener` until `shutdown`, and keeps
-/// the gauges read from the history (overdue groups of `groups`, unsettled
-/// rotations) fresh.
+/// Serves `/metrics` and `/healthz` on `listener` within `limits` (see
+/// [`crate::listener`]) until `shutdown`, and keeps the gauges read from the
+/// history (overdue groups of `groups`, unsettled rotations) fresh.
 pub async fn serve(
     listener: TcpListener,
+    limits: crate::listener::Limits,
     metrics: Metrics,
     store: Store,
     groups: watch::Receiver<Arc<Vec<Group>>>,
@@ -62,9 +58,7 @@ pub async fn serve(
         .route("/metrics", get(scrape))
         .route("/healthz", get(healthz))
         .with_state(shared);
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = crate::listener::serve(listener, app, limits, shutdown).await;
     refresher.abort();
     served
 }

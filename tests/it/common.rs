@@ -304,7 +304,10 @@ impl TestApp {
     pub fn assert_no_code_in(&self, bytes: &[u8], what: &str) {
         let text = String::from_utf8_lossy(bytes);
         for code in self.emulator.issued_codes() {
-            assert!(!text.contains(&code), "the live code {code} appears in {what}");
+            assert!(
+                !text.contains(&code),
+                "the live code {code} appears in {what}"
+            );
         }
     }
 }

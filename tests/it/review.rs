@@ -50,7 +50,12 @@ async fn the_proxy_variables_of_the_environment_carry_no_call_and_no_webhook() {
         .respond_with(wiremock::ResponseTemplate::new(200))
         .mount(&receiver)
         .await;
-    let app = spawn_app(&[Setup::Admin], EmulatorOptions::default(), Tuning::default()).await;
+    let app = spawn_app(
+        &[Setup::Admin],
+        EmulatorOptions::default(),
+        Tuning::default(),
+    )
+    .await;
     app.edit_config(|text| {
         format!(
             "{text}\n[[hook]]\nkind = \"webhook\"\nurl = \"{}/hook\"\n",
@@ -73,8 +78,16 @@ async fn the_proxy_variables_of_the_environment_carry_no_call_and_no_webhook() {
     let out = app.run_with(&["rotate", "group-0"], &vars).await;
     let mut daemon = app.spawn_daemon_with(&vars);
     let give_up = tokio::time::Instant::now() + Duration::from_secs(20);
-    while receiver.received_requests().await.unwrap_or_default().is_empty() {
-        assert!(tokio::time::Instant::now() < give_up, "the webhook never arrived");
+    while receiver
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "the webhook never arrived"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     signal(&daemon, "TERM");
@@ -90,7 +103,12 @@ async fn the_proxy_variables_of_the_environment_carry_no_call_and_no_webhook() {
 async fn the_configured_proxy_only_tunnels_https_and_never_sees_a_request() {
     let proxy = fake_proxy().await;
     // Loopback over plain http (the emulator): never through the proxy.
-    let app = spawn_app(&[Setup::Admin], EmulatorOptions::default(), Tuning::default()).await;
+    let app = spawn_app(
+        &[Setup::Admin],
+        EmulatorOptions::default(),
+        Tuning::default(),
+    )
+    .await;
     app.edit_config(|text| text.replace("[api]\n", &format!("[api]\nproxy = \"{}\"\n", proxy.url)));
     let out = app.run(&["rotate", "group-0"]).await;
     assert_eq!(out.status.code(), Some(0), "{out:?}");
@@ -109,7 +127,10 @@ async fn the_configured_proxy_only_tunnels_https_and_never_sees_a_request() {
     let _ = app.run(&["rotate", "group-0"]).await;
     let seen = proxy.seen.lock().unwrap().clone();
     assert!(
-        !seen.is_empty() && seen.iter().all(|s| s.starts_with("CONNECT ryzeapi.invalid:443 ")),
+        !seen.is_empty()
+            && seen
+                .iter()
+                .all(|s| s.starts_with("CONNECT ryzeapi.invalid:443 ")),
         "{seen:?}"
     );
     assert!(seen.iter().all(|s| !s.contains(TOKEN)), "{seen:?}");
@@ -162,26 +183,38 @@ async fn a_hostile_invite_link_is_stored_rebuilt_and_never_printed_raw() {
     let json = run(&["history", "--format", "json"]);
 
     let csv = String::from_utf8_lossy(&csv.stdout);
-    assert!(!csv.contains('\u{1b}') && !csv.contains("<script>"), "{csv}");
+    assert!(
+        !csv.contains('\u{1b}') && !csv.contains("<script>"),
+        "{csv}"
+    );
     let row: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(row["new_invite_link"], "https://chat.whatsapp.com/NEWcode2");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_daemon_reaching_the_database_through_a_symlink_refuses_to_start() {
-    let app = spawn_app(&[Setup::Admin], EmulatorOptions::default(), Tuning::default()).await;
+    let app = spawn_app(
+        &[Setup::Admin],
+        EmulatorOptions::default(),
+        Tuning::default(),
+    )
+    .await;
     let mut first = app.spawn_daemon();
     let give_up = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(app.daemon_log()).unwrap_or_default().contains("daemon started") {
+    while !std::fs::read_to_string(app.daemon_log())
+        .unwrap_or_default()
+        .contains("daemon started")
+    {
         assert!(tokio::time::Instant::now() < give_up);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let alias = app.dir.path().join("alias");
     std::os::unix::fs::symlink(app.db_path.parent().unwrap(), &alias).unwrap();
     let second_config = app.dir.path().join("second.toml");
-    let text = std::fs::read_to_string(&app.config_path)
-        .unwrap()
-        .replace(app.db_path.to_str().unwrap(), alias.join("history.db").to_str().unwrap());
+    let text = std::fs::read_to_string(&app.config_path).unwrap().replace(
+        app.db_path.to_str().unwrap(),
+        alias.join("history.db").to_str().unwrap(),
+    );
     std::fs::write(&second_config, text).unwrap();
 
     let second = std::process::Command::new(env!("CARGO_BIN_EXE_invite-rotator"))
@@ -196,7 +229,8 @@ async fn a_second_daemon_reaching_the_database_through_a_symlink_refuses_to_star
 
     assert_eq!(second.status.code(), Some(1));
     assert!(
-        String::from_utf8_lossy(&second.stderr).contains("another invite-rotator daemon is running"),
+        String::from_utf8_lossy(&second.stderr)
+            .contains("another invite-rotator daemon is running"),
         "{}",
         String::from_utf8_lossy(&second.stderr)
     );
@@ -204,7 +238,12 @@ async fn a_second_daemon_reaching_the_database_through_a_symlink_refuses_to_star
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_database_directory_is_0700_and_every_file_beside_the_database_0600() {
-    let app = spawn_app(&[Setup::Admin], EmulatorOptions::default(), Tuning::default()).await;
+    let app = spawn_app(
+        &[Setup::Admin],
+        EmulatorOptions::default(),
+        Tuning::default(),
+    )
+    .await;
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_invite-rotator"));
     cmd.arg("--config")
         .arg(&app.config_path)
@@ -223,7 +262,10 @@ async fn a_fresh_database_directory_is_0700_and_every_file_beside_the_database_0
     let state = app.db_path.parent().unwrap().to_owned();
     let give_up = tokio::time::Instant::now() + Duration::from_secs(20);
     while !state.join("history.db-wal").exists() {
-        assert!(tokio::time::Instant::now() < give_up, "the daemon did not start");
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "the daemon did not start"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -239,13 +281,21 @@ async fn a_fresh_database_directory_is_0700_and_every_file_beside_the_database_0
     files.sort();
     assert!(files.len() >= 4, "{files:?}");
     assert!(files.iter().all(|(_, m)| *m == 0o600), "{files:?}");
-    assert!(files.iter().any(|(f, _)| f.ends_with(".daemon.lock")), "{files:?}");
+    assert!(
+        files.iter().any(|(f, _)| f.ends_with(".daemon.lock")),
+        "{files:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signals_during_start_up_neither_kill_the_daemon_nor_wait_behind_a_lock() {
     // Arrange: another process holds the migration lock of a new database.
-    let app = spawn_app(&[Setup::Admin], EmulatorOptions::default(), Tuning::default()).await;
+    let app = spawn_app(
+        &[Setup::Admin],
+        EmulatorOptions::default(),
+        Tuning::default(),
+    )
+    .await;
     let state = app.db_path.parent().unwrap();
     std::fs::create_dir_all(state).unwrap();
     std::fs::write(&app.db_path, b"").unwrap();
@@ -257,21 +307,31 @@ async fn signals_during_start_up_neither_kill_the_daemon_nor_wait_behind_a_lock(
         .unwrap_or_default()
         .contains("waiting for another process to finish migrating")
     {
-        assert!(tokio::time::Instant::now() < give_up, "the wait is not logged");
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "the wait is not logged"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     // Act: a SIGHUP, then a SIGTERM, while it waits.
     signal(&daemon, "HUP");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(daemon.try_wait().unwrap().is_none(), "a SIGHUP during start-up ended it");
+    assert!(
+        daemon.try_wait().unwrap().is_none(),
+        "a SIGHUP during start-up ended it"
+    );
     let asked = std::time::Instant::now();
     signal(&daemon, "TERM");
     let status = daemon.wait().await.unwrap();
 
     // Assert
     assert!(status.success(), "{status:?}");
-    assert!(asked.elapsed() < Duration::from_secs(2), "{:?}", asked.elapsed());
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
     drop(lock);
 }
 
@@ -297,12 +357,20 @@ fn a_secret_file_that_never_ends_is_refused_not_read_forever() {
 
     assert_eq!(out.status.code(), Some(78));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("hook[0].secret_file") && stderr.contains("larger than"), "{stderr}");
+    assert!(
+        stderr.contains("hook[0].secret_file") && stderr.contains("larger than"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_codes_reach_the_log_only_with_the_explicit_opt_in() {
-    let app = spawn_app(&[Setup::Admin], EmulatorOptions::default(), Tuning::default()).await;
+    let app = spawn_app(
+        &[Setup::Admin],
+        EmulatorOptions::default(),
+        Tuning::default(),
+    )
+    .await;
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_invite-rotator"))
         .arg("--config")
         .arg(&app.config_path)
@@ -317,4 +385,110 @@ async fn whole_codes_reach_the_log_only_with_the_explicit_opt_in() {
     assert!(String::from_utf8_lossy(&out.stderr).contains(&code));
     // And without it (the helper checks every log for every issued code).
     assert_eq!(app.run(&["rotate", "group-0"]).await.status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_half_sent_requests_on_the_metrics_port_does_not_stop_rotations() {
+    use tokio::io::AsyncWriteExt;
+    // Arrange: a daemon limited to 1,024 descriptors, rotating every second,
+    // with its metrics port open.
+    let app = spawn_app(
+        &[Setup::Admin],
+        EmulatorOptions::default(),
+        Tuning {
+            schedule: "* * * * * *",
+            ..Tuning::default()
+        },
+    )
+    .await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    app.edit_config(|text| format!("{text}\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
+    let log = std::fs::File::create(app.daemon_log()).unwrap();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_invite-rotator"));
+    cmd.arg("--config")
+        .arg(&app.config_path)
+        .arg("run")
+        .env(TOKEN_VAR, TOKEN)
+        .stderr(log)
+        .kill_on_drop(true);
+    // SAFETY: setrlimit(2) is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 1024,
+                rlim_max: 1024,
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            Ok(())
+        });
+    }
+    let mut daemon = cmd.spawn().unwrap();
+    let succeeded = || async {
+        app.history()
+            .await
+            .iter()
+            .filter(|r| r.status == invite_rotator::store::Status::Succeeded)
+            .count()
+    };
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(20);
+    while succeeded().await == 0 {
+        assert!(tokio::time::Instant::now() < give_up, "no first rotation");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // This test holds 1,100 sockets itself.
+    invite_rotator::listener::raise_fd_limit();
+
+    // Act: 1,100 connections that each send half a request and wait.
+    let mut flood = Vec::new();
+    for _ in 0..1100 {
+        let connect = tokio::net::TcpStream::connect(("127.0.0.1", port));
+        if let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_millis(200), connect).await {
+            let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").await;
+            flood.push(s);
+        }
+    }
+    let before = succeeded().await;
+    let during = tokio::time::Instant::now() + Duration::from_secs(4);
+    while tokio::time::Instant::now() < during {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let after = succeeded().await;
+    drop(flood);
+
+    // Assert: rotations went on; the port answers again once the flood goes.
+    assert!(
+        after >= before + 2,
+        "rotations stopped: {before} then {after}"
+    );
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(15);
+    let healthy = loop {
+        let probe = async {
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()?;
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await
+                .ok()?;
+            let mut reply = String::new();
+            s.read_to_string(&mut reply).await.ok()?;
+            Some(reply)
+        };
+        if let Ok(Some(reply)) = tokio::time::timeout(Duration::from_secs(2), probe).await
+            && reply.starts_with("HTTP/1.1 200")
+        {
+            break true;
+        }
+        if tokio::time::Instant::now() > give_up {
+            break false;
+        }
+    };
+    signal(&daemon, "TERM");
+    daemon.wait().await.unwrap();
+    let log = std::fs::read_to_string(app.daemon_log()).unwrap();
+    assert!(healthy, "/healthz did not answer after the flood:\n{log}");
+    assert!(!log.contains("Too many open files"), "{log}");
 }
