@@ -35,8 +35,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = emulator.clone().spawn().await?;
     let dir = tempfile::tempdir()?;
     let config = format!(
-        "[api]\nbase_url = \"{}\"\n[rate_limit]\nrequests_per_minute = {LIMIT}\n[[instance]]\nname = \"bench\"\ntoken = \"bench-token\"\n{text}",
-        server.base_url()
+        "[api]\nbase_url = \"{}\"\n[rate_limit]\nrequests_per_minute = {LIMIT}\n[database]\npath = \"{}\"\n[[instance]]\nname = \"bench\"\ntoken = \"bench-token\"\n{text}",
+        server.base_url(),
+        dir.path().join("history.db").display()
     );
     let config = Config::parse(&config, &dir.path().join("bench.toml"), Purpose::Run)?;
     let store = Store::open(&dir.path().join("history.db")).await?;

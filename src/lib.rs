@@ -35,6 +35,7 @@ pub mod failpoint;
 pub(crate) mod health;
 pub mod hooks;
 pub mod listener;
+pub mod memory;
 pub mod metrics;
 pub(crate) mod owner;
 pub mod ratelimit;

@@ -2,10 +2,11 @@
 //! to the library.
 
 use clap::Parser;
-use invite_rotator::{cli::Cli, commands, telemetry};
+use invite_rotator::{cli::Cli, commands, memory, telemetry};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    memory::limit_arenas();
     let cli = Cli::parse();
     telemetry::init(cli.log_format());
     // Test builds only: failpoints named in FAILPOINTS (see src/failpoint.rs).

@@ -89,6 +89,13 @@ impl Schedule {
         out
     }
 
+    /// Identifies the parsed pattern: schedules parsed once and shared
+    /// ([`Schedule::parse_shared`]) have the same id, for grouping work by
+    /// schedule.
+    pub(crate) fn id(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
+
     /// The schedule as written.
     pub fn as_str(&self) -> &str {
         &self.0.text

@@ -95,9 +95,15 @@ fn stderr_is_journal() -> bool {
 }
 
 /// A time as log fields write it: RFC 3339 in UTC (`2026-12-01T21:25:10Z`,
-/// fractions of a second only when there are some).
+/// milliseconds only when there are fractions of a second).
 pub fn utc(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    use chrono::Timelike;
+    let format = if t.nanosecond() == 0 {
+        SecondsFormat::Secs
+    } else {
+        SecondsFormat::Millis
+    };
+    t.to_rfc3339_opts(format, true)
 }
 
 #[cfg(test)]

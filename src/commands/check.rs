@@ -19,7 +19,7 @@ pub fn run(path: &Path, next: usize, format: CheckFormat) -> Result<Exit, Failur
     };
     match format {
         CheckFormat::Json => {
-            for g in &config.groups {
+            for g in config.groups.iter() {
                 println!(
                     "{}",
                     serde_json::json!({ "group": g.name, "next": upcoming(g) })

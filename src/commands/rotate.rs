@@ -17,7 +17,7 @@ pub async fn run(path: &Path, all: bool, keys: &[String]) -> Result<Exit, Failur
     }
     let config = load_config(path, Purpose::Run)?;
     let groups: Vec<Group> = if all {
-        config.groups.clone()
+        config.groups.to_vec()
     } else {
         let mut picked: Vec<Group> = Vec::new();
         for key in keys {

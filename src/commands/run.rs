@@ -24,7 +24,7 @@ pub async fn run(path: &Path) -> Result<Exit, Failure> {
     let mut shutdown = Box::pin(signals::shutdown());
     let hangups = signals::hangups();
     let config = load_config(path, Purpose::Run)?;
-    release_free_memory();
+    crate::memory::release_free_memory();
     let descriptors = listener::raise_fd_limit();
     tracing::debug!(descriptors, "open descriptor limit");
     // One daemon per database: two would settle and cut each other's rotations.
@@ -83,7 +83,7 @@ struct Service {
 
 impl Lifecycle for Service {
     fn ready(&self) {
-        release_free_memory();
+        crate::memory::release_free_memory();
         self.systemd.ready();
     }
 
@@ -99,18 +99,6 @@ impl Lifecycle for Service {
 
     fn stopping(&self) {
         self.systemd.stopping();
-    }
-}
-
-/// Hands memory freed after start-up back to the OS. Parsing a config of
-/// 100,000 groups peaks at some 300 MB of short-lived allocations, which glibc
-/// would otherwise keep for the life of the process.
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own free lists; it takes
-    // no pointers and is safe to call at any time from any thread.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 

@@ -26,7 +26,7 @@ pub struct Sidecars {
 #[derive(Clone)]
 pub struct Updater {
     hooks: watch::Sender<Arc<Settings>>,
-    groups: Option<watch::Sender<Arc<Vec<Group>>>>,
+    groups: Option<watch::Sender<Arc<[Group]>>>,
 }
 
 impl Sidecars {
@@ -48,7 +48,7 @@ impl Sidecars {
         ));
         let mut groups = None;
         if let Some((metrics, listener)) = metrics {
-            let (tx, rx) = watch::channel(Arc::new(config.groups.clone()));
+            let (tx, rx) = watch::channel(config.groups.clone());
             groups = Some(tx);
             let limits = crate::listener::Limits::for_listeners(1);
             let serving =
@@ -98,7 +98,7 @@ impl Updater {
     pub fn reloaded(&self, config: &Config) {
         self.hooks.send_replace(Arc::new(settings(config)));
         if let Some(groups) = &self.groups {
-            groups.send_replace(Arc::new(config.groups.clone()));
+            groups.send_replace(config.groups.clone());
         }
     }
 }

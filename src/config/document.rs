@@ -284,7 +284,7 @@ impl<'t> Reader<'t> {
             };
             let message = match closest(name, &t.asked) {
                 Some(known) => format!("{what}; did you mean {known:?}?"),
-                None if t.asked.is_empty() => format!("{what}"),
+                None if t.asked.is_empty() => what.to_owned(),
                 None => format!("{what}; known keys here: {}", t.asked.join(", ")),
             };
             self.push(t.key(name), Some(key.span().start), message);

@@ -36,7 +36,7 @@ pub struct Config {
     /// RyzeAPI instances, each with its token.
     pub instances: Vec<Instance>,
     /// The groups to rotate.
-    pub groups: Vec<Group>,
+    pub groups: std::sync::Arc<[Group]>,
     /// `[metrics] listen`: where `/metrics` and `/healthz` are served (off if none).
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// `[[hook]]`: what is told of each rotation.

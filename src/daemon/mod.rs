@@ -113,8 +113,9 @@ pub async fn run<R: Rotator>(
 }
 
 struct Daemon<R> {
-    /// The groups; timers refer to them by index.
-    groups: Vec<Group>,
+    /// The groups (shared with the config: 100,000 groups are not copied);
+    /// timers refer to them by index.
+    groups: std::sync::Arc<[Group]>,
     max_concurrent: usize,
     rotator: Arc<R>,
     store: Store,

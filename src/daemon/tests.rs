@@ -137,7 +137,7 @@ async fn a_week_of_schedules_over_several_zones_fires_exactly_when_croner_says_o
     let fired = run_for(config.clone(), store, start, span, Duration::ZERO).await;
 
     let mut expected = Vec::new();
-    for g in &config.groups {
+    for g in config.groups.iter() {
         let mut t = start;
         while let Some(next) = g.schedule.next_after(t, g.timezone) {
             let next = next.with_timezone(&Utc);

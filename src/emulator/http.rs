@@ -71,12 +71,15 @@ async fn respond(em: &Emulator, req: &Request<'_>) -> Response {
     let reply: Reply =
         em.state()
             .handle(req, em.options.requests_per_minute, em.options.auto_create);
-    if let Some(jid) = reply.late_reset.clone() {
-        // Detached: the reset lands even if the client hangs up first.
-        let (em, at) = (em.clone(), em.options.latency + reply.reset_after);
+    if let Some(jid) = reply.late_reset.as_deref() {
+        // Lands at its time even if the client has hung up, or earlier if a
+        // call comes after that time first.
+        let at = tokio::time::Instant::now() + em.options.latency + reply.reset_after;
+        em.state().reset_later(jid, at);
+        let em = em.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(at).await;
-            em.state().apply_reset(&jid);
+            tokio::time::sleep_until(at).await;
+            em.state().land_late_resets();
         });
     }
     let delay = em.options.latency + reply.stall;

@@ -86,9 +86,13 @@ impl Emulator {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state
+        let mut state = self
+            .state
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Whoever looks sees every late reset whose time has come.
+        state.land_late_resets();
+        state
     }
 
     /// Adds an instance owned by `token`.

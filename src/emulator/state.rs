@@ -92,6 +92,10 @@ pub(super) struct State {
     pub groups: HashMap<String, GroupState>,
     windows: HashMap<String, VecDeque<Instant>>,
     pub faults: VecDeque<(Route, Fault)>,
+    /// Resets that land later than their call was answered: the group and
+    /// when. Applied at that time, or by the first call that comes after it,
+    /// whichever is first, so that a busy machine cannot land one late.
+    late: Vec<(String, Instant)>,
     /// The share of calls meeting a random fault (see `EmulatorOptions`).
     pub fault_rate: f64,
     pub fault_stall: Duration,
@@ -185,6 +189,7 @@ impl State {
 
     /// Decides the reply to `req` and applies its effect.
     pub fn handle(&mut self, req: &Request<'_>, limit: u32, auto_create: bool) -> Reply {
+        self.land_late_resets();
         let mut reply = self.decide(req, limit, auto_create);
         let fault = reply.1;
         self.calls.push(CallEvent {
@@ -291,11 +296,26 @@ impl State {
         (reply, fault)
     }
 
-    /// Resets a group's link now (a late-landing reset).
-    pub fn apply_reset(&mut self, jid: &str) {
-        if let Some(group) = self.groups.get_mut(jid) {
-            group.code = new_code();
-            group.chain.push(group.code.clone());
+    /// Queues a reset of `jid` to land at `at`.
+    pub fn reset_later(&mut self, jid: &str, at: Instant) {
+        self.late.push((jid.to_owned(), at));
+    }
+
+    /// Lands every queued reset whose time has come.
+    pub fn land_late_resets(&mut self) {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .late
+            .iter()
+            .filter(|(_, at)| *at <= now)
+            .map(|(jid, _)| jid.clone())
+            .collect();
+        self.late.retain(|(_, at)| *at > now);
+        for jid in due {
+            if let Some(group) = self.groups.get_mut(&jid) {
+                group.code = new_code();
+                group.chain.push(group.code.clone());
+            }
         }
     }
 

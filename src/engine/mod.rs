@@ -147,7 +147,7 @@ impl Engine {
             other => other?,
         };
         if let Some(m) = &self.metrics {
-            m.rotation(report.status, trigger);
+            m.rotation(&group.name, report.status, trigger);
         }
         let code = |c: &Option<String>| {
             c.as_deref()

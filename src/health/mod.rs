@@ -33,16 +33,16 @@ impl Health {
     }
 }
 
-/// Assesses `group` at `now` from what the history says of it.
+/// Assesses `group` (at `index` in its list) at `now` from what the history
+/// says of it.
 ///
-/// **Overdue**: no success within two periods of the schedule before now,
-/// where a period is the time between the last two fires that went at or
-/// before now (so a weekday schedule's period is 3 days on a Monday and 1 day
-/// otherwise). A group that never succeeded counts from when the daemon first
-/// saw it (`groups_seen`); one the daemon never saw is not overdue. While the
-/// rotation of the latest fire is in flight (`pending`), the two periods are
-/// counted back from its start, so that a rotation taking its time does not
-/// flip the mark.
+/// **Overdue**: two fires of its schedule have gone by (jitter included)
+/// since its latest success, or since the daemon first saw it if it never
+/// succeeded: one missed fire is tolerated, two are not, whatever the
+/// schedule's rhythm (a weekday schedule is not overdue over a weekend). A
+/// group the daemon never saw is not overdue. While the rotation of the very
+/// fire that would make it overdue is in flight (`pending`), it is not yet:
+/// a rotation taking its time does not flip the mark.
 ///
 /// **Failing**: the latest settled rotation (not `pending`) failed or ended
 /// `unknown`.
@@ -53,47 +53,47 @@ pub fn assess(index: usize, group: &Group, record: &GroupRecord, now: DateTime<U
         next,
         last: record.last,
         last_success_at: record.last_success_at,
-        overdue: is_overdue(group, record, now),
+        overdue: is_overdue(index, group, record, now),
         failing: record.failing,
     }
 }
 
-fn is_overdue(group: &Group, record: &GroupRecord, now: DateTime<Utc>) -> bool {
-    let Some((latest_fire, period)) = latest_fire_and_period(group, now) else {
-        // A schedule that has not fired twice yet has no period to be late by.
-        return false;
-    };
-    let Some(reference) = record.last_success_at.or(record.first_seen_at) else {
-        return false;
-    };
-    let anchor = match record.last {
-        Some(LastRotation {
-            started_at,
-            status: Status::Pending,
-        }) if started_at >= latest_fire => started_at.min(now),
-        _ => now,
-    };
-    period
-        .checked_mul(2)
-        .and_then(|two| anchor.checked_sub_signed(two))
-        .is_some_and(|since| reference < since)
+/// When `group` becomes overdue if nothing succeeds after `reference` (its
+/// latest success, or when the daemon first saw it): when the second fire
+/// after it goes. `None` if its schedule has fewer than two fires left.
+pub fn overdue_at(index: usize, group: &Group, reference: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let first = timers::upcoming_fire(index, group, reference)?;
+    Some(timers::next_fire(index, group, first.due)?.at)
 }
 
-/// When the latest fire at or before `now` went (jitter included), and the
-/// time between it and the fire before.
-fn latest_fire_and_period(
-    group: &Group,
-    now: DateTime<Utc>,
-) -> Option<(DateTime<Utc>, chrono::Duration)> {
-    let latest = timers::missed_fire(group, DateTime::<Utc>::MIN_UTC, now)?;
-    // Cron times are whole seconds: the fire before is at or before a second earlier.
-    let before = group
-        .schedule
-        .last_at_or_before(latest - chrono::Duration::seconds(1), group.timezone)?
-        .with_timezone(&Utc);
-    let offset =
-        chrono::Duration::from_std(timers::jitter_offset(&group.name, group.jitter)).ok()?;
-    Some((latest.checked_add_signed(offset)?, latest - before))
+fn is_overdue(index: usize, group: &Group, record: &GroupRecord, now: DateTime<Utc>) -> bool {
+    let Some(at) = record
+        .last_success_at
+        .or(record.first_seen_at)
+        .and_then(|reference| overdue_at(index, group, reference))
+    else {
+        return false;
+    };
+    if at > now {
+        return false;
+    }
+    // The fire that made it overdue is the latest, and its rotation is running.
+    let latest = timers::missed_fire(group, DateTime::<Utc>::MIN_UTC, now).and_then(|due| {
+        let offset =
+            chrono::Duration::from_std(timers::jitter_offset(&group.name, group.jitter)).ok()?;
+        due.checked_add_signed(offset)
+    });
+    let in_flight = match (record.last, latest) {
+        (
+            Some(LastRotation {
+                started_at,
+                status: Status::Pending,
+            }),
+            Some(latest),
+        ) => started_at >= latest && at >= latest,
+        _ => false,
+    };
+    !in_flight
 }
 
 #[cfg(test)]

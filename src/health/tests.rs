@@ -49,19 +49,22 @@ fn a_group_that_missed_one_fire_is_not_overdue_and_one_that_missed_two_is() {
 }
 
 #[test]
-fn the_period_is_the_time_between_the_last_two_fires() {
-    // Weekdays at 03:00. On Monday the last two fires are Friday and Monday:
-    // a period of 3 days, so a success on Friday is in time.
+fn a_schedule_is_overdue_after_two_of_its_own_fires_whatever_its_rhythm() {
+    // Weekdays at 03:00; a success on Friday the 27th.
     let weekdays = group("0 3 * * 1-5", "UTC", Duration::ZERO);
     let friday = succeeded_at(at(27, 3, 0, 30));
+    // The weekend misses nothing.
+    assert!(!assess(0, &weekdays, &friday, at(29, 12, 0, 0)).overdue);
+    // Monday's fire missed: one.
     assert!(!assess(0, &weekdays, &friday, at(30, 12, 0, 0)).overdue);
-    // On Tuesday the period is a day, and Monday's and Tuesday's fires are missed.
-    let tuesday = Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap();
+    // Tuesday's too: two.
+    let tuesday = Utc.with_ymd_and_hms(2026, 12, 1, 3, 0, 0).unwrap();
     assert!(assess(0, &weekdays, &friday, tuesday).overdue);
+    assert_eq!(overdue_at(0, &weekdays, at(27, 3, 0, 30)), Some(tuesday));
 }
 
 #[test]
-fn a_group_never_rotated_is_overdue_only_once_seen_for_more_than_two_periods() {
+fn a_group_never_rotated_is_overdue_once_two_fires_went_by_since_it_was_seen() {
     let now = at(27, 12, 0, 0);
     let seen = |t: Option<DateTime<Utc>>| GroupRecord {
         group_name: "vip".into(),
@@ -70,8 +73,10 @@ fn a_group_never_rotated_is_overdue_only_once_seen_for_more_than_two_periods() {
     };
 
     assert!(!assess(0, &daily(), &seen(None), now).overdue, "never seen");
-    assert!(!assess(0, &daily(), &seen(Some(at(26, 0, 0, 0))), now).overdue);
-    assert!(assess(0, &daily(), &seen(Some(at(25, 11, 0, 0))), now).overdue);
+    // Seen after the 26th's fire: only the 27th's went by since.
+    assert!(!assess(0, &daily(), &seen(Some(at(26, 4, 0, 0))), now).overdue);
+    // Seen before it: the 26th's and the 27th's went by without a success.
+    assert!(assess(0, &daily(), &seen(Some(at(26, 0, 0, 0))), now).overdue);
 }
 
 #[test]

@@ -4,8 +4,10 @@
 //! No metric has a per-group label: 100,000 groups must not make 100,000
 //! series. Names follow Prometheus conventions (`_total` counters, seconds).
 
+mod overdue;
 pub mod server;
 
+use crate::config::Group;
 use crate::ryzeapi::{Call, GroupInfo, ResetReply, RyzeApi};
 use crate::store::{Status, Trigger};
 use crate::whatsapp::Jid;
@@ -53,6 +55,9 @@ struct Inner {
     next_due_seconds: Gauge<f64, AtomicU64>,
     /// When the scheduler loop last turned.
     heartbeat: Mutex<Option<Instant>>,
+    /// Which groups are overdue (see [`overdue`]); none until the groups are
+    /// known.
+    tracker: Mutex<Option<overdue::Overdue>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -131,17 +136,58 @@ impl Metrics {
                 overdue,
                 next_due_seconds,
                 heartbeat: Mutex::new(None),
+                tracker: Mutex::new(None),
             }),
         }
     }
 
-    /// Counts an ended rotation.
-    pub fn rotation(&self, status: Status, trigger: Trigger) {
+    /// Counts an ended rotation of `group`; a success moves the group's
+    /// overdue instant on.
+    pub fn rotation(&self, group: &str, status: Status, trigger: Trigger) {
         let labels = RotationLabels {
             result: status.as_str(),
             trigger: trigger.as_str(),
         };
         self.inner.rotations.get_or_create(&labels).inc();
+        if status == Status::Succeeded
+            && let Some(tracker) = self.tracker().as_mut()
+        {
+            tracker.succeeded(group, Utc::now());
+        }
+    }
+
+    /// Starts tracking `groups` (the running config's) from the history:
+    /// each group's latest success, else when the daemon first saw it.
+    pub async fn track(
+        &self,
+        groups: Arc<[Group]>,
+        store: &crate::store::Store,
+    ) -> Result<(), crate::store::StoreError> {
+        let order = overdue::by_name(&groups);
+        let mut references: Vec<Option<DateTime<Utc>>> = vec![None; groups.len()];
+        store
+            .each_overdue_reference(|name, at| {
+                if let Some(i) = overdue::find(&groups, &order, name) {
+                    references[i] = Some(at);
+                }
+            })
+            .await?;
+        *self.tracker() = Some(overdue::Overdue::new(groups, order, &references));
+        self.refresh_overdue(Utc::now());
+        Ok(())
+    }
+
+    fn tracker(&self) -> std::sync::MutexGuard<'_, Option<overdue::Overdue>> {
+        self.inner.tracker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn refresh_overdue(&self, now: DateTime<Utc>) {
+        if let Some(tracker) = self.tracker().as_mut() {
+            let overdue = tracker.at(now);
+            self.inner
+                .overdue
+                .set(i64::try_from(overdue).unwrap_or(i64::MAX));
+        }
     }
 
     /// Counts a call, and the wait before it was sent.
@@ -159,6 +205,7 @@ impl Metrics {
 
     /// The scheduler loop turned: `groups` configured, the next due at `next`.
     pub fn turned(&self, groups: usize, next: Option<DateTime<Utc>>, now: DateTime<Utc>) {
+        self.refresh_overdue(now);
         *self
             .inner
             .heartbeat
@@ -169,13 +216,6 @@ impl Metrics {
             .set(i64::try_from(groups).unwrap_or(i64::MAX));
         let seconds = next.map_or(f64::NAN, |t| (t - now).as_seconds_f64());
         self.inner.next_due_seconds.set(seconds);
-    }
-
-    /// Sets the number of overdue groups.
-    pub fn set_overdue(&self, groups: usize) {
-        self.inner
-            .overdue
-            .set(i64::try_from(groups).unwrap_or(i64::MAX));
     }
 
     /// Sets the number of unsettled rotations.
@@ -196,6 +236,7 @@ impl Metrics {
 
     /// The metrics in the OpenMetrics text format.
     pub fn encode(&self) -> String {
+        self.refresh_overdue(Utc::now());
         let mut text = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.inner.registry);

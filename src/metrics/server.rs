@@ -3,7 +3,6 @@
 
 use super::Metrics;
 use crate::config::Group;
-use crate::health;
 use crate::store::Store;
 use axum::Router;
 use axum::extract::State;
@@ -22,7 +21,7 @@ use tokio::sync::watch;
 const STUCK_AFTER: Duration = Duration::from_secs(60);
 /// `/healthz` gives the database this long to take its write.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often the gauges read from the history are refreshed.
+/// How often the count of unsettled rotations is read.
 const REFRESH: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
@@ -45,7 +44,7 @@ pub async fn serve(
     limits: crate::listener::Limits,
     metrics: Metrics,
     store: Store,
-    groups: watch::Receiver<Arc<Vec<Group>>>,
+    groups: watch::Receiver<Arc<[Group]>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let shared = Shared {
@@ -113,29 +112,40 @@ async fn healthz(State(s): State<Shared>) -> impl IntoResponse {
     }
 }
 
-/// Overdue groups and unsettled rotations come from the history: read every
-/// [`REFRESH`], not at each scrape (100,000 groups take a few hundred ms).
-async fn refresh(metrics: Metrics, store: Store, groups: watch::Receiver<Arc<Vec<Group>>>) {
+/// The groups' overdue tracking is set up from the history once, after the
+/// daemon has started, and again when a reload changes the groups; from then
+/// on rotations keep it up to date (see [`super::Metrics::rotation`]).
+/// Unsettled rotations are counted every [`REFRESH`] (an index count).
+async fn refresh(metrics: Metrics, store: Store, mut groups: watch::Receiver<Arc<[Group]>>) {
+    // Not before the daemon has started: its start-up goes first.
+    while metrics.since_heartbeat().is_none() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     loop {
-        let current = groups.borrow().clone();
-        let names: Vec<&str> = current.iter().map(|g| g.name.as_str()).collect();
-        match store.group_records(&names).await {
-            Ok(records) => {
-                let now = Utc::now();
-                let overdue = current
-                    .iter()
-                    .zip(&records)
-                    .enumerate()
-                    .filter(|(i, (g, r))| health::assess(*i, g, r, now).overdue)
-                    .count();
-                metrics.set_overdue(overdue);
+        let current = groups.borrow_and_update().clone();
+        let started = tokio::time::Instant::now();
+        match metrics.track(current, &store).await {
+            Ok(()) => {
+                crate::memory::release_free_memory();
+                tracing::debug!(
+                    ms = started.elapsed().as_millis() as u64,
+                    "metrics: tracking the groups' overdue instants"
+                );
             }
             Err(e) => tracing::warn!(error = %e, "metrics: cannot read the groups' records"),
         }
-        match store.count_unsettled().await {
-            Ok(n) => metrics.set_unsettled(n),
-            Err(e) => tracing::warn!(error = %e, "metrics: cannot count unsettled rotations"),
+        loop {
+            match store.count_unsettled().await {
+                Ok(n) => metrics.set_unsettled(n),
+                Err(e) => tracing::warn!(error = %e, "metrics: cannot count unsettled rotations"),
+            }
+            tokio::select! {
+                changed = groups.changed() => match changed {
+                    Ok(()) => break,
+                    Err(_) => return,
+                },
+                () = tokio::time::sleep(REFRESH) => {}
+            }
         }
-        tokio::time::sleep(REFRESH).await;
     }
 }

@@ -6,10 +6,38 @@ use super::{
     GroupRecord, HistoryQuery, LastRotation, Rotation, Status, Store, StoreError, parse_timestamp,
     rotation_columns, select_rotation, timestamp,
 };
+use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use sqlx::{QueryBuilder, Sqlite};
 
 impl Store {
+    /// Each group's reference for being overdue, handed to `each` row by row
+    /// as read (100,000 groups cost no memory here): first when the daemon
+    /// first saw each group, then, overriding those, when each group's
+    /// latest successful rotation finished. Two scans (`groups_seen`, and an
+    /// index of the successes), whatever the number of groups: what the
+    /// metrics' overdue tracking starts from.
+    pub async fn each_overdue_reference(
+        &self,
+        mut each: impl FnMut(&str, DateTime<Utc>),
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.lock().await;
+        for sql in [
+            "SELECT group_name, first_seen_at FROM groups_seen",
+            "SELECT r.group_name, COALESCE(r.finished_at, r.started_at) FROM rotations r
+             JOIN (SELECT MAX(id) AS id FROM rotations WHERE status = 'succeeded'
+                   GROUP BY group_name) latest ON latest.id = r.id",
+        ] {
+            let mut rows = sqlx::query_as::<_, (String, String)>(sql).fetch(&mut *conn);
+            while let Some((group, at)) = rows.try_next().await.map_err(|e| self.err(e))? {
+                if let Some(at) = parse_timestamp(&at) {
+                    each(&group, at);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The rotations matching `q`, oldest first. With a limit, the newest
     /// `limit` of them (still oldest first).
     pub async fn history(&self, q: &HistoryQuery) -> Result<Vec<Rotation>, StoreError> {

@@ -106,6 +106,31 @@ impl Store {
         Ok(usize::try_from(queued).unwrap_or(usize::MAX))
     }
 
+    /// Whether [`Store::fan_out`] or [`Store::due_deliveries`] would find
+    /// anything: an event not yet fanned out, or a delivery of one of the
+    /// hooks `keys` due at `now`. Two index lookups, for the worker's idle poll.
+    pub async fn outbox_has_work(
+        &self,
+        keys: &[&str],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let keys = serde_json::to_string(keys).map_err(|e| StoreError {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM rotation_events)
+                 OR EXISTS (SELECT 1 FROM hook_deliveries WHERE state = 'pending'
+                            AND next_attempt_at <= $2
+                            AND hook_key IN (SELECT value FROM json_each($1)))",
+        )
+        .bind(keys)
+        .bind(timestamp(now))
+        .fetch_one(&mut *self.conn.lock().await)
+        .await
+        .map_err(|e| self.err(e))
+    }
+
     /// Pending deliveries due at `now` for the hooks `keys`, oldest first.
     pub async fn due_deliveries(
         &self,

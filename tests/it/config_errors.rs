@@ -143,12 +143,22 @@ fn a_missing_config_file_exits_78_naming_the_file() {
 
 #[test]
 fn the_example_config_is_valid() {
+    // As shipped, but for a database path this user can write.
+    let dir = tempfile::tempdir().unwrap();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"))
+            .unwrap();
+    let config = dir.path().join("config.toml");
+    let db = dir.path().join("history.db");
+    std::fs::write(
+        &config,
+        example.replace("/var/lib/invite-rotator/history.db", db.to_str().unwrap()),
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_invite-rotator"))
-        .args([
-            "--config",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"),
-            "check",
-        ])
+        .arg("--config")
+        .arg(&config)
+        .arg("check")
         .env("RYZE_TOKEN_SALES", "tok-example")
         .output()
         .unwrap();

@@ -387,3 +387,59 @@ async fn a_command_hook_runs_with_the_facts_in_its_environment_and_never_the_dae
     );
     assert_eq!(deliveries[0].1, "delivered");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overdue_gauge_follows_missed_fires_and_successes_without_rereading_the_history() {
+    // Arrange: two groups rotating every second, the metrics port open.
+    let app = spawn_app(
+        &[Setup::Admin, Setup::Admin],
+        EmulatorOptions::default(),
+        Tuning {
+            schedule: "* * * * * *",
+            ..Tuning::default()
+        },
+    )
+    .await;
+    let port = free_port();
+    append_config(
+        &app,
+        &format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let mut daemon = app.spawn_daemon();
+    let overdue = || async {
+        let (_, text) = get(&format!("http://127.0.0.1:{port}/metrics")).await;
+        let scrape =
+            prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+        sample(&scrape, "invite_rotator_groups_overdue", &[])
+    };
+    let wait_for = |want: f64, why: &'static str| {
+        let overdue = &overdue;
+        async move {
+            let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                if overdue().await == want {
+                    return;
+                }
+                assert!(tokio::time::Instant::now() < give_up, "{why}: never {want}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    app.wait_for("rotations", Duration::from_secs(20), |rows| {
+        rows.iter()
+            .filter(|r| r.status == Status::Succeeded)
+            .count()
+            >= 2
+    })
+    .await;
+    assert_eq!(overdue().await, 0.0, "rotating groups are not overdue");
+
+    // Act and assert: the instance goes offline; two fires later both groups
+    // are overdue; back online, their next successes clear the gauge.
+    app.emulator.set_connected(crate::common::INSTANCE, false);
+    wait_for(2.0, "two missed fires make both groups overdue").await;
+    app.emulator.set_connected(crate::common::INSTANCE, true);
+    wait_for(0.0, "a success clears a group").await;
+    signal(&daemon, "TERM");
+    assert!(daemon.wait().await.unwrap().success());
+}

@@ -196,7 +196,7 @@ impl Validator<'_> {
             database_path,
             keep_calls,
             instances,
-            groups,
+            groups: groups.into(),
             metrics_listen,
             hooks,
             warnings: Vec::new(),
