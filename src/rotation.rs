@@ -17,9 +17,8 @@
 use crate::backoff;
 use crate::config::{Group, RetryPolicy};
 use crate::ryzeapi::{Call, CallError, RyzeApi};
-use crate::store::Rotation;
 use crate::store::{
-    Begun, CallRecord, NewRotation, Settlement, Status, Store, StoreError, Trigger,
+    Begun, CallRecord, Leftover, NewRotation, Settlement, Status, Store, StoreError, Trigger,
 };
 use crate::whatsapp::{InviteCode, Jid, fingerprint};
 use chrono::{DateTime, Utc};
@@ -182,15 +181,18 @@ pub async fn rotate<A: RyzeApi>(
 /// `pending` row, or an `unknown` one that is its group's latest. The `attempts`
 /// column is written before each reset call, so:
 /// - no reset was made: `failed`, nothing to learn;
-/// - a reset may have been made: read the live link; changed from the old code
-///   means it happened (`succeeded`, that code recorded); unchanged means it did
-///   not (`failed`); unreadable leaves it `unknown`.
+/// - a reset may have been made: read the live link, no sooner than one
+///   `read_back_delay` after the latest reset call was sent (`last_reset_at`:
+///   a reset cut off or answered 5xx may still be landing); changed from the
+///   old code means it happened (`succeeded`, that code recorded); unchanged
+///   means it did not (`failed`); unreadable leaves it `unknown`.
 pub async fn settle_interrupted<A: RyzeApi>(
     store: &Store,
     api: &A,
     retry: &RetryPolicy,
-    row: &Rotation,
+    leftover: &Leftover,
 ) -> Result<Status, StoreError> {
+    let row = &leftover.rotation;
     // Only if still as read: two processes may meet the same leftover.
     let from = row.status;
     let jid = match Jid::parse(&row.group_jid) {
@@ -229,6 +231,9 @@ pub async fn settle_interrupted<A: RyzeApi>(
         .old_invite_code
         .as_deref()
         .and_then(|c| InviteCode::parse(c).ok());
+    if let Some(wait) = still_landing(leftover, retry.read_back_delay, Utc::now()) {
+        tokio::time::sleep(wait).await;
+    }
     let report = match (old, run.read_live_code().await) {
         (Some(old), Live::Code(now)) if now != old => {
             tracing::info!(group = %row.group_name, code = %fingerprint(now.as_str()), "settled at start: the interrupted reset had happened");
@@ -253,6 +258,20 @@ pub async fn settle_interrupted<A: RyzeApi>(
         }
     };
     Ok(report.status)
+}
+
+/// How long a reset of `leftover` may still be landing at `now`: until one
+/// `read_back_delay` after its latest reset call was sent (never longer than
+/// that, whatever a clock says).
+fn still_landing(
+    leftover: &Leftover,
+    read_back_delay: Duration,
+    now: DateTime<Utc>,
+) -> Option<Duration> {
+    let sent = DateTime::parse_from_rfc3339(leftover.last_reset_at.as_deref()?).ok()?;
+    let read_from = sent.with_timezone(&Utc) + chrono::Duration::from_std(read_back_delay).ok()?;
+    let wait = (read_from - now).to_std().ok()?;
+    Some(wait.min(read_back_delay))
 }
 
 /// What a read of the live link found.

@@ -108,9 +108,7 @@ impl Engine {
             ..self.retry.clone()
         };
         for chunk in rows.chunks(self.max_concurrent.max(1)) {
-            let settling = chunk
-                .iter()
-                .map(|row| self.settle_one(&once, &row.rotation));
+            let settling = chunk.iter().map(|row| self.settle_one(&once, row));
             for result in futures_util::future::join_all(settling).await {
                 result?;
             }
@@ -163,13 +161,14 @@ impl Engine {
     async fn settle_one(
         &self,
         policy: &RetryPolicy,
-        row: &crate::store::Rotation,
+        leftover: &Leftover,
     ) -> Result<(), StoreError> {
+        let row = &leftover.rotation;
         let Some(client) = self.clients.get(&row.instance).map(Arc::as_ref) else {
             tracing::warn!(rotation = row.id, instance = %row.instance, "cannot settle: its instance is no longer configured");
             return Ok(());
         };
-        let status = rotation::settle_interrupted(&self.store, client, policy, row).await?;
+        let status = rotation::settle_interrupted(&self.store, client, policy, leftover).await?;
         tracing::info!(rotation = row.id, group = %row.group_name, was = %row.status, now = status.as_str(), "settled a rotation left unsettled");
         Ok(())
     }

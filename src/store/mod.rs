@@ -252,12 +252,14 @@ impl Store {
         .await
     }
 
-    /// Records that reset call number `attempts` is about to be made. Called
-    /// before each reset, so a crash leaves the count of calls possibly made.
+    /// Records that reset call number `attempts` is about to be made, and
+    /// when. Called before each reset, so a crash leaves the count of calls
+    /// possibly made and the time of the latest.
     pub async fn record_attempt(&self, id: i64, attempts: u32) -> Result<(), StoreError> {
         self.execute(
-            sqlx::query("UPDATE rotations SET attempts = ? WHERE id = ?")
+            sqlx::query("UPDATE rotations SET attempts = ?, last_reset_at = ? WHERE id = ?")
                 .bind(i64::from(attempts))
+                .bind(timestamp(Utc::now()))
                 .bind(id),
         )
         .await
@@ -430,7 +432,7 @@ impl Store {
         sqlx::query_as(concat!(
             "SELECT ",
             rotation_columns!(),
-            ", owner FROM rotations r WHERE (status = 'pending' OR (status = 'unknown' AND error LIKE 'stopped during a reset call%'
+            ", owner, last_reset_at FROM rotations r WHERE (status = 'pending' OR (status = 'unknown' AND error LIKE 'stopped during a reset call%'
                  AND NOT EXISTS (SELECT 1 FROM rotations later WHERE later.group_jid = r.group_jid AND later.id > r.id)))
                AND (?1 IS NULL OR group_jid = ?1) ORDER BY id"
         ))

@@ -190,6 +190,9 @@ pub struct Leftover {
     pub rotation: Rotation,
     /// `owner`: the writing process (see `owner`: boot, pid and start time); none on old rows.
     pub owner: Option<String>,
+    /// `last_reset_at`: when its latest reset call was sent; none before any
+    /// (and on rows from before the column).
+    pub last_reset_at: Option<String>,
 }
 
 /// Filters of `history`.

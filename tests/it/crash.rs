@@ -267,3 +267,33 @@ async fn killed_at_random_moments_under_faults_the_history_still_holds_every_iss
         "the test rotated nothing"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_still_landing_when_its_process_died_is_read_back_late_enough_to_be_seen() {
+    // Arrange: the gateway answers 504 at once and the reset lands 0.5 s
+    // later; the process dies as the 504 comes back.
+    let app = spawn_app(&[Setup::Admin], fast_api(), yearly()).await;
+    app.emulator.push_fault(
+        invite_rotator::emulator::Route::Reset,
+        invite_rotator::emulator::Fault::GatewayErrorThenReset(Duration::from_millis(500)),
+    );
+    let crashed = app
+        .run_with(
+            &["rotate", "group-0"],
+            &[("FAILPOINTS", "rotation::after_reset=return")],
+        )
+        .await;
+    assert_eq!(crashed.status.signal(), Some(libc::SIGABRT), "{crashed:?}");
+
+    // Act: at once, another rotation meets the dead process's row.
+    let again = app.run(&["rotate", "group-0"]).await;
+
+    // Assert: the late reset was seen (recorded on the first row), and the
+    // second rotation's own reset followed it: no code missing.
+    assert_eq!(again.status.code(), Some(0), "{again:?}");
+    let rows = app.history().await;
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    assert_eq!(rows[0].status, Status::Succeeded, "{rows:#?}");
+    app.assert_chain_complete(&app.store().await, &app.groups[0])
+        .await;
+}

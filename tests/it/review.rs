@@ -492,3 +492,25 @@ async fn a_flood_of_half_sent_requests_on_the_metrics_port_does_not_stop_rotatio
     assert!(healthy, "/healthz did not answer after the flood:\n{log}");
     assert!(!log.contains("Too many open files"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_that_did_not_succeed_is_logged_as_a_warning() {
+    let app = spawn_app(
+        &[Setup::Member],
+        EmulatorOptions::default(),
+        Tuning::default(),
+    )
+    .await;
+
+    let out = app.run(&["rotate", "group-0"]).await;
+
+    let log = String::from_utf8_lossy(&out.stderr);
+    let line = log
+        .lines()
+        .find(|l| l.contains("rotation did not succeed"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        line.contains(" WARN ") && line.contains("status=failed"),
+        "{line}"
+    );
+}
