@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
         }
         Ok(config) => {
             let now = DateTime::from_timestamp(1_795_000_000, 0).unwrap_or_default();
-            for g in &config.groups {
+            for g in config.groups.iter() {
                 for t in g.schedule.upcoming(now, g.timezone, 2) {
                     assert!(t > now);
                 }
