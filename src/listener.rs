@@ -126,18 +126,19 @@ pub async fn serve(
     Ok(())
 }
 
-/// The soft limit on open descriptors.
-fn soft_fd_limit() -> u64 {
+/// The limit on open descriptors (soft, hard), if it can be read.
+fn fd_limit() -> Option<libc::rlimit> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes the struct it is given and nothing else.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
-        limit.rlim_cur
-    } else {
-        1024
-    }
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0).then_some(limit)
+}
+
+/// The soft limit on open descriptors.
+fn soft_fd_limit() -> u64 {
+    fd_limit().map_or(1024, |l| l.rlim_cur)
 }
 
 /// Raises the soft limit on open descriptors to the hard one (1024 is a
@@ -145,23 +146,17 @@ fn soft_fd_limit() -> u64 {
 /// force. Under a seccomp filter that forbids it (the shipped unit sets
 /// `LimitNOFILE=` instead) it stays as it was.
 pub fn raise_fd_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    let Some(limit) = fd_limit() else {
+        return 1024;
     };
-    // SAFETY: getrlimit/setrlimit read and write the struct they are given.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 1024;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                return raised.rlim_cur;
-            }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct it is given and nothing else.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return raised.rlim_cur;
         }
     }
     limit.rlim_cur

@@ -306,5 +306,12 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(g6 - g5, 1020, "pacing goes on from the new clock");
+        // A `now` read a second before the last reservation's (it waited for
+        // the store) is no clock step: nothing shifts.
+        let g7 = store
+            .reserve_grant(&key(&b), yesterday + 1 - 1_000_000, 1020)
+            .await
+            .unwrap();
+        assert_eq!(g7 - g6, 1020, "a lock wait does not shift the bucket back");
     }
 }

@@ -20,7 +20,7 @@ use crate::ryzeapi::{Call, CallError, RyzeApi};
 use crate::store::{
     Begun, CallRecord, Leftover, NewRotation, Settlement, Status, Store, StoreError, Trigger,
 };
-use crate::whatsapp::{InviteCode, Jid, fingerprint};
+use crate::whatsapp::{InviteCode, Jid, fingerprint, shown};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -127,7 +127,14 @@ pub async fn rotate<A: RyzeApi>(
     store.record_old_code(id, run.old_code.as_deref()).await?;
 
     // 3. Reset, retrying only what surely did not happen.
+    // A reset of this rotation whose outcome was unknown may still land: then
+    // the link is read again right before the next reset (and before giving
+    // up), so a reset landing during a backoff is recorded, never revoked.
+    let mut unsure = false;
     while run.attempts < retry.max_attempts {
+        if unsure && let Some(report) = run.verify(old.as_ref()).await? {
+            return Ok(report);
+        }
         run.attempts += 1;
         store.record_attempt(id, run.attempts).await?;
         crate::failpoint::crash("rotation::before_reset");
@@ -150,16 +157,10 @@ pub async fn rotate<A: RyzeApi>(
                 // later. Reading too soon would see the old link and invite a
                 // second reset, so the read-back waits, whatever the answer.
                 tokio::time::sleep(retry.read_back_delay).await;
-                // Never reset blindly again: first learn whether this one happened.
-                match run.learn_outcome(old.as_ref()).await {
-                    Learned::Happened(code) => {
-                        return Ok(run.settle(Status::Succeeded, Some(code), None).await?);
-                    }
-                    Learned::DidNotHappen => {}
-                    Learned::CannotTell(why) => {
-                        return Ok(run.settle(Status::Unknown, None, Some(why)).await?);
-                    }
+                if let Some(report) = run.verify(old.as_ref()).await? {
+                    return Ok(report);
                 }
+                unsure = true;
             }
             // The client has paused the token until the API's window resets;
             // the next grant waits for it, no backoff on top.
@@ -169,9 +170,12 @@ pub async fn rotate<A: RyzeApi>(
             }
             Err(CallError::Transient(error)) => run.last_error = Some(error),
         }
-        if run.attempts < retry.max_attempts {
+        if run.attempts < retry.max_attempts || unsure {
             run.back_off(run.attempts).await;
         }
+    }
+    if unsure && let Some(report) = run.verify(old.as_ref()).await? {
+        return Ok(report);
     }
     let error = run.last_error.take();
     Ok(run.settle(Status::Failed, None, error).await?)
@@ -338,6 +342,22 @@ impl<A: RyzeApi> Run<'_, A> {
         }
     }
 
+    /// After a reset with an unknown outcome: reads the link and settles the
+    /// rotation if that tells (changed: `succeeded` with the live code;
+    /// unreadable: `unknown`); `None` when the link is unchanged, so a reset
+    /// may follow.
+    async fn verify(&mut self, old: Option<&InviteCode>) -> Result<Option<Report>, StoreError> {
+        match self.learn_outcome(old).await {
+            Learned::Happened(code) => Ok(Some(
+                self.settle(Status::Succeeded, Some(code), None).await?,
+            )),
+            Learned::DidNotHappen => Ok(None),
+            Learned::CannotTell(why) => {
+                Ok(Some(self.settle(Status::Unknown, None, Some(why)).await?))
+            }
+        }
+    }
+
     /// After a reset with an unknown outcome: compares the live code with the
     /// one before the reset.
     async fn learn_outcome(&mut self, old: Option<&InviteCode>) -> Learned {
@@ -449,8 +469,10 @@ impl<A: RyzeApi> Run<'_, A> {
 
     /// Writes the outcome. A result that cannot be written is retried a few
     /// times; if the database stays unwritable the row is left `pending`, to be
-    /// settled from the live link at the next start, and the code issued is
-    /// logged so that it is not lost in the meantime.
+    /// settled from the live link by the next process that meets it (the
+    /// issued code's fingerprint is logged; the code itself only with
+    /// `INVITE_ROTATOR_LOG_CODES=1`: until then it is the group's live link,
+    /// which the settlement reads).
     async fn settle(
         &mut self,
         status: Status,
@@ -492,7 +514,7 @@ impl<A: RyzeApi> Run<'_, A> {
                     group = %self.name,
                     rotation = self.id,
                     status = status.as_str(),
-                    new_code = %settlement.new_code.as_deref().map_or_else(|| "-".to_owned(), |c| fingerprint(c).to_string()),
+                    new_code = %shown(settlement.new_code.as_deref()),
                     error = %e,
                     "cannot record the rotation's outcome; the row stays pending and is settled from the live link later"
                 );

@@ -152,6 +152,7 @@ mod tests {
             timezone: tz.parse().unwrap(),
             jitter,
             catch_up: true,
+            events: Default::default(),
         }
     }
 

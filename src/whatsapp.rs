@@ -65,7 +65,8 @@ impl fmt::Debug for Jid {
 /// An invite code as WhatsApp issues it (22 characters today). Validated before
 /// it is stored or logged: 1 to 64 characters of `[A-Za-z0-9_-]`, so a hostile
 /// or broken reply cannot smuggle control characters or megabytes into the
-/// history.
+/// history. It has no `Display`: the text is [`InviteCode::as_str`] (for the
+/// history), and logs show a [`fingerprint`].
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct InviteCode(String);
 
@@ -120,12 +121,6 @@ impl InviteCode {
     }
 }
 
-impl fmt::Display for InviteCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// Never the live code: `{:?}` reaches logs and panic messages.
 impl fmt::Debug for InviteCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -144,6 +139,11 @@ pub const LOG_CODES_VAR: &str = "INVITE_ROTATOR_LOG_CODES";
 /// with `INVITE_ROTATOR_LOG_CODES=1`.
 pub fn fingerprint(code: &str) -> Fingerprint<'_> {
     Fingerprint(code)
+}
+
+/// A code, if any, as logs show it: its [`fingerprint`], or `-`.
+pub fn shown(code: Option<&str>) -> String {
+    code.map_or_else(|| "-".to_owned(), |c| fingerprint(c).to_string())
 }
 
 /// See [`fingerprint`].

@@ -39,3 +39,13 @@ pub const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most read of a `token_file` or `secret_file`: a secret is a few dozen
 /// bytes, and a mistaken `/dev/zero` must be an error, not all memory.
 pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+/// `events.keep`: how long the raw events are kept.
+pub const EVENTS_KEEP: Duration = Duration::from_secs(30 * 86_400);
+/// `defaults.event_delay`: the quiet period after a removal before the
+/// group rotates (each further removal starts it again).
+pub const EVENT_DELAY: Duration = Duration::from_secs(30);
+/// The longest an event rotation waits after the first removal of a burst,
+/// however many follow.
+pub const EVENT_DELAY_CAP: Duration = Duration::from_secs(300);
+/// The shortest `[events]` authorization secret accepted.
+pub const MIN_EVENTS_SECRET: usize = 16;

@@ -41,6 +41,8 @@ pub struct Config {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// `[[hook]]`: what is told of each rotation.
     pub hooks: Vec<Hook>,
+    /// `[events]`: off when absent.
+    pub events: Option<EventsSettings>,
     /// Things that are allowed but unwise (an inline token); shown by `check`
     /// and logged at start.
     pub warnings: Vec<String>,
@@ -77,9 +79,9 @@ pub struct RetryPolicy {
     pub backoff_initial: Duration,
     /// No backoff is longer than this.
     pub backoff_max: Duration,
-    /// After a reset that got no reply (timeout, cut connection), how long to
-    /// wait before reading the link back: the server may still be working on
-    /// it. Not a key of its own: one `api.timeout`.
+    /// After a reset whose outcome is unknown (no reply, a 5xx, an unreadable
+    /// one), how long to wait before reading the link back: the server may
+    /// still be applying it. Not a key of its own: one `api.timeout`.
     pub read_back_delay: Duration,
 }
 
@@ -109,6 +111,46 @@ pub struct Group {
     pub jitter: Duration,
     /// Whether a fire missed while the daemon was down is made up at start.
     pub catch_up: bool,
+    /// What RyzeAPI's events make it do (`rotate_on`, `event_delay`).
+    pub events: EventRules,
+}
+
+/// Which events rotate a group, and after what quiet period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRules {
+    /// `rotate_on` holds `member_removed`: a member removed by an admin.
+    pub on_removed: bool,
+    /// `rotate_on` holds `member_left`: a member who left by themselves.
+    pub on_left: bool,
+    /// `event_delay`: the quiet period after a removal before the rotation;
+    /// each further removal starts it again, up to 5 minutes after the first.
+    pub delay: Duration,
+}
+
+impl Default for EventRules {
+    fn default() -> Self {
+        EventRules {
+            on_removed: true,
+            on_left: false,
+            delay: defaults::EVENT_DELAY,
+        }
+    }
+}
+
+/// `[events]`: RyzeAPI's events, received by webhook and/or WebSocket.
+#[derive(Debug, Clone)]
+pub struct EventsSettings {
+    /// `listen`: where the webhook receiver listens (none: no webhook).
+    pub listen: Option<std::net::SocketAddr>,
+    /// `public_url`: what RyzeAPI is told to POST to; its path is the one served.
+    pub public_url: Option<reqwest::Url>,
+    /// The secret RyzeAPI sends as `Authorization: Bearer <secret>`
+    /// (`authorization_env` or `authorization_file`).
+    pub secret: Option<Token>,
+    /// `websocket`: also connect out to `/ws/{instance}`.
+    pub websocket: bool,
+    /// `keep`: how long raw events are kept; `None` for good.
+    pub keep: Option<Duration>,
 }
 
 /// One `[[hook]]`: told of rotations as they end.
@@ -216,7 +258,7 @@ pub enum Purpose {
     /// and secret is read (a missing one is an error), and the history
     /// database must be writable where it is (checked without creating it).
     Run,
-    /// `history`, `status`: only read the database. Purpose and secrets are
+    /// `history`, `status`: only read the database. Tokens and secrets are
     /// left unread (they become empty), so an auditor who does not hold
     /// them can still read the history.
     Read,

@@ -19,6 +19,17 @@ pub struct RawConfig {
     pub group: Vec<Spanned<RawGroup>>,
     pub metrics: RawMetrics,
     pub hook: Vec<Spanned<RawHook>>,
+    pub events: Option<Spanned<RawEvents>>,
+}
+
+#[derive(Debug, Default)]
+pub struct RawEvents {
+    pub listen: Option<SpannedStr>,
+    pub public_url: Option<SpannedStr>,
+    pub authorization_env: Option<SpannedStr>,
+    pub authorization_file: Option<SpannedStr>,
+    pub websocket: Option<bool>,
+    pub keep: Option<SpannedStr>,
 }
 
 #[derive(Debug, Default)]
@@ -52,6 +63,8 @@ pub struct RawDefaults {
     pub timezone: Option<SpannedStr>,
     pub jitter: Option<SpannedStr>,
     pub catch_up: Option<bool>,
+    pub rotate_on: Option<Spanned<Vec<String>>>,
+    pub event_delay: Option<SpannedStr>,
 }
 
 #[derive(Debug, Default)]
@@ -91,6 +104,8 @@ pub struct RawGroup {
     pub timezone: Option<SpannedStr>,
     pub jitter: Option<SpannedStr>,
     pub catch_up: Option<bool>,
+    pub rotate_on: Option<Spanned<Vec<String>>>,
+    pub event_delay: Option<SpannedStr>,
 }
 
 pub struct RawHook {
@@ -128,6 +143,7 @@ pub(super) fn read(r: &mut Reader<'_>, doc: &Spanned<DeTable<'_>>) -> RawConfig 
         group: each(r, &mut root, "group", group),
         metrics: metrics(r, &mut root),
         hook: each(r, &mut root, "hook", hook),
+        events: events(r, &mut root),
     };
     r.finish(root);
     raw
@@ -199,9 +215,27 @@ fn defaults(r: &mut Reader<'_>, root: &mut Table<'_>) -> RawDefaults {
         timezone: r.string(&mut t, "timezone"),
         jitter: r.string(&mut t, "jitter"),
         catch_up: r.boolean(&mut t, "catch_up"),
+        rotate_on: r.strings(&mut t, "rotate_on"),
+        event_delay: r.string(&mut t, "event_delay"),
     };
     r.finish(t);
     defaults
+}
+
+fn events(r: &mut Reader<'_>, root: &mut Table<'_>) -> Option<Spanned<RawEvents>> {
+    let present = root.contains("events");
+    let mut t = r.table(root, "events");
+    let events = RawEvents {
+        listen: r.string(&mut t, "listen"),
+        public_url: r.string(&mut t, "public_url"),
+        authorization_env: r.string(&mut t, "authorization_env"),
+        authorization_file: r.string(&mut t, "authorization_file"),
+        websocket: r.boolean(&mut t, "websocket"),
+        keep: r.string(&mut t, "keep"),
+    };
+    let span = t.span();
+    r.finish(t);
+    present.then(|| Spanned::new(span, events))
 }
 
 fn metrics(r: &mut Reader<'_>, root: &mut Table<'_>) -> RawMetrics {
@@ -244,6 +278,8 @@ fn group(r: &mut Reader<'_>, t: &mut Table<'_>) -> RawGroup {
         timezone: r.string(t, "timezone"),
         jitter: r.string(t, "jitter"),
         catch_up: r.boolean(t, "catch_up"),
+        rotate_on: r.strings(t, "rotate_on"),
+        event_delay: r.string(t, "event_delay"),
     }
 }
 

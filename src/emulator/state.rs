@@ -41,6 +41,8 @@ pub enum Fault {
     /// A gateway answers 504 at once while the backend applies the reset
     /// this long after: a 5xx whose reset lands late.
     GatewayErrorThenReset(Duration),
+    /// The same with a gateway's 503 (not the instance's own "not connected").
+    UnavailableThenReset(Duration),
 }
 
 impl Fault {
@@ -274,10 +276,19 @@ impl State {
             Route::Reset
                 if matches!(
                     fault,
-                    Some(Fault::LateReset(_) | Fault::GatewayErrorThenReset(_))
+                    Some(
+                        Fault::LateReset(_)
+                            | Fault::GatewayErrorThenReset(_)
+                            | Fault::UnavailableThenReset(_)
+                    )
                 ) =>
             {
-                let mut reply = error(504, "upstream timed out");
+                let mut reply = match fault {
+                    Some(Fault::UnavailableThenReset(_)) => {
+                        error(503, "Service Temporarily Unavailable")
+                    }
+                    _ => error(504, "upstream timed out"),
+                };
                 reply.late_reset = Some(jid.to_owned());
                 reply
             }
@@ -417,6 +428,7 @@ fn info_ok(jid: &str, group: &GroupState) -> Reply {
 fn random_fault(route: Route, stall: Duration) -> Fault {
     let reset = [
         Fault::GatewayErrorThenReset(stall / 4),
+        Fault::UnavailableThenReset(stall / 4),
         Fault::ServerError,
         Fault::ServerErrorAfterReset,
         Fault::Stall(stall),
@@ -463,6 +475,6 @@ fn apply_fault(reply: &mut Reply, fault: Fault) {
             reply.stall = d;
             reply.reset_after = d;
         }
-        Fault::GatewayErrorThenReset(d) => reply.reset_after = d,
+        Fault::GatewayErrorThenReset(d) | Fault::UnavailableThenReset(d) => reply.reset_after = d,
     }
 }

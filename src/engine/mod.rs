@@ -9,7 +9,7 @@ use crate::rotation::{self, Report, RotateError};
 use crate::ryzeapi::{self, Client, Held};
 use crate::secret::Token;
 use crate::store::{Status, Store, Trigger};
-use crate::whatsapp::fingerprint;
+use crate::whatsapp::shown;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use std::collections::HashMap;
@@ -149,11 +149,10 @@ impl Engine {
         if let Some(m) = &self.metrics {
             m.rotation(&group.name, report.status, trigger);
         }
-        let code = |c: &Option<String>| {
-            c.as_deref()
-                .map_or_else(|| "-".to_owned(), |c| fingerprint(c).to_string())
-        };
-        let (old, new) = (code(&report.old_code), code(&report.new_code));
+        let (old, new) = (
+            shown(report.old_code.as_deref()),
+            shown(report.new_code.as_deref()),
+        );
         let (status, attempts) = (report.status, report.attempts);
         let seconds = report.elapsed.as_secs_f64();
         if report.status == Status::Succeeded {

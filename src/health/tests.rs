@@ -12,6 +12,7 @@ fn group(schedule: &str, tz: &str, jitter: Duration) -> Group {
         timezone: tz.parse().unwrap(),
         jitter,
         catch_up: true,
+        events: Default::default(),
     }
 }
 

@@ -56,7 +56,9 @@ pub(super) async fn run(
         Ok(c) => c,
         Err(e) => return failed(None, format!("cannot run {program:?}: {e}"), None),
     };
-    let group = child.id();
+    // Until the command has exited, dropping this (the daemon stopping
+    // mid-delivery) kills its whole group too, not just the command.
+    let mut group = GroupGuard(child.id());
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
     // Output is read while the command runs, and for a moment after it
     // exits; a background process it left holding the pipes (`sleep 300 &`)
@@ -69,9 +71,11 @@ pub(super) async fn run(
         }
     });
     let status = tokio::time::timeout(timeout, child.wait()).await;
-    if status.is_err() {
+    match &status {
         // The whole group: the command and everything it started.
-        kill_group(group);
+        Err(_) => group.kill(),
+        // Exited: what it left running in the background is its own affair.
+        Ok(_) => group.0 = None,
     }
     if tokio::time::timeout(OUTPUT_GRACE, &mut reading)
         .await
@@ -117,15 +121,32 @@ pub(super) async fn run(
 /// How long output is still read after the command exited.
 const OUTPUT_GRACE: Duration = Duration::from_millis(500);
 
-/// SIGKILL to the process group `leader` leads (the hook's own group).
-fn kill_group(leader: Option<u32>) {
-    let Some(pgid) = leader.and_then(|pid| libc::pid_t::try_from(pid).ok()) else {
-        return;
-    };
-    // SAFETY: kill(2) takes plain integers; a negative pid names the process
-    // group, which is the hook's own (process_group(0) made it its leader).
-    unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
+/// The hook's process group (its leader's pid), killed when dropped unless
+/// cleared: a delivery cut short kills what the hook started.
+struct GroupGuard(Option<u32>);
+
+impl GroupGuard {
+    /// SIGKILL to the whole group, once.
+    fn kill(&mut self) {
+        let Some(pgid) = self
+            .0
+            .take()
+            .and_then(|pid| libc::pid_t::try_from(pid).ok())
+        else {
+            return;
+        };
+        // SAFETY: kill(2) takes plain integers; a negative pid names the
+        // process group, which is the hook's own (process_group(0) made it
+        // its leader).
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

@@ -149,10 +149,16 @@ impl Metrics {
             trigger: trigger.as_str(),
         };
         self.inner.rotations.get_or_create(&labels).inc();
-        if status == Status::Succeeded
-            && let Some(tracker) = self.tracker().as_mut()
-        {
-            tracker.succeeded(group, Utc::now());
+        if status == Status::Succeeded {
+            self.succeeded(group, Utc::now());
+        }
+    }
+
+    /// A rotation of `group` succeeded at `at` (this process's, or another's
+    /// found in the history): its overdue instant moves on.
+    pub fn succeeded(&self, group: &str, at: DateTime<Utc>) {
+        if let Some(tracker) = self.tracker().as_mut() {
+            tracker.succeeded(group, at);
         }
     }
 

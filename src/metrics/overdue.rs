@@ -147,23 +147,29 @@ fn deadlines(groups: &[Group], references: &[Option<DateTime<Utc>>]) -> Vec<u32>
             (g.schedule.clone(), g.timezone)
         };
         let next = |t: DateTime<Utc>| schedule.next_after(t, tz).map(|f| f.with_timezone(&Utc));
-        // Consecutive fires from the first one after the earliest query on;
-        // queries come in order, so each one's first fire is among them.
-        let mut fires: Vec<DateTime<Utc>> = Vec::new();
-        let mut fire = |n: usize, start: DateTime<Utc>| -> Option<DateTime<Utc>> {
-            while fires.len() <= n {
-                let from = fires.last().copied().unwrap_or(start);
-                fires.push(next(from)?);
-            }
-            Some(fires[n])
-        };
-        let mut k = 0;
+        // A window of consecutive fires, moved along as the queries (in
+        // order) move on: fires a query no longer needs are dropped, and a
+        // query past the window starts a new one, so the walk holds a few
+        // fires and costs a few lookups per query however far apart the
+        // references are.
+        let mut fires: std::collections::VecDeque<DateTime<Utc>> = Default::default();
         for (after, offset, i) in queries {
-            // The first fire strictly after `after`, then the one after it.
-            while fire(k, after).is_some_and(|f| f <= after) {
-                k += 1;
+            while fires.front().is_some_and(|f| *f <= after) {
+                fires.pop_front();
             }
-            due[i] = fire(k + 1, after)
+            // The first fire strictly after `after`, then the one after it.
+            if fires.is_empty()
+                && let Some(first) = next(after)
+            {
+                fires.push_back(first);
+            }
+            if fires.len() == 1
+                && let Some(second) = fires.back().copied().and_then(next)
+            {
+                fires.push_back(second);
+            }
+            due[i] = fires
+                .get(1)
                 .and_then(|second| second.checked_add_signed(offset))
                 .map_or(NEVER, seconds);
         }
@@ -186,6 +192,7 @@ mod tests {
             timezone: chrono_tz::Tz::UTC,
             jitter: std::time::Duration::ZERO,
             catch_up: true,
+            events: Default::default(),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use super::Metrics;
 use crate::config::Group;
-use crate::store::Store;
+use crate::store::{Status, Store};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -114,8 +114,10 @@ async fn healthz(State(s): State<Shared>) -> impl IntoResponse {
 
 /// The groups' overdue tracking is set up from the history once, after the
 /// daemon has started, and again when a reload changes the groups; from then
-/// on rotations keep it up to date (see [`super::Metrics::rotation`]).
-/// Unsettled rotations are counted every [`REFRESH`] (an index count).
+/// on every success moves its group on: this process's at once (see
+/// [`super::Metrics::rotation`]), any other's (a `rotate`, a settlement)
+/// within [`REFRESH`], read by id from where the last look ended. Unsettled
+/// rotations are counted every [`REFRESH`] too (an index count).
 async fn refresh(metrics: Metrics, store: Store, mut groups: watch::Receiver<Arc<[Group]>>) {
     // Not before the daemon has started: its start-up goes first.
     while metrics.since_heartbeat().is_none() {
@@ -124,6 +126,16 @@ async fn refresh(metrics: Metrics, store: Store, mut groups: watch::Receiver<Arc
     loop {
         let current = groups.borrow_and_update().clone();
         let started = tokio::time::Instant::now();
+        // The cursor first: what settles while the tracking is set up is
+        // read at the next look.
+        let mut cursor = match store.success_cursor().await {
+            Ok(cursor) => cursor,
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: cannot read the history; trying again");
+                tokio::time::sleep(REFRESH).await;
+                continue;
+            }
+        };
         match metrics.track(current, &store).await {
             Ok(()) => {
                 crate::memory::release_free_memory();
@@ -135,6 +147,23 @@ async fn refresh(metrics: Metrics, store: Store, mut groups: watch::Receiver<Arc
             Err(e) => tracing::warn!(error = %e, "metrics: cannot read the groups' records"),
         }
         loop {
+            match store.rotations_after(cursor.0, &cursor.1).await {
+                Ok(rows) => {
+                    let mut open = Vec::new();
+                    for (id, group, status, at) in rows {
+                        cursor.0 = cursor.0.max(id);
+                        match status {
+                            Status::Succeeded => {
+                                metrics.succeeded(&group, at.unwrap_or_else(Utc::now))
+                            }
+                            Status::Pending | Status::Unknown => open.push(id),
+                            Status::Failed => {}
+                        }
+                    }
+                    cursor.1 = open;
+                }
+                Err(e) => tracing::warn!(error = %e, "metrics: cannot read new rotations"),
+            }
             match store.count_unsettled().await {
                 Ok(n) => metrics.set_unsettled(n),
                 Err(e) => tracing::warn!(error = %e, "metrics: cannot count unsettled rotations"),

@@ -63,7 +63,7 @@ pub fn http_client(
     let builder = match proxy {
         Some(url) => builder.proxy(
             reqwest::Proxy::https(url.as_str())?
-                .no_proxy(reqwest::NoProxy::from_string("localhost,127.0.0.1,::1")),
+                .no_proxy(reqwest::NoProxy::from_string("localhost,127.0.0.0/8,::1")),
         ),
         None => builder,
     };

@@ -90,12 +90,9 @@ impl<A: RyzeApi> Held<A> {
     }
 
     fn answered<T>(&self, call: &Call<T>) {
-        let disconnected = match call.http_status {
-            Some(503) => true,
-            // The only 400 classified transient is "instance disconnected".
-            Some(400) => matches!(call.result, Err(CallError::Transient(_))),
-            _ => false,
-        };
+        // The only 400 and 503 classified transient say "not connected".
+        let disconnected = matches!(call.http_status, Some(400 | 503))
+            && matches!(call.result, Err(CallError::Transient(_)));
         let mut hold = self.lock();
         if disconnected {
             let wait = match (hold.until, hold.probing) {

@@ -52,8 +52,9 @@ pub fn classify_error(
         300..=399 => CallError::Permanent(format!(
             "{message} (redirect not followed, so the token never leaves the configured host)"
         )),
-        400 if is_disconnected(&message) => CallError::Transient(message),
-        408 | 409 | 503 => CallError::Transient(message),
+        // The instance says it is not connected: nothing happened.
+        400 | 503 if is_disconnected(&message) => CallError::Transient(message),
+        408 | 409 => CallError::Transient(message),
         429 => match rate.reset_in {
             Some(wait) => CallError::RateLimited { wait, message },
             // WhatsApp's own throttling: the headers do not explain it; back off.
@@ -234,9 +235,19 @@ mod tests {
         for status in [400, 401, 403, 404, 501, 302] {
             assert_eq!(kind(Endpoint::Reset, status), "permanent", "{status}");
         }
-        for status in [409, 503, 408] {
+        for status in [409, 408] {
             assert_eq!(kind(Endpoint::Reset, status), "transient", "{status}");
         }
+        // A 503 of a gateway may hide a reset that lands later; the
+        // instance's own "not connected" 503 does not.
+        assert_eq!(kind(Endpoint::Reset, 503), "unknown");
+        assert_eq!(kind(Endpoint::Info, 503), "transient");
+        let offline =
+            br#"{"success":false,"error":{"message":"Instance is not connected to WhatsApp"}}"#;
+        assert_eq!(
+            classify_error(Endpoint::Reset, 503, none, offline).outcome(),
+            "transient"
+        );
         assert_eq!(kind(Endpoint::Reset, 500), "unknown");
         assert_eq!(kind(Endpoint::Reset, 502), "unknown");
         assert_eq!(kind(Endpoint::Info, 500), "transient");

@@ -38,6 +38,54 @@ impl Store {
         Ok(())
     }
 
+    /// Where a reader of new successes starts: the newest rotation's id, and
+    /// the rows not settled for good yet (`pending`, or `unknown`, which a
+    /// later read may still tell `succeeded`). Index lookups only.
+    pub async fn success_cursor(&self) -> Result<(i64, Vec<i64>), StoreError> {
+        let mut conn = self.conn.lock().await;
+        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM rotations")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        let open: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM rotations WHERE status IN ('pending', 'unknown')")
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(|e| self.err(e))?;
+        Ok((last.unwrap_or(0), open))
+    }
+
+    /// Rotations after `after`, and those of `open`, as they stand now:
+    /// `(id, group, status, when it finished)`, for following successes made
+    /// by any process. Index lookups only.
+    pub async fn rotations_after(
+        &self,
+        after: i64,
+        open: &[i64],
+    ) -> Result<Vec<(i64, String, Status, Option<DateTime<Utc>>)>, StoreError> {
+        let open = self.json(open)?;
+        let rows: Vec<(i64, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT id, group_name, status, COALESCE(finished_at, started_at) FROM rotations
+             WHERE id > $1 OR id IN (SELECT value FROM json_each($2)) ORDER BY id",
+        )
+        .bind(after)
+        .bind(open)
+        .fetch_all(&mut *self.conn.lock().await)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, group, status, at)| {
+                Some((
+                    id,
+                    group,
+                    Status::parse(&status)?,
+                    at.as_deref().and_then(parse_timestamp),
+                ))
+            })
+            .collect())
+    }
+
     /// The rotations matching `q`, oldest first. With a limit, the newest
     /// `limit` of them (still oldest first).
     pub async fn history(&self, q: &HistoryQuery) -> Result<Vec<Rotation>, StoreError> {

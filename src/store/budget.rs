@@ -2,8 +2,12 @@
 //! process using the database draws on one budget (see [`crate::ratelimit`]).
 //! SQL only.
 
-use super::{Store, StoreError};
+use super::{BUSY_TIMEOUT, Store, StoreError};
 use std::time::Duration;
+
+/// How far back a reservation's clock must be from the last one's to be
+/// taken for a clock step rather than for the wait for the store.
+const CLOCK_STEP: Duration = BUSY_TIMEOUT.saturating_mul(2);
 
 impl Store {
     /// Takes the next grant of a shared token bucket: returns the Unix
@@ -24,10 +28,10 @@ impl Store {
             "INSERT INTO rate_budget (token_key, next_grant_us, reserved_at_us) VALUES (?1, ?2 + ?3, ?2)
              ON CONFLICT (token_key) DO UPDATE SET
                  next_grant_us = MAX(?2,
-                     MIN(next_grant_us - MAX(reserved_at_us - ?2, 0), ?2 + ?4),
-                     MIN(paused_until_us - MAX(reserved_at_us - ?2, 0), ?2 + ?4)) + ?3,
-                 paused_until_us = paused_until_us - MAX(reserved_at_us - ?2, 0),
-                 reserved_at_us = ?2
+                     MIN(next_grant_us - (CASE WHEN reserved_at_us - ?2 > ?5 THEN reserved_at_us - ?2 ELSE 0 END), ?2 + ?4),
+                     MIN(paused_until_us - (CASE WHEN reserved_at_us - ?2 > ?5 THEN reserved_at_us - ?2 ELSE 0 END), ?2 + ?4)) + ?3,
+                 paused_until_us = paused_until_us - (CASE WHEN reserved_at_us - ?2 > ?5 THEN reserved_at_us - ?2 ELSE 0 END),
+                 reserved_at_us = CASE WHEN reserved_at_us - ?2 > ?5 THEN ?2 ELSE MAX(reserved_at_us, ?2) END
              RETURNING next_grant_us - ?3",
         )
         .bind(token_key.to_owned())
@@ -39,6 +43,10 @@ impl Store {
             i64::try_from((crate::ryzeapi::MAX_RATE_WAIT + Duration::from_secs(60)).as_micros())
                 .unwrap_or(i64::MAX),
         )
+        // A reservation can be made with a `now` read before it waited for
+        // the store (up to its busy timeout): an earlier `now` than the last
+        // reservation's by less than this is that wait, not a clock step.
+        .bind(i64::try_from(CLOCK_STEP.as_micros()).unwrap_or(i64::MAX))
         // Run to the end, so that a failed commit is an error (see `begin`).
         .fetch_all(&mut *self.conn.lock().await)
         .await

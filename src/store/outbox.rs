@@ -114,10 +114,7 @@ impl Store {
         keys: &[&str],
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let keys = serde_json::to_string(keys).map_err(|e| StoreError {
-            path: self.path.clone(),
-            message: e.to_string(),
-        })?;
+        let keys = self.json(keys)?;
         sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM rotation_events)
                  OR EXISTS (SELECT 1 FROM hook_deliveries WHERE state = 'pending'
@@ -138,10 +135,7 @@ impl Store {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Delivery>, StoreError> {
-        let keys = serde_json::to_string(keys).map_err(|e| StoreError {
-            path: self.path.clone(),
-            message: e.to_string(),
-        })?;
+        let keys = self.json(keys)?;
         sqlx::query_as(concat!(
             "SELECT d.id AS delivery_id, d.idempotency_key, d.hook_key, d.status AS event_status,
              d.attempts AS delivery_attempts, d.created_at AS queued_at, r.*
@@ -167,10 +161,7 @@ impl Store {
         keys: &[&str],
         before: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let keys = serde_json::to_string(keys).map_err(|e| StoreError {
-            path: self.path.clone(),
-            message: e.to_string(),
-        })?;
+        let keys = self.json(keys)?;
         sqlx::query(
             "UPDATE hook_deliveries SET state = 'abandoned', last_error = 'the hook is no longer configured'
              WHERE state = 'pending' AND created_at < ?2

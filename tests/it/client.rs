@@ -269,14 +269,26 @@ async fn a_403_on_reset_is_permanent_and_keeps_the_api_message() {
 }
 
 #[tokio::test]
-async fn a_409_or_503_is_transient_on_both_routes() {
-    for status in [409, 503] {
-        let reset = reset_replying(error_reply(status, "try later")).await;
-        let info = info_replying(error_reply(status, "try later")).await;
+async fn a_409_or_a_not_connected_503_is_transient_on_both_routes() {
+    for (status, message) in [
+        (409, "try later"),
+        (503, "Instance is not connected to WhatsApp"),
+    ] {
+        let reset = reset_replying(error_reply(status, message)).await;
+        let info = info_replying(error_reply(status, message)).await;
 
         assert_outcome(&reset, "transient");
         assert_outcome(&info, "transient");
     }
+}
+
+#[tokio::test]
+async fn a_gateway_503_leaves_a_reset_unknown_and_a_read_transient() {
+    let reset = reset_replying(error_reply(503, "Service Temporarily Unavailable")).await;
+    let info = info_replying(error_reply(503, "Service Temporarily Unavailable")).await;
+
+    assert_outcome(&reset, "unknown");
+    assert_outcome(&info, "transient");
 }
 
 #[tokio::test]

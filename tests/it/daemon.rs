@@ -91,10 +91,12 @@ async fn after_a_kill_and_two_missed_fires_each_group_is_caught_up_exactly_once(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_resets_in_flight_exits_0_within_10_s_and_leaves_no_row_pending() {
-    // Arrange: every group's first reset hangs far past the stop grace.
+    // Arrange: every group's first reset hangs far past the stop grace (a
+    // 5 s timeout, then a 5 s wait before the read-back: 10 s against 8).
+    // The next start, more than 5 s after the resets went, reads back at once.
     let tuning = Tuning {
         schedule: "* * * * * *",
-        timeout: "60s",
+        timeout: "5s",
         ..Tuning::default()
     };
     let app = spawn_app(&[Setup::Admin; 3], fast_api(), tuning).await;

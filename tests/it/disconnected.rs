@@ -71,6 +71,7 @@ fn group(i: usize) -> Group {
         timezone: chrono_tz::UTC,
         jitter: Duration::ZERO,
         catch_up: true,
+        events: Default::default(),
     }
 }
 

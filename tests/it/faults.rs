@@ -78,6 +78,7 @@ async fn under_every_reset_fault_the_history_holds_every_issued_code_and_no_rese
         // A gateway's 504 at once, the reset landing 0.2 s later: read back
         // at once, the old link would invite a second reset and lose a code.
         (Fault::GatewayErrorThenReset(Duration::from_millis(200)), 1),
+        (Fault::UnavailableThenReset(Duration::from_millis(200)), 1),
     ];
     for (fault, expected_resets) in cases {
         let (app, report) = rotate_with(Route::Reset, &[fault]).await;

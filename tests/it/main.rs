@@ -13,6 +13,7 @@ mod disconnected;
 mod disk_faults;
 mod ecosystem;
 mod faults;
+mod listeners;
 mod operations;
 mod operator;
 mod properties;

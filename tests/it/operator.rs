@@ -420,9 +420,11 @@ fn every_man_page_passes_mandoc_lint_and_every_page_named_exists() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fire_missed_before_a_manual_rotation_is_not_caught_up() {
-    // A schedule whose one fire a minute comes 3 s from now.
+    // A schedule whose one fire a minute comes 8 s from now: the first
+    // daemon starts and stops well before it.
     use chrono::Timelike;
-    let second = (chrono::Utc::now() + chrono::Duration::seconds(3)).second();
+    let fire = chrono::Utc::now() + chrono::Duration::seconds(8);
+    let second = fire.second();
     let schedule: &'static str = Box::leak(format!("{second} * * * * *").into_boxed_str());
     let app = spawn_app(
         &[Setup::Admin],
@@ -439,7 +441,12 @@ async fn a_fire_missed_before_a_manual_rotation_is_not_caught_up() {
     signal(&daemon, "TERM");
     daemon.wait().await.unwrap();
     // The fire goes by while nothing runs.
-    let fire_went = chrono::Utc::now() + chrono::Duration::seconds(4);
+    assert_eq!(
+        app.emulator.reset_calls(&app.groups[0].jid),
+        0,
+        "stopped before the fire"
+    );
+    let fire_went = fire + chrono::Duration::seconds(1);
     while chrono::Utc::now() < fire_went {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

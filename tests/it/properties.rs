@@ -346,6 +346,7 @@ fn group(schedule: Schedule, timezone: Tz, jitter_s: u64) -> Group {
         timezone,
         jitter: Duration::from_secs(jitter_s),
         catch_up: true,
+        events: Default::default(),
     }
 }
 

@@ -108,6 +108,7 @@ fn group() -> Group {
         timezone: chrono_tz::UTC,
         jitter: Duration::ZERO,
         catch_up: true,
+        events: Default::default(),
     }
 }
 
@@ -182,15 +183,32 @@ async fn a_permanent_error_fails_at_once_after_one_reset() {
 #[tokio::test]
 async fn after_an_unknown_outcome_the_link_is_read_and_an_unchanged_link_allows_a_retry() {
     let api = Scripted::new(
-        vec![live("OLD"), live("OLD")],
+        vec![live("OLD"), live("OLD"), live("OLD")],
         vec![Err(unknown()), issued("NEW")],
     );
 
     let (report, _store, _dir) = run(&api).await;
 
-    assert_eq!(api.kinds(), ["info", "reset", "info", "reset"]);
+    // Read back after the wait, and again right before the retry.
+    assert_eq!(api.kinds(), ["info", "reset", "info", "info", "reset"]);
     assert_eq!(report.status, Status::Succeeded);
     assert_eq!(report.new_code.as_deref(), Some("NEW"));
+}
+
+#[tokio::test]
+async fn a_reset_that_lands_during_the_backoff_is_recorded_and_not_revoked_by_a_retry() {
+    // The read-back still sees the old link; the reset lands during the
+    // backoff; the read right before the retry sees it.
+    let api = Scripted::new(
+        vec![live("OLD"), live("OLD"), live("LANDED")],
+        vec![Err(unknown()), issued("NEVER")],
+    );
+
+    let (report, _store, _dir) = run(&api).await;
+
+    assert_eq!(api.kinds(), ["info", "reset", "info", "info"]);
+    assert_eq!(report.status, Status::Succeeded);
+    assert_eq!(report.new_code.as_deref(), Some("LANDED"));
 }
 
 #[tokio::test]

@@ -16,7 +16,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 
+mod database;
+mod events;
 mod hooks;
+mod urls;
 
 /// Validates `raw`, read by `reader` from the file at `path` (whose
 /// permission bits are `mode` when it was read from disk).
@@ -177,6 +180,12 @@ impl Validator<'_> {
             },
             jitter: self.jitter("defaults.jitter", raw.defaults.jitter.as_ref()),
             catch_up: raw.defaults.catch_up.unwrap_or(defaults::CATCH_UP),
+            events: self.event_rules(
+                "defaults",
+                raw.defaults.rotate_on.as_ref(),
+                raw.defaults.event_delay.as_ref(),
+                crate::config::EventRules::default(),
+            ),
         };
         let instances = self.instances(raw.instance);
         if raw.group.is_empty() {
@@ -189,6 +198,7 @@ impl Validator<'_> {
         let groups = self.groups(raw.group, &instances, &defaults);
         let metrics_listen = self.metrics(&raw.metrics);
         let hooks = self.hooks(raw.hook, &groups);
+        let events = self.events(raw.events);
         Config {
             api,
             rate_limit,
@@ -199,131 +209,9 @@ impl Validator<'_> {
             groups: groups.into(),
             metrics_listen,
             hooks,
+            events,
             warnings: Vec::new(),
         }
-    }
-
-    /// `database.path`: for [`Purpose::Run`], a place where the history can
-    /// be written (checked without creating anything).
-    fn database_path(&mut self, value: Option<&SpannedStr>) -> PathBuf {
-        let path = match value {
-            Some(p) if p.get_ref().trim().is_empty() => {
-                self.error("database.path", p, "must not be empty");
-                return PathBuf::new();
-            }
-            Some(p) => PathBuf::from(p.get_ref()),
-            None => PathBuf::from(defaults::DATABASE_PATH),
-        };
-        if self.purpose == Purpose::Run
-            && let Err(why) = crate::store::preflight(&path)
-        {
-            let message = format!("{}: {why}", path.display());
-            match value {
-                Some(at) => self.error("database.path", at, message),
-                // The default path: no line to point at.
-                None => self.r.push(
-                    "database.path",
-                    None,
-                    format!("{message} (the default; set database.path)"),
-                ),
-            }
-        }
-        path
-    }
-
-    /// `database.keep_calls`: a duration, or "forever".
-    fn keep_calls(&mut self, value: Option<&SpannedStr>) -> Option<Duration> {
-        match value {
-            Some(v) if v.get_ref().trim() == "forever" => None,
-            Some(v) => {
-                let keep = self.duration("database.keep_calls", Some(v), defaults::KEEP_CALLS);
-                if keep < Duration::from_secs(86_400) {
-                    self.error(
-                        "database.keep_calls",
-                        v,
-                        "must be at least a day (\"1d\"), or \"forever\"",
-                    );
-                }
-                Some(keep)
-            }
-            None => Some(defaults::KEEP_CALLS),
-        }
-    }
-
-    fn base_url(&mut self, value: Option<&SpannedStr>) -> reqwest::Url {
-        let fallback =
-            || reqwest::Url::parse(defaults::BASE_URL).expect("the default base URL is valid");
-        match value {
-            Some(value) => self.web_url("api.base_url", value).unwrap_or_else(fallback),
-            None => fallback(),
-        }
-    }
-
-    /// `api.proxy`: `http://` or `https://` host and port, no credentials. It
-    /// carries only CONNECT tunnels of HTTPS calls, so it never sees a request.
-    fn proxy(&mut self, value: &SpannedStr) -> Option<reqwest::Url> {
-        let usable = reqwest::Url::parse(value.get_ref()).ok().filter(|url| {
-            matches!(url.scheme(), "http" | "https")
-                && url.host().is_some()
-                && url.username().is_empty()
-                && url.password().is_none()
-                && matches!(url.path(), "" | "/")
-        });
-        if usable.is_none() {
-            // Never quoted: it may hold a password.
-            self.error(
-                "api.proxy",
-                value,
-                "must be a proxy URL such as \"http://proxy.example.org:3128\", without credentials or a path",
-            );
-        }
-        usable
-    }
-
-    /// A URL that secrets may be sent to: https, or plain http to loopback
-    /// only; no credentials in it.
-    fn web_url(&mut self, key: &str, value: &SpannedStr) -> Option<reqwest::Url> {
-        let url = match reqwest::Url::parse(value.get_ref()) {
-            Ok(url) => url,
-            Err(e) => {
-                let message = format!("{:?} is not a URL: {e}", value.get_ref());
-                self.error(key, value, message);
-                return None;
-            }
-        };
-        let loopback = match url.host() {
-            Some(url::Host::Domain(d)) => d == "localhost",
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            None => false,
-        };
-        let acceptable = match url.scheme() {
-            "https" => url.host().is_some(),
-            "http" => loopback,
-            _ => false,
-        };
-        let credentials = !url.username().is_empty() || url.password().is_some();
-        if !acceptable || credentials {
-            // Quoted without its credentials: a password is as secret as a token.
-            let mut shown = url.clone();
-            let _ = shown.set_password(None);
-            let _ = shown.set_username("");
-            // A webhook's path may be its secret (chat webhooks): host only.
-            let host_only = format!("{}://{}/…", url.scheme(), url.host_str().unwrap_or(""));
-            let message = format!(
-                "{:?}: use https (plain http only to loopback, such as the built-in emulator), without credentials in the URL",
-                if key.starts_with("hook") {
-                    host_only.as_str()
-                } else if credentials {
-                    shown.as_str()
-                } else {
-                    value.get_ref().as_str()
-                }
-            );
-            self.error(key, value, message);
-            return None;
-        }
-        Some(url)
     }
 
     /// The `name` of `table[i]`, trimmed; reports an empty or control-character
@@ -505,6 +393,12 @@ impl Validator<'_> {
                 Some(j) => self.jitter(&format!("group[{i}].jitter"), Some(j)),
                 None => defaults.jitter,
             };
+            let events = self.event_rules(
+                &format!("group[{i}]"),
+                g.rotate_on.as_ref(),
+                g.event_delay.as_ref(),
+                defaults.events,
+            );
             // A group with anything missing or unusable is reported, not kept.
             let (Some(name), Some(instance), Some(jid), Some(schedule)) =
                 (name, instance, jid, schedule)
@@ -519,6 +413,7 @@ impl Validator<'_> {
                 timezone,
                 jitter,
                 catch_up: g.catch_up.unwrap_or(defaults.catch_up),
+                events,
             });
         }
         out
@@ -548,4 +443,5 @@ struct Defaults {
     timezone: Tz,
     jitter: Duration,
     catch_up: bool,
+    events: crate::config::EventRules,
 }

@@ -1,0 +1,101 @@
+//! What the daemon reads at its start (the groups it has seen, until when
+//! each was served, the rotations left unsettled) and writes at its stop.
+//! SQL only.
+
+use super::{Leftover, Store, StoreError, rotation_columns, times_by_group, timestamp};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
+impl Store {
+    /// Records that the daemon has seen these groups (keeping the first time),
+    /// and returns when it first saw each.
+    pub async fn mark_seen(
+        &self,
+        names: &[&str],
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
+        // One statement for any number of groups: the names go in as one JSON array.
+        let names = self.json(names)?;
+        let mut conn = self.conn.lock().await;
+        sqlx::query(
+            "INSERT OR IGNORE INTO groups_seen (group_name, first_seen_at)
+             SELECT value, ? FROM json_each(?)",
+        )
+        .bind(timestamp(now))
+        .bind(names)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| self.err(e))?;
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT group_name, first_seen_at FROM groups_seen")
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(|e| self.err(e))?;
+        Ok(times_by_group(rows))
+    }
+
+    /// Until when each group counts as served, for catch-up: the latest due
+    /// time its scheduled (or caught-up) rotations served, or the start of its
+    /// latest successful rotation of any kind, whichever is later. A fire due
+    /// before that needs no making up: a `rotate` after it already gave the
+    /// group a fresh link. A rotation that failed before any reset call (cut
+    /// by a stop, or the API unreachable) served nothing: catch-up makes it up.
+    pub async fn served_until(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT group_name, MAX(served) FROM (
+                 SELECT group_name, MAX(scheduled_for) AS served FROM rotations
+                 WHERE scheduled_for IS NOT NULL AND NOT (status = 'failed' AND attempts = 0)
+                 GROUP BY group_name
+                 UNION ALL
+                 SELECT r.group_name, r.started_at FROM rotations r
+                 JOIN (SELECT MAX(id) AS id FROM rotations WHERE status = 'succeeded'
+                       GROUP BY group_name) latest ON latest.id = r.id
+             ) GROUP BY group_name",
+        )
+        .fetch_all(&mut *self.conn.lock().await)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(times_by_group(rows))
+    }
+
+    /// Rotations possibly left unsettled, oldest first (of one group if `jid`
+    /// is given), with the process that wrote each: `pending` rows (in
+    /// progress, or left by a crash or a kill: the caller tells them apart by
+    /// their owner) and rows a stop cut during a reset call, if still their
+    /// group's latest. A row is offered once: settling it rewrites its error,
+    /// so a failed settlement is not retried at every start.
+    pub async fn unsettled(&self, jid: Option<&str>) -> Result<Vec<Leftover>, StoreError> {
+        sqlx::query_as(concat!(
+            "SELECT ",
+            rotation_columns!(),
+            ", owner, last_reset_at FROM rotations r WHERE (status = 'pending' OR (status = 'unknown' AND error LIKE 'stopped during a reset call%'
+                 AND NOT EXISTS (SELECT 1 FROM rotations later WHERE later.group_jid = r.group_jid AND later.id > r.id)))
+               AND (?1 IS NULL OR group_jid = ?1) ORDER BY id"
+        ))
+        .bind(jid.map(str::to_owned))
+        .fetch_all(&mut *self.conn.lock().await)
+        .await
+        .map_err(|e| self.err(e))
+    }
+
+    /// At a stop, records this process's own rotations that were cut short:
+    /// `failed` if no reset call had been made, else `unknown` (the next start
+    /// reads the link to settle it). Rows of any other process, a second
+    /// daemon reached through another name of the file included, are left
+    /// to their writer. Returns how many.
+    pub async fn record_stopped(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        sqlx::query(
+            "UPDATE rotations SET finished_at = $1,
+                status = CASE WHEN attempts = 0 THEN 'failed' ELSE 'unknown' END,
+                error = CASE WHEN attempts = 0 THEN 'stopped before any reset'
+                        ELSE 'stopped during a reset call; settled from the live link at next start' END
+             WHERE status = 'pending' AND trigger IN ('schedule', 'catch_up') AND owner = $2",
+        )
+        .bind(timestamp(now))
+        .bind(crate::owner::current())
+        .execute(&mut *self.conn.lock().await)
+        .await
+        .map(|r| r.rows_affected())
+        .map_err(|e| self.err(e))
+    }
+}
