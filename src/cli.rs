@@ -83,6 +83,7 @@ impl Cli {
             | Command::Rotate { common: c, .. }
             | Command::Status { common: c, .. } => c.log.log_format,
             Command::History(h) => h.common.log.log_format,
+            Command::Events(e) => e.common().log.log_format,
             Command::Demo { log, .. } | Command::Emulator { log, .. } => log.log_format,
             Command::Completions { .. } | Command::Manpage { .. } => None,
         };
@@ -99,6 +100,7 @@ impl Cli {
             | Command::Rotate { common: c, .. }
             | Command::Status { common: c, .. } => c,
             Command::History(h) => &h.common,
+            Command::Events(e) => e.common(),
             _ => return None,
         };
         Some(
@@ -160,6 +162,9 @@ pub enum Command {
         #[command(flatten)]
         common: ConfigArgs,
     },
+    /// RyzeAPI's events: what arrived, and telling RyzeAPI where to post.
+    #[command(subcommand)]
+    Events(EventsCommand),
     /// Print a shell completion script to stdout, such as
     /// `invite-rotator completions bash > invite-rotator.bash`.
     Completions {
@@ -191,6 +196,40 @@ pub enum Command {
         #[command(flatten)]
         log: LogArgs,
     },
+}
+
+/// `events ...`.
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// The events received, newest last: when, instance, group, kind, and
+    /// what was done; `--format json` adds the raw `data` as RyzeAPI sent it
+    /// (token removed).
+    List {
+        /// Only the newest N.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// `table` for people, `json` for scripts (JSON Lines).
+        #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
+        format: StatusFormat,
+        #[command(flatten)]
+        common: ConfigArgs,
+    },
+    /// Upsert invite-rotator's webhook (label `invite-rotator`) at RyzeAPI
+    /// for every instance, as `run` does at start; exits 1 when any instance
+    /// failed.
+    Register {
+        #[command(flatten)]
+        common: ConfigArgs,
+    },
+}
+
+impl EventsCommand {
+    /// Its `--config` and `--log-format`.
+    pub fn common(&self) -> &ConfigArgs {
+        match self {
+            EventsCommand::List { common, .. } | EventsCommand::Register { common } => common,
+        }
+    }
 }
 
 /// Output of `check`.

@@ -12,6 +12,9 @@
 //!   settles what a crash left behind (`owner` tells whose a row is);
 //! - [`daemon`]: the schedule loop over [`timers`] (one per group, each from
 //!   its [`schedule`]), catch-up, reloads and the graceful stop;
+//! - [`events`]: RyzeAPI's events (a member removed, a link changed
+//!   elsewhere, an instance gone offline): received, kept in an inbox and
+//!   acted on;
 //! - [`hooks`]: tells webhooks and commands of each rotation; [`metrics`]:
 //!   `/metrics` and `/healthz`, served like every listener by [`listener`]
 //!   (connection cap, header timeouts, descriptors kept for rotations);
@@ -30,6 +33,7 @@ pub mod config;
 pub mod daemon;
 pub mod emulator;
 pub mod engine;
+pub mod events;
 pub mod exit;
 pub mod failpoint;
 pub(crate) mod health;

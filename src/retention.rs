@@ -2,7 +2,8 @@
 //! the audit trail and are kept for good; the per-call log and the hook
 //! notifications that were delivered or given up are pruned once they are
 //! older than `[database] keep_calls` (90 days unless set; `"forever"` keeps
-//! them), in small batches, shortly after start and then every hour.
+//! them), and RyzeAPI's raw events once older than `[events] keep` (30 days
+//! unless set), in small batches, shortly after start and then every hour.
 
 use crate::store::{Pruned, Store};
 use chrono::Utc;
@@ -20,10 +21,7 @@ const BREATHE: Duration = Duration::from_millis(50);
 /// went. Stops early (what is left waits for the next pass) on a store error.
 pub async fn prune(store: &Store, keep: Duration) -> Pruned {
     let mut total = Pruned::default();
-    let Some(before) = chrono::Duration::from_std(keep)
-        .ok()
-        .and_then(|keep| Utc::now().checked_sub_signed(keep))
-    else {
+    let Some(before) = cutoff(keep) else {
         return total;
     };
     loop {
@@ -45,9 +43,7 @@ pub async fn prune(store: &Store, keep: Duration) -> Pruned {
         tokio::time::sleep(BREATHE).await;
     }
     if total.total() > 0 {
-        if let Err(e) = store.release_free_pages().await {
-            tracing::debug!(error = %e, "retention: cannot release free pages");
-        }
+        release(store).await;
         tracing::info!(
             calls = total.calls,
             deliveries = total.deliveries,
@@ -57,19 +53,69 @@ pub async fn prune(store: &Store, keep: Duration) -> Pruned {
     total
 }
 
-/// Prunes now and then every [`EVERY`] until `shutdown`; `keep` of `None`
-/// keeps everything (the task then only waits).
-pub async fn run(store: Store, keep: Option<Duration>, shutdown: impl Future<Output = ()>) {
-    let Some(keep) = keep else {
+/// Prunes RyzeAPI's raw events older than `keep`, batch by batch; returns
+/// how many went (or lost their data).
+pub async fn prune_events(store: &Store, keep: Duration) -> u64 {
+    let Some(before) = cutoff(keep) else {
+        return 0;
+    };
+    let mut events = 0;
+    loop {
+        match store.prune_events(before, BATCH).await {
+            Ok(0) => break,
+            Ok(n) => events += n,
+            Err(e) => {
+                tracing::warn!(error = %e, "retention: cannot prune the events; trying again later");
+                break;
+            }
+        }
+        tokio::time::sleep(BREATHE).await;
+    }
+    if events > 0 {
+        tracing::info!(events, "retention: pruned RyzeAPI's raw events");
+        release(store).await;
+    }
+    events
+}
+
+fn cutoff(keep: Duration) -> Option<chrono::DateTime<Utc>> {
+    chrono::Duration::from_std(keep)
+        .ok()
+        .and_then(|keep| Utc::now().checked_sub_signed(keep))
+}
+
+async fn release(store: &Store) {
+    if let Err(e) = store.release_free_pages().await {
+        tracing::debug!(error = %e, "retention: cannot release free pages");
+    }
+}
+
+/// Prunes now and then every [`EVERY`] until `shutdown`: the call log after
+/// `keep_calls`, the raw events after `keep_events`; `None` keeps them.
+pub async fn run(
+    store: Store,
+    keep_calls: Option<Duration>,
+    keep_events: Option<Duration>,
+    shutdown: impl Future<Output = ()>,
+) {
+    if keep_calls.is_none() && keep_events.is_none() {
         shutdown.await;
         return;
-    };
+    }
     tokio::pin!(shutdown);
     loop {
+        let pass = async {
+            if let Some(keep) = keep_calls {
+                prune(&store, keep).await;
+            }
+            if let Some(keep) = keep_events {
+                prune_events(&store, keep).await;
+            }
+        };
         tokio::select! {
             biased;
             () = &mut shutdown => return,
-            _ = prune(&store, keep) => {}
+            () = pass => {}
         }
         tokio::select! {
             () = &mut shutdown => return,

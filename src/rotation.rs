@@ -18,7 +18,7 @@ use crate::backoff;
 use crate::config::{Group, RetryPolicy};
 use crate::ryzeapi::{Call, CallError, RyzeApi};
 use crate::store::{
-    Begun, CallRecord, Leftover, NewRotation, Settlement, Status, Store, StoreError, Trigger,
+    Begun, CallRecord, Cause, Leftover, NewRotation, Settlement, Status, Store, StoreError,
 };
 use crate::whatsapp::{InviteCode, Jid, fingerprint, shown};
 use chrono::{DateTime, Utc};
@@ -70,14 +70,14 @@ pub enum RotateError {
     NotStarted,
 }
 
-/// Rotates `group` once.
+/// Rotates `group` once, for `cause` (what its row records as its trigger,
+/// due time and event).
 pub async fn rotate<A: RyzeApi>(
     store: &Store,
     api: &A,
     retry: &RetryPolicy,
     group: &Group,
-    trigger: Trigger,
-    scheduled_for: Option<DateTime<Utc>>,
+    cause: Cause,
 ) -> Result<Report, RotateError> {
     // 1. The record comes first, and only one per group at a time.
     let begun = store
@@ -85,8 +85,7 @@ pub async fn rotate<A: RyzeApi>(
             group_name: &group.name,
             group_jid: group.jid.as_str(),
             instance: &group.instance,
-            trigger,
-            scheduled_for,
+            cause,
         })
         .await?;
     let id = match begun {

@@ -57,7 +57,15 @@ pub async fn run(seconds: u64) -> Result<Exit, Failure> {
     let store = Store::open(&database).await.map_err(|e| runtime(&e))?;
     let (_reloads, reload_rx) = mpsc::channel(1);
     let stop = tokio::time::sleep(Duration::from_secs(seconds));
-    daemon::serve(config, store.clone(), &Quiet, stop, reload_rx, None).await?;
+    daemon::serve(
+        config,
+        store.clone(),
+        &Quiet,
+        stop,
+        reload_rx,
+        daemon::Parts::default(),
+    )
+    .await?;
 
     let rows = store
         .history(&HistoryQuery::default())

@@ -5,6 +5,7 @@ mod check;
 mod completions;
 mod demo;
 mod emulator;
+mod events;
 mod history;
 mod manpage;
 mod rotate;
@@ -13,7 +14,7 @@ mod sidecars;
 mod status;
 mod table;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, EventsCommand};
 use crate::config::{Config, ConfigError, Purpose};
 use crate::exit::Exit;
 use std::path::Path;
@@ -30,6 +31,10 @@ pub async fn dispatch(cli: Cli) -> Exit {
         Command::Rotate { all, groups, .. } => rotate::run(&config, all, &groups).await,
         Command::History(args) => history::run(&config, &args).await,
         Command::Status { format, .. } => status::run(&config, format).await,
+        Command::Events(EventsCommand::List { limit, format, .. }) => {
+            events::list(&config, limit, format).await
+        }
+        Command::Events(EventsCommand::Register { .. }) => events::register(&config).await,
         Command::Completions { shell } => completions::run(shell),
         Command::Manpage { dir } => manpage::run(dir.as_deref()),
         Command::Run(_) => run::run(&config).await,

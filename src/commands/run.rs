@@ -4,11 +4,13 @@ use super::sidecars::Sidecars;
 use super::{Failure, load_config};
 use crate::clock::SystemClock;
 use crate::config::{Config, Purpose};
-use crate::daemon::{self, Lifecycle, Reload};
+use crate::daemon::{self, Inputs, Lifecycle, Reload};
 use crate::engine::Engine;
+use crate::events;
 use crate::exit::Exit;
 use crate::listener;
 use crate::metrics::Metrics;
+use crate::ryzeapi::Holds;
 use crate::signals;
 use crate::store::{LockError, Store};
 use crate::systemd::Systemd;
@@ -57,10 +59,21 @@ pub async fn run(path: &Path) -> Result<Exit, Failure> {
         }
         None => None,
     };
+    let events = match config.events.as_ref().and_then(|e| e.listen) {
+        Some(listen) => {
+            let listener = listener::bind(listen).await.map_err(|e| {
+                Failure::Runtime(format!("events.listen: cannot listen on {listen}: {e}"))
+            })?;
+            tracing::info!(%listen, "receiving RyzeAPI's events");
+            Some(listener)
+        }
+        None => None,
+    };
     let lifecycle = Service {
         systemd: Systemd::from_env(),
         metrics: metrics.as_ref().map(|m| m.0.clone()),
     };
+    let holds = Holds::default();
     let (reloads, reload_rx) = mpsc::channel(1);
     let watcher = tokio::spawn(reload_on_hangup(
         hangups,
@@ -68,8 +81,14 @@ pub async fn run(path: &Path) -> Result<Exit, Failure> {
         store.clone(),
         reloads,
         lifecycle.metrics.clone(),
+        holds.clone(),
     ));
-    let result = serve(config, store, &lifecycle, shutdown, reload_rx, metrics).await;
+    let parts = Parts {
+        metrics,
+        events,
+        holds,
+    };
+    let result = serve(config, store, &lifecycle, shutdown, reload_rx, parts).await;
     watcher.abort();
     result.map(|()| Exit::Success)
 }
@@ -102,25 +121,48 @@ impl Lifecycle for Service {
     }
 }
 
+/// What [`serve`] runs with besides the config and the store.
+#[derive(Default)]
+pub struct Parts {
+    /// The metrics, and the listener of `[metrics] listen`.
+    pub metrics: Option<(Metrics, TcpListener)>,
+    /// The listener of `[events] listen`.
+    pub events: Option<TcpListener>,
+    /// The instances' holds, shared with the engines that reloads build.
+    pub holds: Holds,
+}
+
 /// Settles what an earlier run left, then runs the daemon until `shutdown`.
 /// Shared by `run` and `demo`.
-/// Beside it run the hooks' worker and, with `metrics`, the metrics server.
+/// Beside it run the hooks' worker, the metrics server (with a metrics
+/// listener) and RyzeAPI's events (with `[events]`).
 pub async fn serve(
     config: Config,
     store: Store,
     lifecycle: &dyn Lifecycle,
     shutdown: impl Future<Output = ()>,
     mut reloads: mpsc::Receiver<Reload<Engine>>,
-    metrics: Option<(Metrics, TcpListener)>,
+    parts: Parts,
 ) -> Result<(), Failure> {
     let runtime = |e: &dyn std::fmt::Display| Failure::Runtime(e.to_string());
-    let engine = Engine::with_metrics(
-        &config,
-        store.clone(),
-        metrics.as_ref().map(|m| m.0.clone()),
-    )
-    .map_err(|e| runtime(&e))?;
-    let sidecars = Sidecars::start(&config, &store, metrics).map_err(|e| runtime(&e))?;
+    let Parts {
+        metrics,
+        events: events_listener,
+        holds,
+    } = parts;
+    let counters = metrics.as_ref().map(|m| m.0.clone());
+    let engine =
+        Engine::build(&config, store.clone(), counters.clone(), holds).map_err(|e| runtime(&e))?;
+    let (calls, call_rx) = mpsc::channel(1024);
+    let listeners = usize::from(metrics.is_some()) + usize::from(events_listener.is_some());
+    let wiring = events::Wiring {
+        engine: engine.clone(),
+        listener: events_listener,
+        limits: listener::Limits::for_listeners(listeners),
+        calls,
+        metrics: counters,
+    };
+    let sidecars = Sidecars::start(&config, &store, metrics, wiring).map_err(|e| runtime(&e))?;
     // Reloads reach the sidecars on their way to the daemon.
     let (to_daemon, daemon_reloads) = mpsc::channel(1);
     let updater = sidecars.updater();
@@ -157,7 +199,10 @@ pub async fn serve(
             Arc::new(SystemClock),
             lifecycle,
             shutdown,
-            daemon_reloads,
+            Inputs {
+                reloads: daemon_reloads,
+                calls: call_rx,
+            },
         )
         .await
         .map_err(|e| runtime(&e)),
@@ -175,6 +220,7 @@ async fn reload_on_hangup(
     store: Store,
     reloads: mpsc::Sender<Reload<Engine>>,
     metrics: Option<Metrics>,
+    holds: Holds,
 ) {
     let Some(mut hangups) = hangups else {
         tracing::warn!("cannot listen for SIGHUP; reload by restarting");
@@ -198,7 +244,12 @@ async fn reload_on_hangup(
         for warning in &config.warnings {
             tracing::warn!("{warning}");
         }
-        match Engine::with_metrics(&config, store.clone(), metrics.clone()) {
+        if config.events.is_some() {
+            tracing::info!(
+                "[events] settings and the instances events come from are read at start; a restart applies changes to them (groups follow the reload)"
+            );
+        }
+        match Engine::build(&config, store.clone(), metrics.clone(), holds.clone()) {
             Ok(rotator) => {
                 if reloads.send(Reload { config, rotator }).await.is_err() {
                     return;

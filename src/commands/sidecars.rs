@@ -1,9 +1,11 @@
 //! What runs beside the daemon, in `run` and `demo`: the hooks' worker, the
-//! pruner of the call log ([`crate::retention`]), and the metrics server
-//! when `[metrics] listen` is set. Both follow reloads and
-//! stop at the daemon's stop signal, so the process still exits within 10 s.
+//! pruner of the call log and the raw events ([`crate::retention`]), the
+//! metrics server when `[metrics] listen` is set, and RyzeAPI's events
+//! ([`crate::events`]) with `[events]`. They follow reloads and stop at the
+//! daemon's stop signal, so the process still exits within 10 s.
 
 use crate::config::{Config, Group};
+use crate::events::{self, Managed, Wiring};
 use crate::hooks::{self, Settings};
 use crate::metrics::{Metrics, server};
 use crate::retention;
@@ -27,30 +29,45 @@ pub struct Sidecars {
 pub struct Updater {
     hooks: watch::Sender<Arc<Settings>>,
     groups: Option<watch::Sender<Arc<[Group]>>>,
+    managed: Option<watch::Sender<Arc<Managed>>>,
 }
 
 impl Sidecars {
-    /// Starts the hooks' worker, and the metrics server on `metrics`' listener.
+    /// Starts the hooks' worker, the metrics server on `metrics`' listener,
+    /// and, with `[events]`, the events as `events` wires them.
     pub fn start(
         config: &Config,
         store: &Store,
         metrics: Option<(Metrics, TcpListener)>,
+        events: Wiring,
     ) -> Result<Sidecars, reqwest::Error> {
         let (stop, _) = watch::channel(false);
         let (hooks, hooks_rx) = watch::channel(Arc::new(settings(config)));
         let mut tasks = JoinSet::new();
         let worker = hooks::Worker::new(store.clone(), hooks_rx, config.api.proxy.as_ref())?;
         tasks.spawn(worker.run(stopped(&stop)));
+        let keep_events = config.events.as_ref().and_then(|e| e.keep);
         tasks.spawn(retention::run(
             store.clone(),
             config.keep_calls,
+            keep_events,
             stopped(&stop),
         ));
+        let limits = events.limits;
+        let managed = config.events.as_ref().map(|settings| {
+            events::spawn(
+                settings,
+                config,
+                store,
+                events,
+                &mut tasks,
+                &stop.subscribe(),
+            )
+        });
         let mut groups = None;
         if let Some((metrics, listener)) = metrics {
             let (tx, rx) = watch::channel(config.groups.clone());
             groups = Some(tx);
-            let limits = crate::listener::Limits::for_listeners(1);
             let serving =
                 server::serve(listener, limits, metrics, store.clone(), rx, stopped(&stop));
             tasks.spawn(async move {
@@ -62,7 +79,11 @@ impl Sidecars {
         Ok(Sidecars {
             tasks,
             stop,
-            updater: Updater { hooks, groups },
+            updater: Updater {
+                hooks,
+                groups,
+                managed,
+            },
         })
     }
 
@@ -99,6 +120,9 @@ impl Updater {
         self.hooks.send_replace(Arc::new(settings(config)));
         if let Some(groups) = &self.groups {
             groups.send_replace(config.groups.clone());
+        }
+        if let Some(managed) = &self.managed {
+            managed.send_replace(Arc::new(Managed::of(config)));
         }
     }
 }

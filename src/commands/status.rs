@@ -6,7 +6,7 @@ use crate::cli::StatusFormat;
 use crate::config::Purpose;
 use crate::exit::Exit;
 use crate::health::{self, Health};
-use crate::store::{GroupRecord, Store};
+use crate::store::{EventSource, GroupRecord, Store};
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
@@ -25,12 +25,21 @@ struct Line<'a> {
     last_success_at: Option<String>,
     overdue: bool,
     failing: bool,
+    /// With `[events]`: when the webhook of the group's instance was last
+    /// registered at RyzeAPI, and why the last try failed if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    events_registered_at: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    events_error: Option<&'a str>,
+    /// With `[events]`: when the last event about the group's instance came.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_event_at: Option<&'a str>,
 }
 
 pub async fn run(config_path: &Path, format: StatusFormat) -> Result<Exit, Failure> {
     // Like `history`, `status` needs the groups and the database, not the tokens.
     let config = load_config(config_path, Purpose::Read)?;
-    let records = read_records(&config).await?;
+    let (records, sources) = read_records(&config).await?;
     let now = Utc::now();
     let health: Vec<Health> = config
         .groups
@@ -40,8 +49,16 @@ pub async fn run(config_path: &Path, format: StatusFormat) -> Result<Exit, Failu
         .map(|(i, (g, r))| health::assess(i, g, r, now))
         .collect();
     let out = std::io::BufWriter::new(std::io::stdout().lock());
-    write(out, format, &config.groups, &health, now)
-        .map_err(|e| Failure::Runtime(format!("cannot write the status: {e}")))?;
+    let sources = config.events.is_some().then_some(sources);
+    write(
+        out,
+        format,
+        &config.groups,
+        &health,
+        sources.as_deref(),
+        now,
+    )
+    .map_err(|e| Failure::Runtime(format!("cannot write the status: {e}")))?;
     let overdue = health.iter().filter(|h| h.overdue).count();
     let failing = health.iter().filter(|h| h.failing).count();
     if format == StatusFormat::Table {
@@ -57,31 +74,37 @@ pub async fn run(config_path: &Path, format: StatusFormat) -> Result<Exit, Failu
     })
 }
 
-/// What the history says of each configured group, in config order; nothing
-/// for any if the database does not exist yet. Read-only: works beside the
-/// daemon and never creates the database.
-async fn read_records(config: &crate::config::Config) -> Result<Vec<GroupRecord>, Failure> {
+/// What the history says of each configured group, in config order, and of
+/// each instance's events; nothing if the database does not exist yet.
+/// Read-only: works beside the daemon and never creates the database.
+async fn read_records(
+    config: &crate::config::Config,
+) -> Result<(Vec<GroupRecord>, Vec<EventSource>), Failure> {
     let names: Vec<&str> = config.groups.iter().map(|g| g.name.as_str()).collect();
     if !history_exists(&config.database_path)? {
         eprintln!(
             "no history yet: {} does not exist (the daemon creates it when it first starts)",
             config.database_path.display()
         );
-        return Ok(names
+        let records = names
             .iter()
             .map(|n| GroupRecord {
                 group_name: (*n).to_owned(),
                 ..GroupRecord::default()
             })
-            .collect());
+            .collect();
+        return Ok((records, Vec::new()));
     }
     let store = Store::open_read_only(&config.database_path)
         .await
         .map_err(|e| Failure::Runtime(e.to_string()))?;
-    store
+    let records = store
         .group_records(&names)
         .await
-        .map_err(|e| Failure::Runtime(e.to_string()))
+        .map_err(|e| Failure::Runtime(e.to_string()))?;
+    // A history the daemon has not yet upgraded has no events: none shown.
+    let sources = store.event_sources().await.unwrap_or_default();
+    Ok((records, sources))
 }
 
 fn write(
@@ -89,12 +112,20 @@ fn write(
     format: StatusFormat,
     groups: &[crate::config::Group],
     health: &[Health],
+    sources: Option<&[EventSource]>,
     now: DateTime<Utc>,
 ) -> std::io::Result<()> {
+    let source = |instance: &str| {
+        sources
+            .unwrap_or_default()
+            .iter()
+            .find(|s| s.instance == instance)
+    };
     match format {
         StatusFormat::Json => {
             for (g, h) in groups.iter().zip(health) {
                 let zoned = |t: DateTime<Utc>| rfc3339(t.with_timezone(&g.timezone));
+                let events = source(&g.instance);
                 let line = Line {
                     group: &g.name,
                     timezone: g.timezone.name(),
@@ -104,6 +135,10 @@ fn write(
                     last_success_at: h.last_success_at.map(zoned),
                     overdue: h.overdue,
                     failing: h.failing,
+                    events_registered_at: events.and_then(|s| s.registered_at.as_deref()),
+                    events_error: events
+                        .and_then(|s| s.register_error.as_deref().or(s.websocket_error.as_deref())),
+                    last_event_at: events.and_then(|s| s.last_event_at.as_deref()),
                 };
                 serde_json::to_writer(&mut out, &line)?;
                 out.write_all(b"\n")?;
@@ -117,9 +152,67 @@ fn write(
                 .collect();
             let headers = ["GROUP", "NEXT", "LEFT", "LAST", "PASSED", "RESULT", "MARK"];
             out.write_all(table::render(&headers, &rows).as_bytes())?;
+            if let Some(sources) = sources {
+                out.write_all(b"\n")?;
+                out.write_all(events_table(groups, sources, now).as_bytes())?;
+            }
         }
     }
     out.flush()
+}
+
+/// Per instance: whether RyzeAPI was told where to post (the webhook), how
+/// the WebSocket does, and when the last event came.
+fn events_table(
+    groups: &[crate::config::Group],
+    sources: &[EventSource],
+    now: DateTime<Utc>,
+) -> String {
+    let mut instances: Vec<&str> = groups.iter().map(|g| g.instance.as_str()).collect();
+    instances.sort_unstable();
+    instances.dedup();
+    let ago = |t: Option<&str>| {
+        t.and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map_or_else(
+                || "never".to_owned(),
+                |t| format!("{} ago", span(now - t.with_timezone(&Utc))),
+            )
+    };
+    let rows: Vec<Vec<String>> = instances
+        .iter()
+        .map(|instance| {
+            let s = sources.iter().find(|s| s.instance == *instance);
+            let webhook = match s {
+                Some(EventSource {
+                    register_error: Some(e),
+                    ..
+                }) => format!("failing: {e}"),
+                Some(EventSource {
+                    registered_at: Some(t),
+                    ..
+                }) => format!("registered {}", ago(Some(t))),
+                _ => "-".to_owned(),
+            };
+            let websocket = match s {
+                Some(EventSource {
+                    websocket_error: Some(e),
+                    ..
+                }) => format!("down: {e}"),
+                Some(EventSource {
+                    websocket_at: Some(t),
+                    ..
+                }) => format!("connected {}", ago(Some(t))),
+                _ => "-".to_owned(),
+            };
+            vec![
+                (*instance).to_owned(),
+                webhook,
+                websocket,
+                ago(s.and_then(|s| s.last_event_at.as_deref())),
+            ]
+        })
+        .collect();
+    table::render(&["INSTANCE", "WEBHOOK", "WEBSOCKET", "LAST EVENT"], &rows)
 }
 
 fn row(tz: Tz, name: &str, h: &Health, now: DateTime<Utc>) -> Vec<String> {

@@ -13,7 +13,7 @@
 
 use crate::clock::Clock;
 use crate::config::{Config, Group};
-use crate::store::{Store, StoreError, Trigger};
+use crate::store::{Cause, Store, StoreError, Trigger};
 use crate::telemetry;
 use crate::timers::{self, Timers};
 use chrono::{DateTime, Utc};
@@ -34,13 +34,9 @@ pub const STOP_GRACE: Duration = Duration::from_secs(8);
 /// What the daemon does with a due group. [`crate::engine::Engine`] rotates it;
 /// tests record the call.
 pub trait Rotator: Send + Sync + 'static {
-    /// Rotates `group` for the fire due at `due`. Errors are the rotator's to log.
-    fn rotate_due(
-        &self,
-        group: Group,
-        trigger: Trigger,
-        due: DateTime<Utc>,
-    ) -> impl Future<Output = ()> + Send;
+    /// Rotates `group` for `cause` (a fire and its due time, or an event).
+    /// Errors are the rotator's to log.
+    fn rotate(&self, group: Group, cause: Cause) -> impl Future<Output = ()> + Send;
 }
 
 /// Things the daemon tells its supervisor (systemd in production).
@@ -67,6 +63,33 @@ pub struct Reload<R> {
     pub rotator: R,
 }
 
+/// A rotation asked for from outside the schedule: RyzeAPI's events call
+/// for it ([`crate::events::act`]).
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The group.
+    pub group: Group,
+    /// Its trigger and event.
+    pub cause: Cause,
+}
+
+/// What reaches the running daemon: new configs, and rotations called for.
+pub struct Inputs<R> {
+    /// Reloads (SIGHUP).
+    pub reloads: mpsc::Receiver<Reload<R>>,
+    /// Rotations events call for; one for a group with a rotation in flight
+    /// is coalesced into it (it is asked again until served).
+    pub calls: mpsc::Receiver<Call>,
+}
+
+impl<R> Inputs<R> {
+    /// Reloads from `reloads`; no rotation is ever called for.
+    pub fn reloads(reloads: mpsc::Receiver<Reload<R>>) -> Inputs<R> {
+        let (_, calls) = mpsc::channel(1);
+        Inputs { reloads, calls }
+    }
+}
+
 /// Runs until `shutdown` completes, then lets in-flight rotations finish for up
 /// to [`STOP_GRACE`] and records the rest.
 pub async fn run<R: Rotator>(
@@ -76,8 +99,12 @@ pub async fn run<R: Rotator>(
     clock: Arc<dyn Clock>,
     lifecycle: &dyn Lifecycle,
     shutdown: impl Future<Output = ()>,
-    mut reloads: mpsc::Receiver<Reload<R>>,
+    inputs: Inputs<R>,
 ) -> Result<(), StoreError> {
+    let Inputs {
+        mut reloads,
+        mut calls,
+    } = inputs;
     let mut daemon = Daemon::new(config, rotator, store, clock);
     tokio::pin!(shutdown);
     let missed = daemon.start().await?;
@@ -104,6 +131,7 @@ pub async fn run<R: Rotator>(
                     Err(e) => tracing::error!(error = %e, "reload refused, keeping the running configuration"),
                 }
             }
+            Some(call) = calls.recv() => daemon.called(call),
             Some(done) = daemon.tasks.join_next_with_id(), if !daemon.tasks.is_empty() => daemon.finished(done),
             () = tokio::time::sleep(nap) => {}
         }
@@ -174,7 +202,7 @@ impl<R: Rotator> Daemon<R> {
     fn catch_up(&mut self, missed: Vec<(DateTime<Utc>, Group)>) {
         for (due, group) in missed {
             tracing::info!(group = %group.name, missed = %telemetry::utc(due), "catching up a rotation missed while the daemon was down");
-            self.dispatch(group, Trigger::CatchUp, due);
+            self.dispatch(group, Cause::scheduled(Trigger::CatchUp, due));
         }
         tracing::info!(
             groups = self.groups.len(),
@@ -210,11 +238,31 @@ impl<R: Rotator> Daemon<R> {
                 tracing::info!(group = %group.name, due = %telemetry::utc(fire.due), "previous rotation still running; this fire is coalesced into it");
                 continue;
             }
-            self.dispatch(group, Trigger::Schedule, fire.due);
+            self.dispatch(group, Cause::scheduled(Trigger::Schedule, fire.due));
         }
     }
 
-    fn dispatch(&mut self, group: Group, trigger: Trigger, due: DateTime<Utc>) {
+    /// A rotation called for: started unless the group has one in flight
+    /// (which serves it, or it is asked for again).
+    /// The group is taken from the running config (a call made before a
+    /// reload names a group as it was).
+    fn called(&mut self, call: Call) {
+        let Some(group) = self
+            .groups
+            .iter()
+            .find(|g| g.name == call.group.name && g.jid == call.group.jid)
+            .cloned()
+        else {
+            tracing::info!(group = %call.group.name, "a rotation was called for a group no longer configured; dropped");
+            return;
+        };
+        if !self.running.contains(&group.name) {
+            tracing::info!(group = %group.name, trigger = %call.cause.trigger, "starting a rotation an event called for");
+            self.dispatch(group, call.cause);
+        }
+    }
+
+    fn dispatch(&mut self, group: Group, cause: Cause) {
         self.running.insert(group.name.clone());
         let name = group.name.clone();
         let (rotator, permits, stopping) = (
@@ -228,7 +276,7 @@ impl<R: Rotator> Daemon<R> {
             if stopping.load(Ordering::SeqCst) {
                 return;
             }
-            rotator.rotate_due(group, trigger, due).await;
+            rotator.rotate(group, cause).await;
         });
         self.task_groups.insert(task.id(), name);
     }

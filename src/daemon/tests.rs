@@ -39,9 +39,10 @@ impl Recorder {
 }
 
 impl Rotator for Recorder {
-    async fn rotate_due(&self, group: Group, trigger: Trigger, due: DateTime<Utc>) {
+    async fn rotate(&self, group: Group, cause: Cause) {
         self.starts.lock().unwrap().push(group.name.clone());
         let started = self.clock.now();
+        let (trigger, due) = (cause.trigger, cause.scheduled_for.unwrap_or(started));
         tokio::time::sleep(self.takes).await;
         let finished = self.clock.now();
         let fired = Fired {
@@ -84,9 +85,17 @@ async fn run_until(
     stop: impl Future<Output = ()>,
 ) {
     let (_reloads, reload_rx) = mpsc::channel(1);
-    run(config, recorder, store, clock, &Quiet, stop, reload_rx)
-        .await
-        .unwrap();
+    run(
+        config,
+        recorder,
+        store,
+        clock,
+        &Quiet,
+        stop,
+        Inputs::reloads(reload_rx),
+    )
+    .await
+    .unwrap();
 }
 
 /// Runs the daemon from `start` for `span` of paused time; returns what fired.
@@ -474,7 +483,7 @@ async fn a_reload_adds_removes_and_reschedules_groups_without_a_restart() {
         clock,
         &Ready(ready),
         stop,
-        reload_rx,
+        Inputs::reloads(reload_rx),
     )
     .await
     .unwrap();

@@ -5,18 +5,26 @@
 //! Operators run it (`invite-rotator emulator`) to try a config without
 //! revoking a real link; the tests and the demo run it in-process. It keeps a
 //! record of every code it issued, which the tests compare with the history.
+//!
+//! Its events module ([`events`]) pushes what happens in the groups (members
+//! removed, added or gone, links reset here or elsewhere) and to the
+//! instances (their connection) to webhooks and WebSockets, as RyzeAPI does.
 
+mod events;
 mod http;
 mod state;
 
+pub use events::{Delivery, EventShape, OTHER_ADMIN, OWN_ACCOUNT, Webhook};
 pub use state::{CallEvent, Fault, Route};
 
 use state::State;
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc::UnboundedSender;
 
 /// How the emulator behaves.
 #[derive(Debug, Clone)]
@@ -61,6 +69,8 @@ impl Default for EmulatorOptions {
 pub struct Emulator {
     state: Arc<Mutex<State>>,
     options: Arc<EmulatorOptions>,
+    /// One delivery queue per webhook URL (see [`events`]).
+    deliverers: Arc<Mutex<HashMap<String, UnboundedSender<events::Outgoing>>>>,
 }
 
 /// A group as a test sets it up.
@@ -82,6 +92,7 @@ impl Emulator {
         Emulator {
             state: Arc::new(Mutex::new(state)),
             options: Arc::new(options),
+            deliverers: Arc::default(),
         }
     }
 
@@ -106,9 +117,121 @@ impl Emulator {
             .add_group(instance, jid, membership == Membership::Admin)
     }
 
-    /// Marks an instance as (dis)connected from WhatsApp; disconnected ones answer 503.
+    /// Marks an instance as (dis)connected from WhatsApp; disconnected ones
+    /// answer 503. Reported as `instance.state` (`connected`, `disconnected`).
     pub fn set_connected(&self, instance: &str, connected: bool) {
-        self.state().set_connected(instance, connected);
+        let state = if connected {
+            "connected"
+        } else {
+            "disconnected"
+        };
+        self.set_instance_state(instance, state);
+    }
+
+    /// Sets an instance's connection state (`connected`, `disconnected`,
+    /// `logged_out`, `temp_banned`, `qr_ready`, `connecting`): only
+    /// `connected` serves group calls. Reported as `instance.state`.
+    pub fn set_instance_state(&self, instance: &str, state: &str) {
+        {
+            let mut s = self.state();
+            s.set_connected(instance, state == "connected");
+            s.instance_state(instance, state);
+        }
+        self.dispatch();
+    }
+
+    /// Adds members to a group (as another admin would), reported as `group.flow`.
+    pub fn add_members(&self, jid: &str, members: &[&str]) {
+        let members: Vec<String> = members.iter().map(|m| (*m).to_owned()).collect();
+        {
+            let mut s = self.state();
+            if let Some(g) = s.groups.get_mut(jid) {
+                g.members.extend(members.iter().cloned());
+            }
+            s.group_flow(jid, OTHER_ADMIN, events::Change::Added(&members));
+        }
+        self.dispatch();
+    }
+
+    /// Another admin removes `member` from the group, reported as `group.flow`.
+    pub fn remove_member(&self, jid: &str, member: &str) {
+        let removed = [member.to_owned()];
+        {
+            let mut s = self.state();
+            if let Some(g) = s.groups.get_mut(jid) {
+                g.members.remove(member);
+            }
+            s.group_flow(jid, OTHER_ADMIN, events::Change::Removed(&removed));
+        }
+        self.dispatch();
+    }
+
+    /// `member` leaves the group by themselves, reported as `group.flow`.
+    pub fn member_leaves(&self, jid: &str, member: &str) {
+        {
+            let mut s = self.state();
+            if let Some(g) = s.groups.get_mut(jid) {
+                g.members.remove(member);
+            }
+            s.group_flow(jid, member, events::Change::Left(member));
+        }
+        self.dispatch();
+    }
+
+    /// Another admin resets the group's link in WhatsApp itself (not through
+    /// this API); returns the new code. Reported as `group.flow`.
+    pub fn reset_outside(&self, jid: &str) -> String {
+        let code = self.state().new_link(jid, OTHER_ADMIN);
+        self.dispatch();
+        code
+    }
+
+    /// Which `group.flow` shape the events use from now on.
+    pub fn set_event_shape(&self, shape: EventShape) {
+        self.state().events.shape = shape;
+    }
+
+    /// Each delivery is sent `repeats` more times after its 2xx (as RyzeAPI
+    /// retries one whose answer it did not get).
+    pub fn set_delivery_repeats(&self, repeats: u32) {
+        self.state().events.repeats = repeats;
+    }
+
+    /// Every try of every delivery, in order.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.state().events.deliveries.clone()
+    }
+
+    /// The webhooks configured for `instance`.
+    pub fn webhooks(&self, instance: &str) -> Vec<Webhook> {
+        self.state()
+            .events
+            .webhooks
+            .get(instance)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Whether the WebSocket of `instance` is enabled.
+    pub fn websocket_enabled(&self, instance: &str) -> bool {
+        self.state().events.websocket.contains_key(instance)
+    }
+
+    /// How many WebSockets of `instance` are open.
+    pub fn websockets_open(&self, instance: &str) -> usize {
+        let mut state = self.state();
+        let sockets = state.events.sockets.entry(instance.to_owned()).or_default();
+        sockets.retain(|s| !s.is_closed());
+        sockets.len()
+    }
+
+    /// The members of a group.
+    pub fn members(&self, jid: &str) -> Vec<String> {
+        self.state()
+            .groups
+            .get(jid)
+            .map(|g| g.members.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Queues a fault for the next call to `route` that passes the token and rate checks.
@@ -185,6 +308,9 @@ impl Emulator {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        if let Ok(addr) = listener.local_addr() {
+            self.state().events.base_url = format!("http://{addr}");
+        }
         axum::serve(listener, http::router(self))
             .with_graceful_shutdown(shutdown)
             .await

@@ -4,13 +4,19 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
-/// The two routes.
+/// The routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     /// `POST /api/group/resetLink/{instance}`.
     Reset,
     /// `GET /api/group/info/{instance}`.
     Info,
+    /// `POST /api/group/participants/{instance}`.
+    Participants,
+    /// `POST /api/events/webhook/{instance}` and `GET .../getWebhook/{instance}`.
+    Webhook,
+    /// `POST /api/events/websocket/{instance}` and the upgrade of `GET /ws/{instance}`.
+    WebSocket,
 }
 
 /// A fault for one call. "AfterReset" faults apply the reset (for `Reset`)
@@ -78,19 +84,23 @@ pub(super) struct GroupState {
     pub admin: bool,
     pub code: String,
     pub chain: Vec<String>,
+    /// Members' JIDs (this account aside).
+    pub members: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug)]
-struct InstanceState {
-    token: String,
-    connected: bool,
+pub(super) struct InstanceState {
+    pub token: String,
+    pub connected: bool,
 }
 
 #[derive(Debug, Default)]
 pub(super) struct State {
     /// The rate limit's sliding window (60 s, like the API's minute).
     pub window: Duration,
-    instances: HashMap<String, InstanceState>,
+    pub instances: HashMap<String, InstanceState>,
+    /// The events module: webhooks, WebSockets, what is to be delivered.
+    pub events: super::events::Events,
     pub groups: HashMap<String, GroupState>,
     windows: HashMap<String, VecDeque<Instant>>,
     pub faults: VecDeque<(Route, Fault)>,
@@ -142,7 +152,7 @@ pub(super) struct Request<'a> {
     pub identifier: Option<&'a str>,
 }
 
-fn error(status: u16, message: &str) -> Reply {
+pub(super) fn error(status: u16, message: &str) -> Reply {
     Reply {
         status,
         body: Body::Json(serde_json::json!({"success": false, "error": {"message": message}})),
@@ -155,7 +165,7 @@ fn error(status: u16, message: &str) -> Reply {
 }
 
 /// A fresh 22-character invite code.
-fn new_code() -> String {
+pub(super) fn new_code() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     (0..22)
         .map(|_| char::from(ALPHABET[fastrand::usize(..ALPHABET.len())]))
@@ -178,6 +188,7 @@ impl State {
             admin,
             code: code.clone(),
             chain: vec![code.clone()],
+            members: std::collections::BTreeSet::new(),
         };
         self.groups.insert(jid.to_owned(), group);
         code
@@ -189,10 +200,28 @@ impl State {
         }
     }
 
-    /// Decides the reply to `req` and applies its effect.
+    /// Decides the reply to `req` (a group route) and applies its effect.
     pub fn handle(&mut self, req: &Request<'_>, limit: u32, auto_create: bool) -> Reply {
+        self.serve(req, limit, auto_create, |state, connected| {
+            state.decide(req, connected, auto_create)
+        })
+    }
+
+    /// Authenticates and paces `req` as the API does, then lets `then`
+    /// decide (told whether the instance is connected); logs the call and
+    /// adds the rate headers.
+    pub fn serve(
+        &mut self,
+        req: &Request<'_>,
+        limit: u32,
+        auto_create: bool,
+        then: impl FnOnce(&mut State, bool) -> (Reply, Option<Fault>),
+    ) -> Reply {
         self.land_late_resets();
-        let mut reply = self.decide(req, limit, auto_create);
+        let mut reply = match self.authorize(req, limit, auto_create) {
+            Err(reply) => (reply, None),
+            Ok(connected) => then(self, connected),
+        };
         let fault = reply.1;
         self.calls.push(CallEvent {
             route: req.route,
@@ -207,35 +236,45 @@ impl State {
         reply.0
     }
 
-    fn decide(
+    /// Authentication, as the API does it: a token, that token known, owning
+    /// the instance; then the per-token sliding window (a refused call does
+    /// not count). Returns whether the instance is connected.
+    fn authorize(
         &mut self,
         req: &Request<'_>,
         limit: u32,
         auto_create: bool,
-    ) -> (Reply, Option<Fault>) {
-        // Authentication, as the API does it: a token, that token known, owning the instance.
+    ) -> Result<bool, Reply> {
         let Some(token) = req.token.filter(|t| !t.is_empty()) else {
-            return (error(401, "Missing token"), None);
+            return Err(error(401, "Missing token"));
         };
         if auto_create && !self.instances.contains_key(req.instance) {
             self.add_instance(req.instance, token);
         }
         if !self.instances.values().any(|i| i.token == token) {
-            return (error(401, "Invalid token"), None);
+            return Err(error(401, "Invalid token"));
         }
         let Some(instance) = self.instances.get(req.instance) else {
-            return (error(401, "Invalid instance token"), None);
+            return Err(error(401, "Invalid instance token"));
         };
         if instance.token != token {
-            return (error(403, "Token does not own this instance"), None);
+            return Err(error(403, "Token does not own this instance"));
         }
         let connected = instance.connected;
-        // The per-token sliding window; a refused call does not count.
         if let Err(rate) = self.admit(token, limit) {
             let mut reply = error(429, "Rate limit exceeded. Try again later.");
             reply.rate = Some(rate);
-            return (reply, None);
+            return Err(reply);
         }
+        Ok(connected)
+    }
+
+    fn decide(
+        &mut self,
+        req: &Request<'_>,
+        connected: bool,
+        auto_create: bool,
+    ) -> (Reply, Option<Fault>) {
         let Some(jid) = req.identifier.filter(|j| !j.is_empty()) else {
             return (error(400, "Identifier is required"), None);
         };
@@ -266,12 +305,6 @@ impl State {
             );
         }
         let fault = self.take_fault(req.route);
-        let Some(group) = self.groups.get_mut(jid) else {
-            return (
-                error(404, "Group not found or you are not a member of this group"),
-                None,
-            );
-        };
         let mut reply = match req.route {
             Route::Reset
                 if matches!(
@@ -295,11 +328,13 @@ impl State {
             // A fault that strikes before the reset: nothing changes.
             Route::Reset if fault.is_some_and(|f| !f.resets()) => error(500, "emulated fault"),
             Route::Reset => {
-                group.code = new_code();
-                group.chain.push(group.code.clone());
-                reset_ok(jid, &group.code)
+                let code = self.new_link(jid, super::events::OWN_ACCOUNT);
+                reset_ok(jid, &code)
             }
-            Route::Info => info_ok(jid, group),
+            _ => match self.groups.get(jid) {
+                Some(group) => info_ok(jid, group),
+                None => error(404, "Group not found or you are not a member of this group"),
+            },
         };
         if let Some(f) = fault {
             apply_fault(&mut reply, f);
@@ -323,11 +358,21 @@ impl State {
             .collect();
         self.late.retain(|(_, at)| *at > now);
         for jid in due {
-            if let Some(group) = self.groups.get_mut(&jid) {
-                group.code = new_code();
-                group.chain.push(group.code.clone());
-            }
+            self.new_link(&jid, super::events::OWN_ACCOUNT);
         }
+    }
+
+    /// Resets the link of `jid` (by `by`): a new code, in the chain, and
+    /// the link change reported as WhatsApp reports it. Returns the code.
+    pub fn new_link(&mut self, jid: &str, by: &str) -> String {
+        let Some(group) = self.groups.get_mut(jid) else {
+            return String::new();
+        };
+        group.code = new_code();
+        group.chain.push(group.code.clone());
+        let code = group.code.clone();
+        self.group_flow(jid, by, super::events::Change::Link(&code));
+        code
     }
 
     fn take_fault(&mut self, route: Route) -> Option<Fault> {
@@ -448,7 +493,8 @@ fn random_fault(route: Route, stall: Duration) -> Fault {
     ];
     let pool: &[Fault] = match route {
         Route::Reset => &reset,
-        Route::Info => &info,
+        // The other routes meet a read's faults.
+        _ => &info,
     };
     pool[fastrand::usize(..pool.len())]
 }

@@ -6,11 +6,11 @@ use crate::daemon::Rotator;
 use crate::metrics::{Metrics, Observed};
 use crate::ratelimit::RateLimiter;
 use crate::rotation::{self, Report, RotateError};
-use crate::ryzeapi::{self, Client, Held};
+use crate::ryzeapi::{self, Client, Held, Holds};
 use crate::secret::Token;
-use crate::store::{Status, Store, Trigger};
+use crate::store::{Cause, Status, Store, Trigger};
 use crate::whatsapp::shown;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,6 +26,9 @@ pub struct Engine {
     metrics: Option<Metrics>,
     /// See [`stale_after`].
     stale: chrono::Duration,
+    /// The instances' holds, shared with the engines of later reloads and
+    /// with the events that start and end holds.
+    holds: Holds,
 }
 
 /// An instance's API as the engine calls it: counted, held back while the
@@ -52,6 +55,17 @@ impl Engine {
         config: &Config,
         store: Store,
         metrics: Option<Metrics>,
+    ) -> Result<Engine, EngineError> {
+        Engine::build(config, store, metrics, Holds::default())
+    }
+
+    /// As [`Engine::with_metrics`], the instances' holds kept in `holds`
+    /// (the daemon's: a reload's engine keeps them).
+    pub fn build(
+        config: &Config,
+        store: Store,
+        metrics: Option<Metrics>,
+        holds: Holds,
     ) -> Result<Engine, EngineError> {
         let http = ryzeapi::http_client(config.api.timeout, config.api.proxy.as_ref())?;
         let mut budgets: Vec<(Token, Arc<RateLimiter>)> = Vec::new();
@@ -81,6 +95,7 @@ impl Engine {
                 &instance.name,
                 config.retry.backoff_initial,
                 config.retry.backoff_max,
+                &holds,
             );
             clients.insert(instance.name.clone(), Arc::new(held));
         }
@@ -91,6 +106,7 @@ impl Engine {
             max_concurrent: config.rate_limit.max_concurrent,
             metrics,
             stale: stale_after(config),
+            holds,
         })
     }
 
@@ -99,29 +115,27 @@ impl Engine {
         &self.store
     }
 
+    /// The instances' holds.
+    pub fn holds(&self) -> &Holds {
+        &self.holds
+    }
+
+    /// The client of `instance`, for calls other than rotations (the events'
+    /// registration and WebSocket): same token, same rate budget.
+    pub fn client(&self, instance: &str) -> Option<&Client> {
+        self.clients.get(instance).map(|api| api.inner().inner())
+    }
+
     /// Rotates one group now.
-    pub async fn rotate(
-        &self,
-        group: &Group,
-        trigger: Trigger,
-        scheduled_for: Option<DateTime<Utc>>,
-    ) -> Result<Report, RotateError> {
+    pub async fn rotate(&self, group: &Group, cause: Cause) -> Result<Report, RotateError> {
+        let trigger = cause.trigger;
         // The config refuses a group on an undefined instance, so this only
         // happens to a group from another config; nothing is sent or written.
         let client: &Api = self
             .clients
             .get(&group.instance)
             .ok_or_else(|| RotateError::NoInstance(group.instance.clone()))?;
-        let rotate = || {
-            rotation::rotate(
-                &self.store,
-                client,
-                &self.retry,
-                group,
-                trigger,
-                scheduled_for,
-            )
-        };
+        let rotate = || rotation::rotate(&self.store, client, &self.retry, group, cause);
         let _running = Running::new(group.jid.as_str());
         let report = match rotate().await {
             // The pending row's writer is gone (killed, crashed, a `rotate`
@@ -189,7 +203,19 @@ impl Engine {
         let done: Vec<(usize, Result<Report, RotateError>)> =
             futures_util::stream::iter(groups.iter().enumerate())
                 .take_until(stop)
-                .map(|(i, g)| async move { (i, self.rotate(g, trigger, None).await) })
+                .map(|(i, g)| async move {
+                    (
+                        i,
+                        self.rotate(
+                            g,
+                            Cause {
+                                trigger,
+                                ..Cause::manual()
+                            },
+                        )
+                        .await,
+                    )
+                })
                 .buffer_unordered(self.max_concurrent.max(1))
                 .collect()
                 .await;
@@ -203,11 +229,12 @@ impl Engine {
 }
 
 impl Rotator for Engine {
-    async fn rotate_due(&self, group: Group, trigger: Trigger, due: DateTime<Utc>) {
-        match self.rotate(&group, trigger, Some(due)).await {
+    async fn rotate(&self, group: Group, cause: Cause) {
+        match Engine::rotate(self, &group, cause).await {
             Ok(_) => {}
             Err(e @ RotateError::Busy { .. }) => {
-                tracing::warn!(group = %group.name, due = %crate::telemetry::utc(due), "{e}")
+                let due = cause.scheduled_for.map(crate::telemetry::utc);
+                tracing::warn!(group = %group.name, due = due.as_deref(), "{e}")
             }
             Err(e) => {
                 tracing::error!(group = %group.name, error = %e, "the history cannot be written: no reset is made without its record; a row left pending is settled from the live link")

@@ -29,6 +29,16 @@ struct RotationLabels {
     trigger: &'static str,
 }
 
+/// `invite_rotator_events_total` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    /// `group.flow`, `instance.state`, or `other` (any other name).
+    event: &'static str,
+    /// What it was: `member_removed`, `member_left`, `link_changed`, `state`,
+    /// `unparsed`, `other`, or not stored: `unused`, `unmanaged`.
+    kind: &'static str,
+}
+
 /// `invite_rotator_api_calls_total` labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
@@ -50,6 +60,8 @@ struct Inner {
     budget_waits: Counter,
     budget_wait_seconds: Counter<f64, AtomicU64>,
     unsettled: Gauge,
+    events: Family<EventLabels, Counter>,
+    events_backlog: Gauge,
     groups: Gauge,
     overdue: Gauge,
     next_due_seconds: Gauge<f64, AtomicU64>,
@@ -106,6 +118,18 @@ impl Metrics {
             "Rotations pending or unknown in the history (settled from the live link later)",
             unsettled.clone(),
         );
+        let events = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "events",
+            "RyzeAPI events received (webhook or WebSocket), by event and kind; unused and unmanaged ones are not stored",
+            events.clone(),
+        );
+        let events_backlog = Gauge::default();
+        registry.register(
+            "events_backlog",
+            "Events stored and not yet acted on",
+            events_backlog.clone(),
+        );
         let groups = Gauge::default();
         registry.register(
             "groups_configured",
@@ -132,6 +156,8 @@ impl Metrics {
                 budget_waits,
                 budget_wait_seconds,
                 unsettled,
+                events,
+                events_backlog,
                 groups,
                 overdue,
                 next_due_seconds,
@@ -222,6 +248,26 @@ impl Metrics {
             .set(i64::try_from(groups).unwrap_or(i64::MAX));
         let seconds = next.map_or(f64::NAN, |t| (t - now).as_seconds_f64());
         self.inner.next_due_seconds.set(seconds);
+    }
+
+    /// Counts an event received.
+    pub fn event(&self, event: &str, kind: &'static str) {
+        let event = match event {
+            "group.flow" => "group.flow",
+            "instance.state" => "instance.state",
+            _ => "other",
+        };
+        self.inner
+            .events
+            .get_or_create(&EventLabels { event, kind })
+            .inc();
+    }
+
+    /// Sets the number of events waiting to be acted on.
+    pub fn set_events_backlog(&self, events: u64) {
+        self.inner
+            .events_backlog
+            .set(i64::try_from(events).unwrap_or(i64::MAX));
     }
 
     /// Sets the number of unsettled rotations.

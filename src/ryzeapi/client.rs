@@ -20,11 +20,11 @@ pub const MAX_RATE_WAIT: Duration = Duration::from_secs(300);
 /// `X-RateLimit-*` headers back to it. Cloning is shallow.
 #[derive(Clone)]
 pub struct Client {
-    http: reqwest::Client,
-    base_url: reqwest::Url,
-    instance: String,
-    token: Token,
-    limiter: Arc<RateLimiter>,
+    pub(super) http: reqwest::Client,
+    pub(super) base_url: reqwest::Url,
+    pub(super) instance: String,
+    pub(super) token: Token,
+    pub(super) limiter: Arc<RateLimiter>,
 }
 
 impl std::fmt::Debug for Client {
@@ -95,11 +95,14 @@ impl Client {
 
     /// `base_url` + `group/<route>/<instance>`, the instance percent-encoded.
     fn url(&self, route: &str) -> reqwest::Url {
+        self.route_url(&["group", route])
+    }
+
+    /// `base_url` + `<route...>/<instance>`, the instance percent-encoded.
+    pub(super) fn route_url(&self, route: &[&str]) -> reqwest::Url {
         let mut url = self.base_url.clone();
         if let Ok(mut segments) = url.path_segments_mut() {
-            segments
-                .pop_if_empty()
-                .extend(["group", route, &self.instance]);
+            segments.pop_if_empty().extend(route).push(&self.instance);
         }
         url
     }
@@ -115,7 +118,7 @@ impl Client {
         headers
     }
 
-    async fn call<T>(
+    pub(super) async fn call<T>(
         &self,
         endpoint: Endpoint,
         request: reqwest::RequestBuilder,

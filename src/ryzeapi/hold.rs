@@ -10,11 +10,17 @@
 //! `backoff_initial` up to `backoff_max`; any other answer releases the hold.
 //! An hour disconnected with `backoff_max = "5m"` costs about 20 calls, not
 //! one per group per fire per retry.
+//!
+//! RyzeAPI's `instance.state` events start the same hold without a wasted
+//! call, and `connected` releases it at once ([`Holds`]). Holds are kept per
+//! instance name in a registry shared by every engine of the process, so a
+//! reload (a new engine) keeps them.
 
 use super::{Call, CallError, GroupInfo, ResetReply, RyzeApi};
 use crate::whatsapp::Jid;
 use chrono::{DateTime, SecondsFormat, Utc};
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -25,11 +31,50 @@ pub struct Held<A> {
     instance: String,
     initial: Duration,
     max: Duration,
-    hold: Mutex<Hold>,
+    hold: Arc<Mutex<Hold>>,
+}
+
+/// Every instance's hold, by name. Cloning is shallow: the engines of one
+/// process, and the events that start and end holds, share one registry.
+#[derive(Debug, Clone, Default)]
+pub struct Holds(Arc<Mutex<HashMap<String, Arc<Mutex<Hold>>>>>);
+
+impl Holds {
+    fn of(&self, instance: &str) -> Arc<Mutex<Hold>> {
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        all.entry(instance.to_owned()).or_default().clone()
+    }
+
+    /// An event said `instance` is not connected: hold its calls as a
+    /// "not connected" answer would (probes after `initial`, doubling).
+    pub fn hold(&self, instance: &str, initial: Duration, max: Duration) {
+        let hold = self.of(instance);
+        let mut hold = hold.lock().unwrap_or_else(|p| p.into_inner());
+        if hold.until.is_none() {
+            let initial = initial.max(Duration::from_millis(1));
+            hold.until = Some(Instant::now() + initial);
+            hold.wait = (initial * 2).min(max.max(initial));
+            hold.since = Some(Utc::now());
+            hold.probing = false;
+        }
+    }
+
+    /// An event said `instance` is connected: its calls go again at once.
+    pub fn release(&self, instance: &str) {
+        let hold = self.of(instance);
+        *hold.lock().unwrap_or_else(|p| p.into_inner()) = Hold::default();
+    }
+
+    /// Whether `instance`'s calls are held back now.
+    pub fn is_held(&self, instance: &str) -> bool {
+        let hold = self.of(instance);
+        let hold = hold.lock().unwrap_or_else(|p| p.into_inner());
+        hold.until.is_some()
+    }
 }
 
 #[derive(Debug, Default)]
-struct Hold {
+pub(crate) struct Hold {
     /// No call goes before this (a probe in flight also holds the others).
     until: Option<Instant>,
     /// The wait after the next probe that finds the instance disconnected.
@@ -42,15 +87,15 @@ struct Hold {
 }
 
 impl<A: RyzeApi> Held<A> {
-    /// Wraps `inner`, the client of `instance`; waits between probes double
-    /// from `initial` up to `max`.
-    pub fn new(inner: A, instance: &str, initial: Duration, max: Duration) -> Self {
+    /// Wraps `inner`, the client of `instance`, with its hold in `holds`;
+    /// waits between probes double from `initial` up to `max`.
+    pub fn new(inner: A, instance: &str, initial: Duration, max: Duration, holds: &Holds) -> Self {
         Held {
             inner,
             instance: instance.to_owned(),
             initial: initial.max(Duration::from_millis(1)),
             max: max.max(initial),
-            hold: Mutex::default(),
+            hold: holds.of(instance),
         }
     }
 

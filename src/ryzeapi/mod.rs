@@ -1,4 +1,5 @@
-//! RyzeAPI: the only module that speaks HTTP.
+//! RyzeAPI: the only module that speaks to it (HTTP, and the events'
+//! WebSocket).
 //!
 //! Two calls matter: `resetLink` (revokes the live invite link and issues a new
 //! one; not idempotent) and `group/info` (reads the live link; idempotent). Every
@@ -8,11 +9,13 @@
 //! ([`CallError::Unknown`]: the reset may have happened).
 
 mod client;
+mod events;
 mod hold;
 mod reply;
 
 pub use client::{Client, MAX_BODY_BYTES, MAX_RATE_WAIT, http_client};
-pub use hold::Held;
+pub use events::{Socket, Upgrade};
+pub use hold::{Held, Holds};
 pub use reply::{parse_info, parse_reset};
 
 use crate::whatsapp::{InviteCode, Jid};

@@ -8,14 +8,16 @@
 mod audit;
 mod budget;
 mod daemon;
+mod events;
 mod files;
 mod model;
 mod outbox;
 mod prune;
 
+pub use events::{EventRotation, EventSource, NewEvent, OutsideChange, StoredEvent};
 pub use files::{LockError, preflight};
 pub use model::{
-    CallRecord, GroupRecord, HistoryQuery, LastRotation, Leftover, NewRotation, Rotation,
+    CallRecord, Cause, GroupRecord, HistoryQuery, LastRotation, Leftover, NewRotation, Rotation,
     Settlement, Status, Trigger,
 };
 pub use outbox::{Attempt, Delivery, Recipient};
@@ -212,18 +214,19 @@ impl Store {
         // error (a full disk) is lost: the id would come back for a row that
         // was rolled back, and a reset would follow with no record.
         let ids: Vec<i64> = sqlx::query_scalar(
-            "INSERT INTO rotations (group_name, group_jid, instance, trigger, scheduled_for, started_at, status, owner)
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7
+            "INSERT INTO rotations (group_name, group_jid, instance, trigger, scheduled_for, started_at, status, owner, event_id)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8
              WHERE NOT EXISTS (SELECT 1 FROM rotations WHERE group_jid = ?2 AND status = 'pending')
              RETURNING id",
         )
         .bind(new.group_name)
         .bind(new.group_jid)
         .bind(new.instance)
-        .bind(new.trigger.as_str())
-        .bind(new.scheduled_for.map(timestamp))
+        .bind(new.cause.trigger.as_str())
+        .bind(new.cause.scheduled_for.map(timestamp))
         .bind(timestamp(Utc::now()))
         .bind(crate::owner::current())
+        .bind(new.cause.event_id)
         .fetch_all(&mut *conn)
         .await
         .map_err(|e| self.err(e))?;

@@ -15,6 +15,14 @@ pub enum Trigger {
     CatchUp,
     /// `invite-rotator rotate`.
     Manual,
+    /// RyzeAPI reported a member removed by an admin (after the quiet period).
+    MemberRemoved,
+    /// RyzeAPI reported a member who left by themselves (where `rotate_on`
+    /// says so).
+    MemberLeft,
+    /// RyzeAPI reported the link changed elsewhere: recorded as it was
+    /// reported, no reset made.
+    Outside,
 }
 
 impl Trigger {
@@ -24,11 +32,21 @@ impl Trigger {
             Trigger::Schedule => "schedule",
             Trigger::CatchUp => "catch_up",
             Trigger::Manual => "manual",
+            Trigger::MemberRemoved => "member_removed",
+            Trigger::MemberLeft => "member_left",
+            Trigger::Outside => "outside",
         }
     }
 
     /// Every trigger, in the order they were added.
-    pub const ALL: [Trigger; 3] = [Trigger::Schedule, Trigger::CatchUp, Trigger::Manual];
+    pub const ALL: [Trigger; 6] = [
+        Trigger::Schedule,
+        Trigger::CatchUp,
+        Trigger::Manual,
+        Trigger::MemberRemoved,
+        Trigger::MemberLeft,
+        Trigger::Outside,
+    ];
 
     /// Parses a stored trigger name.
     pub fn parse(s: &str) -> Option<Trigger> {
@@ -98,6 +116,46 @@ macro_rules! decoded_from_text {
 }
 decoded_from_text!(Trigger, Status);
 
+/// Why a rotation runs, as its row records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cause {
+    /// `trigger`.
+    pub trigger: Trigger,
+    /// `scheduled_for`: the due time served (scheduled and caught-up ones).
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// `event_id`: the event that called for it (or reported it).
+    pub event_id: Option<i64>,
+}
+
+impl Cause {
+    /// `invite-rotator rotate`.
+    pub fn manual() -> Cause {
+        Cause {
+            trigger: Trigger::Manual,
+            scheduled_for: None,
+            event_id: None,
+        }
+    }
+
+    /// A fire of the schedule due at `due` (`Schedule` or `CatchUp`).
+    pub fn scheduled(trigger: Trigger, due: DateTime<Utc>) -> Cause {
+        Cause {
+            trigger,
+            scheduled_for: Some(due),
+            event_id: None,
+        }
+    }
+
+    /// The event `event_id` (`MemberRemoved`, `MemberLeft`, `Outside`).
+    pub fn event(trigger: Trigger, event_id: i64) -> Cause {
+        Cause {
+            trigger,
+            scheduled_for: None,
+            event_id: Some(event_id),
+        }
+    }
+}
+
 /// The row written when a rotation starts.
 #[derive(Debug, Clone)]
 pub struct NewRotation<'a> {
@@ -107,10 +165,8 @@ pub struct NewRotation<'a> {
     pub group_jid: &'a str,
     /// `instance`.
     pub instance: &'a str,
-    /// `trigger`.
-    pub trigger: Trigger,
-    /// `scheduled_for`: the due time served (none for manual rotations).
-    pub scheduled_for: Option<DateTime<Utc>>,
+    /// `trigger`, `scheduled_for`, `event_id`.
+    pub cause: Cause,
 }
 
 /// How a rotation ended.

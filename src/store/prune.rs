@@ -1,6 +1,6 @@
-//! Pruning what is not the audit trail: the per-call log (`api_calls`) and
-//! hook notifications that were delivered or given up. Rotations are never
-//! pruned. SQL only; when and how much is [`crate::retention`]'s to say.
+//! Pruning what is not the audit trail: the per-call log (`api_calls`),
+//! hook notifications that were delivered or given up, and RyzeAPI's raw
+//! events once acted on. Rotations are never pruned. SQL only; when and how much is [`crate::retention`]'s to say.
 
 use super::{Store, StoreError, timestamp};
 use chrono::{DateTime, Utc};
@@ -54,6 +54,43 @@ impl Store {
         .map_err(|e| self.err(e))?
         .rows_affected();
         Ok(Pruned { calls, deliveries })
+    }
+
+    /// Removes at most `batch` events received before `before` and acted
+    /// on, oldest first; an event that a rotation or a waiting call names
+    /// keeps its row, its raw `data` replaced by `null`. Call again until it
+    /// removes nothing.
+    pub async fn prune_events(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, StoreError> {
+        let mut conn = self.conn.lock().await;
+        // Acted on, older than `before`, oldest first; those a rotation or
+        // a waiting call names keep their row without their data.
+        let emptied = sqlx::query(
+            "UPDATE events SET data = 'null' WHERE id IN (
+                 SELECT id FROM events WHERE received_at < $1 AND processed_at IS NOT NULL
+                 AND data != 'null' ORDER BY id LIMIT $2)
+             AND (id IN (SELECT event_id FROM rotations WHERE event_id IS NOT NULL)
+                  OR id IN (SELECT first_event_id FROM event_rotations))",
+        )
+        .bind(timestamp(before))
+        .bind(batch)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| self.err(e))?
+        .rows_affected();
+        let removed = sqlx::query(
+            "DELETE FROM events WHERE id IN (
+                 SELECT id FROM events WHERE received_at < $1 AND processed_at IS NOT NULL
+                 AND data != 'null' ORDER BY id LIMIT $2)
+             AND id NOT IN (SELECT event_id FROM rotations WHERE event_id IS NOT NULL)
+             AND id NOT IN (SELECT first_event_id FROM event_rotations)",
+        )
+        .bind(timestamp(before))
+        .bind(batch)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| self.err(e))?
+        .rows_affected();
+        Ok(emptied + removed)
     }
 
     /// Gives free pages back to the file system, on a database created with

@@ -23,8 +23,7 @@ fn new_rotation(group: &str) -> NewRotation<'_> {
         group_name: group,
         group_jid: if group == "b" { "2@g.us" } else { "1@g.us" },
         instance: "sales",
-        trigger: Trigger::Manual,
-        scheduled_for: None,
+        cause: Cause::manual(),
     }
 }
 

@@ -4,9 +4,9 @@
 
 use invite_rotator::config::{Group, RetryPolicy};
 use invite_rotator::rotation::rotate;
-use invite_rotator::ryzeapi::{Call, CallError, GroupInfo, Held, ResetReply, RyzeApi};
+use invite_rotator::ryzeapi::{Call, CallError, GroupInfo, Held, Holds, ResetReply, RyzeApi};
 use invite_rotator::schedule::Schedule;
-use invite_rotator::store::{HistoryQuery, Status, Store, Trigger};
+use invite_rotator::store::{Cause, HistoryQuery, Status, Store, Trigger};
 use invite_rotator::whatsapp::{InviteCode, Jid};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -90,6 +90,7 @@ async fn an_instance_disconnected_for_an_hour_gets_a_probe_per_backoff_not_a_cal
         "sales",
         POLICY.backoff_initial,
         POLICY.backoff_max,
+        &Holds::default(),
     );
     let groups: Vec<Group> = (0..10).map(group).collect();
 
@@ -99,9 +100,18 @@ async fn an_instance_disconnected_for_an_hour_gets_a_probe_per_backoff_not_a_cal
     let mut succeeded_at = None;
     let mut fires = 0;
     while Instant::now() - start < Duration::from_secs(70 * 60) {
-        let rotations = groups
-            .iter()
-            .map(|g| rotate(&store, &api, &POLICY, g, Trigger::Schedule, None));
+        let rotations = groups.iter().map(|g| {
+            rotate(
+                &store,
+                &api,
+                &POLICY,
+                g,
+                Cause {
+                    trigger: Trigger::Schedule,
+                    ..Cause::manual()
+                },
+            )
+        });
         let reports = futures_util::future::join_all(rotations).await;
         fires += 1;
         if succeeded_at.is_none()

@@ -8,7 +8,7 @@ use invite_rotator::emulator::EmulatorOptions;
 use invite_rotator::engine::Engine;
 use invite_rotator::rotation::RotateError;
 use invite_rotator::store::Store;
-use invite_rotator::store::{Status, Trigger};
+use invite_rotator::store::{Cause, Status};
 use sqlx::Connection;
 use std::time::Duration;
 
@@ -154,9 +154,7 @@ async fn a_read_only_history_stops_the_rotation_before_any_call() {
     let read_only = Store::open_read_only(&app.db_path).await.unwrap();
     let engine = Engine::new(&config, read_only).unwrap();
 
-    let result = engine
-        .rotate(&config.groups[0], Trigger::Manual, None)
-        .await;
+    let result = engine.rotate(&config.groups[0], Cause::manual()).await;
 
     let Err(RotateError::Store(e)) = result else {
         panic!("expected a store error, got {result:?}");
@@ -184,13 +182,9 @@ async fn a_history_locked_by_another_writer_stops_the_rotation_before_any_call()
     let engine = Engine::new(&config, store).unwrap();
 
     // Act
-    let locked = engine
-        .rotate(&config.groups[0], Trigger::Manual, None)
-        .await;
+    let locked = engine.rotate(&config.groups[0], Cause::manual()).await;
     sqlx::query("COMMIT").execute(&mut other).await.unwrap();
-    let after = engine
-        .rotate(&config.groups[0], Trigger::Manual, None)
-        .await;
+    let after = engine.rotate(&config.groups[0], Cause::manual()).await;
 
     // Assert: nothing was sent while locked; it works once the lock is gone.
     let Err(RotateError::Store(e)) = locked else {

@@ -4,7 +4,7 @@
 
 use crate::common::{Setup, Tuning, spawn_app};
 use invite_rotator::emulator::{EmulatorOptions, Fault, Route};
-use invite_rotator::store::{Status, Trigger};
+use invite_rotator::store::{Cause, Status};
 use std::time::Duration;
 
 /// Faults whose outcome the client cannot know (the reset may have happened).
@@ -27,7 +27,7 @@ async fn rotate_with(
     }
     let (config, engine) = app.engine().await;
     let report = engine
-        .rotate(&config.groups[0], Trigger::Manual, None)
+        .rotate(&config.groups[0], Cause::manual())
         .await
         .unwrap();
     (app, report)
@@ -167,7 +167,7 @@ async fn a_disconnected_instance_fails_after_max_attempts_without_a_reset_taking
     let (config, engine) = app.engine().await;
 
     let report = engine
-        .rotate(&config.groups[0], Trigger::Manual, None)
+        .rotate(&config.groups[0], Cause::manual())
         .await
         .unwrap();
 

@@ -52,7 +52,7 @@ async fn ten_thousand_groups_due_in_the_same_second_all_rotate_and_none_is_dropp
         async {
             let _ = stopped.await;
         },
-        reload_rx,
+        daemon::Inputs::reloads(reload_rx),
     ));
     app.wait_for(
         "10,000 settled rotations",

@@ -6,7 +6,7 @@ use invite_rotator::config::{Group, RetryPolicy};
 use invite_rotator::rotation::{Report, rotate};
 use invite_rotator::ryzeapi::{Call, CallError, GroupInfo, ResetReply, RyzeApi};
 use invite_rotator::schedule::Schedule;
-use invite_rotator::store::{Status, Store, Trigger};
+use invite_rotator::store::{Cause, Status, Store};
 use invite_rotator::whatsapp::{InviteCode, Jid};
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -125,7 +125,7 @@ async fn paused_store() -> (Store, tempfile::TempDir) {
 
 async fn run(api: &Scripted) -> (Report, Store, tempfile::TempDir) {
     let (store, dir) = paused_store().await;
-    let report = rotate(&store, api, &POLICY, &group(), Trigger::Manual, None)
+    let report = rotate(&store, api, &POLICY, &group(), Cause::manual())
         .await
         .unwrap();
     (report, store, dir)
@@ -301,7 +301,7 @@ async fn a_history_that_cannot_be_written_stops_the_rotation_before_any_call() {
     tokio::time::pause();
     let api = Scripted::new(vec![live("OLD")], vec![issued("NEW")]);
 
-    let result = rotate(&read_only, &api, &POLICY, &group(), Trigger::Manual, None).await;
+    let result = rotate(&read_only, &api, &POLICY, &group(), Cause::manual()).await;
 
     assert!(result.is_err());
     assert!(

@@ -32,7 +32,7 @@ use invite_rotator::clock::SystemClock;
 use invite_rotator::config::{Config, Group, Purpose};
 use invite_rotator::daemon::{self, Lifecycle, Rotator};
 use invite_rotator::schedule::Schedule;
-use invite_rotator::store::{Store, Trigger};
+use invite_rotator::store::{Cause, Store};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -114,7 +114,7 @@ impl Tally {
 }
 
 impl Rotator for Tally {
-    async fn rotate_due(&self, _: Group, _: Trigger, _: DateTime<Utc>) {
+    async fn rotate(&self, _: Group, _: Cause) {
         self.record();
     }
 }
@@ -122,7 +122,7 @@ impl Rotator for Tally {
 /// A rotator that does nothing (the idle scenario).
 struct Nothing;
 impl Rotator for Nothing {
-    async fn rotate_due(&self, _: Group, _: Trigger, _: DateTime<Utc>) {}
+    async fn rotate(&self, _: Group, _: Cause) {}
 }
 
 /// Counts tcs's `Lagged(n)` errors: events, and the sum of n from its job runner.
@@ -184,7 +184,7 @@ async fn burst_child(imp: &str) -> String {
             let (store, dir) = temp_store().await;
             let (_tx, reloads) = tokio::sync::mpsc::channel(1);
             let clock = Arc::new(SystemClock);
-            daemon::run(config, tally.clone(), store, clock, &ready, until, reloads).await.unwrap();
+            daemon::run(config, tally.clone(), store, clock, &ready, until, daemon::Inputs::reloads(reloads)).await.unwrap();
             std::fs::remove_dir_all(dir).unwrap();
             *ready.at.get().unwrap() - start
         }
@@ -272,7 +272,7 @@ async fn idle_child(imp: &str, start: Instant) -> String {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (_tx, reloads) = tokio::sync::mpsc::channel(1);
     let shutdown = async { stop_rx.await.unwrap_or(()) };
-    let daemon = daemon::run(config, Nothing, store, Arc::new(SystemClock), &ready, shutdown, reloads);
+    let daemon = daemon::run(config, Nothing, store, Arc::new(SystemClock), &ready, shutdown, daemon::Inputs::reloads(reloads));
     let probe = async {
         ready.notify.notified().await;
         let line = measure(*ready.at.get().unwrap() - start).await;

@@ -7,21 +7,10 @@ use crate::secret::Token;
 
 use toml::Spanned;
 
-/// Whether `[events]` is accepted: not until the receiver lands.
-const EVENTS_AVAILABLE: bool = false;
-
 impl Validator<'_> {
     pub(super) fn events(&mut self, raw: Option<Spanned<RawEvents>>) -> Option<EventsSettings> {
         let raw = raw?;
         let at = raw.span();
-        if !EVENTS_AVAILABLE {
-            self.r.push(
-                "events",
-                Some(at.start),
-                "RyzeAPI's events are not available in this version yet",
-            );
-            return None;
-        }
         let raw = raw.into_inner();
         let listen = raw.listen.as_ref().and_then(|l| {
             let parsed = l.get_ref().parse().ok();
@@ -140,18 +129,6 @@ impl Validator<'_> {
         inherited: EventRules,
     ) -> EventRules {
         let mut rules = inherited;
-        if !EVENTS_AVAILABLE && (rotate_on.is_some() || delay.is_some()) {
-            let at = rotate_on
-                .map(Spanned::span)
-                .or(delay.map(Spanned::span))
-                .unwrap_or_default();
-            self.r.push(
-                format!("{table}.rotate_on"),
-                Some(at.start),
-                "rotate_on and event_delay need RyzeAPI's events, not available in this version yet",
-            );
-            return rules;
-        }
         if let Some(on) = rotate_on {
             rules.on_removed = false;
             rules.on_left = false;

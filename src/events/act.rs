@@ -1,0 +1,294 @@
+//! Acting on the inbox, in the daemon:
+//!
+//! - a member removed (or one who left, where `rotate_on` says so) calls for
+//!   a rotation of the group after its quiet period (`event_delay`, started
+//!   again by each further removal, at most 5 minutes after the first). The
+//!   call is kept in the database until a rotation of the group that started
+//!   after the first removal has settled, so a kill -9 loses none; the daemon
+//!   starts it like any rotation (rate budget, history, coalescing with one
+//!   already running);
+//! - a link changed: once the group has no rotation in flight, a code the
+//!   history knows was invite-rotator's own; any other was changed elsewhere
+//!   and is recorded at once (trigger `outside`), with a warning, and the
+//!   hooks hear of it;
+//! - an instance reported disconnected, logged out, banned or waiting for a
+//!   QR scan is held (no calls); reported connected, released at once: what
+//!   events called for meanwhile then runs.
+
+use super::Managed;
+use super::parse::{self, State};
+use crate::config::{RetryPolicy, defaults};
+use crate::daemon::Call;
+use crate::metrics::Metrics;
+use crate::ryzeapi::Holds;
+use crate::store::{
+    Begun, Cause, NewRotation, OutsideChange, Status, Store, StoreError, StoredEvent, Trigger,
+};
+use crate::whatsapp::fingerprint;
+use chrono::{DateTime, Utc};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc, watch};
+
+/// How often the inbox and the calls are looked at when nothing wakes the
+/// actor (an event from this process wakes it at once).
+const POLL: Duration = Duration::from_secs(1);
+/// Events read at a time.
+const BATCH: u32 = 200;
+
+/// What acting on events needs.
+pub struct Actor {
+    /// The history.
+    pub store: Store,
+    /// The instances' holds (shared with the engines).
+    pub holds: Holds,
+    /// How holds probe (the `[retry]` backoff).
+    pub retry: RetryPolicy,
+    /// What the running config manages.
+    pub managed: watch::Receiver<Arc<Managed>>,
+    /// Where rotations are asked for.
+    pub daemon: mpsc::Sender<Call>,
+    /// Woken when events are stored.
+    pub wake: Arc<Notify>,
+    /// Counts what was done.
+    pub metrics: Option<Metrics>,
+}
+
+impl Actor {
+    /// Acts until `stop`. Events are an accelerator: a failure here is
+    /// logged and tried again, never passed on to the daemon.
+    pub async fn run(self, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            if let Err(e) = self.work_inbox().await {
+                tracing::warn!(error = %e, "events: cannot work the inbox; trying again");
+            }
+            let next = match self.serve_calls().await {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::warn!(error = %e, "events: cannot serve the rotations events call for; trying again");
+                    None
+                }
+            };
+            let nap = next.map_or(POLL, |at| crate::clock::until(Utc::now(), at).min(POLL));
+            tokio::select! {
+                () = &mut stop => return,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(nap) => {}
+            }
+        }
+    }
+
+    /// Acts on every waiting event (a link change waits for its group's
+    /// rotation in flight).
+    pub async fn work_inbox(&self) -> Result<(), StoreError> {
+        let events = self.store.waiting_events(BATCH).await?;
+        if let Some(m) = &self.metrics {
+            m.set_events_backlog(events.len() as u64);
+        }
+        for e in events {
+            let managed = self.managed.borrow().clone();
+            let outcome = match (e.event.as_str(), e.kind.as_str()) {
+                ("group.flow", "member_removed" | "member_left") => {
+                    self.removal(&e, &managed).await?
+                }
+                ("group.flow", "link_changed") => self.link_changed(&e, &managed).await?,
+                ("instance.state", "state") => Some(self.state(&e)),
+                (_, "unparsed") => Some("unparsed: kept as received, for inspection".to_owned()),
+                _ => Some("nothing to do".to_owned()),
+            };
+            if let Some(outcome) = outcome {
+                self.store.mark_event(e.id, &outcome).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A removal or a departure: calls for a rotation if `rotate_on` wants it
+    /// (`None`: the call marked the event itself).
+    async fn removal(
+        &self,
+        e: &StoredEvent,
+        managed: &Managed,
+    ) -> Result<Option<String>, StoreError> {
+        let Some(group) = e.group_jid.as_deref().and_then(|jid| managed.group(jid)) else {
+            return Ok(Some("the group is no longer configured".into()));
+        };
+        let (trigger, wanted) = if e.kind == "member_removed" {
+            (Trigger::MemberRemoved, group.events.on_removed)
+        } else {
+            (Trigger::MemberLeft, group.events.on_left)
+        };
+        if !wanted {
+            return Ok(Some(format!(
+                "not rotated: rotate_on does not hold {}",
+                e.kind
+            )));
+        }
+        let at = DateTime::parse_from_rfc3339(&e.received_at)
+            .map_or_else(|_| Utc::now(), |t| t.with_timezone(&Utc));
+        self.store
+            .call_for_rotation(
+                group.jid.as_str(),
+                trigger,
+                e.id,
+                at,
+                group.events.delay,
+                defaults::EVENT_DELAY_CAP,
+            )
+            .await?;
+        tracing::info!(group = %group.name, trigger = %trigger, delay_s = group.events.delay.as_secs(), "events: a rotation is called for");
+        Ok(None)
+    }
+
+    /// A link change: invite-rotator's own, or one made elsewhere (recorded).
+    /// `None` while the group has a rotation in flight: its outcome decides.
+    async fn link_changed(
+        &self,
+        e: &StoredEvent,
+        managed: &Managed,
+    ) -> Result<Option<String>, StoreError> {
+        let Some(group) = e.group_jid.as_deref().and_then(|jid| managed.group(jid)) else {
+            return Ok(Some("the group is no longer configured".into()));
+        };
+        let code = serde_json::from_str(&e.data)
+            .ok()
+            .and_then(|data| parse::group_flow(&data))
+            .and_then(|flow| flow.link);
+        let Some(code) = code else {
+            return Ok(Some("no usable invite link in it".into()));
+        };
+        let jid = group.jid.as_str();
+        if self.store.group_busy(jid).await? {
+            return Ok(None);
+        }
+        if self.store.code_known(jid, code.as_str()).await? {
+            return Ok(Some(
+                "a code the history already holds (invite-rotator's own reset)".into(),
+            ));
+        }
+        // Our latest reset's outcome is unknown and the link moved on from
+        // the code it revoked: it happened, and issued this code (as the
+        // next rotation's read of the link would conclude).
+        if let Some(prev) = self.store.previous_reset(jid, i64::MAX).await?
+            && prev.status == Status::Unknown
+            && prev
+                .old_invite_code
+                .as_deref()
+                .is_some_and(|old| old != code.as_str())
+        {
+            let note = "a link-change event showed that the reset had happened";
+            self.store
+                .resolve(
+                    prev.id,
+                    Status::Succeeded,
+                    Some(code.as_str()),
+                    Some(&code.link()),
+                    note,
+                )
+                .await?;
+            tracing::info!(group = %group.name, rotation = prev.id, code = %fingerprint(code.as_str()), "events: a reset with an unknown outcome had happened");
+            return Ok(Some(format!(
+                "rotation {}: its reset had happened and issued this code",
+                prev.id
+            )));
+        }
+        let old = self.store.last_issued_code(jid).await?;
+        let link = code.link();
+        let change = OutsideChange {
+            group: NewRotation {
+                group_name: &group.name,
+                group_jid: jid,
+                instance: &group.instance,
+                cause: Cause::event(Trigger::Outside, e.id),
+            },
+            old_code: old.as_deref(),
+            new_code: code.as_str(),
+            new_link: &link,
+            event_id: e.id,
+        };
+        match self.store.record_outside(&change).await? {
+            Begun::Started(id) => {
+                tracing::warn!(group = %group.name, rotation = id, old = %crate::whatsapp::shown(old.as_deref()), new = %fingerprint(code.as_str()), "events: the invite link was changed outside invite-rotator; recorded");
+                if let Some(m) = &self.metrics {
+                    m.rotation(&group.name, Status::Succeeded, Trigger::Outside);
+                }
+                Ok(Some(format!(
+                    "recorded as rotation {id}: changed outside invite-rotator"
+                )))
+            }
+            Begun::Busy { .. } => Ok(None),
+        }
+    }
+
+    /// An instance's state: held, released, or nothing.
+    fn state(&self, e: &StoredEvent) -> String {
+        let state = serde_json::from_str(&e.data)
+            .ok()
+            .and_then(|data| parse::instance_state(&data));
+        match state {
+            Some((State::Down, name)) => {
+                self.holds.hold(
+                    &e.instance,
+                    self.retry.backoff_initial,
+                    self.retry.backoff_max,
+                );
+                tracing::warn!(instance = %e.instance, state = %name, "events: instance reported not connected; its calls are held");
+                format!("instance held ({name})")
+            }
+            Some((State::Connected, _)) => {
+                let was = self.holds.is_held(&e.instance);
+                self.holds.release(&e.instance);
+                if was {
+                    tracing::info!(instance = %e.instance, "events: instance reported connected; its calls resume");
+                }
+                "instance released (connected)".into()
+            }
+            Some((State::Other, name)) => format!("nothing to do ({name})"),
+            None => "nothing to do".into(),
+        }
+    }
+
+    /// Asks the daemon for every rotation whose quiet period is over, unless
+    /// one that started after the first removal has settled (then the call is
+    /// answered), its instance is held, or the group has one in flight.
+    /// Returns when the next call comes due.
+    pub async fn serve_calls(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let now = Utc::now();
+        let managed = self.managed.borrow().clone();
+        for call in self.store.event_rotations().await? {
+            if call.due_at > now {
+                return Ok(Some(call.due_at));
+            }
+            let Some(group) = managed.group(&call.group_jid) else {
+                tracing::info!(jid = %call.group_jid, "events: a called-for rotation of a group no longer configured is dropped");
+                self.store
+                    .answer_event_rotation(&call.group_jid, call.first_event_id)
+                    .await?;
+                continue;
+            };
+            if self
+                .store
+                .rotated_since(&call.group_jid, call.first_at)
+                .await?
+            {
+                self.store
+                    .answer_event_rotation(&call.group_jid, call.first_event_id)
+                    .await?;
+                continue;
+            }
+            if self.holds.is_held(&group.instance) || self.store.group_busy(&call.group_jid).await?
+            {
+                continue;
+            }
+            let ask = Call {
+                group: group.clone(),
+                cause: Cause::event(call.trigger, call.first_event_id),
+            };
+            // A full queue: the daemon is busy; asked again at the next look.
+            let _ = self.daemon.try_send(ask);
+        }
+        Ok(None)
+    }
+}

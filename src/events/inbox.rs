@@ -1,0 +1,76 @@
+//! The inbox's writer: every accepted event goes into the history database
+//! before its delivery is answered, and many deliveries share one commit.
+//!
+//! SQLite syncs each commit to disk (`synchronous=FULL`), a millisecond or
+//! more: one commit per delivery would cap deliveries at a few hundred a
+//! second. So one task takes whatever deliveries are waiting, writes them in
+//! one transaction, and only then answers each: under load the batches grow,
+//! and the rate grows with them, while a lone delivery still waits only for
+//! its own commit.
+
+use crate::store::{NewEvent, Store};
+use std::sync::Arc;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+/// The most deliveries one commit takes.
+const BATCH: usize = 256;
+
+/// Whether a stored event was new (a repeat is dropped), or why it could
+/// not be stored.
+pub type Stored = Result<bool, String>;
+
+/// Hands events to the writer. Cloning is shallow.
+#[derive(Clone)]
+pub struct Inbox {
+    to_writer: mpsc::Sender<(NewEvent, oneshot::Sender<Stored>)>,
+}
+
+impl Inbox {
+    /// Starts the writer on `store`, which wakes `stored` after each commit
+    /// of new events; it ends when every `Inbox` is dropped.
+    pub fn start(store: Store, stored: Arc<Notify>) -> Inbox {
+        let (to_writer, from_callers) = mpsc::channel(4 * BATCH);
+        tokio::spawn(write(store, from_callers, stored));
+        Inbox { to_writer }
+    }
+
+    /// Stores `event`; returns once it is committed (or could not be).
+    pub async fn store(&self, event: NewEvent) -> Stored {
+        let (done, answer) = oneshot::channel();
+        self.to_writer
+            .send((event, done))
+            .await
+            .map_err(|_| "the inbox is closed".to_owned())?;
+        answer
+            .await
+            .map_err(|_| "the inbox writer stopped".to_owned())?
+    }
+}
+
+async fn write(
+    store: Store,
+    mut from_callers: mpsc::Receiver<(NewEvent, oneshot::Sender<Stored>)>,
+    stored: Arc<Notify>,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while from_callers.recv_many(&mut batch, BATCH).await > 0 {
+        let (events, answers): (Vec<NewEvent>, Vec<oneshot::Sender<Stored>>) =
+            batch.drain(..).unzip();
+        match store.accept_events(&events).await {
+            Ok(new) => {
+                if new.iter().any(|n| *n) {
+                    stored.notify_one();
+                }
+                for (answer, new) in answers.into_iter().zip(new) {
+                    let _ = answer.send(Ok(new));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, events = events.len(), "events: cannot store accepted events; their deliveries are refused (RyzeAPI retries)");
+                for answer in answers {
+                    let _ = answer.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! RyzeAPI's events: rotation when it matters. A member removed rotates the
+//! group after a quiet period; a link changed elsewhere is recorded the
+//! moment it is reported; an instance reported offline is held until it is
+//! back. Events are an accelerator, never a dependency: lost, late or
+//! malformed events never stop or delay scheduled rotations.
+//!
+//! The pieces:
+//! - [`parse`]: the envelope and `group.flow` in both plausible shapes, the
+//!   instance's token dropped before anything else;
+//! - [`receiver`]: the webhook (`[events] listen`), and [`websocket`]: the
+//!   outgoing connection (`[events] websocket = true`); both hand accepted
+//!   events to the [`inbox`], which commits them before they are answered;
+//! - [`register`]: tells RyzeAPI where to post, at start and with
+//!   `invite-rotator events register`;
+//! - [`act`]: reads the inbox and acts: calls for rotations (kept in the
+//!   database until served), records outside changes, holds instances.
+
+pub mod act;
+pub mod inbox;
+pub mod parse;
+pub mod receiver;
+pub mod register;
+pub mod websocket;
+
+use crate::config::{Config, EventsSettings, Group};
+use crate::daemon::Call;
+use crate::engine::Engine;
+use crate::listener::Limits;
+use crate::metrics::Metrics;
+use crate::store::{NewEvent, Store};
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinSet;
+
+/// The events invite-rotator subscribes to.
+pub const SUBSCRIBED: [&str; 2] = ["group.flow", "instance.state"];
+/// The label of invite-rotator's webhook at RyzeAPI.
+pub const LABEL: &str = "invite-rotator";
+/// A `group.flow` whose data repeat within a week is a redelivery.
+pub const FLOW_REPEAT_WINDOW: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
+/// An `instance.state` repeats its data each time the state comes back
+/// (`disconnected` twice in a day is two reports): only a minute.
+pub const STATE_REPEAT_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What the daemon gives the events.
+pub struct Wiring {
+    /// The daemon's engine: its clients (tokens, rate budgets) and holds.
+    pub engine: Engine,
+    /// The receiver's listener, bound at start (with `listen`).
+    pub listener: Option<TcpListener>,
+    /// Its defences.
+    pub limits: Limits,
+    /// Where rotations are asked of the daemon.
+    pub calls: mpsc::Sender<Call>,
+    /// Counts events.
+    pub metrics: Option<Metrics>,
+}
+
+/// Starts receiving events and acting on them, as `settings` say, each task
+/// in `tasks` and ending when `stop` turns true. Returns what keeps them on
+/// the running config's groups.
+pub fn spawn(
+    settings: &EventsSettings,
+    config: &Config,
+    store: &Store,
+    wiring: Wiring,
+    tasks: &mut JoinSet<()>,
+    stop: &watch::Receiver<bool>,
+) -> watch::Sender<Arc<Managed>> {
+    let stopped = || {
+        let mut stop = stop.clone();
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }
+    };
+    let (managed_tx, managed) = watch::channel(Arc::new(Managed::of(config)));
+    let wake = Arc::new(Notify::new());
+    let inbox = inbox::Inbox::start(store.clone(), wake.clone());
+    if let (Some(listener), Some(url), Some(secret)) =
+        (wiring.listener, &settings.public_url, &settings.secret)
+    {
+        let app = receiver::router(
+            url.path(),
+            secret,
+            inbox.clone(),
+            managed.clone(),
+            wiring.metrics.clone(),
+        );
+        let serving = crate::listener::serve(listener, app, wiring.limits, stopped());
+        tasks.spawn(async move {
+            if let Err(e) = serving.await {
+                tracing::error!(error = %e, "events: the webhook receiver stopped");
+            }
+        });
+        for instance in &config.instances {
+            let Some(client) = wiring.engine.client(&instance.name) else {
+                continue;
+            };
+            tasks.spawn(register::until_done(
+                client.clone(),
+                instance.name.clone(),
+                url.clone(),
+                secret.clone(),
+                store.clone(),
+                config.retry.clone(),
+                stopped(),
+            ));
+        }
+    }
+    if settings.websocket {
+        for instance in &config.instances {
+            let Some(client) = wiring.engine.client(&instance.name) else {
+                continue;
+            };
+            let feed = websocket::Feed {
+                client: client.clone(),
+                instance: instance.name.clone(),
+                inbox: inbox.clone(),
+                managed: managed.clone(),
+                store: store.clone(),
+                retry: config.retry.clone(),
+                metrics: wiring.metrics.clone(),
+            };
+            tasks.spawn(websocket::run(feed, stopped()));
+        }
+    }
+    let actor = act::Actor {
+        store: store.clone(),
+        holds: wiring.engine.holds().clone(),
+        retry: config.retry.clone(),
+        managed,
+        daemon: wiring.calls,
+        wake,
+        metrics: wiring.metrics,
+    };
+    tasks.spawn(actor.run(stopped()));
+    managed_tx
+}
+
+/// What the running config manages, for telling events apart.
+#[derive(Debug, Clone, Default)]
+pub struct Managed {
+    /// The groups (shared with the config).
+    pub groups: std::sync::Arc<[Group]>,
+    /// Each group's index in `groups`, by JID.
+    pub by_jid: HashMap<String, usize>,
+    /// Instance names.
+    pub instances: HashSet<String>,
+}
+
+impl Managed {
+    /// From a config.
+    pub fn of(config: &Config) -> Managed {
+        Managed {
+            groups: config.groups.clone(),
+            by_jid: config
+                .groups
+                .iter()
+                .enumerate()
+                .map(|(i, g)| (g.jid.as_str().to_owned(), i))
+                .collect(),
+            instances: config.instances.iter().map(|i| i.name.clone()).collect(),
+        }
+    }
+
+    /// The group whose JID is `jid`.
+    pub fn group(&self, jid: &str) -> Option<&Group> {
+        self.by_jid.get(jid).and_then(|i| self.groups.get(*i))
+    }
+}
+
+/// What became of a delivery.
+#[derive(Debug)]
+pub enum Accepted {
+    /// To be stored in the inbox.
+    Store(NewEvent),
+    /// Not stored: an event type not used, or a group not managed.
+    Ignored {
+        /// The event's name.
+        event: String,
+        /// Why (`unused`, `unmanaged`).
+        kind: &'static str,
+    },
+}
+
+impl Accepted {
+    /// The event's name, for the metrics.
+    pub fn event(&self) -> &str {
+        match self {
+            Accepted::Store(e) => &e.event,
+            Accepted::Ignored { event, .. } => event,
+        }
+    }
+
+    /// Its kind, for the metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Accepted::Store(e) => e.kind,
+            Accepted::Ignored { kind, .. } => kind,
+        }
+    }
+}
+
+/// Reads a delivery (`channel`: `webhook` or `websocket`; `instance`: the
+/// WebSocket's own instance, which an envelope without one is about) and
+/// decides whether it is stored. `Err` when it is not an envelope.
+pub fn classify_from(
+    body: &[u8],
+    channel: &'static str,
+    instance: Option<&str>,
+    managed: &Managed,
+) -> Result<Accepted, String> {
+    let envelope = parse::envelope(body)?;
+    let ignored = |kind| {
+        Ok(Accepted::Ignored {
+            event: envelope.event.clone(),
+            kind,
+        })
+    };
+    let (kind, group_jid, instance) = match envelope.event.as_str() {
+        "group.flow" => match parse::group_flow(&envelope.data) {
+            Some(flow) => {
+                let Some(group) = managed.group(flow.group.as_str()) else {
+                    return ignored("unmanaged");
+                };
+                let kind = if !flow.removed.is_empty() {
+                    "member_removed"
+                } else if !flow.left.is_empty() {
+                    "member_left"
+                } else if flow.link.is_some() {
+                    "link_changed"
+                } else {
+                    "other"
+                };
+                (
+                    kind,
+                    Some(flow.group.as_str().to_owned()),
+                    group.instance.clone(),
+                )
+            }
+            None => {
+                let instance = envelope.instance.as_deref().or(instance).unwrap_or("?");
+                ("unparsed", None, instance.to_owned())
+            }
+        },
+        "instance.state" => {
+            let Some(name) = envelope.instance.as_deref().or(instance) else {
+                return Ok(Accepted::Store(new_event(
+                    channel, "?", &envelope, "unparsed", None,
+                )));
+            };
+            if !managed.instances.contains(name) {
+                return ignored("unmanaged");
+            }
+            let kind = if parse::instance_state(&envelope.data).is_some() {
+                "state"
+            } else {
+                "unparsed"
+            };
+            (kind, None, name.to_owned())
+        }
+        _ => return ignored("unused"),
+    };
+    Ok(Accepted::Store(new_event(
+        channel, &instance, &envelope, kind, group_jid,
+    )))
+}
+
+/// As [`classify_from`], for a webhook delivery.
+pub fn classify(body: &[u8], channel: &'static str, managed: &Managed) -> Result<Accepted, String> {
+    classify_from(body, channel, None, managed)
+}
+
+fn new_event(
+    channel: &'static str,
+    instance: &str,
+    envelope: &parse::Envelope,
+    kind: &'static str,
+    group_jid: Option<String>,
+) -> NewEvent {
+    let data = parse::stored_data(&envelope.data);
+    // The same event from a retry or from the other channel: one digest.
+    let digest = Sha256::digest(format!("{instance}\0{}\0{data}", envelope.event));
+    NewEvent {
+        channel,
+        instance: instance.to_owned(),
+        event: envelope.event.clone(),
+        kind,
+        group_jid,
+        digest: digest.iter().map(|b| format!("{b:02x}")).collect(),
+        // A group's change carries its time; a state's data repeat.
+        repeat_window: if envelope.event == "instance.state" {
+            STATE_REPEAT_WINDOW
+        } else {
+            FLOW_REPEAT_WINDOW
+        },
+        data,
+        received_at: Utc::now(),
+    }
+}

@@ -1,0 +1,88 @@
+//! The webhook receiver: RyzeAPI's deliveries, on the path of `public_url`
+//! (and that path plus `/{event}`, for `byEvents`), behind every listener's
+//! defences ([`crate::listener`]).
+//!
+//! Answers: 401 without `Authorization: Bearer <secret>` (compared in
+//! constant time), 413 over 1 MiB, 400 for a body that is not an envelope,
+//! 503 when the event cannot be stored (RyzeAPI retries), and 200 otherwise:
+//! once the event is committed to the inbox, or at once for events and
+//! groups invite-rotator does not act on (counted, not stored).
+
+use super::inbox::Inbox;
+use super::{Accepted, Managed, classify};
+use crate::metrics::Metrics;
+use crate::secret::Token;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::post;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+use tokio::sync::watch;
+
+/// The largest delivery accepted.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+#[derive(Clone)]
+struct Receiver {
+    expected: Arc<Vec<u8>>,
+    inbox: Inbox,
+    managed: watch::Receiver<Arc<Managed>>,
+    metrics: Option<Metrics>,
+}
+
+/// The receiver's routes, for `path` (the path of `public_url`).
+pub fn router(
+    path: &str,
+    secret: &Token,
+    inbox: Inbox,
+    managed: watch::Receiver<Arc<Managed>>,
+    metrics: Option<Metrics>,
+) -> Router {
+    let base = path.trim_end_matches('/');
+    let receiver = Receiver {
+        expected: Arc::new(format!("Bearer {}", secret.expose()).into_bytes()),
+        inbox,
+        managed,
+        metrics,
+    };
+    let by_event = format!("{base}/{{event}}");
+    let base = if base.is_empty() { "/" } else { base };
+    Router::new()
+        .route(base, post(deliver))
+        .route(&by_event, post(deliver))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(receiver)
+}
+
+async fn deliver(
+    State(r): State<Receiver>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, &'static str) {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .map_or(&b""[..], |v| v.as_bytes());
+    if !bool::from(given.ct_eq(r.expected.as_slice())) {
+        return (StatusCode::UNAUTHORIZED, "unauthorized\n");
+    }
+    let managed = r.managed.borrow().clone();
+    let accepted = match classify(&body, "webhook", &managed) {
+        Err(_) => return (StatusCode::BAD_REQUEST, "not an event envelope\n"),
+        Ok(accepted) => accepted,
+    };
+    if let Some(m) = &r.metrics {
+        m.event(accepted.event(), accepted.kind());
+    }
+    match accepted {
+        Accepted::Ignored { .. } => (StatusCode::OK, "ignored\n"),
+        Accepted::Store(event) => match r.inbox.store(event).await {
+            Ok(_) => (StatusCode::OK, "accepted\n"),
+            Err(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot store the event now\n",
+            ),
+        },
+    }
+}

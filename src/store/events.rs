@@ -1,0 +1,424 @@
+//! RyzeAPI's events in the history database: the inbox, the rotations that
+//! removals call for (kept here so that a kill -9 loses none), links changed
+//! elsewhere recorded as rotations, and each instance's event sources. SQL
+//! only; what an event means is [`crate::events`]'s to say.
+
+use super::{Begun, NewRotation, Store, StoreError, Trigger, parse_timestamp, timestamp};
+use chrono::{DateTime, Utc};
+use sqlx::Connection;
+
+/// An event accepted, to be stored.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// `webhook` or `websocket`.
+    pub channel: &'static str,
+    /// The instance it is about.
+    pub instance: String,
+    /// `group.flow`, `instance.state`.
+    pub event: String,
+    /// `member_removed`, `member_left`, `link_changed`, `state`, `unparsed`, `other`.
+    pub kind: &'static str,
+    /// The group, for `group.flow`.
+    pub group_jid: Option<String>,
+    /// SHA-256 of instance, event and data: the same delivery twice is one row.
+    pub digest: String,
+    /// A repeat of the digest within this window is the same delivery
+    /// (dropped); later, a new report with the same data.
+    pub repeat_window: std::time::Duration,
+    /// The data, token-free, as JSON text (at most 64 KiB).
+    pub data: String,
+    /// When it arrived.
+    pub received_at: DateTime<Utc>,
+}
+
+/// An event in the inbox.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredEvent {
+    /// `id`.
+    pub id: i64,
+    /// `received_at`.
+    pub received_at: String,
+    /// `channel`.
+    pub channel: String,
+    /// `instance`.
+    pub instance: String,
+    /// `event`.
+    pub event: String,
+    /// `kind`.
+    pub kind: String,
+    /// `group_jid`.
+    pub group_jid: Option<String>,
+    /// `data`.
+    pub data: String,
+    /// `processed_at`.
+    pub processed_at: Option<String>,
+    /// `outcome`.
+    pub outcome: Option<String>,
+}
+
+/// A rotation an event calls for, waiting for its quiet period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRotation {
+    /// The group.
+    pub group_jid: String,
+    /// `member_removed` or `member_left`.
+    pub trigger: Trigger,
+    /// The first event of the burst: the rotation's `event_id`.
+    pub first_event_id: i64,
+    /// When the first event arrived: a rotation started since serves the call.
+    pub first_at: DateTime<Utc>,
+    /// When the quiet period ends.
+    pub due_at: DateTime<Utc>,
+}
+
+/// What the history says of one instance's events, for `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct EventSource {
+    /// The instance.
+    pub instance: String,
+    /// When the webhook was last registered.
+    pub registered_at: Option<String>,
+    /// Why the last registration failed, if it did.
+    pub register_error: Option<String>,
+    /// When the WebSocket last connected.
+    pub websocket_at: Option<String>,
+    /// Why it last failed, if it did.
+    pub websocket_error: Option<String>,
+    /// When the last event arrived.
+    pub last_event_at: Option<String>,
+}
+
+/// How an outside link change is recorded.
+#[derive(Debug, Clone)]
+pub struct OutsideChange<'a> {
+    /// The group's name, JID and instance.
+    pub group: NewRotation<'a>,
+    /// The code the history knew (the one the change replaced).
+    pub old_code: Option<&'a str>,
+    /// The code the event reported.
+    pub new_code: &'a str,
+    /// Its link.
+    pub new_link: &'a str,
+    /// The event.
+    pub event_id: i64,
+}
+
+impl Store {
+    /// Stores a batch of accepted events, all in one transaction (one
+    /// synced commit for many deliveries); returns for each whether it was
+    /// new (a repeat of a stored one is dropped).
+    pub async fn accept_events(&self, events: &[NewEvent]) -> Result<Vec<bool>, StoreError> {
+        self.injected_fault("store::accept_events")?;
+        let mut conn = self.conn.lock().await;
+        let mut tx = conn.begin().await.map_err(|e| self.err(e))?;
+        let mut new = Vec::with_capacity(events.len());
+        for e in events {
+            let window = chrono::Duration::from_std(e.repeat_window).unwrap_or_default();
+            let inserted = sqlx::query(
+                "INSERT INTO events (received_at, channel, instance, event, kind, group_jid, digest, data)
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8
+                 WHERE NOT EXISTS (SELECT 1 FROM events WHERE digest = $7 AND received_at >= $9)",
+            )
+            .bind(timestamp(e.received_at))
+            .bind(e.channel)
+            .bind(&e.instance)
+            .bind(&e.event)
+            .bind(e.kind)
+            .bind(&e.group_jid)
+            .bind(&e.digest)
+            .bind(&e.data)
+            .bind(timestamp(e.received_at - window))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?
+            .rows_affected();
+            sqlx::query(
+                "INSERT INTO event_sources (instance, last_event_at) VALUES ($1, $2)
+                 ON CONFLICT (instance) DO UPDATE SET last_event_at = $2",
+            )
+            .bind(&e.instance)
+            .bind(timestamp(e.received_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+            new.push(inserted > 0);
+        }
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(new)
+    }
+
+    /// Events not yet acted on, oldest first.
+    pub async fn waiting_events(&self, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        sqlx::query_as(
+            "SELECT id, received_at, channel, instance, event, kind, group_jid, data, processed_at, outcome
+             FROM events WHERE processed_at IS NULL ORDER BY id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&mut *self.conn.lock().await)
+        .await
+        .map_err(|e| self.err(e))
+    }
+
+    /// Records what was done with event `id`.
+    pub async fn mark_event(&self, id: i64, outcome: &str) -> Result<(), StoreError> {
+        self.execute(
+            sqlx::query("UPDATE events SET processed_at = $1, outcome = $2 WHERE id = $3")
+                .bind(timestamp(Utc::now()))
+                .bind(outcome.to_owned())
+                .bind(id),
+        )
+        .await
+    }
+
+    /// The newest `limit` events, oldest first, for `events list`.
+    pub async fn recent_events(&self, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut rows: Vec<StoredEvent> = sqlx::query_as(
+            "SELECT id, received_at, channel, instance, event, kind, group_jid, data, processed_at, outcome
+             FROM events ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&mut *self.conn.lock().await)
+        .await
+        .map_err(|e| self.err(e))?;
+        rows.reverse();
+        Ok(rows)
+    }
+
+    /// Calls for a rotation of `jid` by event `event_id` at `at`: due `delay`
+    /// after it, or after a later removal of the same burst, but never later
+    /// than `cap` after the burst's first. A removal outranks a departure.
+    /// Marks the event processed in the same transaction.
+    pub async fn call_for_rotation(
+        &self,
+        jid: &str,
+        trigger: Trigger,
+        event_id: i64,
+        at: DateTime<Utc>,
+        delay: std::time::Duration,
+        cap: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        let due = at + chrono::Duration::from_std(delay).unwrap_or_default();
+        let cap_ms = i64::try_from(cap.as_millis()).unwrap_or(i64::MAX);
+        let mut conn = self.conn.lock().await;
+        let mut tx = conn.begin().await.map_err(|e| self.err(e))?;
+        sqlx::query(
+            "INSERT INTO event_rotations (group_jid, trigger, first_event_id, first_at, due_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (group_jid) DO UPDATE SET
+                 trigger = CASE WHEN $2 = 'member_removed' THEN $2 ELSE event_rotations.trigger END,
+                 due_at = MIN(MAX(event_rotations.due_at, $5),
+                              strftime('%Y-%m-%dT%H:%M:%fZ', event_rotations.first_at, ($6 / 1000.0) || ' seconds'))",
+        )
+        .bind(jid.to_owned())
+        .bind(trigger.as_str())
+        .bind(event_id)
+        .bind(timestamp(at))
+        .bind(timestamp(due))
+        .bind(cap_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        sqlx::query("UPDATE events SET processed_at = $1, outcome = $2 WHERE id = $3")
+            .bind(timestamp(Utc::now()))
+            .bind(format!("{} rotation called for", trigger.as_str()))
+            .bind(event_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))
+    }
+
+    /// Rotations events call for, soonest first.
+    pub async fn event_rotations(&self) -> Result<Vec<EventRotation>, StoreError> {
+        let rows: Vec<(String, String, i64, String, String)> = sqlx::query_as(
+            "SELECT group_jid, trigger, first_event_id, first_at, due_at FROM event_rotations ORDER BY due_at",
+        )
+        .fetch_all(&mut *self.conn.lock().await)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(group_jid, trigger, first_event_id, first, due)| {
+                Some(EventRotation {
+                    group_jid,
+                    trigger: Trigger::parse(&trigger)?,
+                    first_event_id,
+                    first_at: parse_timestamp(&first)?,
+                    due_at: parse_timestamp(&due)?,
+                })
+            })
+            .collect())
+    }
+
+    /// The call for a rotation of `jid` is answered (or dropped): unless a
+    /// later burst replaced it meanwhile.
+    pub async fn answer_event_rotation(
+        &self,
+        jid: &str,
+        first_event_id: i64,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            sqlx::query("DELETE FROM event_rotations WHERE group_jid = $1 AND first_event_id = $2")
+                .bind(jid.to_owned())
+                .bind(first_event_id),
+        )
+        .await
+    }
+
+    /// Whether a rotation of `jid` that started at or after `since` has
+    /// settled (whatever its outcome, an outside change included): the link
+    /// the members had at `since` is no longer live, or the attempt was made.
+    pub async fn rotated_since(&self, jid: &str, since: DateTime<Utc>) -> Result<bool, StoreError> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM rotations WHERE group_jid = $1 AND started_at >= $2
+                 AND status != 'pending')",
+        )
+        .bind(jid.to_owned())
+        .bind(timestamp(since))
+        .fetch_one(&mut *self.conn.lock().await)
+        .await
+        .map_err(|e| self.err(e))
+    }
+
+    /// The rotation that event `id` called for or reported, if one was written.
+    pub async fn rotation_of_event(&self, id: i64) -> Result<Option<i64>, StoreError> {
+        sqlx::query_scalar("SELECT id FROM rotations WHERE event_id = $1 ORDER BY id LIMIT 1")
+            .bind(id)
+            .fetch_optional(&mut *self.conn.lock().await)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    /// Whether the group `jid` has a rotation in flight (`pending`).
+    pub async fn group_busy(&self, jid: &str) -> Result<bool, StoreError> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM rotations WHERE group_jid = $1 AND status = 'pending')",
+        )
+        .bind(jid.to_owned())
+        .fetch_one(&mut *self.conn.lock().await)
+        .await
+        .map_err(|e| self.err(e))
+    }
+
+    /// Whether the history holds `code` as one the group `jid` had.
+    pub async fn code_known(&self, jid: &str, code: &str) -> Result<bool, StoreError> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM rotations WHERE group_jid = $1
+                 AND (new_invite_code = $2 OR old_invite_code = $2))",
+        )
+        .bind(jid.to_owned())
+        .bind(code.to_owned())
+        .fetch_one(&mut *self.conn.lock().await)
+        .await
+        .map_err(|e| self.err(e))
+    }
+
+    /// Records a link changed outside invite-rotator, as the event reported
+    /// it: a rotation with trigger `outside`, `succeeded`, no reset call,
+    /// the old code the one the history knew. Written `pending` and settled
+    /// in one transaction, so hooks hear of it like of any rotation, and
+    /// refused (`Busy`) while the group has a rotation in flight.
+    pub async fn record_outside(&self, change: &OutsideChange<'_>) -> Result<Begun, StoreError> {
+        let now = timestamp(Utc::now());
+        let mut conn = self.conn.lock().await;
+        let mut tx = conn.begin().await.map_err(|e| self.err(e))?;
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "INSERT INTO rotations (group_name, group_jid, instance, trigger, started_at, status,
+                 owner, old_invite_code, event_id)
+             SELECT $1, $2, $3, 'outside', $4, 'pending', $5, $6, $7
+             WHERE NOT EXISTS (SELECT 1 FROM rotations WHERE group_jid = $2 AND status = 'pending')
+             RETURNING id",
+        )
+        .bind(change.group.group_name)
+        .bind(change.group.group_jid)
+        .bind(change.group.instance)
+        .bind(&now)
+        .bind(crate::owner::current())
+        .bind(change.old_code.map(str::to_owned))
+        .bind(change.event_id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        let Some(&id) = ids.first() else {
+            return Ok(Begun::Busy {
+                since: String::new(),
+                owner: None,
+            });
+        };
+        sqlx::query(
+            "UPDATE rotations SET status = 'succeeded', finished_at = $1, new_invite_code = $2,
+             new_invite_link = $3 WHERE id = $4",
+        )
+        .bind(&now)
+        .bind(change.new_code.to_owned())
+        .bind(change.new_link.to_owned())
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(Begun::Started(id))
+    }
+
+    /// Records how registering the webhook of `instance` went.
+    pub async fn record_registration(
+        &self,
+        instance: &str,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            sqlx::query(
+                "INSERT INTO event_sources (instance, registered_at, register_error)
+                 VALUES ($1, CASE WHEN $3 IS NULL THEN $2 END, $3)
+                 ON CONFLICT (instance) DO UPDATE SET
+                     registered_at = CASE WHEN $3 IS NULL THEN $2 ELSE event_sources.registered_at END,
+                     register_error = $3",
+            )
+            .bind(instance.to_owned())
+            .bind(timestamp(Utc::now()))
+            .bind(error.map(str::to_owned)),
+        )
+        .await
+    }
+
+    /// Records how the WebSocket of `instance` is doing.
+    pub async fn record_websocket(
+        &self,
+        instance: &str,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            sqlx::query(
+                "INSERT INTO event_sources (instance, websocket_at, websocket_error)
+                 VALUES ($1, CASE WHEN $3 IS NULL THEN $2 END, $3)
+                 ON CONFLICT (instance) DO UPDATE SET
+                     websocket_at = CASE WHEN $3 IS NULL THEN $2 ELSE event_sources.websocket_at END,
+                     websocket_error = $3",
+            )
+            .bind(instance.to_owned())
+            .bind(timestamp(Utc::now()))
+            .bind(error.map(str::to_owned)),
+        )
+        .await
+    }
+
+    /// Every instance's event sources.
+    pub async fn event_sources(&self) -> Result<Vec<EventSource>, StoreError> {
+        sqlx::query_as(
+            "SELECT instance, registered_at, register_error, websocket_at, websocket_error, last_event_at
+             FROM event_sources ORDER BY instance",
+        )
+        .fetch_all(&mut *self.conn.lock().await)
+        .await
+        .map_err(|e| self.err(e))
+    }
+
+    /// Events waiting to be acted on.
+    pub async fn events_backlog(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE processed_at IS NULL")
+            .fetch_one(&mut *self.conn.lock().await)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
