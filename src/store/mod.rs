@@ -420,7 +420,7 @@ impl Store {
 macro_rules! rotation_columns {
     () => {
         "id, group_name, group_jid, instance, trigger, scheduled_for, started_at, finished_at, status,
-         attempts, old_invite_code, new_invite_code, new_invite_link, error"
+         attempts, old_invite_code, new_invite_code, new_invite_link, error, event_id"
     };
 }
 use rotation_columns;

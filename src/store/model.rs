@@ -236,6 +236,9 @@ pub struct Rotation {
     pub new_invite_link: Option<String>,
     /// `error`.
     pub error: Option<String>,
+    /// `event_id`: the event that called for it or reported it (an addition
+    /// to the contract, with events).
+    pub event_id: Option<i64>,
 }
 
 /// A row that may have been left unsettled, with the process that wrote it.

@@ -12,6 +12,8 @@ mod daemon;
 mod disconnected;
 mod disk_faults;
 mod ecosystem;
+mod event_edges;
+mod events;
 mod faults;
 mod listeners;
 mod operations;

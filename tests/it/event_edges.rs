@@ -1,0 +1,333 @@
+//! The events' edges: what the receiver answers to bad deliveries, repeats,
+//! a kill -9 right after a 2xx, the WebSocket, and the commands that show
+//! events. Every test's files and logs are searched for the instance's
+//! token, which every envelope carries (see `common`).
+
+use crate::common::{INSTANCE, Setup, TOKEN, TestApp};
+use crate::events::{
+    PATH, SECRET, SECRET_VAR, events, events_app, settled, start, stop, wait_until, with_trigger,
+};
+use invite_rotator::store::{Status, Trigger};
+use serde_json::json;
+use std::time::Duration;
+
+/// An envelope as RyzeAPI sends it, the instance's token inside.
+fn envelope(event: &str, data: serde_json::Value) -> Vec<u8> {
+    json!({
+        "event": event,
+        "data": data,
+        "instanceData": {"baseUrl": "https://ryzeapi.cloud", "instance": INSTANCE, "token": TOKEN},
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn removal(jid: &str, member: &str) -> Vec<u8> {
+    envelope(
+        "group.flow",
+        json!({"JID": jid, "Sender": "5511988887777@s.whatsapp.net",
+               "Timestamp": chrono::Utc::now().to_rfc3339(), "Leave": [member]}),
+    )
+}
+
+/// Posts `body` to the receiver; returns the status.
+async fn deliver(port: u16, authorization: Option<&str>, body: Vec<u8>) -> u16 {
+    let http = invite_rotator::ryzeapi::http_client(Duration::from_secs(10), None)
+        .expect("an HTTP client");
+    let mut request = http
+        .post(format!("http://127.0.0.1:{port}{PATH}"))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(a) = authorization {
+        request = request.header("authorization", a);
+    }
+    request.send().await.map_or(0, |r| r.status().as_u16())
+}
+
+fn bearer() -> String {
+    format!("Bearer {SECRET}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_deliveries_are_refused_and_change_nothing() {
+    let (app, port) = events_app(&[Setup::Admin], "", "event_delay = \"200ms\"", &[]).await;
+    let daemon = start(&app).await;
+    let jid = app.groups[0].jid.clone();
+    let member = "5511999990001@s.whatsapp.net";
+
+    // Act and assert, one edge at a time.
+    assert_eq!(
+        deliver(port, None, removal(&jid, member)).await,
+        401,
+        "no Authorization"
+    );
+    let wrong = format!("Bearer {}x", &SECRET[..SECRET.len() - 1]);
+    assert_eq!(
+        deliver(port, Some(&wrong), removal(&jid, member)).await,
+        401,
+        "a wrong secret"
+    );
+    assert_eq!(
+        deliver(port, Some(SECRET), removal(&jid, member)).await,
+        401,
+        "no Bearer"
+    );
+    let whole = removal(&jid, member);
+    let truncated = whole[..whole.len() / 2].to_vec();
+    assert_eq!(
+        deliver(port, Some(&bearer()), truncated).await,
+        400,
+        "a truncated body"
+    );
+    assert_eq!(
+        deliver(port, Some(&bearer()), b"[1, 2]".to_vec()).await,
+        400,
+        "not an envelope"
+    );
+    let big = envelope(
+        "group.flow",
+        json!({"JID": jid, "pad": "x".repeat(3 << 20)}),
+    );
+    assert_eq!(deliver(port, Some(&bearer()), big).await, 413, "3 MiB");
+    // Not stored: events not used, groups not managed (2xx: RyzeAPI must not retry).
+    let unused = envelope("message.exchange", json!({"text": "hello"}));
+    assert_eq!(deliver(port, Some(&bearer()), unused).await, 200);
+    let elsewhere = removal("120363000000000000@g.us", member);
+    assert_eq!(deliver(port, Some(&bearer()), elsewhere).await, 200);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(events(&app).await.is_empty(), "nothing stored");
+    assert!(app.history().await.is_empty(), "nothing rotated");
+
+    // A group.flow in neither known shape: stored as unparsed, acted on as nothing.
+    let odd = envelope("group.flow", json!({"JID": jid, "Weird": true}));
+    assert_eq!(deliver(port, Some(&bearer()), odd).await, 200);
+    settled(&app).await;
+    let stored = events(&app).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].kind, "unparsed");
+    assert!(stored[0].data.contains("Weird"), "the raw data is kept");
+    assert!(app.history().await.is_empty());
+    stop(&app, daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_delivery_three_times_is_stored_once_and_rotates_once() {
+    let (app, _) = events_app(&[Setup::Admin], "", "event_delay = \"300ms\"", &[]).await;
+    app.emulator.set_delivery_repeats(2);
+    let daemon = start(&app).await;
+    let group = app.groups[0].clone();
+
+    app.emulator
+        .remove_member(&group.jid, "5511999990001@s.whatsapp.net");
+    app.wait_for("the rotation", Duration::from_secs(20), |rows| {
+        rows.iter().any(|r| r.status == Status::Succeeded)
+    })
+    .await;
+    wait_until(
+        "every repeat delivered",
+        Duration::from_secs(10),
+        || async {
+            app.emulator
+                .deliveries()
+                .iter()
+                .filter(|d| d.event == "group.flow")
+                .count()
+                >= 6
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    settled(&app).await;
+
+    let removals = events(&app)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == "member_removed")
+        .count();
+    assert_eq!(removals, 1, "three deliveries, one event");
+    assert_eq!(app.history().await.len(), 1);
+    assert_eq!(app.emulator.reset_calls(&group.jid), 1);
+    stop(&app, daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_accepted_just_before_a_kill_9_rotates_after_the_restart() {
+    // A quiet period long enough for the kill to come first.
+    let (app, port) = events_app(&[Setup::Admin], "", "event_delay = \"3s\"", &[]).await;
+    let mut daemon = start(&app).await;
+    let group = app.groups[0].clone();
+
+    let status = deliver(
+        port,
+        Some(&bearer()),
+        removal(&group.jid, "5511999990001@s.whatsapp.net"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    daemon.start_kill().expect("kill -9");
+    let _ = daemon.wait().await;
+    assert!(
+        app.history().await.is_empty(),
+        "killed before the quiet period ended"
+    );
+
+    let daemon = start(&app).await;
+    app.wait_for(
+        "the rotation after the restart",
+        Duration::from_secs(20),
+        |rows| rows.iter().any(|r| r.status == Status::Succeeded),
+    )
+    .await;
+    let rows = app.history().await;
+    let called = with_trigger(&rows, Trigger::MemberRemoved);
+    assert_eq!(called.len(), 1, "{rows:?}");
+    let stored = events(&app).await;
+    assert_eq!(called[0].event_id, stored.first().map(|e| e.id));
+    stop(&app, daemon).await;
+}
+
+/// A config with the WebSocket only (no receiver).
+async fn websocket_app() -> TestApp {
+    let (app, _) = events_app(
+        &[Setup::Admin],
+        "websocket = true",
+        "event_delay = \"300ms\"",
+        &[],
+    )
+    .await;
+    app.edit_config(|text| {
+        text.lines()
+            .filter(|l| !l.starts_with("listen = \"127.0.0.1") && !l.starts_with("public_url"))
+            .filter(|l| !l.starts_with("authorization_env"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    });
+    app
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_websocket_is_enabled_connected_and_its_removals_rotate() {
+    let app = websocket_app().await;
+    assert!(!app.emulator.websocket_enabled(INSTANCE));
+    let daemon = app.spawn_daemon();
+    wait_until("the WebSocket", Duration::from_secs(20), || async {
+        app.emulator.websockets_open(INSTANCE) == 1
+    })
+    .await;
+    assert!(
+        app.emulator.websocket_enabled(INSTANCE),
+        "enabled by the daemon"
+    );
+
+    app.emulator
+        .remove_member(&app.groups[0].jid, "5511999990001@s.whatsapp.net");
+    app.wait_for("the rotation", Duration::from_secs(20), |rows| {
+        rows.iter().any(|r| r.status == Status::Succeeded)
+    })
+    .await;
+    settled(&app).await;
+    let stored = events(&app).await;
+    assert!(
+        stored.iter().all(|e| e.channel == "websocket"),
+        "{stored:?}"
+    );
+    // The upgrade carried the token in its header, never in the URL.
+    let log = std::fs::read_to_string(app.daemon_log()).unwrap_or_default();
+    assert!(!log.contains("token="), "{log}");
+    stop(&app, daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_channels_at_once_store_each_event_once() {
+    let (app, _) = events_app(
+        &[Setup::Admin],
+        "websocket = true",
+        "event_delay = \"300ms\"",
+        &[],
+    )
+    .await;
+    let daemon = start(&app).await;
+    wait_until("the WebSocket", Duration::from_secs(20), || async {
+        app.emulator.websockets_open(INSTANCE) == 1
+    })
+    .await;
+
+    app.emulator
+        .remove_member(&app.groups[0].jid, "5511999990001@s.whatsapp.net");
+    app.wait_for("the rotation", Duration::from_secs(20), |rows| {
+        rows.iter().any(|r| r.status == Status::Succeeded)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    settled(&app).await;
+
+    let removals = events(&app)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == "member_removed")
+        .count();
+    assert_eq!(removals, 1, "one event from two channels");
+    assert_eq!(app.history().await.len(), 1);
+    stop(&app, daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_list_register_and_status_show_what_arrived_and_where_from() {
+    let (app, _) = events_app(&[Setup::Admin], "", "event_delay = \"200ms\"", &[]).await;
+    let secret = [(SECRET_VAR, SECRET)];
+
+    // `events register`: the webhook, as `run` would upsert it.
+    let out = app.run_with(&["events", "register"], &secret).await;
+    assert!(out.status.success(), "{out:?}");
+    let hooks = app.emulator.webhooks(INSTANCE);
+    assert_eq!(hooks.len(), 1);
+    assert_eq!(hooks[0].label, "invite-rotator");
+    assert_eq!(hooks[0].authorization, bearer());
+    assert_eq!(hooks[0].events, ["group.flow", "instance.state"]);
+    let again = app.run_with(&["events", "register"], &secret).await;
+    assert!(again.status.success());
+    assert_eq!(
+        app.emulator.webhooks(INSTANCE).len(),
+        1,
+        "upserted, not added"
+    );
+
+    let daemon = start(&app).await;
+    app.emulator
+        .remove_member(&app.groups[0].jid, "5511999990001@s.whatsapp.net");
+    app.wait_for("the rotation", Duration::from_secs(20), |rows| {
+        rows.iter().any(|r| r.status == Status::Succeeded)
+    })
+    .await;
+    settled(&app).await;
+
+    let table = app.run(&["events", "list"]).await;
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(table.status.success(), "{table:?}");
+    assert!(
+        text.contains("member_removed") && text.contains("group-0"),
+        "{text}"
+    );
+    let json = app.run(&["events", "list", "--format", "json"]).await;
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&json.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON Lines"))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["kind"] == "member_removed" && l["data"]["Leave"].is_array())
+    );
+    let status = app.run(&["status"]).await;
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("INSTANCE") && text.contains("registered"),
+        "{text}"
+    );
+
+    // Refused when RyzeAPI cannot be reached: exit 1, the error shown.
+    app.edit_config(|t| t.replace(&app.server.base_url(), "http://127.0.0.1:9/api"));
+    let failed = app.run_with(&["events", "register"], &secret).await;
+    assert_eq!(failed.status.code(), Some(1), "{failed:?}");
+    stop(&app, daemon).await;
+}

@@ -1,0 +1,380 @@
+//! RyzeAPI's events, end to end: the real daemon receives the emulator's
+//! deliveries and rotates when a member is removed, records links changed
+//! elsewhere, and leaves an instance alone while it is reported offline.
+//! The helpers here serve `event_edges` too.
+
+use crate::common::{INSTANCE, Setup, TestApp, Tuning, signal, spawn_app};
+use invite_rotator::emulator::{EmulatorOptions, EventShape};
+use invite_rotator::store::{Rotation, Status, Store, StoredEvent, Trigger};
+use std::time::Duration;
+
+/// The webhook's secret, distinctive enough to grep for.
+pub const SECRET: &str = "ev-SECRET-51c0ffee-0123456789";
+pub const SECRET_VAR: &str = "IR_TEST_EVENTS_SECRET";
+/// The receiver's path.
+pub const PATH: &str = "/ryzeapi/events";
+
+/// An app whose daemon receives events: `[events]` on a free loopback port,
+/// `[defaults]` from `defaults` (such as `event_delay = "1s"`), and
+/// `group_keys[i]` added to group `i`'s table.
+pub async fn events_app(
+    setups: &[Setup],
+    events: &str,
+    defaults: &str,
+    group_keys: &[&str],
+) -> (TestApp, u16) {
+    let app = spawn_app(setups, fast(), yearly()).await;
+    let port = free_port();
+    app.edit_config(|mut text| {
+        for (i, keys) in group_keys.iter().enumerate() {
+            let name = format!("name = \"group-{i}\"\n");
+            text = text.replace(&name, &format!("{name}{keys}\n"));
+        }
+        format!(
+            "{text}\n[defaults]\n{defaults}\n\n[events]\nlisten = \"127.0.0.1:{port}\"\n\
+             public_url = \"http://127.0.0.1:{port}{PATH}\"\nauthorization_env = \"{SECRET_VAR}\"\n{events}\n"
+        )
+    });
+    (app, port)
+}
+
+fn fast() -> EmulatorOptions {
+    EmulatorOptions {
+        requests_per_minute: 6000,
+        ..EmulatorOptions::default()
+    }
+}
+
+/// Groups that never come due during a test: only events rotate them.
+fn yearly() -> Tuning {
+    Tuning {
+        schedule: "0 0 1 1 *",
+        ..Tuning::default()
+    }
+}
+
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("its address").port()
+}
+
+/// Starts the daemon with the secret in its environment and waits until
+/// it registered its webhook at the emulator.
+pub async fn start(app: &TestApp) -> tokio::process::Child {
+    let daemon = app.spawn_daemon_with(&[(SECRET_VAR, SECRET)]);
+    wait_until(
+        "the webhook's registration",
+        Duration::from_secs(20),
+        || async { !app.emulator.webhooks(INSTANCE).is_empty() },
+    )
+    .await;
+    daemon
+}
+
+/// Polls `done` every 50 ms until it holds; panics after `limit`.
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, done: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let give_up = tokio::time::Instant::now() + limit;
+    while !done().await {
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "gave up waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The events stored so far, oldest first.
+pub async fn events(app: &TestApp) -> Vec<StoredEvent> {
+    match Store::open_read_only(&app.db_path).await {
+        Ok(store) => store.recent_events(10_000).await.unwrap_or_default(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Rotations of `trigger` in the history.
+pub fn with_trigger(rows: &[Rotation], trigger: Trigger) -> Vec<Rotation> {
+    rows.iter()
+        .filter(|r| r.trigger == trigger)
+        .cloned()
+        .collect()
+}
+
+/// Waits until every stored event has been acted on.
+pub async fn settled(app: &TestApp) {
+    wait_until("every event acted on", Duration::from_secs(20), || async {
+        let all = events(app).await;
+        !all.is_empty() && all.iter().all(|e| e.processed_at.is_some())
+    })
+    .await;
+}
+
+fn at(t: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .expect("an RFC 3339 time")
+        .with_timezone(&chrono::Utc)
+}
+
+pub async fn stop(app: &TestApp, mut daemon: tokio::process::Child) {
+    signal(&daemon, "TERM");
+    let status = daemon.wait().await.expect("the daemon ends");
+    assert!(status.success(), "{status:?}");
+    app.assert_no_code_in(
+        &std::fs::read(app.daemon_log()).unwrap_or_default(),
+        "the daemon's log",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_rotates_the_group_after_its_quiet_period_and_our_own_reset_is_not_outside()
+ {
+    // Arrange: event_delay 1 s; whatsmeow's GroupInfo shape.
+    let (app, _) = events_app(
+        &[Setup::Admin, Setup::Admin],
+        "",
+        "event_delay = \"1s\"",
+        &[],
+    )
+    .await;
+    app.emulator.set_event_shape(EventShape::GroupInfo);
+    let daemon = start(&app).await;
+    let group = &app.groups[0];
+
+    // Act
+    app.emulator
+        .remove_member(&group.jid, "5511999990001@s.whatsapp.net");
+    app.wait_for("the event's rotation", Duration::from_secs(20), |rows| {
+        rows.iter()
+            .any(|r| r.trigger == Trigger::MemberRemoved && r.status == Status::Succeeded)
+    })
+    .await;
+    settled(&app).await;
+
+    // Assert: one rotation of that group, started within delay + 1 s of the
+    // event's arrival (both times as the database holds them), naming it.
+    let rows = app.history().await;
+    let rotation = &with_trigger(&rows, Trigger::MemberRemoved)[0];
+    assert_eq!(rows.len(), 1, "only the removal rotated: {rows:?}");
+    assert_eq!(rotation.group_name, group.name);
+    let all = events(&app).await;
+    let removal = all
+        .iter()
+        .find(|e| e.kind == "member_removed")
+        .expect("stored");
+    assert_eq!(rotation.event_id, Some(removal.id));
+    let waited = at(&rotation.started_at) - at(&removal.received_at);
+    assert!(
+        waited >= chrono::Duration::milliseconds(1000)
+            && waited <= chrono::Duration::milliseconds(2000),
+        "rotation started {waited} after the event"
+    );
+    // The reset's own link change came back as an event and is known.
+    let own = all
+        .iter()
+        .find(|e| e.kind == "link_changed")
+        .expect("the reset's event");
+    assert!(
+        own.outcome
+            .as_deref()
+            .unwrap_or("")
+            .contains("already holds"),
+        "{own:?}"
+    );
+    assert!(with_trigger(&rows, Trigger::Outside).is_empty());
+    let store = app.store().await;
+    app.assert_chain_complete(&store, group).await;
+    stop(&app, daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_removals_in_one_second_make_one_rotation() {
+    let (app, _) = events_app(&[Setup::Admin], "", "event_delay = \"1s\"", &[]).await;
+    app.emulator.set_event_shape(EventShape::Flat);
+    let daemon = start(&app).await;
+    let group = &app.groups[0];
+
+    for i in 0..5 {
+        app.emulator
+            .remove_member(&group.jid, &format!("551199999000{i}@s.whatsapp.net"));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    app.wait_for("the burst's rotation", Duration::from_secs(20), |rows| {
+        rows.iter().any(|r| r.status == Status::Succeeded)
+    })
+    .await;
+    // Well past another quiet period: no second rotation comes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    settled(&app).await;
+
+    let rows = app.history().await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].trigger, Trigger::MemberRemoved);
+    let removals = events(&app)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == "member_removed")
+        .count();
+    assert_eq!(removals, 5, "every removal stored");
+    assert_eq!(app.emulator.reset_calls(&group.jid), 1);
+    stop(&app, daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_who_left_rotates_only_where_rotate_on_says_so_and_an_empty_rotate_on_ignores_removals()
+ {
+    // group-0 rotates on both; group-1 on removals only (the default);
+    // group-2 on nothing.
+    let (app, _) = events_app(
+        &[Setup::Admin, Setup::Admin, Setup::Admin],
+        "",
+        "event_delay = \"500ms\"",
+        &[
+            "rotate_on = [\"member_removed\", \"member_left\"]",
+            "",
+            "rotate_on = []",
+        ],
+    )
+    .await;
+    let daemon = start(&app).await;
+    let [g0, g1, g2] = [&app.groups[0], &app.groups[1], &app.groups[2]];
+
+    app.emulator
+        .member_leaves(&g0.jid, "5511999990001@s.whatsapp.net");
+    app.emulator
+        .member_leaves(&g1.jid, "5511999990002@s.whatsapp.net");
+    app.emulator
+        .remove_member(&g2.jid, "5511999990003@s.whatsapp.net");
+    app.wait_for("group-0's rotation", Duration::from_secs(20), |rows| {
+        rows.iter()
+            .any(|r| r.group_name == g0.name && r.status == Status::Succeeded)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    settled(&app).await;
+
+    let rows = app.history().await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].trigger, Trigger::MemberLeft);
+    let outcomes: Vec<String> = events(&app)
+        .await
+        .iter()
+        .filter(|e| e.kind != "link_changed")
+        .map(|e| e.outcome.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        outcomes.iter().filter(|o| o.contains("rotate_on")).count(),
+        2,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        app.emulator.reset_calls(&g1.jid) + app.emulator.reset_calls(&g2.jid),
+        0
+    );
+    stop(&app, daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_resets_are_recorded_at_once_and_the_chain_holds_with_them_mixed_in() {
+    let (app, _) = events_app(&[Setup::Admin], "", "event_delay = \"300ms\"", &[]).await;
+    let daemon = start(&app).await;
+    let group = app.groups[0].clone();
+
+    // Ours by `rotate` (so that the history knows a code the first outside
+    // change replaced), outside, ours by a removal, and again, each seen
+    // through before the next.
+    let mut expected_outside = 0;
+    for step in 0..6 {
+        let rows_before = app.history().await.len();
+        match step % 3 {
+            1 => {
+                app.emulator.reset_outside(&group.jid);
+                expected_outside += 1;
+            }
+            2 => app
+                .emulator
+                .remove_member(&group.jid, &format!("55119999900{step}@s.whatsapp.net")),
+            _ => {
+                let out = app
+                    .run_with(&["rotate", "group-0"], &[(SECRET_VAR, SECRET)])
+                    .await;
+                assert!(out.status.success(), "{out:?}");
+            }
+        }
+        app.wait_for("the step's row", Duration::from_secs(20), |rows| {
+            rows.len() > rows_before && rows.iter().all(|r| r.status != Status::Pending)
+        })
+        .await;
+        settled(&app).await;
+    }
+
+    let rows = app.history().await;
+    let outside = with_trigger(&rows, Trigger::Outside);
+    assert_eq!(outside.len(), expected_outside, "{rows:?}");
+    let all = events(&app).await;
+    for row in &outside {
+        assert_eq!(row.status, Status::Succeeded);
+        assert_eq!(row.attempts, 0);
+        let event = all
+            .iter()
+            .find(|e| Some(e.id) == row.event_id)
+            .expect("its event");
+        let recorded = at(row.finished_at.as_deref().expect("finished")) - at(&event.received_at);
+        assert!(
+            recorded <= chrono::Duration::seconds(1),
+            "recorded {recorded} after the event"
+        );
+    }
+    let store = app.store().await;
+    app.assert_chain_complete(&store, &group).await;
+    stop(&app, daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_instance_is_reported_disconnected_no_group_call_is_made_and_the_removal_rotates_once_connected()
+ {
+    let (app, _) = events_app(&[Setup::Admin], "", "event_delay = \"200ms\"", &[]).await;
+    let daemon = start(&app).await;
+    let group = app.groups[0].clone();
+
+    app.emulator.set_connected(INSTANCE, false);
+    wait_until("the hold", Duration::from_secs(10), || async {
+        events(&app).await.iter().any(|e| {
+            e.outcome
+                .as_deref()
+                .is_some_and(|o| o.starts_with("instance held"))
+        })
+    })
+    .await;
+    let calls_before = app.emulator.calls().len();
+    app.emulator
+        .remove_member(&group.jid, "5511999990001@s.whatsapp.net");
+    // Several quiet periods go by: nothing is called.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let group_calls: Vec<_> = app.emulator.calls()[calls_before..]
+        .iter()
+        .filter(|c| c.jid.is_some())
+        .cloned()
+        .collect();
+    assert!(group_calls.is_empty(), "calls while held: {group_calls:?}");
+    assert!(app.history().await.is_empty());
+
+    app.emulator.set_connected(INSTANCE, true);
+    let connected = tokio::time::Instant::now();
+    app.wait_for(
+        "the rotation after connected",
+        Duration::from_secs(20),
+        |rows| rows.iter().any(|r| r.status == Status::Succeeded),
+    )
+    .await;
+    assert!(
+        connected.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        connected.elapsed()
+    );
+    let rows = app.history().await;
+    assert_eq!(rows[0].trigger, Trigger::MemberRemoved);
+    stop(&app, daemon).await;
+}
