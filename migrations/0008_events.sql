@@ -56,13 +56,17 @@ CREATE INDEX rotations_by_schedule ON rotations (group_name, scheduled_for) WHER
 CREATE INDEX rotations_by_group_status ON rotations (group_name, status, id);
 CREATE INDEX rotations_by_event ON rotations (event_id) WHERE event_id IS NOT NULL;
 
+-- Each group's latest succeeded rotation by the time its code was issued
+-- (a link changed outside while a rotation of ours was in flight is recorded
+-- after that rotation, but was issued before it).
 CREATE VIEW current_codes AS
-SELECT r.group_name, r.group_jid, r.instance,
-       r.new_invite_code AS invite_code, r.new_invite_link AS invite_link,
-       r.finished_at AS issued_at, r.id AS rotation_id
-FROM (SELECT group_name, MAX(id) AS id FROM rotations
-      WHERE status = 'succeeded' GROUP BY group_name) AS latest
-JOIN rotations AS r ON r.id = latest.id;
+SELECT group_name, group_jid, instance, invite_code, invite_link, issued_at, rotation_id
+FROM (SELECT r.group_name, r.group_jid, r.instance,
+             r.new_invite_code AS invite_code, r.new_invite_link AS invite_link,
+             r.finished_at AS issued_at, r.id AS rotation_id,
+             ROW_NUMBER() OVER (PARTITION BY r.group_name ORDER BY r.finished_at DESC, r.id DESC) AS latest
+      FROM rotations AS r WHERE r.status = 'succeeded')
+WHERE latest = 1;
 
 CREATE VIEW rotations_per_month AS
 SELECT substr(started_at, 1, 7) AS month, group_name,

@@ -1,6 +1,9 @@
 //! `demo`: the quick tour. The built-in emulator on a loopback port, a few
 //! groups on 5-second schedules, the real daemon for N seconds with its log on
-//! screen, a stop as SIGTERM would do it, and the history.
+//! screen, a stop as SIGTERM would do it, and the history. RyzeAPI's events
+//! are on: an admin removes a member from `vip` (which has no schedule of
+//! its own) and it rotates after its quiet period; then someone resets the
+//! link of `support` in WhatsApp itself, and the history records it.
 
 use super::{Failure, history, run as daemon};
 use crate::config::{Config, Purpose};
@@ -8,6 +11,8 @@ use crate::daemon::Quiet;
 use crate::emulator::{Emulator, EmulatorOptions, Membership};
 use crate::exit::Exit;
 use crate::store::{HistoryQuery, Store};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -15,13 +20,16 @@ use tokio::sync::mpsc;
 const INSTANCE: &str = "demo";
 const TOKEN: &str = "demo-token";
 /// Three groups we administer, and one where we are only a member (its
-/// rotations fail with the API's 403, as they would for real).
-const GROUPS: [(&str, Membership); 4] = [
-    ("announcements", Membership::Admin),
-    ("support", Membership::Admin),
-    ("vip", Membership::Admin),
-    ("not-our-group", Membership::Member),
+/// rotations fail with the API's 403, as they would for real); `vip`
+/// rotates only when a member is removed.
+const GROUPS: [(&str, Membership, &str); 4] = [
+    ("announcements", Membership::Admin, "*/5 * * * * *"),
+    ("support", Membership::Admin, "*/5 * * * * *"),
+    ("vip", Membership::Admin, "0 0 1 1 *"),
+    ("not-our-group", Membership::Member, "*/5 * * * * *"),
 ];
+/// The quiet period after a removal.
+const EVENT_DELAY: u64 = 2;
 
 pub async fn run(seconds: u64) -> Result<Exit, Failure> {
     let runtime = |e: &dyn std::fmt::Display| Failure::Runtime(e.to_string());
@@ -30,42 +38,52 @@ pub async fn run(seconds: u64) -> Result<Exit, Failure> {
     let server = emulator.clone().spawn().await.map_err(|e| runtime(&e))?;
     let dir = std::env::temp_dir().join(format!("invite-rotator-demo-{}", std::process::id()));
     let database = dir.join("history.db");
+    // The events' receiver, on a loopback port the emulator posts to.
+    let events = crate::listener::bind(([127, 0, 0, 1], 0).into())
+        .await
+        .map_err(|e| runtime(&e))?;
+    let port = events.local_addr().map_err(|e| runtime(&e))?.port();
+    let secret = write_secret(&dir).map_err(|e| runtime(&e))?;
 
     let mut text = format!(
         "[api]\nbase_url = \"{}\"\n[database]\npath = \"{}\"\n\
+         [defaults]\nevent_delay = \"{EVENT_DELAY}s\"\n\
+         [events]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}/events\"\n\
+         authorization_file = \"{}\"\n\
          [[instance]]\nname = \"{INSTANCE}\"\ntoken = \"{TOKEN}\"\n",
         server.base_url(),
-        database.display()
+        database.display(),
+        secret.display(),
     );
-    for (i, (name, membership)) in GROUPS.iter().enumerate() {
+    let mut jids = Vec::new();
+    for (i, (name, membership, schedule)) in GROUPS.iter().enumerate() {
         let jid = format!("12036340628900{i:04}@g.us");
         emulator.add_group(INSTANCE, &jid, *membership);
         text.push_str(&format!(
-            "[[group]]\nname = \"{name}\"\ninstance = \"{INSTANCE}\"\njid = \"{jid}\"\nschedule = \"*/5 * * * * *\"\n"
+            "[[group]]\nname = \"{name}\"\ninstance = \"{INSTANCE}\"\njid = \"{jid}\"\nschedule = \"{schedule}\"\n"
         ));
+        jids.push(jid);
     }
     // The demo's own config, so its inline-token warning is not shown.
     let config =
         Config::parse(&text, &dir.join("demo.toml"), Purpose::Run).map_err(Failure::Config)?;
     eprintln!(
-        "demo: RyzeAPI emulator on {}, {} groups rotating every 5 s, history in {}; running the daemon for {seconds} s\n",
+        "demo: RyzeAPI emulator on {}, 3 groups rotating every 5 s and vip on events only, history in {}; running the daemon for {seconds} s\n",
         server.base_url(),
-        GROUPS.len(),
         database.display()
     );
 
     let store = Store::open(&database).await.map_err(|e| runtime(&e))?;
     let (_reloads, reload_rx) = mpsc::channel(1);
     let stop = tokio::time::sleep(Duration::from_secs(seconds));
-    daemon::serve(
-        config,
-        store.clone(),
-        &Quiet,
-        stop,
-        reload_rx,
-        daemon::Parts::default(),
-    )
-    .await?;
+    let happenings = tokio::spawn(happen(emulator.clone(), jids, seconds));
+    let parts = daemon::Parts {
+        events: Some(events),
+        ..daemon::Parts::default()
+    };
+    let served = daemon::serve(config, store.clone(), &Quiet, stop, reload_rx, parts).await;
+    happenings.abort();
+    served?;
 
     let rows = store
         .history(&HistoryQuery::default())
@@ -90,4 +108,35 @@ pub async fn run(seconds: u64) -> Result<Exit, Failure> {
         db = database.display()
     );
     Ok(Exit::Success)
+}
+
+/// What happens in the groups meanwhile: a removal from `vip` early on, and
+/// a link of `support` reset in WhatsApp itself a little later.
+async fn happen(emulator: Emulator, jids: Vec<String>, seconds: u64) {
+    let removal = Duration::from_secs((seconds / 4).clamp(1, 5));
+    tokio::time::sleep(removal).await;
+    eprintln!("\ndemo: an admin removes a member from vip; it rotates {EVENT_DELAY} s later\n");
+    emulator.remove_member(&jids[2], "5511999990001@s.whatsapp.net");
+    tokio::time::sleep(removal).await;
+    eprintln!(
+        "\ndemo: someone resets the link of support in WhatsApp itself; the history records it\n"
+    );
+    emulator.reset_outside(&jids[1]);
+}
+
+/// The webhook's secret, in a file only this user reads.
+fn write_secret(dir: &Path) -> std::io::Result<std::path::PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("events-secret");
+    let secret: String = (0..32)
+        .map(|_| char::from(b'a' + fastrand::u8(..26)))
+        .collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?;
+    file.write_all(secret.as_bytes())?;
+    Ok(path)
 }

@@ -107,6 +107,8 @@ pub(super) struct Events {
     pub deliveries: Vec<Delivery>,
     /// Extra copies of each delivery after its 2xx.
     pub repeats: u32,
+    /// How long each delivery waits before its first try (a slow queue).
+    pub delay: Duration,
 }
 
 /// One delivery to make.
@@ -427,6 +429,10 @@ async fn deliver(em: Emulator, mut queue: mpsc::UnboundedReceiver<Outgoing>) {
             .send()
     };
     while let Some(out) = queue.recv().await {
+        let delay = em.state().events.delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let mut wait = DELIVERY_BACKOFF;
         for attempt in 1..=DELIVERY_ATTEMPTS {
             let status = post(&out).await.ok().map(|r| r.status().as_u16());

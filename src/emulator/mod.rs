@@ -197,6 +197,12 @@ impl Emulator {
         self.state().events.repeats = repeats;
     }
 
+    /// Each delivery waits this long before its first try (RyzeAPI's queue
+    /// running late), one after another.
+    pub fn set_delivery_delay(&self, delay: Duration) {
+        self.state().events.delay = delay;
+    }
+
     /// Every try of every delivery, in order.
     pub fn deliveries(&self) -> Vec<Delivery> {
         self.state().events.deliveries.clone()

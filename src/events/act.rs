@@ -21,10 +21,7 @@ use crate::config::{RetryPolicy, defaults};
 use crate::daemon::Call;
 use crate::metrics::Metrics;
 use crate::ryzeapi::Holds;
-use crate::store::{
-    Begun, Cause, NewRotation, OutsideChange, Status, Store, StoreError, StoredEvent, Trigger,
-};
-use crate::whatsapp::fingerprint;
+use crate::store::{Cause, Store, StoreError, StoredEvent, Trigger};
 use chrono::{DateTime, Utc};
 use std::future::Future;
 use std::sync::Arc;
@@ -140,86 +137,6 @@ impl Actor {
             .await?;
         tracing::info!(group = %group.name, trigger = %trigger, delay_s = group.events.delay.as_secs(), "events: a rotation is called for");
         Ok(None)
-    }
-
-    /// A link change: invite-rotator's own, or one made elsewhere (recorded).
-    /// `None` while the group has a rotation in flight: its outcome decides.
-    async fn link_changed(
-        &self,
-        e: &StoredEvent,
-        managed: &Managed,
-    ) -> Result<Option<String>, StoreError> {
-        let Some(group) = e.group_jid.as_deref().and_then(|jid| managed.group(jid)) else {
-            return Ok(Some("the group is no longer configured".into()));
-        };
-        let code = serde_json::from_str(&e.data)
-            .ok()
-            .and_then(|data| parse::group_flow(&data))
-            .and_then(|flow| flow.link);
-        let Some(code) = code else {
-            return Ok(Some("no usable invite link in it".into()));
-        };
-        let jid = group.jid.as_str();
-        if self.store.group_busy(jid).await? {
-            return Ok(None);
-        }
-        if self.store.code_known(jid, code.as_str()).await? {
-            return Ok(Some(
-                "a code the history already holds (invite-rotator's own reset)".into(),
-            ));
-        }
-        // Our latest reset's outcome is unknown and the link moved on from
-        // the code it revoked: it happened, and issued this code (as the
-        // next rotation's read of the link would conclude).
-        if let Some(prev) = self.store.previous_reset(jid, i64::MAX).await?
-            && prev.status == Status::Unknown
-            && prev
-                .old_invite_code
-                .as_deref()
-                .is_some_and(|old| old != code.as_str())
-        {
-            let note = "a link-change event showed that the reset had happened";
-            self.store
-                .resolve(
-                    prev.id,
-                    Status::Succeeded,
-                    Some(code.as_str()),
-                    Some(&code.link()),
-                    note,
-                )
-                .await?;
-            tracing::info!(group = %group.name, rotation = prev.id, code = %fingerprint(code.as_str()), "events: a reset with an unknown outcome had happened");
-            return Ok(Some(format!(
-                "rotation {}: its reset had happened and issued this code",
-                prev.id
-            )));
-        }
-        let old = self.store.last_issued_code(jid).await?;
-        let link = code.link();
-        let change = OutsideChange {
-            group: NewRotation {
-                group_name: &group.name,
-                group_jid: jid,
-                instance: &group.instance,
-                cause: Cause::event(Trigger::Outside, e.id),
-            },
-            old_code: old.as_deref(),
-            new_code: code.as_str(),
-            new_link: &link,
-            event_id: e.id,
-        };
-        match self.store.record_outside(&change).await? {
-            Begun::Started(id) => {
-                tracing::warn!(group = %group.name, rotation = id, old = %crate::whatsapp::shown(old.as_deref()), new = %fingerprint(code.as_str()), "events: the invite link was changed outside invite-rotator; recorded");
-                if let Some(m) = &self.metrics {
-                    m.rotation(&group.name, Status::Succeeded, Trigger::Outside);
-                }
-                Ok(Some(format!(
-                    "recorded as rotation {id}: changed outside invite-rotator"
-                )))
-            }
-            Begun::Busy { .. } => Ok(None),
-        }
     }
 
     /// An instance's state: held, released, or nothing.

@@ -13,10 +13,12 @@
 //! - [`register`]: tells RyzeAPI where to post, at start and with
 //!   `invite-rotator events register`;
 //! - [`act`]: reads the inbox and acts: calls for rotations (kept in the
-//!   database until served), records outside changes, holds instances.
+//!   database until served), records outside changes (`links`: where each
+//!   belongs in the chain of codes), holds instances.
 
 pub mod act;
 pub mod inbox;
+mod links;
 pub mod parse;
 pub mod receiver;
 pub mod register;

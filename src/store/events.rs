@@ -1,9 +1,9 @@
 //! RyzeAPI's events in the history database: the inbox, the rotations that
-//! removals call for (kept here so that a kill -9 loses none), links changed
-//! elsewhere recorded as rotations, and each instance's event sources. SQL
-//! only; what an event means is [`crate::events`]'s to say.
+//! removals call for (kept here so that a kill -9 loses none), and each
+//! instance's event sources ([`super::outside`] records links changed
+//! elsewhere). SQL only; what an event means is [`crate::events`]'s to say.
 
-use super::{Begun, NewRotation, Store, StoreError, Trigger, parse_timestamp, timestamp};
+use super::{Store, StoreError, Trigger, parse_timestamp, timestamp};
 use chrono::{DateTime, Utc};
 use sqlx::Connection;
 
@@ -86,21 +86,6 @@ pub struct EventSource {
     pub websocket_error: Option<String>,
     /// When the last event arrived.
     pub last_event_at: Option<String>,
-}
-
-/// How an outside link change is recorded.
-#[derive(Debug, Clone)]
-pub struct OutsideChange<'a> {
-    /// The group's name, JID and instance.
-    pub group: NewRotation<'a>,
-    /// The code the history knew (the one the change replaced).
-    pub old_code: Option<&'a str>,
-    /// The code the event reported.
-    pub new_code: &'a str,
-    /// Its link.
-    pub new_link: &'a str,
-    /// The event.
-    pub event_id: i64,
 }
 
 impl Store {
@@ -298,66 +283,6 @@ impl Store {
         .fetch_one(&mut *self.conn.lock().await)
         .await
         .map_err(|e| self.err(e))
-    }
-
-    /// Whether the history holds `code` as one the group `jid` had.
-    pub async fn code_known(&self, jid: &str, code: &str) -> Result<bool, StoreError> {
-        sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM rotations WHERE group_jid = $1
-                 AND (new_invite_code = $2 OR old_invite_code = $2))",
-        )
-        .bind(jid.to_owned())
-        .bind(code.to_owned())
-        .fetch_one(&mut *self.conn.lock().await)
-        .await
-        .map_err(|e| self.err(e))
-    }
-
-    /// Records a link changed outside invite-rotator, as the event reported
-    /// it: a rotation with trigger `outside`, `succeeded`, no reset call,
-    /// the old code the one the history knew. Written `pending` and settled
-    /// in one transaction, so hooks hear of it like of any rotation, and
-    /// refused (`Busy`) while the group has a rotation in flight.
-    pub async fn record_outside(&self, change: &OutsideChange<'_>) -> Result<Begun, StoreError> {
-        let now = timestamp(Utc::now());
-        let mut conn = self.conn.lock().await;
-        let mut tx = conn.begin().await.map_err(|e| self.err(e))?;
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "INSERT INTO rotations (group_name, group_jid, instance, trigger, started_at, status,
-                 owner, old_invite_code, event_id)
-             SELECT $1, $2, $3, 'outside', $4, 'pending', $5, $6, $7
-             WHERE NOT EXISTS (SELECT 1 FROM rotations WHERE group_jid = $2 AND status = 'pending')
-             RETURNING id",
-        )
-        .bind(change.group.group_name)
-        .bind(change.group.group_jid)
-        .bind(change.group.instance)
-        .bind(&now)
-        .bind(crate::owner::current())
-        .bind(change.old_code.map(str::to_owned))
-        .bind(change.event_id)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(|e| self.err(e))?;
-        let Some(&id) = ids.first() else {
-            return Ok(Begun::Busy {
-                since: String::new(),
-                owner: None,
-            });
-        };
-        sqlx::query(
-            "UPDATE rotations SET status = 'succeeded', finished_at = $1, new_invite_code = $2,
-             new_invite_link = $3 WHERE id = $4",
-        )
-        .bind(&now)
-        .bind(change.new_code.to_owned())
-        .bind(change.new_link.to_owned())
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.err(e))?;
-        tx.commit().await.map_err(|e| self.err(e))?;
-        Ok(Begun::Started(id))
     }
 
     /// Records how registering the webhook of `instance` went.

@@ -12,15 +12,17 @@ mod events;
 mod files;
 mod model;
 mod outbox;
+mod outside;
 mod prune;
 
-pub use events::{EventRotation, EventSource, NewEvent, OutsideChange, StoredEvent};
+pub use events::{EventRotation, EventSource, NewEvent, StoredEvent};
 pub use files::{LockError, preflight};
 pub use model::{
     CallRecord, Cause, GroupRecord, HistoryQuery, LastRotation, Leftover, NewRotation, Rotation,
     Settlement, Status, Trigger,
 };
 pub use outbox::{Attempt, Delivery, Recipient};
+pub use outside::OutsideChange;
 pub use prune::Pruned;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -363,11 +365,15 @@ impl Store {
         .await
     }
 
-    /// The newest code the history says was issued for the group `jid`, if any.
+    /// The newest code the history says was issued for the group `jid`, if
+    /// any: the one issued last (by `finished_at`: a link changed outside
+    /// while a rotation was in flight is recorded after it but happened
+    /// before it).
     pub async fn last_issued_code(&self, jid: &str) -> Result<Option<String>, StoreError> {
         sqlx::query_scalar(
             "SELECT new_invite_code FROM rotations
-             WHERE group_jid = ? AND new_invite_code IS NOT NULL ORDER BY id DESC LIMIT 1",
+             WHERE group_jid = ? AND new_invite_code IS NOT NULL
+             ORDER BY finished_at DESC, id DESC LIMIT 1",
         )
         .bind(jid.to_owned())
         .fetch_optional(&mut *self.conn.lock().await)

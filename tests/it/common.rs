@@ -261,11 +261,15 @@ impl TestApp {
     }
 
     /// Asserts the history of `group` accounts for every code the API issued:
-    /// each code the emulator issued is a `new_invite_code`, in order, none
-    /// invented, and each succeeded rotation's old code is the code before it.
+    /// each code the emulator issued is a `new_invite_code`, in the order
+    /// they were issued, none invented, and each succeeded rotation's old
+    /// code is the code before it.
     pub async fn assert_chain_complete(&self, store: &Store, group: &TestGroup) {
         let chain = self.emulator.code_chain(&group.jid);
-        let rows = self.history_of(store, group).await;
+        let mut rows = self.history_of(store, group).await;
+        // In the order the codes were issued: a link changed outside while
+        // a rotation was in flight is recorded after it, issued before it.
+        rows.sort_by(|a, b| (&a.finished_at, a.id).cmp(&(&b.finished_at, b.id)));
         let issued: Vec<String> = rows
             .iter()
             .filter_map(|r| r.new_invite_code.clone())

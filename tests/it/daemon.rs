@@ -305,6 +305,19 @@ async fn the_demo_runs_the_daemon_and_prints_a_history_with_rotations() {
         stdout.contains("must be admin"),
         "the non-admin group's failure is shown: {stdout}"
     );
+    // Events: a removal rotated vip, and an outside reset was recorded.
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains(" vip ") && l.contains("member_removed")),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains(" outside ") && l.contains(" succeeded ")),
+        "{stdout}"
+    );
     // The history is kept, and the command printed to read it works.
     let db = stdout
         .split("history --database ")

@@ -23,7 +23,18 @@ pub async fn events_app(
     defaults: &str,
     group_keys: &[&str],
 ) -> (TestApp, u16) {
-    let app = spawn_app(setups, fast(), yearly()).await;
+    events_app_with(fast(), setups, events, defaults, group_keys).await
+}
+
+/// As [`events_app`], with the emulator's `options`.
+pub async fn events_app_with(
+    options: EmulatorOptions,
+    setups: &[Setup],
+    events: &str,
+    defaults: &str,
+    group_keys: &[&str],
+) -> (TestApp, u16) {
+    let app = spawn_app(setups, options, yearly()).await;
     let port = free_port();
     app.edit_config(|mut text| {
         for (i, keys) in group_keys.iter().enumerate() {
@@ -376,5 +387,116 @@ async fn while_the_instance_is_reported_disconnected_no_group_call_is_made_and_t
     );
     let rows = app.history().await;
     assert_eq!(rows[0].trigger, Trigger::MemberRemoved);
+    stop(&app, daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_changed_outside_while_our_rotation_was_in_flight_is_placed_before_its_reset() {
+    // Every reply takes 1 s: between our read of the link and our reset
+    // there is a second in which the link changes elsewhere.
+    let slow = EmulatorOptions {
+        latency: Duration::from_secs(1),
+        ..fast()
+    };
+    let (app, _) = events_app_with(slow, &[Setup::Admin], "", "", &[]).await;
+    let daemon = start(&app).await;
+    let group = app.groups[0].clone();
+    let secret = [(SECRET_VAR, SECRET)];
+    let first = app.run_with(&["rotate", "group-0"], &secret).await;
+    assert!(first.status.success(), "{first:?}");
+    settled(&app).await;
+
+    // Act: our rotation reads the link; the link changes elsewhere; our
+    // reset follows.
+    let reads = || {
+        app.emulator
+            .calls()
+            .iter()
+            .filter(|c| c.route == invite_rotator::emulator::Route::Info)
+            .count()
+    };
+    let reads_before = reads();
+    let ours = app.run_with(&["rotate", "group-0"], &secret);
+    let outside = async {
+        wait_until("our read of the link", Duration::from_secs(10), || async {
+            reads() > reads_before
+        })
+        .await;
+        app.emulator.reset_outside(&group.jid)
+    };
+    let (ours, outside_code) = tokio::join!(ours, outside);
+    assert!(ours.status.success(), "{ours:?}");
+    app.wait_for("the outside row", Duration::from_secs(20), |rows| {
+        rows.iter().any(|r| r.trigger == Trigger::Outside)
+    })
+    .await;
+    settled(&app).await;
+
+    // Assert: the outside code sits between the two rotations of ours, and
+    // the second one revoked it.
+    let rows = app.history().await;
+    let outside = &with_trigger(&rows, Trigger::Outside)[0];
+    assert_eq!(
+        outside.new_invite_code.as_deref(),
+        Some(outside_code.as_str())
+    );
+    assert_eq!(
+        outside.old_invite_code, rows[0].new_invite_code,
+        "{rows:#?}"
+    );
+    assert_eq!(
+        rows[1].old_invite_code.as_deref(),
+        Some(outside_code.as_str()),
+        "{rows:#?}"
+    );
+    let store = app.store().await;
+    app.assert_chain_complete(&store, &group).await;
+    let live = app.emulator.current_code(&group.jid);
+    assert_eq!(store.last_issued_code(&group.jid).await.unwrap(), live);
+    stop(&app, daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_change_reported_after_our_rotation_read_it_is_placed_before_that_rotation() {
+    let (app, _) = events_app(&[Setup::Admin], "", "", &[]).await;
+    let daemon = start(&app).await;
+    let group = app.groups[0].clone();
+    let secret = [(SECRET_VAR, SECRET)];
+    let first = app.run_with(&["rotate", "group-0"], &secret).await;
+    assert!(first.status.success(), "{first:?}");
+    settled(&app).await;
+
+    // Act: RyzeAPI's queue runs 2 s late; the link changes elsewhere, and
+    // our next rotation reads the new code before its event arrives.
+    app.emulator.set_delivery_delay(Duration::from_secs(2));
+    let outside_code = app.emulator.reset_outside(&group.jid);
+    let ours = app.run_with(&["rotate", "group-0"], &secret).await;
+    assert!(ours.status.success(), "{ours:?}");
+    app.wait_for("the outside row", Duration::from_secs(20), |rows| {
+        rows.iter().any(|r| r.trigger == Trigger::Outside)
+    })
+    .await;
+    settled(&app).await;
+
+    let rows = app.history().await;
+    let outside = &with_trigger(&rows, Trigger::Outside)[0];
+    assert_eq!(
+        outside.new_invite_code.as_deref(),
+        Some(outside_code.as_str())
+    );
+    assert_eq!(
+        outside.old_invite_code, rows[0].new_invite_code,
+        "{rows:#?}"
+    );
+    assert_eq!(
+        rows[1].old_invite_code.as_deref(),
+        Some(outside_code.as_str())
+    );
+    let store = app.store().await;
+    app.assert_chain_complete(&store, &group).await;
+    assert_eq!(
+        store.last_issued_code(&group.jid).await.unwrap(),
+        app.emulator.current_code(&group.jid)
+    );
     stop(&app, daemon).await;
 }

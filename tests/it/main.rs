@@ -13,6 +13,7 @@ mod disconnected;
 mod disk_faults;
 mod ecosystem;
 mod event_edges;
+mod event_properties;
 mod events;
 mod faults;
 mod listeners;

@@ -1,0 +1,191 @@
+//! A link change reported by `group.flow`: invite-rotator's own reset, or a
+//! change made elsewhere, which is recorded where it happened in the group's
+//! chain of codes.
+//!
+//! The event of our own reset can arrive before the reset's reply is
+//! recorded, so nothing is decided while the group has a rotation in flight.
+//! Then a code the history holds as issued is ours; any other was changed
+//! outside, and it belongs:
+//! 1. before the first rotation of ours that read it as the live code (the
+//!    event came late, or waited for that rotation);
+//! 2. between the read and the reset of a rotation of ours that was in
+//!    flight when it came (its reset call went out after the event arrived,
+//!    or its own link change arrived after this one): that rotation revoked
+//!    the outside code, and its `old_invite_code` is corrected to it;
+//! 3. otherwise after everything the history knows.
+//!
+//! A latest reset of ours whose outcome is unknown is settled by the event
+//! instead: the link moved on from the code it revoked, so it happened.
+
+use super::act::Actor;
+use super::{Managed, parse};
+use crate::store::{
+    Begun, Cause, NewRotation, OutsideChange, Rotation, Status, StoreError, StoredEvent, Trigger,
+};
+use crate::whatsapp::{InviteCode, fingerprint, shown};
+use chrono::{DateTime, Utc};
+
+/// Where an outside change goes.
+struct Placement {
+    old: Option<String>,
+    at: DateTime<Utc>,
+    revoked_by: Option<i64>,
+}
+
+impl Actor {
+    /// Acts on a link change; `None` while the group has a rotation in
+    /// flight (its outcome decides).
+    pub(super) async fn link_changed(
+        &self,
+        e: &StoredEvent,
+        managed: &Managed,
+    ) -> Result<Option<String>, StoreError> {
+        let Some(group) = e.group_jid.as_deref().and_then(|jid| managed.group(jid)) else {
+            return Ok(Some("the group is no longer configured".into()));
+        };
+        let code = serde_json::from_str(&e.data)
+            .ok()
+            .and_then(|data| parse::group_flow(&data))
+            .and_then(|flow| flow.link);
+        let Some(code) = code else {
+            return Ok(Some("no usable invite link in it".into()));
+        };
+        let jid = group.jid.as_str();
+        if self.store.group_busy(jid).await? {
+            return Ok(None);
+        }
+        if self.store.code_issued(jid, code.as_str()).await? {
+            return Ok(Some(
+                "a code the history already holds (invite-rotator's own reset)".into(),
+            ));
+        }
+        let reader = self.store.rotation_that_read(jid, code.as_str()).await?;
+        if reader.is_none()
+            && let Some(settled) = self.settle_unknown(jid, &group.name, &code).await?
+        {
+            return Ok(Some(settled));
+        }
+        let received = parse_time(&e.received_at);
+        let place = match reader {
+            Some(reader) => Placement {
+                old: self.store.issued_before(jid, &reader.started_at).await?,
+                at: received
+                    .min(parse_time(&reader.started_at) - chrono::Duration::milliseconds(1)),
+                revoked_by: None,
+            },
+            None => match self.reset_after(e, jid, &code, received).await? {
+                Some(ours) => Placement {
+                    old: ours.old_invite_code.clone(),
+                    at: received.min(
+                        ours.finished_at.as_deref().map_or(received, parse_time)
+                            - chrono::Duration::milliseconds(1),
+                    ),
+                    revoked_by: Some(ours.id),
+                },
+                None => Placement {
+                    old: self.store.last_issued_code(jid).await?,
+                    at: received,
+                    revoked_by: None,
+                },
+            },
+        };
+        let link = code.link();
+        let change = OutsideChange {
+            group: NewRotation {
+                group_name: &group.name,
+                group_jid: jid,
+                instance: &group.instance,
+                cause: Cause::event(Trigger::Outside, e.id),
+            },
+            old_code: place.old.as_deref(),
+            new_code: code.as_str(),
+            new_link: &link,
+            at: place.at,
+            revoked_by: place.revoked_by,
+        };
+        match self.store.record_outside(&change).await? {
+            Begun::Started(id) => {
+                tracing::warn!(group = %group.name, rotation = id, old = %shown(place.old.as_deref()), new = %fingerprint(code.as_str()), revoked_by = place.revoked_by, "events: the invite link was changed outside invite-rotator; recorded");
+                if let Some(m) = &self.metrics {
+                    m.rotation(&group.name, Status::Succeeded, Trigger::Outside);
+                }
+                Ok(Some(format!(
+                    "recorded as rotation {id}: changed outside invite-rotator"
+                )))
+            }
+            Begun::Busy { .. } => Ok(None),
+        }
+    }
+
+    /// The group's latest reset of ours had an unknown outcome and the link
+    /// moved on from the code it revoked: it happened, and issued `code`.
+    async fn settle_unknown(
+        &self,
+        jid: &str,
+        name: &str,
+        code: &InviteCode,
+    ) -> Result<Option<String>, StoreError> {
+        let Some(prev) = self.store.previous_reset(jid, i64::MAX).await? else {
+            return Ok(None);
+        };
+        let moved_on = prev
+            .old_invite_code
+            .as_deref()
+            .is_some_and(|old| old != code.as_str());
+        if prev.status != Status::Unknown || !moved_on {
+            return Ok(None);
+        }
+        let note = "a link-change event showed that the reset had happened";
+        self.store
+            .resolve(
+                prev.id,
+                Status::Succeeded,
+                Some(code.as_str()),
+                Some(&code.link()),
+                note,
+            )
+            .await?;
+        tracing::info!(group = %name, rotation = prev.id, code = %fingerprint(code.as_str()), "events: a reset with an unknown outcome had happened");
+        Ok(Some(format!(
+            "rotation {}: its reset had happened and issued this code",
+            prev.id
+        )))
+    }
+
+    /// A succeeded rotation of ours that was in flight when event `e`
+    /// (reporting `code`) arrived and reset the link after that change: its
+    /// reset call went out after the event arrived, or its own link change
+    /// arrived after this one.
+    async fn reset_after(
+        &self,
+        e: &StoredEvent,
+        jid: &str,
+        code: &InviteCode,
+        received: DateTime<Utc>,
+    ) -> Result<Option<Rotation>, StoreError> {
+        if let Some(ours) = self.store.reset_after(jid, received).await? {
+            return Ok(Some(ours));
+        }
+        for data in self.store.later_link_events(jid, e.id).await? {
+            let Some(later) = serde_json::from_str(&data)
+                .ok()
+                .and_then(|d| parse::group_flow(&d))
+                .and_then(|f| f.link)
+            else {
+                continue;
+            };
+            if let Some(ours) = self.store.rotation_that_issued(jid, later.as_str()).await?
+                && ours.status == Status::Succeeded
+                && parse_time(&ours.started_at) <= received
+                && ours.old_invite_code.as_deref() != Some(code.as_str())
+            {
+                return Ok(Some(ours));
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn parse_time(t: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(t).map_or_else(|_| Utc::now(), |t| t.with_timezone(&Utc))
+}

@@ -1,0 +1,192 @@
+//! Links changed outside invite-rotator, as RyzeAPI's events report them:
+//! recorded as rotations with trigger `outside`, placed where they happened
+//! in the group's chain of codes. SQL only; where a change belongs is
+//! [`crate::events::act`]'s to say.
+
+use super::{
+    Begun, NewRotation, Rotation, Store, StoreError, rotation_columns, select_rotation, timestamp,
+};
+use chrono::{DateTime, Utc};
+use sqlx::Connection;
+
+/// How an outside link change is recorded.
+#[derive(Debug, Clone)]
+pub struct OutsideChange<'a> {
+    /// The group's name, JID and instance (and the event, as the cause).
+    pub group: NewRotation<'a>,
+    /// The code the change replaced, as far as the history knows.
+    pub old_code: Option<&'a str>,
+    /// The code the event reported.
+    pub new_code: &'a str,
+    /// Its link.
+    pub new_link: &'a str,
+    /// When it happened (its `started_at` and `finished_at`).
+    pub at: DateTime<Utc>,
+    /// A rotation of ours that was in flight and reset the link after this
+    /// change: it revoked `new_code`, so its `old_invite_code` becomes it.
+    pub revoked_by: Option<i64>,
+}
+
+impl Store {
+    /// Records a link changed outside invite-rotator: a rotation with
+    /// trigger `outside`, `succeeded`, no reset call. Written `pending` and
+    /// settled in one transaction, so hooks hear of it like of any rotation,
+    /// and refused (`Busy`) while the group has a rotation in flight.
+    pub async fn record_outside(&self, change: &OutsideChange<'_>) -> Result<Begun, StoreError> {
+        let at = timestamp(change.at);
+        let jid = change.group.group_jid;
+        let mut conn = self.conn.lock().await;
+        let mut tx = conn.begin().await.map_err(|e| self.err(e))?;
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "INSERT INTO rotations (group_name, group_jid, instance, trigger, started_at, status,
+                 owner, old_invite_code, event_id)
+             SELECT $1, $2, $3, 'outside', $4, 'pending', $5, $6, $7
+             WHERE NOT EXISTS (SELECT 1 FROM rotations WHERE group_jid = $2 AND status = 'pending')
+             RETURNING id",
+        )
+        .bind(change.group.group_name)
+        .bind(jid)
+        .bind(change.group.instance)
+        .bind(&at)
+        .bind(crate::owner::current())
+        .bind(change.old_code.map(str::to_owned))
+        .bind(change.group.cause.event_id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        let Some(&id) = ids.first() else {
+            return Ok(Begun::Busy {
+                since: String::new(),
+                owner: None,
+            });
+        };
+        sqlx::query(
+            "UPDATE rotations SET status = 'succeeded', finished_at = $1, new_invite_code = $2,
+             new_invite_link = $3 WHERE id = $4",
+        )
+        .bind(&at)
+        .bind(change.new_code.to_owned())
+        .bind(change.new_link.to_owned())
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        if let Some(ours) = change.revoked_by {
+            sqlx::query(
+                "UPDATE rotations SET old_invite_code = $1,
+                 error = COALESCE(error || '; ', '') || $2 WHERE id = $3 AND group_jid = $4",
+            )
+            .bind(change.new_code.to_owned())
+            .bind(format!(
+                "the link was changed outside invite-rotator while this rotation was in flight (rotation {id}): its reset revoked that code"
+            ))
+            .bind(ours)
+            .bind(jid)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(Begun::Started(id))
+    }
+
+    /// Whether the history holds `code` as issued to the group `jid` (a
+    /// `new_invite_code`: by a reset of ours, or recorded from outside).
+    pub async fn code_issued(&self, jid: &str, code: &str) -> Result<bool, StoreError> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM rotations WHERE group_jid = $1 AND new_invite_code = $2)",
+        )
+        .bind(jid.to_owned())
+        .bind(code.to_owned())
+        .fetch_one(&mut *self.conn.lock().await)
+        .await
+        .map_err(|e| self.err(e))
+    }
+
+    /// The first rotation of ours that read `code` as the group's live one
+    /// (its `old_invite_code`).
+    pub async fn rotation_that_read(
+        &self,
+        jid: &str,
+        code: &str,
+    ) -> Result<Option<Rotation>, StoreError> {
+        sqlx::query_as(concat!(
+            select_rotation!(),
+            " WHERE group_jid = $1 AND old_invite_code = $2 AND trigger != 'outside' ORDER BY id LIMIT 1"
+        ))
+        .bind(jid.to_owned())
+        .bind(code.to_owned())
+        .fetch_optional(&mut *self.conn.lock().await)
+        .await
+        .map_err(|e| self.err(e))
+    }
+
+    /// The rotation of ours that issued `code` to `jid`.
+    pub async fn rotation_that_issued(
+        &self,
+        jid: &str,
+        code: &str,
+    ) -> Result<Option<Rotation>, StoreError> {
+        sqlx::query_as(concat!(
+            select_rotation!(),
+            " WHERE group_jid = $1 AND new_invite_code = $2 AND trigger != 'outside' ORDER BY id LIMIT 1"
+        ))
+        .bind(jid.to_owned())
+        .bind(code.to_owned())
+        .fetch_optional(&mut *self.conn.lock().await)
+        .await
+        .map_err(|e| self.err(e))
+    }
+
+    /// The code issued to `jid` last before `before` (by `finished_at`).
+    pub async fn issued_before(
+        &self,
+        jid: &str,
+        before: &str,
+    ) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT new_invite_code FROM rotations
+             WHERE group_jid = $1 AND new_invite_code IS NOT NULL AND finished_at < $2
+             ORDER BY finished_at DESC, id DESC LIMIT 1",
+        )
+        .bind(jid.to_owned())
+        .bind(before.to_owned())
+        .fetch_optional(&mut *self.conn.lock().await)
+        .await
+        .map_err(|e| self.err(e))
+    }
+
+    /// A succeeded rotation of ours of `jid` that had started by `at` and
+    /// sent its (last) reset call at or after it: in flight when an event
+    /// received at `at` was, its reset still to come.
+    pub async fn reset_after(
+        &self,
+        jid: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Rotation>, StoreError> {
+        sqlx::query_as(concat!(
+            select_rotation!(),
+            " WHERE group_jid = $1 AND status = 'succeeded' AND trigger != 'outside' AND attempts > 0
+               AND started_at <= $2 AND last_reset_at >= $2 ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(jid.to_owned())
+        .bind(timestamp(at))
+        .fetch_optional(&mut *self.conn.lock().await)
+        .await
+        .map_err(|e| self.err(e))
+    }
+
+    /// The data of the link changes of `jid` that arrived after event `id`,
+    /// in order.
+    pub async fn later_link_events(&self, jid: &str, id: i64) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT data FROM events WHERE group_jid = $1 AND id > $2 AND kind = 'link_changed'
+             ORDER BY id LIMIT 100",
+        )
+        .bind(jid.to_owned())
+        .bind(id)
+        .fetch_all(&mut *self.conn.lock().await)
+        .await
+        .map_err(|e| self.err(e))
+    }
+}
