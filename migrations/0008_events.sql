@@ -111,13 +111,17 @@ CREATE INDEX IF NOT EXISTS events_by_received ON events (received_at);
 
 -- Rotations that events call for, waiting for their quiet period: one per
 -- group, kept in the database so that a removal accepted before a kill -9 is
--- acted on after the restart.
+-- acted on after the restart. A call is answered by a rotation of ours that
+-- succeeded with an id above `watermark` (the newest rotation's id when the
+-- burst's latest removal came): row ids, not clocks, so a clock stepped back
+-- cannot make one answer twice or never.
 CREATE TABLE IF NOT EXISTS event_rotations (
     group_jid       TEXT    PRIMARY KEY,
     trigger         TEXT    NOT NULL CHECK (trigger IN ('member_removed', 'member_left')),
     first_event_id  INTEGER NOT NULL REFERENCES events (id),
     first_at        TEXT    NOT NULL,   -- the first removal: no rotation later than 5 min after
-    due_at          TEXT    NOT NULL    -- the quiet period's end, moved on by each removal
+    due_at          TEXT    NOT NULL,   -- the quiet period's end, moved on by each removal
+    watermark       INTEGER NOT NULL    -- rotations up to this id do not answer the call
 );
 
 -- Per instance: the webhook registration and the WebSocket, for `status`.

@@ -193,6 +193,10 @@ pub enum Command {
         /// Delay added to every reply, such as `300ms`.
         #[arg(long, default_value = "0s", value_parser = parse_duration)]
         latency: Duration,
+        /// The `data` shape of the `group.flow` events it sends: whatsmeow's
+        /// `GroupInfo`, or the flattened one (RyzeAPI's is undocumented).
+        #[arg(long, value_enum, default_value_t = EventShapeArg::Whatsmeow)]
+        event_shape: EventShapeArg,
         #[command(flatten)]
         log: LogArgs,
     },
@@ -230,6 +234,15 @@ impl EventsCommand {
             EventsCommand::List { common, .. } | EventsCommand::Register { common } => common,
         }
     }
+}
+
+/// `emulator --event-shape`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EventShapeArg {
+    /// `{"JID": ..., "Sender": ..., "Leave": [...], "NewInviteLink": ...}`.
+    Whatsmeow,
+    /// `{"groupJid": ..., "action": "remove", "participants": [...], ...}`.
+    Flat,
 }
 
 /// Output of `check`.

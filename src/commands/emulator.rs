@@ -1,7 +1,8 @@
 //! `emulator`: the built-in RyzeAPI stand-in, alone, until SIGTERM or SIGINT.
 
 use super::Failure;
-use crate::emulator::{Emulator, EmulatorOptions};
+use crate::cli::EventShapeArg;
+use crate::emulator::{Emulator, EmulatorOptions, EventShape};
 use crate::exit::Exit;
 use crate::signals;
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ pub async fn run(
     listen: SocketAddr,
     requests_per_minute: u32,
     latency: Duration,
+    shape: EventShapeArg,
 ) -> Result<Exit, Failure> {
     let listener = TcpListener::bind(listen)
         .await
@@ -26,10 +28,14 @@ pub async fn run(
         auto_create: true,
         ..EmulatorOptions::default()
     });
+    emulator.set_event_shape(match shape {
+        EventShapeArg::Whatsmeow => EventShape::GroupInfo,
+        EventShapeArg::Flat => EventShape::Flat,
+    });
     tracing::info!(
         base_url = %format!("http://{addr}/api"),
         requests_per_minute,
-        "RyzeAPI emulator listening; any instance and group JID is accepted, no real link is touched"
+        "RyzeAPI emulator listening; any instance and group JID is accepted, no real link is touched; events: POST /api/group/participants/{{instance}}, /emulator/outside-reset/{{jid}}, /emulator/state/{{instance}}"
     );
     emulator
         .serve(listener, signals::shutdown())

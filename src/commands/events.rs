@@ -125,7 +125,7 @@ pub async fn register(config_path: &Path) -> Result<Exit, Failure> {
         settings.and_then(|e| e.secret.as_ref()),
     ) else {
         return Err(Failure::Runtime(format!(
-            "{}: nothing to register: set [events] listen, public_url and authorization_env (or authorization_file)",
+            "{}: nothing to register: [events] needs public_url (with listen) and authorization_env or authorization_file",
             config_path.display()
         )));
     };

@@ -184,6 +184,21 @@ fn sections(command: Option<&str>) -> Roff {
             ("1", "A group is overdue or failing."),
             ("78", "The configuration is invalid."),
         ],
+        Some("events") => &[
+            (
+                "0",
+                "list: the events were printed (or there are none yet); register: every instance's webhook is registered.",
+            ),
+            (
+                "1",
+                "register: an instance could not be registered (each one's error is shown), or a runtime error.",
+            ),
+            (
+                "66",
+                "list: the history database does not exist (EX_NOINPUT).",
+            ),
+            ("78", "The configuration is invalid."),
+        ],
         Some(_) => &[
             ("0", "Success."),
             ("1", "An error, described on standard error."),
@@ -199,7 +214,7 @@ fn sections(command: Option<&str>) -> Roff {
     items(&mut r, "EXIT STATUS", exits);
     let reads_config = matches!(
         command,
-        None | Some("run" | "check" | "rotate" | "history" | "status")
+        None | Some("run" | "check" | "rotate" | "history" | "status" | "events")
     );
     if reads_config {
         items(

@@ -43,8 +43,9 @@ pub async fn dispatch(cli: Cli) -> Exit {
             listen,
             requests_per_minute,
             latency,
+            event_shape,
             ..
-        } => emulator::run(listen, requests_per_minute, latency).await,
+        } => emulator::run(listen, requests_per_minute, latency, event_shape).await,
     };
     result.unwrap_or_else(|failure| failure.report())
 }

@@ -11,11 +11,13 @@
 //! instances (their connection) to webhooks and WebSockets, as RyzeAPI does.
 
 mod events;
+mod faults;
 mod http;
 mod state;
 
 pub use events::{Delivery, EventShape, OTHER_ADMIN, OWN_ACCOUNT, Webhook};
-pub use state::{CallEvent, Fault, Route};
+pub use faults::Fault;
+pub use state::{CallEvent, Route};
 
 use state::State;
 use std::collections::HashMap;

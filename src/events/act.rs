@@ -3,10 +3,12 @@
 //! - a member removed (or one who left, where `rotate_on` says so) calls for
 //!   a rotation of the group after its quiet period (`event_delay`, started
 //!   again by each further removal, at most 5 minutes after the first). The
-//!   call is kept in the database until a rotation of the group that started
-//!   after the first removal has settled, so a kill -9 loses none; the daemon
-//!   starts it like any rotation (rate budget, history, coalescing with one
-//!   already running);
+//!   call is kept in the database until a rotation of ours that started
+//!   after the burst's latest removal has succeeded (told by row ids, not
+//!   clocks), so a kill -9 loses none; the daemon starts it like any
+//!   rotation (rate budget, history, coalescing with one already running).
+//!   A rotation that fails is tried again after a backoff, up to
+//!   [`MAX_FAILURES`] times (a group where we are not admin fails for good);
 //! - a link changed: once the group has no rotation in flight, a code the
 //!   history knows was invite-rotator's own; any other was changed elsewhere
 //!   and is recorded at once (trigger `outside`), with a warning, and the
@@ -33,6 +35,12 @@ use tokio::sync::{Notify, mpsc, watch};
 const POLL: Duration = Duration::from_secs(1);
 /// Events read at a time.
 const BATCH: u32 = 200;
+/// Failed rotations after which a call is given up (logged): the group's
+/// schedule goes on.
+pub const MAX_FAILURES: u32 = 3;
+/// A call already asked of the daemon is asked again after this long if it
+/// is still unanswered (the daemon coalesces it with one in flight).
+const ASK_AGAIN: Duration = Duration::from_secs(10);
 
 /// What acting on events needs.
 pub struct Actor {
@@ -50,6 +58,8 @@ pub struct Actor {
     pub wake: Arc<Notify>,
     /// Counts what was done.
     pub metrics: Option<Metrics>,
+    /// When each group's call was last asked of the daemon.
+    pub asked: std::sync::Mutex<std::collections::HashMap<String, tokio::time::Instant>>,
 }
 
 impl Actor {
@@ -82,7 +92,7 @@ impl Actor {
     pub async fn work_inbox(&self) -> Result<(), StoreError> {
         let events = self.store.waiting_events(BATCH).await?;
         if let Some(m) = &self.metrics {
-            m.set_events_backlog(events.len() as u64);
+            m.set_events_backlog(self.store.events_backlog().await?);
         }
         for e in events {
             let managed = self.managed.borrow().clone();
@@ -168,35 +178,54 @@ impl Actor {
     }
 
     /// Asks the daemon for every rotation whose quiet period is over, unless
-    /// one that started after the first removal has settled (then the call is
-    /// answered), its instance is held, or the group has one in flight.
-    /// Returns when the next call comes due.
+    /// a rotation of ours since the burst's latest event has succeeded (the
+    /// call is answered), the instance is held, the last failure is too
+    /// recent, or it was asked a moment ago. Returns when to look again.
     pub async fn serve_calls(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let now = Utc::now();
         let managed = self.managed.borrow().clone();
+        let mut next: Option<DateTime<Utc>> = None;
         for call in self.store.event_rotations().await? {
             if call.due_at > now {
-                return Ok(Some(call.due_at));
+                next = Some(next.map_or(call.due_at, |n| n.min(call.due_at)));
+                break;
             }
-            let Some(group) = managed.group(&call.group_jid) else {
-                tracing::info!(jid = %call.group_jid, "events: a called-for rotation of a group no longer configured is dropped");
+            let jid = call.group_jid.as_str();
+            let Some(group) = managed.group(jid) else {
+                tracing::info!(
+                    jid,
+                    "events: a called-for rotation of a group no longer configured is dropped"
+                );
                 self.store
-                    .answer_event_rotation(&call.group_jid, call.first_event_id)
+                    .answer_event_rotation(jid, call.first_event_id)
                     .await?;
                 continue;
             };
-            if self
-                .store
-                .rotated_since(&call.group_jid, call.first_at)
-                .await?
-            {
+            let progress = self.store.call_progress(jid, call.watermark).await?;
+            if progress.succeeded {
                 self.store
-                    .answer_event_rotation(&call.group_jid, call.first_event_id)
+                    .answer_event_rotation(jid, call.first_event_id)
                     .await?;
+                self.forget(jid);
                 continue;
             }
-            if self.holds.is_held(&group.instance) || self.store.group_busy(&call.group_jid).await?
-            {
+            if progress.failures >= MAX_FAILURES {
+                tracing::warn!(group = %group.name, failures = progress.failures, "events: the rotation a removal called for failed every time; given up (the schedule goes on)");
+                self.store
+                    .answer_event_rotation(jid, call.first_event_id)
+                    .await?;
+                self.forget(jid);
+                continue;
+            }
+            if let Some(failed) = progress.last_failure {
+                let wait = crate::backoff::ceiling(&self.retry, progress.failures);
+                let again = failed + chrono::Duration::from_std(wait).unwrap_or_default();
+                if again > now {
+                    next = Some(next.map_or(again, |n| n.min(again)));
+                    continue;
+                }
+            }
+            if self.holds.is_held(&group.instance) || self.asked_lately(jid) {
                 continue;
             }
             let ask = Call {
@@ -204,8 +233,25 @@ impl Actor {
                 cause: Cause::event(call.trigger, call.first_event_id),
             };
             // A full queue: the daemon is busy; asked again at the next look.
-            let _ = self.daemon.try_send(ask);
+            if self.daemon.try_send(ask).is_ok() {
+                self.note_asked(jid);
+            }
         }
-        Ok(None)
+        Ok(next)
+    }
+
+    fn asked_lately(&self, jid: &str) -> bool {
+        let asked = self.asked.lock().unwrap_or_else(|p| p.into_inner());
+        asked.get(jid).is_some_and(|at| at.elapsed() < ASK_AGAIN)
+    }
+
+    fn note_asked(&self, jid: &str) {
+        let mut asked = self.asked.lock().unwrap_or_else(|p| p.into_inner());
+        asked.insert(jid.to_owned(), tokio::time::Instant::now());
+    }
+
+    fn forget(&self, jid: &str) {
+        let mut asked = self.asked.lock().unwrap_or_else(|p| p.into_inner());
+        asked.remove(jid);
     }
 }

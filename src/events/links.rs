@@ -14,6 +14,10 @@
 //!    the outside code, and its `old_invite_code` is corrected to it;
 //! 3. otherwise after everything the history knows.
 //!
+//! Only a change whose code is still live is told to the hooks (one placed
+//! before a rotation of ours was revoked by it already), and none counts as
+//! a rotation of the group's schedule: its health is ours to keep.
+//!
 //! A latest reset of ours whose outcome is unknown is settled by the event
 //! instead: the link moved on from the code it revoked, so it happened.
 
@@ -30,6 +34,8 @@ struct Placement {
     old: Option<String>,
     at: DateTime<Utc>,
     revoked_by: Option<i64>,
+    /// Whether its code is the live one (the hooks hear only of those).
+    live: bool,
 }
 
 impl Actor {
@@ -72,6 +78,7 @@ impl Actor {
                 at: received
                     .min(parse_time(&reader.started_at) - chrono::Duration::milliseconds(1)),
                 revoked_by: None,
+                live: false,
             },
             None => match self.reset_after(e, jid, &code, received).await? {
                 Some(ours) => Placement {
@@ -81,11 +88,13 @@ impl Actor {
                             - chrono::Duration::milliseconds(1),
                     ),
                     revoked_by: Some(ours.id),
+                    live: false,
                 },
                 None => Placement {
                     old: self.store.last_issued_code(jid).await?,
                     at: received,
                     revoked_by: None,
+                    live: true,
                 },
             },
         };
@@ -102,12 +111,13 @@ impl Actor {
             new_link: &link,
             at: place.at,
             revoked_by: place.revoked_by,
+            notify: place.live,
         };
         match self.store.record_outside(&change).await? {
             Begun::Started(id) => {
                 tracing::warn!(group = %group.name, rotation = id, old = %shown(place.old.as_deref()), new = %fingerprint(code.as_str()), revoked_by = place.revoked_by, "events: the invite link was changed outside invite-rotator; recorded");
                 if let Some(m) = &self.metrics {
-                    m.rotation(&group.name, Status::Succeeded, Trigger::Outside);
+                    m.counted(Status::Succeeded, Trigger::Outside);
                 }
                 Ok(Some(format!(
                     "recorded as rotation {id}: changed outside invite-rotator"

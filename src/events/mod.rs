@@ -42,11 +42,13 @@ use tokio::task::JoinSet;
 pub const SUBSCRIBED: [&str; 2] = ["group.flow", "instance.state"];
 /// The label of invite-rotator's webhook at RyzeAPI.
 pub const LABEL: &str = "invite-rotator";
-/// A `group.flow` whose data repeat within a week is a redelivery.
-pub const FLOW_REPEAT_WINDOW: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
+/// A `group.flow` whose data repeat within a day is a redelivery (RyzeAPI
+/// retries for minutes; a change carries its time in whatsmeow's shape).
+pub const FLOW_REPEAT_WINDOW: std::time::Duration = std::time::Duration::from_secs(86_400);
 /// An `instance.state` repeats its data each time the state comes back
-/// (`disconnected` twice in a day is two reports): only a minute.
-pub const STATE_REPEAT_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+/// (`disconnected` twice in a day is two reports), and acting on one twice
+/// does no harm: only the same report from both channels at once is one.
+pub const STATE_REPEAT_WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What the daemon gives the events.
 pub struct Wiring {
@@ -138,6 +140,7 @@ pub fn spawn(
         daemon: wiring.calls,
         wake,
         metrics: wiring.metrics,
+        asked: std::sync::Mutex::default(),
     };
     tasks.spawn(actor.run(stopped()));
     managed_tx
@@ -285,8 +288,9 @@ fn new_event(
     group_jid: Option<String>,
 ) -> NewEvent {
     let data = parse::stored_data(&envelope.data);
-    // The same event from a retry or from the other channel: one digest.
-    let digest = Sha256::digest(format!("{instance}\0{}\0{data}", envelope.event));
+    // The same event from a retry or from the other channel: one digest (of
+    // the whole data, even where what is stored is cut short).
+    let digest = Sha256::digest(format!("{instance}\0{}\0{}", envelope.event, envelope.data));
     NewEvent {
         channel,
         instance: instance.to_owned(),

@@ -43,8 +43,17 @@ pub fn envelope(body: &[u8]) -> Result<Envelope, String> {
         Some(Value::String(e)) if !e.is_empty() && e.len() <= 64 => e.clone(),
         _ => return Err("no \"event\" name".into()),
     };
+    let token = object
+        .get("instanceData")
+        .and_then(|d| field(d, "token"))
+        .and_then(Value::as_str)
+        .filter(|t| t.len() >= 8)
+        .map(str::to_owned);
     let mut data = object.remove("data").unwrap_or(Value::Null);
     scrub(&mut data);
+    if let Some(token) = token {
+        redact(&mut data, &token);
+    }
     Ok(Envelope {
         event,
         instance,
@@ -89,6 +98,17 @@ fn scrub(value: &mut Value) {
             map.values_mut().for_each(scrub);
         }
         Value::Array(items) => items.iter_mut().for_each(scrub),
+        _ => {}
+    }
+}
+
+/// Replaces the instance's token wherever it appears inside a string (a
+/// field not named like a token that quotes it anyway).
+fn redact(value: &mut Value, token: &str) {
+    match value {
+        Value::String(s) if s.contains(token) => *s = s.replace(token, "[token]"),
+        Value::Object(map) => map.values_mut().for_each(|v| redact(v, token)),
+        Value::Array(items) => items.iter_mut().for_each(|v| redact(v, token)),
         _ => {}
     }
 }
@@ -244,19 +264,51 @@ pub fn instance_state(data: &Value) -> Option<(State, String)> {
     Some((kind, name))
 }
 
-/// `data` as stored: JSON text of at most [`MAX_DATA_BYTES`] (a larger one is
-/// replaced by a note of its size).
+/// `data` as stored: JSON text of at most [`MAX_DATA_BYTES`]. A larger one
+/// keeps `truncated_bytes` (its size) and, of an object, the fields that fit
+/// (lists cut short), so that the group, the sender and a new link stay
+/// readable.
 pub fn stored_data(data: &Value) -> String {
     let text = data.to_string();
     if text.len() <= MAX_DATA_BYTES {
-        text
-    } else {
-        Value::Object(Map::from_iter([(
-            "truncated_bytes".to_owned(),
-            Value::from(text.len()),
-        )]))
-        .to_string()
+        return text;
     }
+    let mut kept = Map::from_iter([("truncated_bytes".to_owned(), Value::from(text.len()))]);
+    let mut room = MAX_DATA_BYTES / 2;
+    if let Value::Object(map) = data {
+        for (k, v) in map {
+            let fitted = fit(v, room / 2);
+            let size = fitted
+                .as_ref()
+                .map_or(0, |v| v.to_string().len() + k.len() + 4);
+            if let Some(v) = fitted.filter(|_| size <= room) {
+                room -= size;
+                kept.insert(k.clone(), v);
+            }
+        }
+    }
+    Value::Object(kept).to_string()
+}
+
+/// `value` if its text fits in `room`; a list cut to what fits; else none.
+fn fit(value: &Value, room: usize) -> Option<Value> {
+    if value.to_string().len() <= room {
+        return Some(value.clone());
+    }
+    let Value::Array(items) = value else {
+        return None;
+    };
+    let mut used = 2;
+    let mut out = Vec::new();
+    for item in items {
+        let size = item.to_string().len() + 1;
+        if used + size > room {
+            break;
+        }
+        used += size;
+        out.push(item.clone());
+    }
+    Some(Value::Array(out))
 }
 
 #[cfg(test)]
@@ -281,6 +333,45 @@ mod tests {
             !kept.contains("SECRET-TOKEN") && !kept.contains("Bearer y"),
             "{kept}"
         );
+    }
+
+    #[test]
+    fn the_token_quoted_inside_another_field_is_redacted() {
+        let body = json!({
+            "event": "group.flow",
+            "data": {"JID": "1@g.us", "note": "sent with TOKEN-1234567 by mistake"},
+            "instanceData": {"instance": "sales", "token": "TOKEN-1234567"}
+        })
+        .to_string();
+
+        let e = envelope(body.as_bytes()).unwrap();
+
+        let kept = stored_data(&e.data);
+        assert!(!kept.contains("TOKEN-1234567"), "{kept}");
+        assert!(kept.contains("[token]"), "{kept}");
+    }
+
+    #[test]
+    fn data_too_large_keeps_its_size_and_the_fields_that_fit() {
+        let members: Vec<String> = (0..20_000)
+            .map(|i| format!("5511{i:09}@s.whatsapp.net"))
+            .collect();
+        let data = json!({
+            "JID": "120363406289005073@g.us", "Sender": "5511988887777@s.whatsapp.net",
+            "Leave": members, "NewInviteLink": "https://chat.whatsapp.com/AbC123",
+            "Blob": "x".repeat(200_000),
+        });
+
+        let stored = stored_data(&data);
+
+        assert!(stored.len() <= MAX_DATA_BYTES, "{}", stored.len());
+        let back: Value = serde_json::from_str(&stored).unwrap();
+        assert!(back["truncated_bytes"].as_u64().unwrap() > MAX_DATA_BYTES as u64);
+        let flow = group_flow(&back).expect("still a GroupInfo");
+        assert_eq!(flow.group.as_str(), "120363406289005073@g.us");
+        assert_eq!(flow.link.unwrap().as_str(), "AbC123");
+        assert!(!flow.removed.is_empty());
+        assert!(back.get("Blob").is_none());
     }
 
     #[test]

@@ -13,8 +13,8 @@ use super::{Accepted, Managed, classify};
 use crate::metrics::Metrics;
 use crate::secret::Token;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::post;
 use std::sync::Arc;
@@ -52,14 +52,13 @@ pub fn router(
     Router::new()
         .route(base, post(deliver))
         .route(&by_event, post(deliver))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(receiver)
 }
 
 async fn deliver(
     State(r): State<Receiver>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> (StatusCode, &'static str) {
     let given = headers
         .get(header::AUTHORIZATION)
@@ -67,6 +66,10 @@ async fn deliver(
     if !bool::from(given.ct_eq(r.expected.as_slice())) {
         return (StatusCode::UNAUTHORIZED, "unauthorized\n");
     }
+    // Read only once authorized: a stranger's body is never buffered.
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "over 1 MiB\n");
+    };
     let managed = r.managed.borrow().clone();
     let accepted = match classify(&body, "webhook", &managed) {
         Err(_) => return (StatusCode::BAD_REQUEST, "not an event envelope\n"),

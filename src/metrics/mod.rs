@@ -170,14 +170,20 @@ impl Metrics {
     /// Counts an ended rotation of `group`; a success moves the group's
     /// overdue instant on.
     pub fn rotation(&self, group: &str, status: Status, trigger: Trigger) {
+        self.counted(status, trigger);
+        if status == Status::Succeeded {
+            self.succeeded(group, Utc::now());
+        }
+    }
+
+    /// Counts a rotation that ended `status`, without telling the overdue
+    /// tracking (a link changed outside serves no schedule).
+    pub fn counted(&self, status: Status, trigger: Trigger) {
         let labels = RotationLabels {
             result: status.as_str(),
             trigger: trigger.as_str(),
         };
         self.inner.rotations.get_or_create(&labels).inc();
-        if status == Status::Succeeded {
-            self.succeeded(group, Utc::now());
-        }
     }
 
     /// A rotation of `group` succeeded at `at` (this process's, or another's

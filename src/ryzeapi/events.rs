@@ -14,7 +14,8 @@ use tokio_tungstenite::tungstenite;
 pub enum Upgrade {
     /// Connected: text frames come through `next_frame`.
     Open(Box<Socket>),
-    /// RyzeAPI says the WebSocket is not enabled for this instance.
+    /// RyzeAPI says the WebSocket is not enabled for this instance (any
+    /// 400 to the upgrade).
     NotEnabled,
     /// Anything else: try again later.
     Failed(String),
@@ -33,15 +34,36 @@ impl std::fmt::Debug for Socket {
 
 /// The largest frame read.
 const MAX_FRAME: usize = 1024 * 1024;
+/// Silence after which the WebSocket is pinged, and then given up.
+const IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 /// The longest an upgrade may take.
 const UPGRADE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Socket {
-    /// The next text frame; `Err` when the connection ended or failed.
-    /// Pings are answered as they come.
+    /// The next text frame; `Err` when the connection ended, failed, or
+    /// stayed silent: after [`IDLE`] without a frame a ping goes out, and
+    /// without any answer for another [`IDLE`] the connection is given up
+    /// (a half-open TCP connection would otherwise wait for ever). Pings
+    /// from RyzeAPI are answered as they come.
     pub async fn next_frame(&mut self) -> Result<String, String> {
+        let mut pinged = false;
         loop {
-            match self.0.next().await {
+            let Ok(next) = tokio::time::timeout(IDLE, self.0.next()).await else {
+                if pinged {
+                    return Err(format!("no frame and no pong for {} s", 2 * IDLE.as_secs()));
+                }
+                pinged = true;
+                if let Err(e) = self
+                    .0
+                    .send(tungstenite::Message::Ping(Vec::new().into()))
+                    .await
+                {
+                    return Err(reply::clean(&e.to_string()));
+                }
+                continue;
+            };
+            pinged = false;
+            match next {
                 Some(Ok(tungstenite::Message::Text(text))) => return Ok(text.as_str().to_owned()),
                 Some(Ok(tungstenite::Message::Binary(bytes))) => {
                     return String::from_utf8(bytes.to_vec())
@@ -157,7 +179,9 @@ impl Client {
                 let status = response.status().as_u16();
                 let body = response.body().as_deref().unwrap_or_default();
                 let message = reply::error_message(body);
-                if status == 400 && message.to_ascii_lowercase().contains("not enabled") {
+                // RyzeAPI's word for it is "not enabled"; any 400 is taken
+                // so, as enabling is idempotent and tried once per upgrade.
+                if status == 400 {
                     Upgrade::NotEnabled
                 } else {
                     Upgrade::Failed(format!("HTTP {status}: {message}"))

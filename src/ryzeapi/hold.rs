@@ -12,7 +12,10 @@
 //! one per group per fire per retry.
 //!
 //! RyzeAPI's `instance.state` events start the same hold without a wasted
-//! call, and `connected` releases it at once ([`Holds`]). Holds are kept per
+//! call, and `connected` releases it at once ([`Holds`]). While the events
+//! say the instance is not connected, not even probes go, for up to
+//! [`REPORTED_TRUST`]: should the `connected` event be lost, probes resume
+//! then, so a lost event never holds calls for longer. Holds are kept per
 //! instance name in a registry shared by every engine of the process, so a
 //! reload (a new engine) keeps them.
 
@@ -50,6 +53,7 @@ impl Holds {
     pub fn hold(&self, instance: &str, initial: Duration, max: Duration) {
         let hold = self.of(instance);
         let mut hold = hold.lock().unwrap_or_else(|p| p.into_inner());
+        hold.reported = Some(Instant::now());
         if hold.until.is_none() {
             let initial = initial.max(Duration::from_millis(1));
             hold.until = Some(Instant::now() + initial);
@@ -65,16 +69,24 @@ impl Holds {
         *hold.lock().unwrap_or_else(|p| p.into_inner()) = Hold::default();
     }
 
-    /// Whether `instance`'s calls are held back now.
+    /// Whether `instance`'s calls are held back now: while an event's word
+    /// that it is not connected stands, then until the hold's next probe is
+    /// due (a call may go then: it is the probe).
     pub fn is_held(&self, instance: &str) -> bool {
         let hold = self.of(instance);
         let hold = hold.lock().unwrap_or_else(|p| p.into_inner());
-        hold.until.is_some()
+        hold.reported_now() || hold.until.is_some_and(|until| Instant::now() < until)
     }
 }
 
+/// How long an event's word that an instance is not connected stops every
+/// call, probes included; after it, probes decide as usual.
+pub const REPORTED_TRUST: Duration = Duration::from_secs(600);
+
 #[derive(Debug, Default)]
 pub(crate) struct Hold {
+    /// When an event last said the instance is not connected.
+    reported: Option<Instant>,
     /// No call goes before this (a probe in flight also holds the others).
     until: Option<Instant>,
     /// The wait after the next probe that finds the instance disconnected.
@@ -84,6 +96,14 @@ pub(crate) struct Hold {
     /// A probe is out: its answer, not those of calls sent before the hold,
     /// decides the next wait.
     probing: bool,
+}
+
+impl Hold {
+    /// Whether an event's word that the instance is not connected stands.
+    fn reported_now(&self) -> bool {
+        self.reported
+            .is_some_and(|at| at.elapsed() < REPORTED_TRUST)
+    }
 }
 
 impl<A: RyzeApi> Held<A> {
@@ -116,11 +136,17 @@ impl<A: RyzeApi> Held<A> {
             return Ok(());
         };
         let now = Instant::now();
-        if now < until {
+        if now < until || hold.reported_now() {
             let next = Utc::now() + (until - now);
             let since = hold.since.map_or_else(String::new, |t| {
                 format!(" since {}", t.to_rfc3339_opts(SecondsFormat::Secs, true))
             });
+            if hold.reported_now() {
+                return Err(format!(
+                    "instance {:?} is not connected to WhatsApp{since}, as RyzeAPI's events report; not called until it is reported connected",
+                    self.instance
+                ));
+            }
             return Err(format!(
                 "instance {:?} is not connected to WhatsApp{since}; not called (next try after {})",
                 self.instance,
@@ -185,5 +211,33 @@ impl<A: RyzeApi> RyzeApi for Held<A> {
         let call = self.inner.group_info(jid).await;
         self.answered(&call);
         call
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_hold_stops_even_probes_until_connected_or_until_its_trust_runs_out() {
+        let holds = Holds::default();
+        let (initial, max) = (Duration::from_secs(1), Duration::from_secs(60));
+
+        holds.hold("sales", initial, max);
+        tokio::time::advance(Duration::from_secs(120)).await;
+        assert!(
+            holds.is_held("sales"),
+            "no probe while the event's word stands"
+        );
+        holds.release("sales");
+        assert!(!holds.is_held("sales"), "connected releases at once");
+
+        holds.hold("sales", initial, max);
+        tokio::time::advance(REPORTED_TRUST + Duration::from_secs(1)).await;
+        assert!(
+            !holds.is_held("sales"),
+            "a lost `connected` holds no longer than the trust"
+        );
+        assert!(!holds.is_held("other"), "holds are per instance");
     }
 }

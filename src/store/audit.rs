@@ -26,7 +26,7 @@ impl Store {
             "SELECT group_name, first_seen_at FROM groups_seen",
             "SELECT r.group_name, COALESCE(r.finished_at, r.started_at) FROM rotations r
              JOIN (SELECT MAX(id) AS id FROM rotations WHERE status = 'succeeded'
-                   GROUP BY group_name) latest ON latest.id = r.id",
+                   AND trigger != 'outside' GROUP BY group_name) latest ON latest.id = r.id",
         ] {
             let mut rows = sqlx::query_as::<_, (String, String)>(sql).fetch(&mut *conn);
             while let Some((group, at)) = rows.try_next().await.map_err(|e| self.err(e))? {
@@ -66,7 +66,8 @@ impl Store {
         let open = self.json(open)?;
         let rows: Vec<(i64, String, String, Option<String>)> = sqlx::query_as(
             "SELECT id, group_name, status, COALESCE(finished_at, started_at) FROM rotations
-             WHERE id > $1 OR id IN (SELECT value FROM json_each($2)) ORDER BY id",
+             WHERE (id > $1 OR id IN (SELECT value FROM json_each($2))) AND trigger != 'outside'
+             ORDER BY id",
         )
         .bind(after)
         .bind(open)
@@ -207,7 +208,8 @@ WITH names AS (SELECT key AS pos, value AS group_name FROM json_each(?1)),
 ids AS (
     SELECT pos, group_name,
         (SELECT MAX(id) FROM rotations r WHERE r.group_name = names.group_name) AS last_id,
-        (SELECT MAX(id) FROM rotations r WHERE r.group_name = names.group_name AND r.status = 'succeeded') AS success_id,
+        (SELECT id FROM rotations r WHERE r.group_name = names.group_name AND r.status = 'succeeded'
+             AND r.trigger != 'outside' ORDER BY id DESC LIMIT 1) AS success_id,
         (SELECT MAX(id) FROM rotations r WHERE r.group_name = names.group_name AND r.status = 'failed') AS failed_id,
         (SELECT MAX(id) FROM rotations r WHERE r.group_name = names.group_name AND r.status = 'unknown') AS unknown_id
     FROM names

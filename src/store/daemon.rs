@@ -89,7 +89,8 @@ impl Store {
                 status = CASE WHEN attempts = 0 THEN 'failed' ELSE 'unknown' END,
                 error = CASE WHEN attempts = 0 THEN 'stopped before any reset'
                         ELSE 'stopped during a reset call; settled from the live link at next start' END
-             WHERE status = 'pending' AND trigger IN ('schedule', 'catch_up') AND owner = $2",
+             WHERE status = 'pending' AND trigger IN ('schedule', 'catch_up', 'member_removed', 'member_left')
+               AND owner = $2",
         )
         .bind(timestamp(now))
         .bind(crate::owner::current())

@@ -69,6 +69,20 @@ pub struct EventRotation {
     pub first_at: DateTime<Utc>,
     /// When the quiet period ends.
     pub due_at: DateTime<Utc>,
+    /// Rotations with ids up to this one came before the burst's latest
+    /// event: they do not answer the call.
+    pub watermark: i64,
+}
+
+/// What rotations of ours did since a call's watermark.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallProgress {
+    /// One succeeded: the call is answered.
+    pub succeeded: bool,
+    /// How many failed.
+    pub failures: u32,
+    /// When the latest failure ended.
+    pub last_failure: Option<DateTime<Utc>>,
 }
 
 /// What the history says of one instance's events, for `status`.
@@ -172,7 +186,9 @@ impl Store {
     /// Calls for a rotation of `jid` by event `event_id` at `at`: due `delay`
     /// after it, or after a later removal of the same burst, but never later
     /// than `cap` after the burst's first. A removal outranks a departure.
-    /// Marks the event processed in the same transaction.
+    /// The watermark moves to the newest rotation: only a rotation that
+    /// starts after this event answers the call. Marks the event processed
+    /// in the same transaction.
     pub async fn call_for_rotation(
         &self,
         jid: &str,
@@ -187,12 +203,13 @@ impl Store {
         let mut conn = self.conn.lock().await;
         let mut tx = conn.begin().await.map_err(|e| self.err(e))?;
         sqlx::query(
-            "INSERT INTO event_rotations (group_jid, trigger, first_event_id, first_at, due_at)
-             VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO event_rotations (group_jid, trigger, first_event_id, first_at, due_at, watermark)
+             VALUES ($1, $2, $3, $4, $5, (SELECT COALESCE(MAX(id), 0) FROM rotations))
              ON CONFLICT (group_jid) DO UPDATE SET
                  trigger = CASE WHEN $2 = 'member_removed' THEN $2 ELSE event_rotations.trigger END,
                  due_at = MIN(MAX(event_rotations.due_at, $5),
-                              strftime('%Y-%m-%dT%H:%M:%fZ', event_rotations.first_at, ($6 / 1000.0) || ' seconds'))",
+                              strftime('%Y-%m-%dT%H:%M:%fZ', event_rotations.first_at, ($6 / 1000.0) || ' seconds')),
+                 watermark = excluded.watermark",
         )
         .bind(jid.to_owned())
         .bind(trigger.as_str())
@@ -215,23 +232,27 @@ impl Store {
 
     /// Rotations events call for, soonest first.
     pub async fn event_rotations(&self) -> Result<Vec<EventRotation>, StoreError> {
-        let rows: Vec<(String, String, i64, String, String)> = sqlx::query_as(
-            "SELECT group_jid, trigger, first_event_id, first_at, due_at FROM event_rotations ORDER BY due_at",
+        let rows: Vec<(String, String, i64, String, String, i64)> = sqlx::query_as(
+            "SELECT group_jid, trigger, first_event_id, first_at, due_at, watermark
+             FROM event_rotations ORDER BY due_at",
         )
         .fetch_all(&mut *self.conn.lock().await)
         .await
         .map_err(|e| self.err(e))?;
         Ok(rows
             .into_iter()
-            .filter_map(|(group_jid, trigger, first_event_id, first, due)| {
-                Some(EventRotation {
-                    group_jid,
-                    trigger: Trigger::parse(&trigger)?,
-                    first_event_id,
-                    first_at: parse_timestamp(&first)?,
-                    due_at: parse_timestamp(&due)?,
-                })
-            })
+            .filter_map(
+                |(group_jid, trigger, first_event_id, first, due, watermark)| {
+                    Some(EventRotation {
+                        group_jid,
+                        trigger: Trigger::parse(&trigger)?,
+                        first_event_id,
+                        first_at: parse_timestamp(&first)?,
+                        due_at: parse_timestamp(&due)?,
+                        watermark,
+                    })
+                },
+            )
             .collect())
     }
 
@@ -250,19 +271,29 @@ impl Store {
         .await
     }
 
-    /// Whether a rotation of `jid` that started at or after `since` has
-    /// settled (whatever its outcome, an outside change included): the link
-    /// the members had at `since` is no longer live, or the attempt was made.
-    pub async fn rotated_since(&self, jid: &str, since: DateTime<Utc>) -> Result<bool, StoreError> {
-        sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM rotations WHERE group_jid = $1 AND started_at >= $2
-                 AND status != 'pending')",
+    /// What rotations of ours of `jid` above `watermark` came to: one
+    /// succeeded (the link the members had is revoked), or how many failed.
+    /// An outside change does not count: it may have come before the event.
+    pub async fn call_progress(
+        &self,
+        jid: &str,
+        watermark: i64,
+    ) -> Result<CallProgress, StoreError> {
+        let (succeeded, failures, last): (i64, i64, Option<String>) = sqlx::query_as(
+            "SELECT COALESCE(SUM(status = 'succeeded'), 0), COALESCE(SUM(status = 'failed'), 0),
+                    MAX(CASE WHEN status = 'failed' THEN finished_at END)
+             FROM rotations WHERE group_jid = $1 AND id > $2 AND trigger != 'outside'",
         )
         .bind(jid.to_owned())
-        .bind(timestamp(since))
+        .bind(watermark)
         .fetch_one(&mut *self.conn.lock().await)
         .await
-        .map_err(|e| self.err(e))
+        .map_err(|e| self.err(e))?;
+        Ok(CallProgress {
+            succeeded: succeeded > 0,
+            failures: u32::try_from(failures).unwrap_or(u32::MAX),
+            last_failure: last.as_deref().and_then(parse_timestamp),
+        })
     }
 
     /// The rotation that event `id` called for or reported, if one was written.

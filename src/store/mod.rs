@@ -15,7 +15,7 @@ mod outbox;
 mod outside;
 mod prune;
 
-pub use events::{EventRotation, EventSource, NewEvent, StoredEvent};
+pub use events::{CallProgress, EventRotation, EventSource, NewEvent, StoredEvent};
 pub use files::{LockError, preflight};
 pub use model::{
     CallRecord, Cause, GroupRecord, HistoryQuery, LastRotation, Leftover, NewRotation, Rotation,

@@ -25,22 +25,27 @@ pub struct OutsideChange<'a> {
     /// A rotation of ours that was in flight and reset the link after this
     /// change: it revoked `new_code`, so its `old_invite_code` becomes it.
     pub revoked_by: Option<i64>,
+    /// Whether the hooks hear of it: not when a later code is already live
+    /// (a hook that publishes the link must not publish a dead one).
+    pub notify: bool,
 }
 
 impl Store {
     /// Records a link changed outside invite-rotator: a rotation with
-    /// trigger `outside`, `succeeded`, no reset call. Written `pending` and
-    /// settled in one transaction, so hooks hear of it like of any rotation,
-    /// and refused (`Busy`) while the group has a rotation in flight.
+    /// trigger `outside`, `succeeded`, no reset call, refused (`Busy`) while
+    /// the group has a rotation in flight. With `notify`, written `pending`
+    /// and settled in the same transaction, so the hooks hear of it like of
+    /// any rotation; without, written settled (the hooks' trigger fires on a
+    /// change of status only).
     pub async fn record_outside(&self, change: &OutsideChange<'_>) -> Result<Begun, StoreError> {
         let at = timestamp(change.at);
         let jid = change.group.group_jid;
         let mut conn = self.conn.lock().await;
         let mut tx = conn.begin().await.map_err(|e| self.err(e))?;
         let ids: Vec<i64> = sqlx::query_scalar(
-            "INSERT INTO rotations (group_name, group_jid, instance, trigger, started_at, status,
-                 owner, old_invite_code, event_id)
-             SELECT $1, $2, $3, 'outside', $4, 'pending', $5, $6, $7
+            "INSERT INTO rotations (group_name, group_jid, instance, trigger, started_at, finished_at,
+                 status, owner, old_invite_code, new_invite_code, new_invite_link, event_id)
+             SELECT $1, $2, $3, 'outside', $4, $4, $5, $6, $7, $8, $9, $10
              WHERE NOT EXISTS (SELECT 1 FROM rotations WHERE group_jid = $2 AND status = 'pending')
              RETURNING id",
         )
@@ -48,8 +53,11 @@ impl Store {
         .bind(jid)
         .bind(change.group.instance)
         .bind(&at)
+        .bind(if change.notify { "pending" } else { "succeeded" })
         .bind(crate::owner::current())
         .bind(change.old_code.map(str::to_owned))
+        .bind(change.new_code.to_owned())
+        .bind(change.new_link.to_owned())
         .bind(change.group.cause.event_id)
         .fetch_all(&mut *tx)
         .await
@@ -60,17 +68,13 @@ impl Store {
                 owner: None,
             });
         };
-        sqlx::query(
-            "UPDATE rotations SET status = 'succeeded', finished_at = $1, new_invite_code = $2,
-             new_invite_link = $3 WHERE id = $4",
-        )
-        .bind(&at)
-        .bind(change.new_code.to_owned())
-        .bind(change.new_link.to_owned())
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.err(e))?;
+        if change.notify {
+            sqlx::query("UPDATE rotations SET status = 'succeeded' WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(e))?;
+        }
         if let Some(ours) = change.revoked_by {
             sqlx::query(
                 "UPDATE rotations SET old_invite_code = $1,

@@ -67,9 +67,10 @@ impl Store {
         let emptied = sqlx::query(
             "UPDATE events SET data = 'null' WHERE id IN (
                  SELECT id FROM events WHERE received_at < $1 AND processed_at IS NOT NULL
-                 AND data != 'null' ORDER BY id LIMIT $2)
-             AND (id IN (SELECT event_id FROM rotations WHERE event_id IS NOT NULL)
-                  OR id IN (SELECT first_event_id FROM event_rotations))",
+                 AND data != 'null'
+                 AND (id IN (SELECT event_id FROM rotations WHERE event_id IS NOT NULL)
+                      OR id IN (SELECT first_event_id FROM event_rotations))
+                 ORDER BY id LIMIT $2)",
         )
         .bind(timestamp(before))
         .bind(batch)
@@ -80,9 +81,9 @@ impl Store {
         let removed = sqlx::query(
             "DELETE FROM events WHERE id IN (
                  SELECT id FROM events WHERE received_at < $1 AND processed_at IS NOT NULL
-                 AND data != 'null' ORDER BY id LIMIT $2)
-             AND id NOT IN (SELECT event_id FROM rotations WHERE event_id IS NOT NULL)
-             AND id NOT IN (SELECT first_event_id FROM event_rotations)",
+                 AND id NOT IN (SELECT event_id FROM rotations WHERE event_id IS NOT NULL)
+                 AND id NOT IN (SELECT first_event_id FROM event_rotations)
+                 ORDER BY id LIMIT $2)",
         )
         .bind(timestamp(before))
         .bind(batch)

@@ -331,3 +331,108 @@ async fn events_list_register_and_status_show_what_arrived_and_where_from() {
     assert_eq!(failed.status.code(), Some(1), "{failed:?}");
     stop(&app, daemon).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_event_rotation_is_tried_again_and_one_that_cannot_succeed_is_given_up() {
+    use invite_rotator::emulator::{Fault, Route};
+    // group-0: its first rotation fails (every attempt a 500); group-1: we
+    // are not admin, so every rotation fails for good.
+    let (app, _) = events_app(
+        &[Setup::Admin, Setup::Member],
+        "",
+        "event_delay = \"200ms\"",
+        &[],
+    )
+    .await;
+    let daemon = start(&app).await;
+    for _ in 0..5 {
+        app.emulator.push_fault(Route::Reset, Fault::ServerError);
+    }
+
+    app.emulator
+        .remove_member(&app.groups[0].jid, "5511999990001@s.whatsapp.net");
+    app.emulator
+        .remove_member(&app.groups[1].jid, "5511999990002@s.whatsapp.net");
+    app.wait_for(
+        "group-0's rotation to succeed",
+        Duration::from_secs(30),
+        |rows| {
+            rows.iter()
+                .any(|r| r.group_name == "group-0" && r.status == Status::Succeeded)
+        },
+    )
+    .await;
+    app.wait_for("group-1 given up", Duration::from_secs(30), |rows| {
+        rows.iter().filter(|r| r.group_name == "group-1").count() >= 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let rows = app.history().await;
+    let of = |name: &str, status: Status| {
+        rows.iter()
+            .filter(|r| r.group_name == name && r.status == status)
+            .count()
+    };
+    assert_eq!(
+        (
+            of("group-0", Status::Failed),
+            of("group-0", Status::Succeeded)
+        ),
+        (1, 1),
+        "{rows:#?}"
+    );
+    assert_eq!(
+        of("group-1", Status::Failed),
+        3,
+        "given up after three: {rows:#?}"
+    );
+    let store = app.store().await;
+    app.assert_chain_complete(&store, &app.groups[0]).await;
+    stop(&app, daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_before_the_reset_of_an_event_rotation_does_not_answer_the_removal() {
+    let (app, _) = events_app(&[Setup::Admin], "", "event_delay = \"200ms\"", &[]).await;
+    let crashing = app.spawn_daemon_with(&[
+        (SECRET_VAR, SECRET),
+        ("FAILPOINTS", "rotation::after_begin=return"),
+    ]);
+    wait_until(
+        "the webhook's registration",
+        Duration::from_secs(20),
+        || async { !app.emulator.webhooks(INSTANCE).is_empty() },
+    )
+    .await;
+    let mut crashing = crashing;
+
+    app.emulator
+        .remove_member(&app.groups[0].jid, "5511999990001@s.whatsapp.net");
+    let died = tokio::time::timeout(Duration::from_secs(20), crashing.wait())
+        .await
+        .expect("the daemon dies at the failpoint")
+        .expect("its status");
+    assert!(!died.success());
+    let left = app.history().await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].status, Status::Pending, "{left:?}");
+
+    let daemon = start(&app).await;
+    app.wait_for(
+        "the rotation after the restart",
+        Duration::from_secs(20),
+        |rows| rows.iter().any(|r| r.status == Status::Succeeded),
+    )
+    .await;
+    let rows = app.history().await;
+    assert_eq!(
+        rows[0].status,
+        Status::Failed,
+        "settled: no reset was made: {rows:#?}"
+    );
+    assert_eq!(rows[1].trigger, Trigger::MemberRemoved);
+    let store = app.store().await;
+    app.assert_chain_complete(&store, &app.groups[0]).await;
+    stop(&app, daemon).await;
+}

@@ -61,3 +61,60 @@ async fn the_daemon_prunes_calls_older_than_keep_calls_and_keeps_rotations() {
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn raw_events_past_keep_go_and_those_a_rotation_names_keep_their_row_without_data() {
+    use invite_rotator::store::{Cause, NewEvent, NewRotation, Store, Trigger};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("h.db")).await.unwrap();
+    let old = chrono::Utc::now() - chrono::Duration::days(40);
+    let event = |n: usize, at| NewEvent {
+        channel: "webhook",
+        instance: "sales".into(),
+        event: "group.flow".into(),
+        kind: "member_removed",
+        group_jid: Some("1@g.us".into()),
+        digest: format!("digest-{n}"),
+        repeat_window: Duration::from_secs(60),
+        data: format!("{{\"n\": {n}}}"),
+        received_at: at,
+    };
+    let events: Vec<NewEvent> = (0..1200).map(|n| event(n, old)).collect();
+    store.accept_events(&events).await.unwrap();
+    store
+        .accept_events(&[event(5000, chrono::Utc::now())])
+        .await
+        .unwrap();
+    let all = store.recent_events(10_000).await.unwrap();
+    for e in &all {
+        store.mark_event(e.id, "done").await.unwrap();
+    }
+    // A rotation names the first event.
+    let named = all[0].id;
+    let row = NewRotation {
+        group_name: "vip",
+        group_jid: "1@g.us",
+        instance: "sales",
+        cause: Cause::event(Trigger::MemberRemoved, named),
+    };
+    assert!(matches!(
+        store.begin(&row).await.unwrap(),
+        invite_rotator::store::Begun::Started(_)
+    ));
+
+    let before = chrono::Utc::now() - chrono::Duration::days(30);
+    let mut pruned = 0;
+    loop {
+        match store.prune_events(before, 500).await.unwrap() {
+            0 => break,
+            n => pruned += n,
+        }
+    }
+
+    let left = store.recent_events(10_000).await.unwrap();
+    assert_eq!(pruned, 1200);
+    assert_eq!(left.len(), 2, "the young one and the named one: {left:?}");
+    let kept = left.iter().find(|e| e.id == named).unwrap();
+    assert_eq!(kept.data, "null");
+    assert!(left.iter().any(|e| e.data.contains("5000")));
+}

@@ -23,16 +23,36 @@ impl Validator<'_> {
             }
             parsed
         });
-        let public_url = raw
-            .public_url
-            .as_ref()
-            .and_then(|u| self.web_url("events.public_url", u));
+        let public_url = raw.public_url.as_ref().and_then(|u| {
+            let url = self.web_url("events.public_url", u)?;
+            // The path is served as a route: no segment a router reads as a
+            // parameter or a wildcard, no query.
+            let odd = url.path_segments().into_iter().flatten().any(|s| {
+                s.starts_with(':') || s.starts_with('*') || s.contains(['{', '}'])
+            });
+            if odd || url.query().is_some() || url.fragment().is_some() {
+                self.error(
+                    "events.public_url",
+                    u,
+                    "its path is served as it is: no query, no fragment, and no segment starting with ':' or '*' or holding '{' or '}'",
+                );
+                return None;
+            }
+            Some(url)
+        });
         let websocket = raw.websocket.unwrap_or(false);
         if raw.listen.is_none() && !websocket {
             self.r.push(
                 "events",
                 Some(at.start),
                 "set listen and public_url (RyzeAPI posts to us), or websocket = true (we connect out)",
+            );
+        }
+        if raw.public_url.is_some() && raw.listen.is_none() {
+            self.r.push(
+                "events.listen",
+                Some(at.start),
+                "missing: public_url is served by this daemon's receiver, which listens on listen (such as \"127.0.0.1:9465\", behind a TLS proxy)",
             );
         }
         if raw.listen.is_some() && raw.public_url.is_none() {
@@ -48,7 +68,14 @@ impl Validator<'_> {
         };
         let keep = match raw.keep.as_ref() {
             Some(k) if k.get_ref().trim() == "forever" => None,
-            Some(k) => Some(self.duration("events.keep", Some(k), defaults::EVENTS_KEEP)),
+            Some(k) => {
+                let keep = self.duration("events.keep", Some(k), defaults::EVENTS_KEEP);
+                // Repeats are told apart for a day: the events must outlive that.
+                if keep < std::time::Duration::from_secs(86_400) {
+                    self.error("events.keep", k, "must be at least 1d (or \"forever\")");
+                }
+                Some(keep)
+            }
             None => Some(defaults::EVENTS_KEEP),
         };
         Some(EventsSettings {
