@@ -91,9 +91,6 @@ impl Actor {
     /// rotation in flight).
     pub async fn work_inbox(&self) -> Result<(), StoreError> {
         let events = self.store.waiting_events(BATCH).await?;
-        if let Some(m) = &self.metrics {
-            m.set_events_backlog(self.store.events_backlog().await?);
-        }
         for e in events {
             let managed = self.managed.borrow().clone();
             let outcome = match (e.event.as_str(), e.kind.as_str()) {
@@ -108,6 +105,11 @@ impl Actor {
             if let Some(outcome) = outcome {
                 self.store.mark_event(e.id, &outcome).await?;
             }
+        }
+        // What is left: link changes waiting for a rotation in flight, and
+        // whatever came meanwhile.
+        if let Some(m) = &self.metrics {
+            m.set_events_backlog(self.store.events_backlog().await?);
         }
         Ok(())
     }

@@ -51,6 +51,8 @@ fn bearer() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_deliveries_are_refused_and_change_nothing() {
     let (app, port) = events_app(&[Setup::Admin], "", "event_delay = \"200ms\"", &[]).await;
+    let metrics = crate::events::free_port();
+    app.edit_config(|t| format!("{t}\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n"));
     let daemon = start(&app).await;
     let jid = app.groups[0].jid.clone();
     let member = "5511999990001@s.whatsapp.net";
@@ -107,6 +109,29 @@ async fn bad_deliveries_are_refused_and_change_nothing() {
     assert_eq!(stored[0].kind, "unparsed");
     assert!(stored[0].data.contains("Weird"), "the raw data is kept");
     assert!(app.history().await.is_empty());
+
+    // Counted by event and kind, stored or not; no group in the labels.
+    let http = invite_rotator::ryzeapi::http_client(Duration::from_secs(10), None).unwrap();
+    let text = http
+        .get(format!("http://127.0.0.1:{metrics}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "invite_rotator_events_total{event=\"group.flow\",kind=\"unmanaged\"} 1",
+        "invite_rotator_events_total{event=\"other\",kind=\"unused\"} 1",
+        "invite_rotator_events_total{event=\"group.flow\",kind=\"unparsed\"} 1",
+        "invite_rotator_events_backlog 0",
+    ] {
+        assert!(text.contains(line), "{line} in:\n{text}");
+    }
+    assert!(
+        !text.contains(&jid) && !text.contains("group-0"),
+        "no per-group labels"
+    );
     stop(&app, daemon).await;
 }
 
