@@ -89,7 +89,7 @@ END;
 -- for a group invite-rotator manages, or about an instance's connection,
 -- committed before the delivery is answered. The same event delivered twice
 -- (RyzeAPI retries; both channels) has one digest: a digest seen within the
--- event's window (a week for group.flow, a minute for instance.state, whose
+-- event's window (a day for group.flow, 5 s for instance.state, whose
 -- data repeat) is dropped.
 CREATE TABLE IF NOT EXISTS events (
     id            INTEGER PRIMARY KEY,

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::path::Path;
 
 /// One event in `--format json`. The keys are part of the interface
-/// (documented in the README): add, never rename.
+/// (documented in docs/operations.md): add, never rename.
 #[derive(Serialize)]
 struct Line<'a> {
     id: i64,

@@ -37,7 +37,7 @@ const DELIVERY_ATTEMPTS: u32 = 5;
 const DELIVERY_BACKOFF: Duration = Duration::from_millis(500);
 
 /// Which `group.flow` `data` shape the emulator sends (the real one is not
-/// documented; the README gives two plausible ones).
+/// documented; `../shared/ryzeapi/README.md` gives two plausible ones).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum EventShape {
     /// whatsmeow's `events.GroupInfo`: `JID`, `Sender`, `Leave`, `NewInviteLink`...
