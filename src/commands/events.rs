@@ -96,7 +96,7 @@ fn write(
                 .map(|e| {
                     vec![
                         e.id.to_string(),
-                        e.received_at.clone(),
+                        e.received_at.to_string(),
                         e.instance.clone(),
                         group_name(e.group_jid.as_deref())
                             .or(e.group_jid.as_deref())

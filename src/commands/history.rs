@@ -94,13 +94,20 @@ fn printable_row(mut r: Rotation) -> Rotation {
         &mut r.group_name,
         &mut r.group_jid,
         &mut r.instance,
-        &mut r.started_at,
+        &mut r.started_at.0,
     ] {
         clean(s);
     }
     for s in [
-        &mut r.scheduled_for,
-        &mut r.finished_at,
+        r.scheduled_for.as_mut().map(|t| &mut t.0),
+        r.finished_at.as_mut().map(|t| &mut t.0),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        clean(s);
+    }
+    for s in [
         &mut r.old_invite_code,
         &mut r.new_invite_code,
         &mut r.new_invite_link,
@@ -140,7 +147,7 @@ pub(super) fn write_table(mut out: impl Write, rows: &[Rotation]) -> std::io::Re
         .map(|r| {
             vec![
                 r.id.to_string(),
-                r.started_at.clone(),
+                r.started_at.to_string(),
                 r.group_name.clone(),
                 r.trigger.to_string(),
                 r.status.to_string(),

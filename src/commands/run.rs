@@ -229,7 +229,7 @@ async fn reload_on_hangup(
     while hangups.recv().await.is_some() {
         tracing::info!(config = %path.display(), "SIGHUP: reloading the configuration");
         let config = match Config::load(&path, Purpose::Run) {
-            Ok(config) if config.database_path != store.path() => {
+            Ok(config) if Some(config.database_path.as_path()) != store.path() => {
                 tracing::error!(
                     "reload refused: database.path changes need a restart; keeping the running configuration"
                 );

@@ -74,7 +74,10 @@ impl Actor {
         let received = parse_time(&e.received_at);
         let place = match reader {
             Some(reader) => Placement {
-                old: self.store.issued_before(jid, &reader.started_at).await?,
+                old: self
+                    .store
+                    .issued_before(jid, parse_time(&reader.started_at))
+                    .await?,
                 at: received
                     .min(parse_time(&reader.started_at) - chrono::Duration::milliseconds(1)),
                 revoked_by: None,

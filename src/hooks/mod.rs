@@ -95,9 +95,9 @@ impl Notification {
             old_code: old.map(|c| c.as_str().to_owned()),
             new_link: new.as_ref().map(InviteCode::link),
             new_code: new.map(|c| c.as_str().to_owned()),
-            scheduled_for: r.scheduled_for.clone(),
-            started_at: r.started_at.clone(),
-            finished_at: r.finished_at.clone(),
+            scheduled_for: r.scheduled_for.clone().map(String::from),
+            started_at: r.started_at.to_string(),
+            finished_at: r.finished_at.clone().map(String::from),
             attempts: r.attempts,
             error: r.error.clone(),
         }

@@ -3,12 +3,12 @@
 //! Read-only; SQL only.
 
 use super::{
-    GroupRecord, HistoryQuery, LastRotation, Rotation, Status, Store, StoreError, parse_timestamp,
-    rotation_columns, select_rotation, timestamp,
+    GroupRecord, HistoryQuery, LastRotation, Rotation, Stamp, Status, Store, StoreError, on,
+    rotation_columns, run, select_rotation, timestamp,
 };
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::QueryBuilder;
 
 impl Store {
     /// Each group's reference for being overdue, handed to `each` row by row
@@ -21,38 +21,39 @@ impl Store {
         &self,
         mut each: impl FnMut(&str, DateTime<Utc>),
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn.lock().await;
-        for sql in [
-            "SELECT group_name, first_seen_at FROM groups_seen",
-            "SELECT r.group_name, COALESCE(r.finished_at, r.started_at) FROM rotations r
-             JOIN (SELECT MAX(id) AS id FROM rotations WHERE status = 'succeeded'
-                   AND trigger != 'outside' GROUP BY group_name) latest ON latest.id = r.id",
-        ] {
-            let mut rows = sqlx::query_as::<_, (String, String)>(sql).fetch(&mut *conn);
-            while let Some((group, at)) = rows.try_next().await.map_err(|e| self.err(e))? {
-                if let Some(at) = parse_timestamp(&at) {
-                    each(&group, at);
+        on!(self, |c, _pg| {
+            for sql in [
+                "SELECT group_name, first_seen_at FROM groups_seen",
+                "SELECT r.group_name, COALESCE(r.finished_at, r.started_at) FROM rotations r
+                 JOIN (SELECT MAX(id) AS id FROM rotations WHERE status = 'succeeded'
+                       AND trigger != 'outside' GROUP BY group_name) latest ON latest.id = r.id",
+            ] {
+                let mut rows = sqlx::query_as::<_, (String, Stamp)>(sql).fetch(&mut *c);
+                while let Some((group, at)) = rows.try_next().await.map_err(|e| self.err(e))? {
+                    if let Some(at) = at.time() {
+                        each(&group, at);
+                    }
                 }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Where a reader of new successes starts: the newest rotation's id, and
     /// the rows not settled for good yet (`pending`, or `unknown`, which a
     /// later read may still tell `succeeded`). Index lookups only.
     pub async fn success_cursor(&self) -> Result<(i64, Vec<i64>), StoreError> {
-        let mut conn = self.conn.lock().await;
-        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM rotations")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(|e| self.err(e))?;
-        let open: Vec<i64> =
-            sqlx::query_scalar("SELECT id FROM rotations WHERE status IN ('pending', 'unknown')")
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(|e| self.err(e))?;
-        Ok((last.unwrap_or(0), open))
+        run!(self, |c, _pg| {
+            let last: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM rotations")
+                .fetch_one(&mut *c)
+                .await?;
+            let open: Vec<i64> = sqlx::query_scalar(
+                "SELECT id FROM rotations WHERE status IN ('pending', 'unknown')",
+            )
+            .fetch_all(&mut *c)
+            .await?;
+            Ok((last.unwrap_or(0), open))
+        })
     }
 
     /// Rotations after `after`, and those of `open`, as they stand now:
@@ -64,15 +65,19 @@ impl Store {
         open: &[i64],
     ) -> Result<Vec<(i64, String, Status, Option<DateTime<Utc>>)>, StoreError> {
         let open = self.json(open)?;
-        let rows: Vec<(i64, String, String, Option<String>)> = sqlx::query_as(
-            "SELECT id, group_name, status, COALESCE(finished_at, started_at) FROM rotations
-             WHERE (id > $1 OR id IN (SELECT value FROM json_each($2))) AND trigger != 'outside'
-             ORDER BY id",
-        )
-        .bind(after)
-        .bind(open)
-        .fetch_all(&mut *self.conn.lock().await)
-        .await
+        let rows: Vec<(i64, String, String, Option<Stamp>)> = on!(self, |c, pg| {
+            let sql = if pg {
+                "SELECT id, group_name, status, COALESCE(finished_at, started_at) FROM rotations
+                 WHERE (id > $1 OR id IN (SELECT value::bigint FROM json_array_elements_text($2::json)))
+                   AND trigger != 'outside'
+                 ORDER BY id"
+            } else {
+                "SELECT id, group_name, status, COALESCE(finished_at, started_at) FROM rotations
+                 WHERE (id > $1 OR id IN (SELECT value FROM json_each($2))) AND trigger != 'outside'
+                 ORDER BY id"
+            };
+            sqlx::query_as(sql).bind(after).bind(&open).fetch_all(c).await
+        })
         .map_err(|e| self.err(e))?;
         Ok(rows
             .into_iter()
@@ -81,7 +86,7 @@ impl Store {
                     id,
                     group,
                     Status::parse(&status)?,
-                    at.as_deref().and_then(parse_timestamp),
+                    at.as_ref().and_then(Stamp::time),
                 ))
             })
             .collect())
@@ -108,34 +113,44 @@ impl Store {
         q: &HistoryQuery,
         mut each: impl FnMut(Rotation) -> Result<(), E>,
     ) -> Result<(), E> {
-        let mut conn = self.conn.lock().await;
-        let mut sql = history_sql(q, "");
-        if q.limit.is_some() {
-            let mut rows: Vec<Rotation> = sql
-                .build_query_as()
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(|e| self.err(e))?;
-            rows.reverse();
-            return rows.into_iter().try_for_each(each);
-        }
-        let mut rows = sql.build_query_as::<Rotation>().fetch(&mut *conn);
-        while let Some(row) = rows.try_next().await.map_err(|e| self.err(e))? {
-            each(row)?;
-        }
-        Ok(())
+        on!(self, |c, _pg| {
+            let mut sql = history_sql!(q, "");
+            if q.limit.is_some() {
+                let mut rows: Vec<Rotation> = sql
+                    .build_query_as()
+                    .fetch_all(&mut *c)
+                    .await
+                    .map_err(|e| self.err(e))?;
+                rows.reverse();
+                return rows.into_iter().try_for_each(each);
+            }
+            let mut rows = sql.build_query_as::<Rotation>().fetch(&mut *c);
+            while let Some(row) = rows.try_next().await.map_err(|e| self.err(e))? {
+                each(row)?;
+            }
+            Ok(())
+        })
     }
 
-    /// SQLite's plan for the query [`Store::history`] runs for `q`
-    /// (`EXPLAIN QUERY PLAN`, one line per step), to check that audits use
-    /// an index rather than read the whole history.
+    /// The database's plan for the query [`Store::history`] runs for `q`
+    /// (SQLite's `EXPLAIN QUERY PLAN`, PostgreSQL's `EXPLAIN`, one line per
+    /// step), to check that audits use an index rather than read the whole
+    /// history.
     pub async fn explain_history(&self, q: &HistoryQuery) -> Result<Vec<String>, StoreError> {
-        let rows: Vec<(i64, i64, i64, String)> = history_sql(q, "EXPLAIN QUERY PLAN ")
-            .build_query_as()
-            .fetch_all(&mut *self.conn.lock().await)
-            .await
-            .map_err(|e| self.err(e))?;
-        Ok(rows.into_iter().map(|(.., detail)| detail).collect())
+        run!(self, |c, pg| {
+            if pg {
+                history_sql!(q, "EXPLAIN ")
+                    .build_query_scalar::<String>()
+                    .fetch_all(c)
+                    .await
+            } else {
+                let rows: Vec<(i64, i64, i64, String)> = history_sql!(q, "EXPLAIN QUERY PLAN ")
+                    .build_query_as()
+                    .fetch_all(c)
+                    .await?;
+                Ok(rows.into_iter().map(|(.., detail)| detail).collect())
+            }
+        })
     }
 
     /// What the history says about each of `groups`, in their order, for
@@ -146,65 +161,97 @@ impl Store {
     /// array); each group costs a few index seeks, never a scan of its history.
     pub async fn group_records(&self, groups: &[&str]) -> Result<Vec<GroupRecord>, StoreError> {
         let names = self.json(groups)?;
-        let rows: Vec<RecordRow> = sqlx::query_as(group_records_sql!())
-            .bind(names)
-            .fetch_all(&mut *self.conn.lock().await)
-            .await
-            .map_err(|e| self.err(e))?;
+        let rows: Vec<RecordRow> = on!(self, |c, pg| {
+            let sql = if pg {
+                group_records_sql!(postgres)
+            } else {
+                group_records_sql!(sqlite)
+            };
+            sqlx::query_as(sql).bind(&names).fetch_all(c).await
+        })
+        .map_err(|e| self.err(e))?;
         Ok(rows.into_iter().map(RecordRow::into_record).collect())
     }
 
-    /// SQLite's plan for [`Store::group_records`].
+    /// The database's plan for [`Store::group_records`].
     pub async fn explain_group_records(&self, groups: &[&str]) -> Result<Vec<String>, StoreError> {
         let names = self.json(groups)?;
-        let rows: Vec<(i64, i64, i64, String)> =
-            sqlx::query_as(concat!("EXPLAIN QUERY PLAN ", group_records_sql!()))
-                .bind(names)
-                .fetch_all(&mut *self.conn.lock().await)
-                .await
-                .map_err(|e| self.err(e))?;
-        Ok(rows.into_iter().map(|(.., detail)| detail).collect())
+        run!(self, |c, pg| {
+            if pg {
+                sqlx::query_scalar(concat!("EXPLAIN ", group_records_sql!(postgres)))
+                    .bind(&names)
+                    .fetch_all(c)
+                    .await
+            } else {
+                let rows: Vec<(i64, i64, i64, String)> =
+                    sqlx::query_as(concat!("EXPLAIN QUERY PLAN ", group_records_sql!(sqlite)))
+                        .bind(&names)
+                        .fetch_all(c)
+                        .await?;
+                Ok(rows.into_iter().map(|(.., detail)| detail).collect())
+            }
+        })
     }
 }
 
 /// The query of `history` for `q`, after `prefix`: newest first when limited
-/// (so the limit keeps the newest), else oldest first.
-fn history_sql(q: &HistoryQuery, prefix: &str) -> QueryBuilder<Sqlite> {
-    let mut sql = QueryBuilder::<Sqlite>::new(prefix);
-    sql.push(select_rotation!());
-    sql.push(" WHERE 1 = 1");
-    if let Some(group) = &q.group {
-        sql.push(" AND group_name = ").push_bind(group.clone());
-    }
-    if let Some(since) = q.since {
-        sql.push(" AND started_at >= ").push_bind(timestamp(since));
-    }
-    if let Some(until) = q.until {
-        sql.push(" AND started_at < ").push_bind(timestamp(until));
-    }
-    if let Some(status) = q.status {
-        sql.push(" AND status = ").push_bind(status.as_str());
-    }
-    match q.limit {
-        Some(limit) => {
-            sql.push(" ORDER BY id DESC LIMIT ")
-                .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+/// (so the limit keeps the newest), else oldest first. A macro, so that the
+/// builder is typed by the connection it runs on.
+macro_rules! history_sql {
+    ($q:expr, $prefix:expr) => {{
+        let q: &HistoryQuery = $q;
+        let mut sql = QueryBuilder::new($prefix);
+        sql.push(select_rotation!());
+        sql.push(" WHERE 1 = 1");
+        if let Some(group) = &q.group {
+            sql.push(" AND group_name = ").push_bind(group.clone());
         }
-        None => {
-            sql.push(" ORDER BY id");
+        if let Some(since) = q.since {
+            sql.push(" AND started_at >= ").push_bind(timestamp(since));
         }
-    }
-    sql
+        if let Some(until) = q.until {
+            sql.push(" AND started_at < ").push_bind(timestamp(until));
+        }
+        if let Some(status) = q.status {
+            sql.push(" AND status = ").push_bind(status.as_str());
+        }
+        match q.limit {
+            Some(limit) => {
+                sql.push(" ORDER BY id DESC LIMIT ")
+                    .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+            }
+            None => {
+                sql.push(" ORDER BY id");
+            }
+        }
+        sql
+    }};
 }
+use history_sql;
 
-/// Per configured group (`?1`, a JSON array of names): its latest rotation,
+/// Per configured group (`$1`, a JSON array of names): its latest rotation,
 /// latest success, latest failure or unknown outcome, each found by a seek in
 /// `rotations_by_group` or `rotations_by_group_status`; then those rows and
-/// `groups_seen`. A macro, so that its `EXPLAIN` stays a `&'static str`.
+/// `groups_seen`. A macro, so that its `EXPLAIN` stays a `&'static str`; the
+/// dialects differ in reading the array and in the larger of two values.
 macro_rules! group_records_sql {
-    () => {
-        "
-WITH names AS (SELECT key AS pos, value AS group_name FROM json_each(?1)),
+    (sqlite) => {
+        group_records_sql!(
+            "WITH names AS (SELECT key AS pos, value AS group_name FROM json_each($1)),",
+            "MAX(COALESCE(ids.failed_id, 0), COALESCE(ids.unknown_id, 0))"
+        )
+    };
+    (postgres) => {
+        group_records_sql!(
+            "WITH names AS (SELECT pos, group_name
+                 FROM json_array_elements_text($1::json) WITH ORDINALITY AS n (group_name, pos)),",
+            "GREATEST(COALESCE(ids.failed_id, 0), COALESCE(ids.unknown_id, 0))"
+        )
+    };
+    ($names:literal, $latest_bad:literal) => {
+        concat!(
+            $names,
+            "
 ids AS (
     SELECT pos, group_name,
         (SELECT MAX(id) FROM rotations r WHERE r.group_name = names.group_name) AS last_id,
@@ -216,30 +263,33 @@ ids AS (
 )
 SELECT ids.group_name, seen.first_seen_at, last.started_at, last.status,
        COALESCE(success.finished_at, success.started_at) AS last_success_at,
-       MAX(COALESCE(ids.failed_id, 0), COALESCE(ids.unknown_id, 0)) > COALESCE(ids.success_id, 0) AS failing
+       ",
+            $latest_bad,
+            " > COALESCE(ids.success_id, 0) AS failing
 FROM ids
 LEFT JOIN groups_seen seen ON seen.group_name = ids.group_name
 LEFT JOIN rotations last ON last.id = ids.last_id
 LEFT JOIN rotations success ON success.id = ids.success_id
 ORDER BY ids.pos"
+        )
     };
 }
 use group_records_sql;
 
-/// A row of `group_records_sql!()`, as SQLite gives it.
+/// A row of `group_records_sql!()`.
 #[derive(sqlx::FromRow)]
 struct RecordRow {
     group_name: String,
-    first_seen_at: Option<String>,
-    started_at: Option<String>,
+    first_seen_at: Option<Stamp>,
+    started_at: Option<Stamp>,
     status: Option<String>,
-    last_success_at: Option<String>,
+    last_success_at: Option<Stamp>,
     failing: bool,
 }
 
 impl RecordRow {
     fn into_record(self) -> GroupRecord {
-        let time = |t: Option<String>| t.as_deref().and_then(parse_timestamp);
+        let time = |t: Option<Stamp>| t.as_ref().and_then(Stamp::time);
         GroupRecord {
             last: time(self.started_at)
                 .zip(self.status.as_deref().and_then(Status::parse))

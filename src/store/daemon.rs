@@ -2,7 +2,9 @@
 //! each was served, the rotations left unsettled) and writes at its stop.
 //! SQL only.
 
-use super::{Leftover, Store, StoreError, rotation_columns, times_by_group, timestamp};
+use super::{
+    Leftover, Stamp, Store, StoreError, exec, rotation_columns, run, times_by_group, timestamp,
+};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
@@ -16,21 +18,23 @@ impl Store {
     ) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
         // One statement for any number of groups: the names go in as one JSON array.
         let names = self.json(names)?;
-        let mut conn = self.conn.lock().await;
-        sqlx::query(
-            "INSERT OR IGNORE INTO groups_seen (group_name, first_seen_at)
-             SELECT value, ? FROM json_each(?)",
-        )
-        .bind(timestamp(now))
-        .bind(names)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| self.err(e))?;
-        let rows: Vec<(String, String)> =
+        let rows: Vec<(String, Stamp)> = run!(self, |c, pg| {
+            let sql = if pg {
+                "INSERT INTO groups_seen (group_name, first_seen_at)
+                 SELECT value, $1 FROM json_array_elements_text($2::json) ON CONFLICT DO NOTHING"
+            } else {
+                "INSERT INTO groups_seen (group_name, first_seen_at)
+                 SELECT value, $1 FROM json_each($2) WHERE true ON CONFLICT DO NOTHING"
+            };
+            sqlx::query(sql)
+                .bind(timestamp(now))
+                .bind(&names)
+                .execute(&mut *c)
+                .await?;
             sqlx::query_as("SELECT group_name, first_seen_at FROM groups_seen")
-                .fetch_all(&mut *conn)
+                .fetch_all(&mut *c)
                 .await
-                .map_err(|e| self.err(e))?;
+        })?;
         Ok(times_by_group(rows))
     }
 
@@ -41,7 +45,7 @@ impl Store {
     /// group a fresh link. A rotation that failed before any reset call (cut
     /// by a stop, or the API unreachable) served nothing: catch-up makes it up.
     pub async fn served_until(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
+        let rows: Vec<(String, Stamp)> = run!(self, |c, _pg| sqlx::query_as(
             "SELECT group_name, MAX(served) FROM (
                  SELECT group_name, MAX(scheduled_for) AS served FROM rotations
                  WHERE scheduled_for IS NOT NULL AND NOT (status = 'failed' AND attempts = 0)
@@ -50,11 +54,10 @@ impl Store {
                  SELECT r.group_name, r.started_at FROM rotations r
                  JOIN (SELECT MAX(id) AS id FROM rotations WHERE status = 'succeeded'
                        GROUP BY group_name) latest ON latest.id = r.id
-             ) GROUP BY group_name",
+             ) AS served_by GROUP BY group_name",
         )
-        .fetch_all(&mut *self.conn.lock().await)
-        .await
-        .map_err(|e| self.err(e))?;
+        .fetch_all(c)
+        .await)?;
         Ok(times_by_group(rows))
     }
 
@@ -65,17 +68,18 @@ impl Store {
     /// group's latest. A row is offered once: settling it rewrites its error,
     /// so a failed settlement is not retried at every start.
     pub async fn unsettled(&self, jid: Option<&str>) -> Result<Vec<Leftover>, StoreError> {
-        sqlx::query_as(concat!(
+        run!(self, |c, _pg| {
+            sqlx::query_as(concat!(
             "SELECT ",
             rotation_columns!(),
             ", owner, last_reset_at FROM rotations r WHERE (status = 'pending' OR (status = 'unknown' AND error LIKE 'stopped during a reset call%'
                  AND NOT EXISTS (SELECT 1 FROM rotations later WHERE later.group_jid = r.group_jid AND later.id > r.id)))
-               AND (?1 IS NULL OR group_jid = ?1) ORDER BY id"
+               AND ($1 IS NULL OR group_jid = $1) ORDER BY id"
         ))
-        .bind(jid.map(str::to_owned))
-        .fetch_all(&mut *self.conn.lock().await)
-        .await
-        .map_err(|e| self.err(e))
+        .bind(jid)
+        .fetch_all(c)
+            .await
+        })
     }
 
     /// At a stop, records this process's own rotations that were cut short:
@@ -84,19 +88,18 @@ impl Store {
     /// daemon reached through another name of the file included, are left
     /// to their writer. Returns how many.
     pub async fn record_stopped(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        sqlx::query(
-            "UPDATE rotations SET finished_at = $1,
-                status = CASE WHEN attempts = 0 THEN 'failed' ELSE 'unknown' END,
-                error = CASE WHEN attempts = 0 THEN 'stopped before any reset'
-                        ELSE 'stopped during a reset call; settled from the live link at next start' END
-             WHERE status = 'pending' AND trigger IN ('schedule', 'catch_up', 'member_removed', 'member_left')
-               AND owner = $2",
+        exec!(
+            self,
+            sqlx::query(
+                "UPDATE rotations SET finished_at = $1,
+                    status = CASE WHEN attempts = 0 THEN 'failed' ELSE 'unknown' END,
+                    error = CASE WHEN attempts = 0 THEN 'stopped before any reset'
+                            ELSE 'stopped during a reset call; settled from the live link at next start' END
+                 WHERE status = 'pending' AND trigger IN ('schedule', 'catch_up', 'member_removed', 'member_left')
+                   AND owner = $2",
+            )
+            .bind(timestamp(now))
+            .bind(crate::owner::current())
         )
-        .bind(timestamp(now))
-        .bind(crate::owner::current())
-        .execute(&mut *self.conn.lock().await)
-        .await
-        .map(|r| r.rows_affected())
-        .map_err(|e| self.err(e))
     }
 }

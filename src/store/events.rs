@@ -3,7 +3,7 @@
 //! instance's event sources ([`super::outside`] records links changed
 //! elsewhere). SQL only; what an event means is [`crate::events`]'s to say.
 
-use super::{Store, StoreError, Trigger, parse_timestamp, timestamp};
+use super::{Stamp, Store, StoreError, Trigger, exec, run, timestamp};
 use chrono::{DateTime, Utc};
 use sqlx::Connection;
 
@@ -37,7 +37,7 @@ pub struct StoredEvent {
     /// `id`.
     pub id: i64,
     /// `received_at`.
-    pub received_at: String,
+    pub received_at: Stamp,
     /// `channel`.
     pub channel: String,
     /// `instance`.
@@ -51,7 +51,7 @@ pub struct StoredEvent {
     /// `data`.
     pub data: String,
     /// `processed_at`.
-    pub processed_at: Option<String>,
+    pub processed_at: Option<Stamp>,
     /// `outcome`.
     pub outcome: Option<String>,
 }
@@ -91,15 +91,15 @@ pub struct EventSource {
     /// The instance.
     pub instance: String,
     /// When the webhook was last registered.
-    pub registered_at: Option<String>,
+    pub registered_at: Option<Stamp>,
     /// Why the last registration failed, if it did.
     pub register_error: Option<String>,
     /// When the WebSocket last connected.
-    pub websocket_at: Option<String>,
+    pub websocket_at: Option<Stamp>,
     /// Why it last failed, if it did.
     pub websocket_error: Option<String>,
     /// When the last event arrived.
-    pub last_event_at: Option<String>,
+    pub last_event_at: Option<Stamp>,
 }
 
 impl Store {
@@ -108,77 +108,79 @@ impl Store {
     /// new (a repeat of a stored one is dropped).
     pub async fn accept_events(&self, events: &[NewEvent]) -> Result<Vec<bool>, StoreError> {
         self.injected_fault("store::accept_events")?;
-        let mut conn = self.conn.lock().await;
-        let mut tx = conn.begin().await.map_err(|e| self.err(e))?;
-        let mut new = Vec::with_capacity(events.len());
-        for e in events {
-            let window = chrono::Duration::from_std(e.repeat_window).unwrap_or_default();
-            let inserted = sqlx::query(
-                "INSERT INTO events (received_at, channel, instance, event, kind, group_jid, digest, data)
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8
-                 WHERE NOT EXISTS (SELECT 1 FROM events WHERE digest = $7 AND received_at >= $9)",
-            )
-            .bind(timestamp(e.received_at))
-            .bind(e.channel)
-            .bind(&e.instance)
-            .bind(&e.event)
-            .bind(e.kind)
-            .bind(&e.group_jid)
-            .bind(&e.digest)
-            .bind(&e.data)
-            .bind(timestamp(e.received_at - window))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?
-            .rows_affected();
-            sqlx::query(
-                "INSERT INTO event_sources (instance, last_event_at) VALUES ($1, $2)
-                 ON CONFLICT (instance) DO UPDATE SET last_event_at = $2",
-            )
-            .bind(&e.instance)
-            .bind(timestamp(e.received_at))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?;
-            new.push(inserted > 0);
-        }
-        tx.commit().await.map_err(|e| self.err(e))?;
-        Ok(new)
+        run!(self, |c, _pg| {
+            let mut tx = c.begin().await?;
+            let mut new = Vec::with_capacity(events.len());
+            for e in events {
+                let window = chrono::Duration::from_std(e.repeat_window).unwrap_or_default();
+                let inserted = sqlx::query(
+                    "INSERT INTO events (received_at, channel, instance, event, kind, group_jid, digest, data)
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8
+                     WHERE NOT EXISTS (SELECT 1 FROM events WHERE digest = $7 AND received_at >= $9)",
+                )
+                .bind(timestamp(e.received_at))
+                .bind(e.channel)
+                .bind(&e.instance)
+                .bind(&e.event)
+                .bind(e.kind)
+                .bind(&e.group_jid)
+                .bind(&e.digest)
+                .bind(&e.data)
+                .bind(timestamp(e.received_at - window))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                sqlx::query(
+                    "INSERT INTO event_sources (instance, last_event_at) VALUES ($1, $2)
+                     ON CONFLICT (instance) DO UPDATE SET last_event_at = $2",
+                )
+                .bind(&e.instance)
+                .bind(timestamp(e.received_at))
+                .execute(&mut *tx)
+                .await?;
+                new.push(inserted > 0);
+            }
+            tx.commit().await?;
+            Ok(new)
+        })
     }
 
     /// Events not yet acted on, oldest first.
     pub async fn waiting_events(&self, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
-        sqlx::query_as(
+        run!(self, |c, _pg| {
+            sqlx::query_as(
             "SELECT id, received_at, channel, instance, event, kind, group_jid, data, processed_at, outcome
              FROM events WHERE processed_at IS NULL ORDER BY id LIMIT $1",
         )
-        .bind(limit)
-        .fetch_all(&mut *self.conn.lock().await)
+        .bind(i64::from(limit))
+        .fetch_all(c)
         .await
-        .map_err(|e| self.err(e))
+        })
     }
 
     /// Records what was done with event `id`.
     pub async fn mark_event(&self, id: i64, outcome: &str) -> Result<(), StoreError> {
-        self.execute(
+        exec!(
+            self,
             sqlx::query("UPDATE events SET processed_at = $1, outcome = $2 WHERE id = $3")
                 .bind(timestamp(Utc::now()))
-                .bind(outcome.to_owned())
-                .bind(id),
+                .bind(outcome)
+                .bind(id)
         )
-        .await
+        .map(drop)
     }
 
     /// The newest `limit` events, oldest first, for `events list`.
     pub async fn recent_events(&self, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut rows: Vec<StoredEvent> = sqlx::query_as(
+        let mut rows: Vec<StoredEvent> = run!(self, |c, _pg| {
+            sqlx::query_as(
             "SELECT id, received_at, channel, instance, event, kind, group_jid, data, processed_at, outcome
              FROM events ORDER BY id DESC LIMIT $1",
         )
-        .bind(limit)
-        .fetch_all(&mut *self.conn.lock().await)
+        .bind(i64::from(limit))
+        .fetch_all(c)
         .await
-        .map_err(|e| self.err(e))?;
+        })?;
         rows.reverse();
         Ok(rows)
     }
@@ -199,46 +201,57 @@ impl Store {
         cap: std::time::Duration,
     ) -> Result<(), StoreError> {
         let due = at + chrono::Duration::from_std(delay).unwrap_or_default();
-        let cap_ms = i64::try_from(cap.as_millis()).unwrap_or(i64::MAX);
-        let mut conn = self.conn.lock().await;
-        let mut tx = conn.begin().await.map_err(|e| self.err(e))?;
-        sqlx::query(
-            "INSERT INTO event_rotations (group_jid, trigger, first_event_id, first_at, due_at, watermark)
-             VALUES ($1, $2, $3, $4, $5, (SELECT COALESCE(MAX(id), 0) FROM rotations))
-             ON CONFLICT (group_jid) DO UPDATE SET
-                 trigger = CASE WHEN $2 = 'member_removed' THEN $2 ELSE event_rotations.trigger END,
-                 due_at = MIN(MAX(event_rotations.due_at, $5),
-                              strftime('%Y-%m-%dT%H:%M:%fZ', event_rotations.first_at, ($6 / 1000.0) || ' seconds')),
-                 watermark = excluded.watermark",
-        )
-        .bind(jid.to_owned())
-        .bind(trigger.as_str())
-        .bind(event_id)
-        .bind(timestamp(at))
-        .bind(timestamp(due))
-        .bind(cap_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.err(e))?;
-        sqlx::query("UPDATE events SET processed_at = $1, outcome = $2 WHERE id = $3")
-            .bind(timestamp(Utc::now()))
-            .bind(format!("{} rotation called for", trigger.as_str()))
-            .bind(event_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?;
-        tx.commit().await.map_err(|e| self.err(e))
+        let cap = chrono::Duration::from_std(cap).unwrap_or_default();
+        run!(self, |c, _pg| {
+            let mut tx = c.begin().await?;
+            let burst: Option<(Stamp, Stamp)> =
+                sqlx::query_as("SELECT first_at, due_at FROM event_rotations WHERE group_jid = $1")
+                    .bind(jid)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let call = match burst.and_then(|(first, due_at)| Some((first.time()?, due_at.time()?))) {
+                // The burst goes on: later, but never past its cap.
+                Some((first, called)) => sqlx::query(
+                    "UPDATE event_rotations SET
+                         trigger = CASE WHEN $2 = 'member_removed' THEN $2 ELSE trigger END,
+                         due_at = $3,
+                         watermark = (SELECT COALESCE(MAX(id), 0) FROM rotations)
+                     WHERE group_jid = $1",
+                )
+                .bind(jid)
+                .bind(trigger.as_str())
+                .bind(timestamp(called.max(due).min(first + cap))),
+                None => sqlx::query(
+                    "INSERT INTO event_rotations (group_jid, trigger, first_event_id, first_at, due_at, watermark)
+                     VALUES ($1, $2, $3, $4, $5, (SELECT COALESCE(MAX(id), 0) FROM rotations))
+                     ON CONFLICT (group_jid) DO NOTHING",
+                )
+                .bind(jid)
+                .bind(trigger.as_str())
+                .bind(event_id)
+                .bind(timestamp(at))
+                .bind(timestamp(due.min(at + cap))),
+            };
+            call.execute(&mut *tx).await?;
+            sqlx::query("UPDATE events SET processed_at = $1, outcome = $2 WHERE id = $3")
+                .bind(timestamp(Utc::now()))
+                .bind(format!("{} rotation called for", trigger.as_str()))
+                .bind(event_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        })
     }
 
     /// Rotations events call for, soonest first.
     pub async fn event_rotations(&self) -> Result<Vec<EventRotation>, StoreError> {
-        let rows: Vec<(String, String, i64, String, String, i64)> = sqlx::query_as(
-            "SELECT group_jid, trigger, first_event_id, first_at, due_at, watermark
+        let rows: Vec<(String, String, i64, Stamp, Stamp, i64)> =
+            run!(self, |c, _pg| sqlx::query_as(
+                "SELECT group_jid, trigger, first_event_id, first_at, due_at, watermark
              FROM event_rotations ORDER BY due_at",
-        )
-        .fetch_all(&mut *self.conn.lock().await)
-        .await
-        .map_err(|e| self.err(e))?;
+            )
+            .fetch_all(c)
+            .await)?;
         Ok(rows
             .into_iter()
             .filter_map(
@@ -247,8 +260,8 @@ impl Store {
                         group_jid,
                         trigger: Trigger::parse(&trigger)?,
                         first_event_id,
-                        first_at: parse_timestamp(&first)?,
-                        due_at: parse_timestamp(&due)?,
+                        first_at: first.time()?,
+                        due_at: due.time()?,
                         watermark,
                     })
                 },
@@ -263,12 +276,13 @@ impl Store {
         jid: &str,
         first_event_id: i64,
     ) -> Result<(), StoreError> {
-        self.execute(
+        exec!(
+            self,
             sqlx::query("DELETE FROM event_rotations WHERE group_jid = $1 AND first_event_id = $2")
-                .bind(jid.to_owned())
-                .bind(first_event_id),
+                .bind(jid)
+                .bind(first_event_id)
         )
-        .await
+        .map(drop)
     }
 
     /// What rotations of ours of `jid` above `watermark` came to: one
@@ -279,41 +293,42 @@ impl Store {
         jid: &str,
         watermark: i64,
     ) -> Result<CallProgress, StoreError> {
-        let (succeeded, failures, last): (i64, i64, Option<String>) = sqlx::query_as(
-            "SELECT COALESCE(SUM(status = 'succeeded'), 0), COALESCE(SUM(status = 'failed'), 0),
+        let (succeeded, failures, last): (i64, i64, Option<Stamp>) = run!(self, |c, _pg| {
+            sqlx::query_as(
+            "SELECT COUNT(*) FILTER (WHERE status = 'succeeded'), COUNT(*) FILTER (WHERE status = 'failed'),
                     MAX(CASE WHEN status = 'failed' THEN finished_at END)
              FROM rotations WHERE group_jid = $1 AND id > $2 AND trigger != 'outside'",
         )
-        .bind(jid.to_owned())
+        .bind(jid)
         .bind(watermark)
-        .fetch_one(&mut *self.conn.lock().await)
+        .fetch_one(c)
         .await
-        .map_err(|e| self.err(e))?;
+        })?;
         Ok(CallProgress {
             succeeded: succeeded > 0,
             failures: u32::try_from(failures).unwrap_or(u32::MAX),
-            last_failure: last.as_deref().and_then(parse_timestamp),
+            last_failure: last.as_ref().and_then(Stamp::time),
         })
     }
 
     /// The rotation that event `id` called for or reported, if one was written.
     pub async fn rotation_of_event(&self, id: i64) -> Result<Option<i64>, StoreError> {
-        sqlx::query_scalar("SELECT id FROM rotations WHERE event_id = $1 ORDER BY id LIMIT 1")
-            .bind(id)
-            .fetch_optional(&mut *self.conn.lock().await)
-            .await
-            .map_err(|e| self.err(e))
+        run!(self, |c, _pg| sqlx::query_scalar(
+            "SELECT id FROM rotations WHERE event_id = $1 ORDER BY id LIMIT 1"
+        )
+        .bind(id)
+        .fetch_optional(c)
+        .await)
     }
 
     /// Whether the group `jid` has a rotation in flight (`pending`).
     pub async fn group_busy(&self, jid: &str) -> Result<bool, StoreError> {
-        sqlx::query_scalar(
+        run!(self, |c, _pg| sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM rotations WHERE group_jid = $1 AND status = 'pending')",
         )
-        .bind(jid.to_owned())
-        .fetch_one(&mut *self.conn.lock().await)
-        .await
-        .map_err(|e| self.err(e))
+        .bind(jid)
+        .fetch_one(c)
+        .await)
     }
 
     /// Records how registering the webhook of `instance` went.
@@ -322,7 +337,8 @@ impl Store {
         instance: &str,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.execute(
+        exec!(
+            self,
             sqlx::query(
                 "INSERT INTO event_sources (instance, registered_at, register_error)
                  VALUES ($1, CASE WHEN $3 IS NULL THEN $2 END, $3)
@@ -330,11 +346,11 @@ impl Store {
                      registered_at = CASE WHEN $3 IS NULL THEN $2 ELSE event_sources.registered_at END,
                      register_error = $3",
             )
-            .bind(instance.to_owned())
+            .bind(instance)
             .bind(timestamp(Utc::now()))
-            .bind(error.map(str::to_owned)),
+            .bind(error)
         )
-        .await
+        .map(drop)
     }
 
     /// Records how the WebSocket of `instance` is doing.
@@ -343,7 +359,8 @@ impl Store {
         instance: &str,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.execute(
+        exec!(
+            self,
             sqlx::query(
                 "INSERT INTO event_sources (instance, websocket_at, websocket_error)
                  VALUES ($1, CASE WHEN $3 IS NULL THEN $2 END, $3)
@@ -351,30 +368,32 @@ impl Store {
                      websocket_at = CASE WHEN $3 IS NULL THEN $2 ELSE event_sources.websocket_at END,
                      websocket_error = $3",
             )
-            .bind(instance.to_owned())
+            .bind(instance)
             .bind(timestamp(Utc::now()))
-            .bind(error.map(str::to_owned)),
+            .bind(error)
         )
-        .await
+        .map(drop)
     }
 
     /// Every instance's event sources.
     pub async fn event_sources(&self) -> Result<Vec<EventSource>, StoreError> {
-        sqlx::query_as(
+        run!(self, |c, _pg| {
+            sqlx::query_as(
             "SELECT instance, registered_at, register_error, websocket_at, websocket_error, last_event_at
              FROM event_sources ORDER BY instance",
         )
-        .fetch_all(&mut *self.conn.lock().await)
+        .fetch_all(c)
         .await
-        .map_err(|e| self.err(e))
+        })
     }
 
     /// Events waiting to be acted on.
     pub async fn events_backlog(&self) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE processed_at IS NULL")
-            .fetch_one(&mut *self.conn.lock().await)
-            .await
-            .map_err(|e| self.err(e))?;
+        let n: i64 = run!(self, |c, _pg| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM events WHERE processed_at IS NULL"
+        )
+        .fetch_one(c)
+        .await)?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 }

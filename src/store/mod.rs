@@ -6,6 +6,7 @@
 //! directory: it holds live invite codes.
 
 mod audit;
+mod backend;
 mod budget;
 mod daemon;
 mod events;
@@ -25,12 +26,12 @@ pub use outbox::{Attempt, Delivery, Recipient};
 pub use outside::OutsideChange;
 pub use prune::Pruned;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use sqlx::Sqlite;
-use sqlx::sqlite::{
-    SqliteAutoVacuum, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous,
-};
-use sqlx::{ConnectOptions, Connection};
+pub use backend::{At, Stamp, text as timestamp_text};
+use backend::{Db, exec, on, run};
+use chrono::{DateTime, Utc};
+use sqlx::ConnectOptions;
+use sqlx::Connection;
+use sqlx::sqlite::{SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,44 +58,61 @@ pub enum Begun {
     },
 }
 
-/// A store failure; the message names the database file.
+/// A store failure; the message names the database (a SQLite file, or a
+/// PostgreSQL database without its password), and the driver's error is
+/// kept as the source.
 #[derive(Debug, thiserror::Error)]
-#[error("history database {path}: {message}")]
+#[error("history database {name}: {message}")]
 pub struct StoreError {
-    path: PathBuf,
+    name: String,
     message: String,
+    #[source]
+    source: Option<sqlx::Error>,
 }
 
-/// The history database. Cloning is shallow: clones share one connection.
-///
-/// One connection, not a pool: SQLite takes one writer at a time anyway, and a
-/// connection sets no timers, so the store also works under tokio's paused
-/// test clock (a pool's acquire timeout fires there while a query runs).
-/// Callers queue on a fair mutex.
-#[derive(Clone, Debug)]
+impl StoreError {
+    fn new(name: &str, message: impl Into<String>) -> StoreError {
+        StoreError {
+            name: name.to_owned(),
+            message: message.into(),
+            source: None,
+        }
+    }
+}
+
+/// The history database. Cloning is shallow: clones share the connection
+/// (SQLite) or the pool (PostgreSQL).
+#[derive(Clone)]
 pub struct Store {
-    conn: Arc<Mutex<SqliteConnection>>,
-    path: PathBuf,
+    db: Arc<Db>,
+    /// The SQLite file; `None` on PostgreSQL.
+    path: Option<PathBuf>,
+    /// How errors and logs name the database.
+    name: Arc<str>,
 }
 
-/// Formats a time as the database stores it: RFC 3339, UTC, milliseconds.
-pub fn timestamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("name", &self.name).finish()
+    }
+}
+
+/// A time as the store binds it (see [`At`]).
+pub fn timestamp(t: DateTime<Utc>) -> At {
+    At(t)
 }
 
 impl Store {
-    /// Opens (creating if missing, with its directory) the database at `path`,
-    /// makes it 0600 and applies the migrations.
+    /// Opens (creating if missing, with its directory) the SQLite database
+    /// at `path`, makes it 0600 and applies the migrations.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
         Store::open_with(path, BUSY_TIMEOUT).await
     }
 
     /// As [`Store::open`], waiting at most `busy_timeout` for another writer.
     pub async fn open_with(path: &Path, busy_timeout: Duration) -> Result<Store, StoreError> {
-        let fail = |message: String| StoreError {
-            path: path.to_owned(),
-            message,
-        };
+        let name = path.display().to_string();
+        let fail = |message: String| StoreError::new(&name, message);
         let new = files::prepare(path)
             .map_err(|e| fail(format!("cannot create it (directory 0700, file 0600): {e}")))?;
         let real = files::canonical(path).map_err(|e| fail(e.to_string()))?;
@@ -125,7 +143,7 @@ impl Store {
         .await
         .map_err(|e| fail(format!("cannot lock for migrations: {e}")))?;
         let mut conn = options.connect().await.map_err(|e| fail(e.to_string()))?;
-        sqlx::migrate!("./migrations")
+        sqlx::migrate!("./migrations/sqlite")
             .run(&mut conn)
             .await
             .map_err(|e| fail(format!("migration failed: {e}")))?;
@@ -133,42 +151,55 @@ impl Store {
         // SQLite gives the WAL files the database's mode; make sure of it.
         files::restrict_companions(&real);
         Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
-            path: path.to_owned(),
+            db: Arc::new(Db::Sqlite(Mutex::new(conn))),
+            path: Some(path.to_owned()),
+            name: name.into(),
         })
     }
 
-    /// Opens an existing database read-only, for `history`: no migration, no write.
+    /// Opens an existing SQLite database read-only, for `history`: no
+    /// migration, no write.
     pub async fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let name = path.display().to_string();
         let options = SqliteConnectOptions::new()
             .filename(path)
             .read_only(true)
             .busy_timeout(BUSY_TIMEOUT);
-        let conn = options.connect().await.map_err(|e| StoreError {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+        let conn = options
+            .connect()
+            .await
+            .map_err(|e| StoreError::new(&name, e.to_string()))?;
         Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
-            path: path.to_owned(),
+            db: Arc::new(Db::Sqlite(Mutex::new(conn))),
+            path: Some(path.to_owned()),
+            name: name.into(),
         })
     }
 
     /// Whether the database holds a history at all (a file just created,
     /// empty, holds none yet; read-only stores are never migrated).
     pub async fn has_history(&self) -> Result<bool, StoreError> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'rotations'",
-        )
-        .fetch_one(&mut *self.conn.lock().await)
-        .await
-        .map_err(|e| self.err(e))?;
+        let n: i64 = run!(self, |c, pg| {
+            let sql = if pg {
+                "SELECT COUNT(*) FROM information_schema.tables
+                 WHERE table_schema = current_schema() AND table_name = 'rotations'"
+            } else {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'rotations'"
+            };
+            sqlx::query_scalar(sql).fetch_one(c).await
+        })?;
         Ok(n > 0)
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The SQLite file; `None` on PostgreSQL.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// How the store names its database (a path, or a PostgreSQL URL
+    /// without its password).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Takes the daemon's lock of the database at `path`: one daemon per
@@ -185,18 +216,19 @@ impl Store {
     /// The error a failpoint injects for a write (see [`crate::failpoint`]).
     fn injected_fault(&self, point: &str) -> Result<(), StoreError> {
         if crate::failpoint::fails(point) {
-            return Err(StoreError {
-                path: self.path.clone(),
-                message: format!("database or disk is full (injected at failpoint {point})"),
-            });
+            return Err(StoreError::new(
+                &self.name,
+                format!("database or disk is full (injected at failpoint {point})"),
+            ));
         }
         Ok(())
     }
 
     fn err(&self, e: sqlx::Error) -> StoreError {
         StoreError {
-            path: self.path.clone(),
+            name: self.name.to_string(),
             message: e.to_string(),
+            source: Some(e),
         }
     }
 
@@ -205,70 +237,80 @@ impl Store {
     ///
     /// A group has at most one pending rotation across every process using the
     /// database: if one is pending (a daemon and a `rotate` racing), nothing is
-    /// written and [`Begun::Busy`] says since when. The check and the insert are
-    /// one statement, so two processes cannot both pass it.
+    /// written and [`Begun::Busy`] says since when. A unique index on the
+    /// pending rows of a group decides, so two processes cannot both pass.
     pub async fn begin(&self, new: &NewRotation<'_>) -> Result<Begun, StoreError> {
         self.injected_fault("store::begin")?;
-        let mut conn = self.conn.lock().await;
         // `fetch_all`, not `fetch_optional`, with every `RETURNING`: the
         // statement must run to its end, where SQLite commits it. Stopping at
         // the first row leaves the commit to the statement's reset, whose
         // error (a full disk) is lost: the id would come back for a row that
         // was rolled back, and a reset would follow with no record.
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "INSERT INTO rotations (group_name, group_jid, instance, trigger, scheduled_for, started_at, status, owner, event_id)
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8
-             WHERE NOT EXISTS (SELECT 1 FROM rotations WHERE group_jid = ?2 AND status = 'pending')
-             RETURNING id",
-        )
-        .bind(new.group_name)
-        .bind(new.group_jid)
-        .bind(new.instance)
-        .bind(new.cause.trigger.as_str())
-        .bind(new.cause.scheduled_for.map(timestamp))
-        .bind(timestamp(Utc::now()))
-        .bind(crate::owner::current())
-        .bind(new.cause.event_id)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| self.err(e))?;
+        let (ids, pending): (Vec<i64>, Option<(Stamp, Option<String>)>) = run!(self, |c, _pg| {
+            let ids: Vec<i64> = sqlx::query_scalar(
+                "INSERT INTO rotations (group_name, group_jid, instance, trigger, scheduled_for,
+                     started_at, status, owner, event_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8)
+                 ON CONFLICT (group_jid) WHERE status = 'pending' DO NOTHING
+                 RETURNING id",
+            )
+            .bind(new.group_name)
+            .bind(new.group_jid)
+            .bind(new.instance)
+            .bind(new.cause.trigger.as_str())
+            .bind(new.cause.scheduled_for.map(timestamp))
+            .bind(timestamp(Utc::now()))
+            .bind(crate::owner::current())
+            .bind(new.cause.event_id)
+            .fetch_all(&mut *c)
+            .await?;
+            if !ids.is_empty() {
+                Ok((ids, None))
+            } else {
+                sqlx::query_as(
+                    "SELECT started_at, owner FROM rotations WHERE group_jid = $1 AND status = 'pending'
+                     ORDER BY id LIMIT 1",
+                )
+                .bind(new.group_jid)
+                .fetch_optional(&mut *c)
+                .await
+                .map(|p| (ids, p))
+            }
+        })?;
         if let Some(&id) = ids.first() {
             return Ok(Begun::Started(id));
         }
-        let pending: Option<(String, Option<String>)> = sqlx::query_as(
-            "SELECT started_at, owner FROM rotations WHERE group_jid = ? AND status = 'pending'
-             ORDER BY id LIMIT 1",
-        )
-        .bind(new.group_jid)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(|e| self.err(e))?;
         // Settled in the meantime: the caller may simply try again.
         let (since, owner) = pending.unwrap_or_default();
-        Ok(Begun::Busy { since, owner })
+        Ok(Begun::Busy {
+            since: since.0,
+            owner,
+        })
     }
 
     /// Records the code the rotation is about to revoke.
     pub async fn record_old_code(&self, id: i64, code: Option<&str>) -> Result<(), StoreError> {
-        self.execute(
-            sqlx::query("UPDATE rotations SET old_invite_code = ? WHERE id = ?")
+        exec!(
+            self,
+            sqlx::query("UPDATE rotations SET old_invite_code = $1 WHERE id = $2")
                 .bind(code.map(str::to_owned))
-                .bind(id),
+                .bind(id)
         )
-        .await
+        .map(drop)
     }
 
     /// Records that reset call number `attempts` is about to be made, and
     /// when. Called before each reset, so a crash leaves the count of calls
     /// possibly made and the time of the latest.
     pub async fn record_attempt(&self, id: i64, attempts: u32) -> Result<(), StoreError> {
-        self.execute(
-            sqlx::query("UPDATE rotations SET attempts = ?, last_reset_at = ? WHERE id = ?")
+        exec!(
+            self,
+            sqlx::query("UPDATE rotations SET attempts = $1, last_reset_at = $2 WHERE id = $3")
                 .bind(i64::from(attempts))
                 .bind(timestamp(Utc::now()))
-                .bind(id),
+                .bind(id)
         )
-        .await
+        .map(drop)
     }
 
     /// Settles a rotation: final status, what the API issued, the last error.
@@ -285,40 +327,40 @@ impl Store {
         s: &Settlement,
     ) -> Result<bool, StoreError> {
         self.injected_fault("store::settle")?;
-        let mut conn = self.conn.lock().await;
-        let mut tx = conn.begin().await.map_err(|e| self.err(e))?;
-        let changed = sqlx::query(
-            "UPDATE rotations SET status = ?, attempts = ?, new_invite_code = ?, new_invite_link = ?,
-             error = ?, finished_at = ? WHERE id = ? AND status = ?",
-        )
-        .bind(s.status.as_str())
-        .bind(i64::from(s.attempts))
-        .bind(s.new_code.clone())
-        .bind(s.new_link.clone())
-        .bind(s.error.clone())
-        .bind(timestamp(Utc::now()))
-        .bind(id)
-        .bind(from.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.err(e))?
-        .rows_affected();
-        crate::failpoint::crash("store::settle::before_commit");
-        tx.commit().await.map_err(|e| self.err(e))?;
+        let changed = run!(self, |c, _pg| {
+            let mut tx = c.begin().await?;
+            let changed = sqlx::query(
+                "UPDATE rotations SET status = $1, attempts = $2, new_invite_code = $3,
+                 new_invite_link = $4, error = $5, finished_at = $6 WHERE id = $7 AND status = $8",
+            )
+            .bind(s.status.as_str())
+            .bind(i64::from(s.attempts))
+            .bind(s.new_code.clone())
+            .bind(s.new_link.clone())
+            .bind(s.error.clone())
+            .bind(timestamp(Utc::now()))
+            .bind(id)
+            .bind(from.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            crate::failpoint::crash("store::settle::before_commit");
+            tx.commit().await.map(|()| changed)
+        })?;
         Ok(changed > 0)
     }
 
     /// The latest rotation of the group `jid` before the row `id` that made a
     /// reset call, if any: the last one that may have changed the link.
     pub async fn previous_reset(&self, jid: &str, id: i64) -> Result<Option<Rotation>, StoreError> {
-        sqlx::query_as(concat!(
+        on!(self, |c, _pg| sqlx::query_as(concat!(
             select_rotation!(),
-            " WHERE group_jid = ? AND id < ? AND attempts > 0 ORDER BY id DESC LIMIT 1"
+            " WHERE group_jid = $1 AND id < $2 AND attempts > 0 ORDER BY id DESC LIMIT 1"
         ))
-        .bind(jid.to_owned())
+        .bind(jid)
         .bind(id)
-        .fetch_optional(&mut *self.conn.lock().await)
-        .await
+        .fetch_optional(c)
+        .await)
         .map_err(|e| self.err(e))
     }
 
@@ -333,26 +375,29 @@ impl Store {
         new_link: Option<&str>,
         note: &str,
     ) -> Result<(), StoreError> {
-        self.execute(
+        exec!(
+            self,
             sqlx::query(
-                "UPDATE rotations SET status = ?, new_invite_code = ?, new_invite_link = ?,
-                 error = COALESCE(error || '; ', '') || ? WHERE id = ? AND status = 'unknown'",
+                "UPDATE rotations SET status = $1, new_invite_code = $2, new_invite_link = $3,
+                 error = COALESCE(error || '; ', '') || $4 WHERE id = $5 AND status = 'unknown'",
             )
             .bind(status.as_str())
-            .bind(new_code.map(str::to_owned))
-            .bind(new_link.map(str::to_owned))
-            .bind(note.to_owned())
-            .bind(id),
+            .bind(new_code)
+            .bind(new_link)
+            .bind(note)
+            .bind(id)
         )
-        .await
+        .map(drop)
     }
 
     /// Appends one API call to the call log.
     pub async fn log_call(&self, call: &CallRecord<'_>) -> Result<(), StoreError> {
-        self.execute(
+        exec!(
+            self,
             sqlx::query(
-                "INSERT INTO api_calls (rotation_id, endpoint, started_at, duration_ms, http_status, outcome, error)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO api_calls (rotation_id, endpoint, started_at, duration_ms, http_status,
+                     outcome, error)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(call.rotation_id)
             .bind(call.endpoint)
@@ -360,9 +405,9 @@ impl Store {
             .bind(i64::try_from(call.duration.as_millis()).unwrap_or(i64::MAX))
             .bind(call.http_status.map(i64::from))
             .bind(call.outcome)
-            .bind(call.error.clone()),
+            .bind(call.error.as_deref())
         )
-        .await
+        .map(drop)
     }
 
     /// The newest code the history says was issued for the group `jid`, if
@@ -370,32 +415,33 @@ impl Store {
     /// while a rotation was in flight is recorded after it but happened
     /// before it).
     pub async fn last_issued_code(&self, jid: &str) -> Result<Option<String>, StoreError> {
-        sqlx::query_scalar(
+        on!(self, |c, _pg| sqlx::query_scalar(
             "SELECT new_invite_code FROM rotations
-             WHERE group_jid = ? AND new_invite_code IS NOT NULL
+             WHERE group_jid = $1 AND new_invite_code IS NOT NULL
              ORDER BY finished_at DESC, id DESC LIMIT 1",
         )
-        .bind(jid.to_owned())
-        .fetch_optional(&mut *self.conn.lock().await)
-        .await
+        .bind(jid)
+        .fetch_optional(c)
+        .await)
         .map_err(|e| self.err(e))
     }
 
     /// One rotation by id.
     pub async fn rotation(&self, id: i64) -> Result<Option<Rotation>, StoreError> {
-        sqlx::query_as(concat!(select_rotation!(), " WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&mut *self.conn.lock().await)
-            .await
-            .map_err(|e| self.err(e))
+        on!(self, |c, _pg| sqlx::query_as(concat!(
+            select_rotation!(),
+            " WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(c)
+        .await)
+        .map_err(|e| self.err(e))
     }
 
-    /// `values` as one JSON array, bound as one parameter (`json_each`).
+    /// `values` as one JSON array, bound as one parameter (`json_each` on
+    /// SQLite, `json_array_elements_text` on PostgreSQL).
     fn json<T: serde::Serialize + ?Sized>(&self, values: &T) -> Result<String, StoreError> {
-        serde_json::to_string(values).map_err(|e| StoreError {
-            path: self.path.clone(),
-            message: e.to_string(),
-        })
+        serde_json::to_string(values).map_err(|e| StoreError::new(&self.name, e.to_string()))
     }
 
     /// The call log of one rotation, in order.
@@ -403,22 +449,13 @@ impl Store {
         &self,
         rotation_id: i64,
     ) -> Result<Vec<(String, Option<i64>, String)>, StoreError> {
-        sqlx::query_as("SELECT endpoint, http_status, outcome FROM api_calls WHERE rotation_id = ? ORDER BY id")
-            .bind(rotation_id)
-            .fetch_all(&mut *self.conn.lock().await)
-            .await
-            .map_err(|e| self.err(e))
-    }
-
-    async fn execute(
-        &self,
-        query: sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments>,
-    ) -> Result<(), StoreError> {
-        query
-            .execute(&mut *self.conn.lock().await)
-            .await
-            .map(drop)
-            .map_err(|e| self.err(e))
+        on!(self, |c, _pg| sqlx::query_as(
+            "SELECT endpoint, http_status, outcome FROM api_calls WHERE rotation_id = $1 ORDER BY id"
+        )
+        .bind(rotation_id)
+        .fetch_all(c)
+        .await)
+        .map_err(|e| self.err(e))
     }
 }
 
@@ -439,19 +476,12 @@ macro_rules! select_rotation {
 }
 use select_rotation;
 
-/// `(group, timestamp)` rows as a map; a timestamp that does not parse (only
-/// a hand-edited database has one) is left out.
-fn times_by_group(rows: Vec<(String, String)>) -> HashMap<String, DateTime<Utc>> {
+/// `(group, time)` rows as a map; a time that does not parse (only a
+/// hand-edited database has one) is left out.
+fn times_by_group(rows: Vec<(String, Stamp)>) -> HashMap<String, DateTime<Utc>> {
     rows.into_iter()
-        .filter_map(|(group, t)| Some((group, parse_timestamp(&t)?)))
+        .filter_map(|(group, t)| Some((group, t.time()?)))
         .collect()
-}
-
-/// Parses a stored timestamp.
-fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The values the store reads and writes.
 
+use super::Stamp;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::time::Duration;
@@ -218,11 +219,11 @@ pub struct Rotation {
     #[sqlx(try_from = "String")]
     pub trigger: Trigger,
     /// `scheduled_for`.
-    pub scheduled_for: Option<String>,
+    pub scheduled_for: Option<Stamp>,
     /// `started_at`.
-    pub started_at: String,
+    pub started_at: Stamp,
     /// `finished_at`.
-    pub finished_at: Option<String>,
+    pub finished_at: Option<Stamp>,
     /// `status`.
     #[sqlx(try_from = "String")]
     pub status: Status,
@@ -251,7 +252,7 @@ pub struct Leftover {
     pub owner: Option<String>,
     /// `last_reset_at`: when its latest reset call was sent; none before any
     /// (and on rows from before the column).
-    pub last_reset_at: Option<String>,
+    pub last_reset_at: Option<Stamp>,
 }
 
 /// Filters of `history`.

@@ -1,7 +1,7 @@
 //! The hooks' outbox: turning rotation events into deliveries, and keeping
 //! each delivery's state. SQL only; what a hook wants is the caller's to say.
 
-use super::{Rotation, Store, StoreError, rotation_columns, timestamp};
+use super::{Rotation, Stamp, Store, StoreError, exec, rotation_columns, run, timestamp};
 use chrono::{DateTime, Utc};
 use sqlx::Connection;
 
@@ -28,7 +28,7 @@ pub struct Delivery {
     /// Attempts made so far.
     pub delivery_attempts: i64,
     /// When the notification was queued.
-    pub queued_at: String,
+    pub queued_at: Stamp,
     /// The rotation, as it stands now.
     #[sqlx(flatten)]
     pub rotation: Rotation,
@@ -58,51 +58,49 @@ impl Store {
         recipients: impl Fn(&str, &str) -> Vec<Recipient>,
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
-        let mut conn = self.conn.lock().await;
-        let mut tx = conn.begin().await.map_err(|e| self.err(e))?;
-        let events: Vec<(i64, i64, String, String)> = sqlx::query_as(
-            "SELECT e.id, e.rotation_id, e.status, r.group_name FROM rotation_events e
-             JOIN rotations r ON r.id = e.rotation_id ORDER BY e.id LIMIT 1000",
-        )
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(|e| self.err(e))?;
-        let mut queued = 0;
-        for (_, rotation, status, group) in &events {
-            for to in recipients(group, status) {
-                // One notification per rotation, status told and hook: the
-                // same key however often the event is seen.
-                let key = format!("invite-rotator-{rotation}-{status}-{}", to.key);
-                let inserted = sqlx::query(
-                    "INSERT OR IGNORE INTO hook_deliveries (idempotency_key, hook_key, hook_name,
-                     rotation_id, status, state, created_at, next_attempt_at)
-                     VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
-                )
-                .bind(&key)
-                .bind(&to.key)
-                .bind(&to.name)
-                .bind(rotation)
-                .bind(status)
-                .bind(timestamp(now))
-                .bind(timestamp(now))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.err(e))?
-                .rows_affected();
-                if inserted == 0 {
-                    tracing::debug!(%key, "hooks: notification already queued");
+        let queued = run!(self, |c, _pg| {
+            let mut tx = c.begin().await?;
+            let events: Vec<(i64, i64, String, String)> = sqlx::query_as(
+                "SELECT e.id, e.rotation_id, e.status, r.group_name FROM rotation_events e
+                 JOIN rotations r ON r.id = e.rotation_id ORDER BY e.id LIMIT 1000",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut queued = 0;
+            for (_, rotation, status, group) in &events {
+                for to in recipients(group, status) {
+                    // One notification per rotation, status told and hook: the
+                    // same key however often the event is seen.
+                    let key = format!("invite-rotator-{rotation}-{status}-{}", to.key);
+                    let inserted = sqlx::query(
+                        "INSERT INTO hook_deliveries (idempotency_key, hook_key, hook_name,
+                         rotation_id, status, state, created_at, next_attempt_at)
+                         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6)
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(&key)
+                    .bind(&to.key)
+                    .bind(&to.name)
+                    .bind(rotation)
+                    .bind(status)
+                    .bind(timestamp(now))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if inserted == 0 {
+                        tracing::debug!(%key, "hooks: notification already queued");
+                    }
+                    queued += inserted;
                 }
-                queued += inserted;
             }
-        }
-        if let Some((last, ..)) = events.last() {
-            sqlx::query("DELETE FROM rotation_events WHERE id <= ?")
-                .bind(last)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.err(e))?;
-        }
-        tx.commit().await.map_err(|e| self.err(e))?;
+            if let Some((last, ..)) = events.last() {
+                sqlx::query("DELETE FROM rotation_events WHERE id <= $1")
+                    .bind(last)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await.map(|()| queued)
+        })?;
         Ok(usize::try_from(queued).unwrap_or(usize::MAX))
     }
 
@@ -115,17 +113,24 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let keys = self.json(keys)?;
-        sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM rotation_events)
-                 OR EXISTS (SELECT 1 FROM hook_deliveries WHERE state = 'pending'
-                            AND next_attempt_at <= $2
-                            AND hook_key IN (SELECT value FROM json_each($1)))",
-        )
-        .bind(keys)
-        .bind(timestamp(now))
-        .fetch_one(&mut *self.conn.lock().await)
-        .await
-        .map_err(|e| self.err(e))
+        run!(self, |c, pg| {
+            let sql = if pg {
+                "SELECT EXISTS (SELECT 1 FROM rotation_events)
+                     OR EXISTS (SELECT 1 FROM hook_deliveries WHERE state = 'pending'
+                                AND next_attempt_at <= $2
+                                AND hook_key IN (SELECT value FROM json_array_elements_text($1::json)))"
+            } else {
+                "SELECT EXISTS (SELECT 1 FROM rotation_events)
+                     OR EXISTS (SELECT 1 FROM hook_deliveries WHERE state = 'pending'
+                                AND next_attempt_at <= $2
+                                AND hook_key IN (SELECT value FROM json_each($1)))"
+            };
+            sqlx::query_scalar(sql)
+                .bind(&keys)
+                .bind(timestamp(now))
+                .fetch_one(c)
+                .await
+        })
     }
 
     /// Pending deliveries due at `now` for the hooks `keys`, oldest first.
@@ -136,22 +141,19 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<Delivery>, StoreError> {
         let keys = self.json(keys)?;
-        sqlx::query_as(concat!(
-            "SELECT d.id AS delivery_id, d.idempotency_key, d.hook_key, d.status AS event_status,
-             d.attempts AS delivery_attempts, d.created_at AS queued_at, r.*
-             FROM hook_deliveries d JOIN (SELECT ",
-            rotation_columns!(),
-            " FROM rotations) r ON r.id = d.rotation_id
-             WHERE d.state = 'pending' AND d.next_attempt_at <= ?2
-               AND d.hook_key IN (SELECT value FROM json_each(?1))
-             ORDER BY d.next_attempt_at LIMIT ?3"
-        ))
-        .bind(keys)
-        .bind(timestamp(now))
-        .bind(limit)
-        .fetch_all(&mut *self.conn.lock().await)
-        .await
-        .map_err(|e| self.err(e))
+        run!(self, |c, pg| {
+            let sql = if pg {
+                due_sql!("SELECT value FROM json_array_elements_text($1::json)")
+            } else {
+                due_sql!("SELECT value FROM json_each($1)")
+            };
+            sqlx::query_as(sql)
+                .bind(&keys)
+                .bind(timestamp(now))
+                .bind(i64::from(limit))
+                .fetch_all(c)
+                .await
+        })
     }
 
     /// Gives up pending deliveries queued before `before` for hooks no longer
@@ -162,79 +164,106 @@ impl Store {
         before: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let keys = self.json(keys)?;
-        sqlx::query(
-            "UPDATE hook_deliveries SET state = 'abandoned', last_error = 'the hook is no longer configured'
-             WHERE state = 'pending' AND created_at < ?2
-               AND hook_key NOT IN (SELECT value FROM json_each(?1))",
-        )
-        .bind(keys)
-        .bind(timestamp(before))
-        .execute(&mut *self.conn.lock().await)
-        .await
-        .map(|r| r.rows_affected())
-        .map_err(|e| self.err(e))
+        run!(self, |c, pg| {
+            let sql = if pg {
+                "UPDATE hook_deliveries SET state = 'abandoned', last_error = 'the hook is no longer configured'
+                 WHERE state = 'pending' AND created_at < $2
+                   AND hook_key NOT IN (SELECT value FROM json_array_elements_text($1::json))"
+            } else {
+                "UPDATE hook_deliveries SET state = 'abandoned', last_error = 'the hook is no longer configured'
+                 WHERE state = 'pending' AND created_at < $2
+                   AND hook_key NOT IN (SELECT value FROM json_each($1))"
+            };
+            sqlx::query(sql)
+                .bind(&keys)
+                .bind(timestamp(before))
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected())
+        })
     }
 
     /// Records an attempt of delivery `id`.
     pub async fn record_delivery(&self, id: i64, a: &Attempt<'_>) -> Result<(), StoreError> {
-        let now = timestamp(Utc::now());
         let state = match (a.delivered, a.retry_at) {
             (true, _) => "delivered",
             (false, Some(_)) => "pending",
             (false, None) => "abandoned",
         };
-        self.execute(
+        exec!(
+            self,
             sqlx::query(
-                "UPDATE hook_deliveries SET state = ?, attempts = attempts + 1,
-                 next_attempt_at = COALESCE(?, next_attempt_at),
-                 delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END,
-                 last_result = ?, last_error = ?, output = ? WHERE id = ?",
+                "UPDATE hook_deliveries SET state = $1, attempts = attempts + 1,
+                 next_attempt_at = COALESCE($2, next_attempt_at),
+                 delivered_at = CASE WHEN $3 THEN $4 ELSE delivered_at END,
+                 last_result = $5, last_error = $6, output = $7 WHERE id = $8",
             )
             .bind(state)
             .bind(a.retry_at.map(timestamp))
             .bind(a.delivered)
-            .bind(now)
-            .bind(a.result.clone())
-            .bind(a.error.clone())
-            .bind(a.output.map(str::to_owned))
-            .bind(id),
+            .bind(timestamp(Utc::now()))
+            .bind(a.result.as_deref())
+            .bind(a.error.as_deref())
+            .bind(a.output)
+            .bind(id)
         )
-        .await
+        .map(drop)
     }
 
     /// Deliveries of the hook `key` by state, for tests and audits:
     /// `(idempotency_key, state, attempts)`, oldest first.
     pub async fn deliveries_of(&self, key: &str) -> Result<Vec<(String, String, i64)>, StoreError> {
-        sqlx::query_as(
-            "SELECT idempotency_key, state, attempts FROM hook_deliveries WHERE hook_key = ? ORDER BY id",
+        run!(self, |c, _pg| {
+            sqlx::query_as(
+            "SELECT idempotency_key, state, attempts FROM hook_deliveries WHERE hook_key = $1 ORDER BY id",
         )
-        .bind(key.to_owned())
-        .fetch_all(&mut *self.conn.lock().await)
+        .bind(key)
+        .fetch_all(c)
         .await
-        .map_err(|e| self.err(e))
+        })
     }
 
     /// Proves the database takes a write (for `/healthz`).
     pub async fn probe_write(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
         self.injected_fault("store::health_probe")?;
-        self.execute(
+        exec!(
+            self,
             sqlx::query(
-                "INSERT INTO health_probe (id, checked_at) VALUES (1, ?1)
-                 ON CONFLICT (id) DO UPDATE SET checked_at = ?1",
+                "INSERT INTO health_probe (id, checked_at) VALUES (1, $1)
+                 ON CONFLICT (id) DO UPDATE SET checked_at = $1",
             )
-            .bind(timestamp(now)),
+            .bind(timestamp(now))
         )
-        .await
+        .map(drop)
     }
 
     /// Rotations `pending` or `unknown`: waiting to be settled or told.
     pub async fn count_unsettled(&self) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar(
+        let n: i64 = run!(self, |c, _pg| sqlx::query_scalar(
             "SELECT COUNT(*) FROM rotations WHERE status IN ('pending', 'unknown')",
         )
-        .fetch_one(&mut *self.conn.lock().await)
-        .await
-        .map_err(|e| self.err(e))?;
+        .fetch_one(c)
+        .await)?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 }
+
+/// Due deliveries with their rotations, the hook keys read by `$keys` (the
+/// dialects read a JSON array differently).
+macro_rules! due_sql {
+    ($keys:literal) => {
+        concat!(
+            "SELECT d.id AS delivery_id, d.idempotency_key, d.hook_key, d.status AS event_status,
+             d.attempts AS delivery_attempts, d.created_at AS queued_at, r.*
+             FROM hook_deliveries d JOIN (SELECT ",
+            rotation_columns!(),
+            " FROM rotations) r ON r.id = d.rotation_id
+             WHERE d.state = 'pending' AND d.next_attempt_at <= $2
+               AND d.hook_key IN (",
+            $keys,
+            ")
+             ORDER BY d.next_attempt_at LIMIT $3"
+        )
+    };
+}
+use due_sql;

@@ -4,7 +4,8 @@
 //! [`crate::events::act`]'s to say.
 
 use super::{
-    Begun, NewRotation, Rotation, Store, StoreError, rotation_columns, select_rotation, timestamp,
+    Begun, NewRotation, Rotation, Store, StoreError, rotation_columns, run, select_rotation,
+    timestamp,
 };
 use chrono::{DateTime, Utc};
 use sqlx::Connection;
@@ -40,71 +41,68 @@ impl Store {
     pub async fn record_outside(&self, change: &OutsideChange<'_>) -> Result<Begun, StoreError> {
         let at = timestamp(change.at);
         let jid = change.group.group_jid;
-        let mut conn = self.conn.lock().await;
-        let mut tx = conn.begin().await.map_err(|e| self.err(e))?;
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "INSERT INTO rotations (group_name, group_jid, instance, trigger, started_at, finished_at,
-                 status, owner, old_invite_code, new_invite_code, new_invite_link, event_id)
-             SELECT $1, $2, $3, 'outside', $4, $4, $5, $6, $7, $8, $9, $10
-             WHERE NOT EXISTS (SELECT 1 FROM rotations WHERE group_jid = $2 AND status = 'pending')
-             RETURNING id",
-        )
-        .bind(change.group.group_name)
-        .bind(jid)
-        .bind(change.group.instance)
-        .bind(&at)
-        .bind(if change.notify { "pending" } else { "succeeded" })
-        .bind(crate::owner::current())
-        .bind(change.old_code.map(str::to_owned))
-        .bind(change.new_code.to_owned())
-        .bind(change.new_link.to_owned())
-        .bind(change.group.cause.event_id)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(|e| self.err(e))?;
-        let Some(&id) = ids.first() else {
-            return Ok(Begun::Busy {
-                since: String::new(),
-                owner: None,
-            });
-        };
-        if change.notify {
-            sqlx::query("UPDATE rotations SET status = 'succeeded' WHERE id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.err(e))?;
-        }
-        if let Some(ours) = change.revoked_by {
-            sqlx::query(
-                "UPDATE rotations SET old_invite_code = $1,
-                 error = COALESCE(error || '; ', '') || $2 WHERE id = $3 AND group_jid = $4",
+        run!(self, |c, _pg| {
+            let mut tx = c.begin().await?;
+            let ids: Vec<i64> = sqlx::query_scalar(
+                "INSERT INTO rotations (group_name, group_jid, instance, trigger, started_at, finished_at,
+                     status, owner, old_invite_code, new_invite_code, new_invite_link, event_id)
+                 SELECT $1, $2, $3, 'outside', $4, $4, $5, $6, $7, $8, $9, $10
+                 WHERE NOT EXISTS (SELECT 1 FROM rotations WHERE group_jid = $2 AND status = 'pending')
+                 RETURNING id",
             )
-            .bind(change.new_code.to_owned())
-            .bind(format!(
-                "the link was changed outside invite-rotator while this rotation was in flight (rotation {id}): its reset revoked that code"
-            ))
-            .bind(ours)
+            .bind(change.group.group_name)
             .bind(jid)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?;
-        }
-        tx.commit().await.map_err(|e| self.err(e))?;
-        Ok(Begun::Started(id))
+            .bind(change.group.instance)
+            .bind(at)
+            .bind(if change.notify { "pending" } else { "succeeded" })
+            .bind(crate::owner::current())
+            .bind(change.old_code)
+            .bind(change.new_code)
+            .bind(change.new_link)
+            .bind(change.group.cause.event_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            let Some(&id) = ids.first() else {
+                return Ok(Begun::Busy {
+                    since: String::new(),
+                    owner: None,
+                });
+            };
+            if change.notify {
+                sqlx::query("UPDATE rotations SET status = 'succeeded' WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(ours) = change.revoked_by {
+                sqlx::query(
+                    "UPDATE rotations SET old_invite_code = $1,
+                     error = COALESCE(error || '; ', '') || $2 WHERE id = $3 AND group_jid = $4",
+                )
+                .bind(change.new_code)
+                .bind(format!(
+                    "the link was changed outside invite-rotator while this rotation was in flight (rotation {id}): its reset revoked that code"
+                ))
+                .bind(ours)
+                .bind(jid)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(Begun::Started(id))
+        })
     }
 
     /// Whether the history holds `code` as issued to the group `jid` (a
     /// `new_invite_code`: by a reset of ours, or recorded from outside).
     pub async fn code_issued(&self, jid: &str, code: &str) -> Result<bool, StoreError> {
-        sqlx::query_scalar(
+        run!(self, |c, _pg| sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM rotations WHERE group_jid = $1 AND new_invite_code = $2)",
         )
         .bind(jid.to_owned())
         .bind(code.to_owned())
-        .fetch_one(&mut *self.conn.lock().await)
-        .await
-        .map_err(|e| self.err(e))
+        .fetch_one(c)
+        .await)
     }
 
     /// The first rotation of ours that read `code` as the group's live one
@@ -114,15 +112,16 @@ impl Store {
         jid: &str,
         code: &str,
     ) -> Result<Option<Rotation>, StoreError> {
-        sqlx::query_as(concat!(
+        run!(self, |c, _pg| {
+            sqlx::query_as(concat!(
             select_rotation!(),
             " WHERE group_jid = $1 AND old_invite_code = $2 AND trigger != 'outside' ORDER BY id LIMIT 1"
         ))
         .bind(jid.to_owned())
         .bind(code.to_owned())
-        .fetch_optional(&mut *self.conn.lock().await)
-        .await
-        .map_err(|e| self.err(e))
+        .fetch_optional(c)
+            .await
+        })
     }
 
     /// The rotation of ours that issued `code` to `jid`.
@@ -131,33 +130,33 @@ impl Store {
         jid: &str,
         code: &str,
     ) -> Result<Option<Rotation>, StoreError> {
-        sqlx::query_as(concat!(
+        run!(self, |c, _pg| {
+            sqlx::query_as(concat!(
             select_rotation!(),
             " WHERE group_jid = $1 AND new_invite_code = $2 AND trigger != 'outside' ORDER BY id LIMIT 1"
         ))
         .bind(jid.to_owned())
         .bind(code.to_owned())
-        .fetch_optional(&mut *self.conn.lock().await)
-        .await
-        .map_err(|e| self.err(e))
+        .fetch_optional(c)
+            .await
+        })
     }
 
     /// The code issued to `jid` last before `before` (by `finished_at`).
     pub async fn issued_before(
         &self,
         jid: &str,
-        before: &str,
+        before: DateTime<Utc>,
     ) -> Result<Option<String>, StoreError> {
-        sqlx::query_scalar(
+        run!(self, |c, _pg| sqlx::query_scalar(
             "SELECT new_invite_code FROM rotations
              WHERE group_jid = $1 AND new_invite_code IS NOT NULL AND finished_at < $2
              ORDER BY finished_at DESC, id DESC LIMIT 1",
         )
         .bind(jid.to_owned())
-        .bind(before.to_owned())
-        .fetch_optional(&mut *self.conn.lock().await)
-        .await
-        .map_err(|e| self.err(e))
+        .bind(timestamp(before))
+        .fetch_optional(c)
+        .await)
     }
 
     /// A succeeded rotation of ours of `jid` that had started by `at` and
@@ -168,29 +167,29 @@ impl Store {
         jid: &str,
         at: DateTime<Utc>,
     ) -> Result<Option<Rotation>, StoreError> {
-        sqlx::query_as(concat!(
+        run!(self, |c, _pg| {
+            sqlx::query_as(concat!(
             select_rotation!(),
             " WHERE group_jid = $1 AND status = 'succeeded' AND trigger != 'outside' AND attempts > 0
                AND started_at <= $2 AND last_reset_at >= $2 ORDER BY id DESC LIMIT 1"
         ))
         .bind(jid.to_owned())
         .bind(timestamp(at))
-        .fetch_optional(&mut *self.conn.lock().await)
-        .await
-        .map_err(|e| self.err(e))
+        .fetch_optional(c)
+            .await
+        })
     }
 
     /// The data of the link changes of `jid` that arrived after event `id`,
     /// in order.
     pub async fn later_link_events(&self, jid: &str, id: i64) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar(
+        run!(self, |c, _pg| sqlx::query_scalar(
             "SELECT data FROM events WHERE group_jid = $1 AND id > $2 AND kind = 'link_changed'
              ORDER BY id LIMIT 100",
         )
         .bind(jid.to_owned())
         .bind(id)
-        .fetch_all(&mut *self.conn.lock().await)
-        .await
-        .map_err(|e| self.err(e))
+        .fetch_all(c)
+        .await)
     }
 }

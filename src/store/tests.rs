@@ -182,17 +182,20 @@ async fn group_records_give_each_groups_latest_rotation_success_and_failing_mark
     assert_eq!(a.last.map(|l| l.status), Some(Status::Failed));
     let a1_row = store.rotation(a1).await.unwrap().unwrap();
     assert_eq!(
-        a.last_success_at.map(timestamp),
-        a1_row.finished_at,
+        a.last_success_at.map(timestamp_text),
+        a1_row.finished_at.map(String::from),
         "the success's finish"
     );
-    assert_eq!(a.first_seen_at.map(timestamp), Some(timestamp(t0)));
+    assert_eq!(
+        a.first_seen_at.map(timestamp_text),
+        Some(timestamp_text(t0))
+    );
     assert!(!b.failing, "the latest settled rotation succeeded");
     assert_eq!(b.last.map(|l| l.status), Some(Status::Pending));
     let b3_row = store.rotation(b3).await.unwrap().unwrap();
     assert_eq!(
-        b.last.map(|l| timestamp(l.started_at)),
-        Some(b3_row.started_at)
+        b.last.map(|l| timestamp_text(l.started_at)),
+        Some(b3_row.started_at.0)
     );
 }
 
@@ -256,10 +259,7 @@ async fn history_hands_rows_over_oldest_first_and_stops_at_the_first_error() {
     let stopped = store
         .each_in_history(&HistoryQuery::default(), |_| {
             handed += 1;
-            Err(StoreError {
-                path: "stdout".into(),
-                message: "reader gone".into(),
-            })
+            Err(StoreError::new("stdout", "reader gone"))
         })
         .await;
     assert!(stopped.is_err());

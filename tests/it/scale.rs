@@ -70,7 +70,7 @@ async fn ten_thousand_groups_due_in_the_same_second_all_rotate_and_none_is_dropp
         rows.iter()
             .all(|r| r.status == Status::Succeeded && r.trigger == Trigger::Schedule)
     );
-    let due = invite_rotator::store::timestamp(due.with_nanosecond(0).unwrap());
+    let due = invite_rotator::store::timestamp_text(due.with_nanosecond(0).unwrap());
     assert!(
         rows.iter()
             .all(|r| r.scheduled_for.as_deref() == Some(due.as_str()))
