@@ -33,14 +33,15 @@ struct Line<'a> {
 pub async fn list(config_path: &Path, limit: u32, format: StatusFormat) -> Result<Exit, Failure> {
     // Like `history`: the groups and the database, not the tokens.
     let config = load_config(config_path, Purpose::Read)?;
-    let path = &config.database_path;
-    if !history_exists(path)? {
+    if let Some(path) = config.database.sqlite_path()
+        && !history_exists(path)?
+    {
         return Err(Failure::NoInput(format!(
             "no history database at {} (database.path); the daemon creates it when it first starts",
             path.display()
         )));
     }
-    let store = Store::open_read_only(path)
+    let store = Store::connect_read_only(&config.database)
         .await
         .map_err(|e| Failure::Runtime(e.to_string()))?;
     let events = store
@@ -48,7 +49,7 @@ pub async fn list(config_path: &Path, limit: u32, format: StatusFormat) -> Resul
         .await
         .map_err(|e| Failure::Runtime(e.to_string()))?;
     if events.is_empty() {
-        eprintln!("no events yet: {} holds none", path.display());
+        eprintln!("no events yet: {} holds none", config.database.name());
         return Ok(Exit::Success);
     }
     let out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -129,7 +130,7 @@ pub async fn register(config_path: &Path) -> Result<Exit, Failure> {
             config_path.display()
         )));
     };
-    let store = Store::open(&config.database_path)
+    let store = Store::connect(&config.database)
         .await
         .map_err(|e| Failure::Runtime(e.to_string()))?;
     // The engine's clients: the same tokens and rate budgets as rotations.

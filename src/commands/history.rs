@@ -6,7 +6,7 @@
 
 use super::{Failure, history_exists, load_config, table};
 use crate::cli::{HistoryArgs, HistoryFormat};
-use crate::config::Purpose;
+use crate::config::{Database, Purpose};
 use crate::exit::Exit;
 use crate::store::{HistoryQuery, Rotation, Store, StoreError};
 use std::io::{BufWriter, Write};
@@ -14,21 +14,23 @@ use std::path::Path;
 
 pub async fn run(config_path: &Path, args: &HistoryArgs) -> Result<Exit, Failure> {
     // An auditor may hold the database but not the tokens: they are not read.
-    let (path, named) = match &args.database {
-        Some(p) => (p.clone(), "--database"),
+    let (database, named) = match &args.database {
+        Some(p) => (Database::Sqlite(p.clone()), "--database"),
         None => (
-            load_config(config_path, Purpose::Read)?.database_path,
+            load_config(config_path, Purpose::Read)?.database,
             "database.path",
         ),
     };
-    if !history_exists(&path)? {
+    if let Some(path) = database.sqlite_path()
+        && !history_exists(path)?
+    {
         // A typo must not pass for an empty history.
         return Err(Failure::NoInput(format!(
             "no history database at {} ({named}); the daemon creates it when it first starts",
             path.display()
         )));
     }
-    let store = Store::open_read_only(&path)
+    let store = Store::connect_read_only(&database)
         .await
         .map_err(|e| Failure::Runtime(e.to_string()))?;
     if !store
@@ -36,7 +38,7 @@ pub async fn run(config_path: &Path, args: &HistoryArgs) -> Result<Exit, Failure
         .await
         .map_err(|e| Failure::Runtime(e.to_string()))?
     {
-        eprintln!("no rotations yet: {} holds no history", path.display());
+        eprintln!("no rotations yet: {} holds no history", database.name());
         return Ok(Exit::Success);
     }
     let query = HistoryQuery {

@@ -34,7 +34,7 @@ pub async fn run(path: &Path, all: bool, keys: &[String]) -> Result<Exit, Failur
         }
         picked
     };
-    let store = Store::open(&config.database_path)
+    let store = Store::connect(&config.database)
         .await
         .map_err(|e| Failure::Runtime(e.to_string()))?;
     let engine = Engine::new(&config, store).map_err(|e| Failure::Runtime(e.to_string()))?;

@@ -29,20 +29,21 @@ pub async fn run(path: &Path) -> Result<Exit, Failure> {
     crate::memory::release_free_memory();
     let descriptors = listener::raise_fd_limit();
     tracing::debug!(descriptors, "open descriptor limit");
-    // One daemon per database: two would settle and cut each other's rotations.
-    let _lock = Store::lock_daemon(&config.database_path).map_err(|e| match e {
-        LockError::Held(_) => Failure::Runtime(format!(
-            "another invite-rotator daemon is running on {} ({e})",
-            config.database_path.display()
-        )),
-        e => Failure::Runtime(format!(
-            "cannot lock {}: {e}",
-            config.database_path.display()
-        )),
-    })?;
+    // One daemon per SQLite file: two would settle and cut each other's
+    // rotations. (On PostgreSQL, nodes take turns by a lease instead.)
+    let _lock = match config.database.sqlite_path() {
+        Some(path) => Some(Store::lock_daemon(path).map_err(|e| match e {
+            LockError::Held(_) => Failure::Runtime(format!(
+                "another invite-rotator daemon is running on {} ({e})",
+                path.display()
+            )),
+            e => Failure::Runtime(format!("cannot lock {}: {e}", path.display())),
+        })?),
+        None => None,
+    };
     // Opening may wait for another process's migration (logged, bounded).
     let store = tokio::select! {
-        store = Store::open(&config.database_path) => store.map_err(|e| Failure::Runtime(e.to_string()))?,
+        store = Store::connect(&config.database) => store.map_err(|e| Failure::Runtime(e.to_string()))?,
         () = &mut shutdown => {
             tracing::info!("stopped during start-up");
             return Ok(Exit::Success);
@@ -229,9 +230,9 @@ async fn reload_on_hangup(
     while hangups.recv().await.is_some() {
         tracing::info!(config = %path.display(), "SIGHUP: reloading the configuration");
         let config = match Config::load(&path, Purpose::Run) {
-            Ok(config) if Some(config.database_path.as_path()) != store.path() => {
+            Ok(config) if config.database.name() != store.name() => {
                 tracing::error!(
-                    "reload refused: database.path changes need a restart; keeping the running configuration"
+                    "reload refused: database.path and database.url changes need a restart; keeping the running configuration"
                 );
                 continue;
             }

@@ -81,10 +81,12 @@ async fn read_records(
     config: &crate::config::Config,
 ) -> Result<(Vec<GroupRecord>, Vec<EventSource>), Failure> {
     let names: Vec<&str> = config.groups.iter().map(|g| g.name.as_str()).collect();
-    if !history_exists(&config.database_path)? {
+    if let Some(path) = config.database.sqlite_path()
+        && !history_exists(path)?
+    {
         eprintln!(
             "no history yet: {} does not exist (the daemon creates it when it first starts)",
-            config.database_path.display()
+            path.display()
         );
         let records = names
             .iter()
@@ -95,7 +97,7 @@ async fn read_records(
             .collect();
         return Ok((records, Vec::new()));
     }
-    let store = Store::open_read_only(&config.database_path)
+    let store = Store::connect_read_only(&config.database)
         .await
         .map_err(|e| Failure::Runtime(e.to_string()))?;
     let records = store

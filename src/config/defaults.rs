@@ -23,6 +23,13 @@ pub const BACKOFF_INITIAL: Duration = Duration::from_secs(2);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// `database.path`: systemd's `StateDirectory`.
 pub const DATABASE_PATH: &str = "/var/lib/invite-rotator/history.db";
+/// `ha.lease`: how long the active node's lease lasts unless renewed; a
+/// standby takes over this long after the active node is gone.
+pub const HA_LEASE: Duration = Duration::from_secs(10);
+/// The shortest and longest `ha.lease` accepted.
+pub const HA_LEASE_MIN: Duration = Duration::from_secs(3);
+/// See [`HA_LEASE_MIN`].
+pub const HA_LEASE_MAX: Duration = Duration::from_secs(300);
 /// `database.keep_calls`: how long the per-call log and delivered hook
 /// notifications are kept (rotations are kept for good).
 pub const KEEP_CALLS: Duration = Duration::from_secs(90 * 86_400);

@@ -28,8 +28,10 @@ pub struct Config {
     pub rate_limit: RateLimitSettings,
     /// How failed calls are retried.
     pub retry: RetryPolicy,
-    /// Where the history lives.
-    pub database_path: PathBuf,
+    /// Where the history lives: a SQLite file, or a PostgreSQL database.
+    pub database: Database,
+    /// `[ha]`: how nodes sharing a PostgreSQL database take turns.
+    pub ha: HaSettings,
     /// `[database] keep_calls`: how long the per-call log and delivered hook
     /// notifications are kept; `None` keeps them for good.
     pub keep_calls: Option<Duration>,
@@ -46,6 +48,59 @@ pub struct Config {
     /// Things that are allowed but unwise (an inline token); shown by `check`
     /// and logged at start.
     pub warnings: Vec<String>,
+}
+
+/// `[database]`: where the history lives.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// `path`: an embedded SQLite file (the default).
+    Sqlite(PathBuf),
+    /// `url`: a PostgreSQL database, which several nodes may share.
+    Postgres(PostgresSettings),
+}
+
+impl Database {
+    /// How logs and errors name it: the file, or the URL (which holds no
+    /// password: the config refuses one).
+    pub fn name(&self) -> String {
+        match self {
+            Database::Sqlite(path) => path.display().to_string(),
+            Database::Postgres(pg) => pg.url.to_string(),
+        }
+    }
+
+    /// The SQLite file, if the history is in one.
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        match self {
+            Database::Sqlite(path) => Some(path),
+            Database::Postgres(_) => None,
+        }
+    }
+}
+
+/// `[database]` with `url`.
+#[derive(Debug, Clone)]
+pub struct PostgresSettings {
+    /// `url`, without a password; `sslmode` made explicit (`verify-full`
+    /// unless set; `disable` only to loopback).
+    pub url: reqwest::Url,
+    /// `password_env` or `password_file`.
+    pub password: Option<Token>,
+}
+
+/// `[ha]`.
+#[derive(Debug, Clone)]
+pub struct HaSettings {
+    /// `lease`: how long the active node's lease lasts unless renewed.
+    pub lease: Duration,
+}
+
+impl Default for HaSettings {
+    fn default() -> Self {
+        HaSettings {
+            lease: defaults::HA_LEASE,
+        }
+    }
 }
 
 /// `[api]`.

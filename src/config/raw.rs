@@ -14,6 +14,7 @@ pub struct RawConfig {
     pub rate_limit: RawRateLimit,
     pub retry: RawRetry,
     pub database: RawDatabase,
+    pub ha: Option<Spanned<RawHa>>,
     pub defaults: RawDefaults,
     pub instance: Vec<Spanned<RawInstance>>,
     pub group: Vec<Spanned<RawGroup>>,
@@ -55,7 +56,15 @@ pub struct RawRetry {
 #[derive(Debug, Default)]
 pub struct RawDatabase {
     pub path: Option<SpannedStr>,
+    pub url: Option<SpannedStr>,
+    pub password_env: Option<SpannedStr>,
+    pub password_file: Option<SpannedStr>,
     pub keep_calls: Option<SpannedStr>,
+}
+
+#[derive(Debug, Default)]
+pub struct RawHa {
+    pub lease: Option<SpannedStr>,
 }
 
 #[derive(Debug, Default)]
@@ -138,6 +147,7 @@ pub(super) fn read(r: &mut Reader<'_>, doc: &Spanned<DeTable<'_>>) -> RawConfig 
         rate_limit: rate_limit(r, &mut root),
         retry: retry(r, &mut root),
         database: database(r, &mut root),
+        ha: ha(r, &mut root),
         defaults: defaults(r, &mut root),
         instance: each(r, &mut root, "instance", instance),
         group: each(r, &mut root, "group", group),
@@ -203,10 +213,24 @@ fn database(r: &mut Reader<'_>, root: &mut Table<'_>) -> RawDatabase {
     let mut t = r.table(root, "database");
     let database = RawDatabase {
         path: r.string(&mut t, "path"),
+        url: r.string(&mut t, "url"),
+        password_env: r.string(&mut t, "password_env"),
+        password_file: r.string(&mut t, "password_file"),
         keep_calls: r.string(&mut t, "keep_calls"),
     };
     r.finish(t);
     database
+}
+
+fn ha(r: &mut Reader<'_>, root: &mut Table<'_>) -> Option<Spanned<RawHa>> {
+    let present = root.contains("ha");
+    let mut t = r.table(root, "ha");
+    let ha = RawHa {
+        lease: r.string(&mut t, "lease"),
+    };
+    let span = t.span();
+    r.finish(t);
+    present.then(|| Spanned::new(span, ha))
 }
 
 fn defaults(r: &mut Reader<'_>, root: &mut Table<'_>) -> RawDefaults {

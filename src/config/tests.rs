@@ -277,7 +277,10 @@ fn every_error_is_reported_not_just_the_first() {
 fn history_can_load_the_config_without_the_tokens() {
     let text = VALID.replace("IR_CONFIG_TEST_TOKEN", "IR_CONFIG_TEST_UNSET_VAR");
     let c = Config::parse(&text, Path::new("cfg.toml"), Purpose::Read).unwrap();
-    assert_eq!(c.database_path, PathBuf::from("/tmp/x/history.db"));
+    assert_eq!(
+        c.database.sqlite_path(),
+        Some(PathBuf::from("/tmp/x/history.db").as_path())
+    );
 }
 
 #[test]

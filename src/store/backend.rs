@@ -16,12 +16,15 @@
 //! goes in as [`At`] (text on SQLite, `timestamptz` on PostgreSQL) and comes
 //! out as [`Stamp`] (RFC 3339 UTC text with milliseconds on both).
 
+use crate::config::PostgresSettings;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::postgres::{PgPool, PgTypeInfo, PgValueRef, Postgres};
 use sqlx::sqlite::{Sqlite, SqliteConnection, SqliteTypeInfo, SqliteValueRef};
 use sqlx::{Decode, Encode, Type, encode::IsNull};
+use std::time::Duration;
 use tokio::sync::Mutex;
 
 /// The connection(s) of a store.
@@ -30,6 +33,52 @@ pub(super) enum Db {
     Sqlite(Mutex<SqliteConnection>),
     /// A pool of PostgreSQL connections.
     Postgres(PgPool),
+}
+
+/// How long a PostgreSQL connection may take to open, and a call to get one
+/// from the pool: a database that is down fails calls, it never hangs them.
+const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest one statement may run, and wait for a lock.
+const PG_STATEMENT_TIMEOUT: &str = "30s";
+const PG_LOCK_TIMEOUT: &str = "10s";
+/// Connections in a node's pool: rotations, the hooks' worker, the events,
+/// the lease and the metrics each hold one briefly.
+const PG_POOL_SIZE: u32 = 10;
+
+/// A pool of connections to the PostgreSQL database of `settings` (TLS as
+/// its URL's `sslmode` says, which the config made verifying), every
+/// session with statement and lock timeouts; read-only sessions for
+/// readers. Connects once, so that a wrong password or host fails now.
+pub(super) async fn postgres_pool(
+    settings: &PostgresSettings,
+    read_only: bool,
+) -> Result<PgPool, String> {
+    let mut options: PgConnectOptions = settings
+        .url
+        .as_str()
+        .parse()
+        .map_err(|e: sqlx::Error| e.to_string())?;
+    if let Some(password) = &settings.password {
+        options = options.password(password.expose());
+    }
+    let mut session = vec![
+        ("statement_timeout", PG_STATEMENT_TIMEOUT),
+        ("lock_timeout", PG_LOCK_TIMEOUT),
+        ("timezone", "UTC"),
+    ];
+    if read_only {
+        session.push(("default_transaction_read_only", "on"));
+    }
+    options = options.application_name("invite-rotator").options(session);
+    PgPoolOptions::new()
+        .max_connections(PG_POOL_SIZE)
+        .min_connections(0)
+        .acquire_timeout(PG_CONNECT_TIMEOUT)
+        .idle_timeout(Some(Duration::from_secs(300)))
+        .test_before_acquire(true)
+        .connect_with(options)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Runs `$body` with `$c` bound to a connection of `$store`'s database and

@@ -26,6 +26,7 @@ pub use outbox::{Attempt, Delivery, Recipient};
 pub use outside::OutsideChange;
 pub use prune::Pruned;
 
+use crate::config::{Database, PostgresSettings};
 pub use backend::{At, Stamp, text as timestamp_text};
 use backend::{Db, exec, on, run};
 use chrono::{DateTime, Utc};
@@ -153,6 +154,49 @@ impl Store {
         Ok(Store {
             db: Arc::new(Db::Sqlite(Mutex::new(conn))),
             path: Some(path.to_owned()),
+            name: name.into(),
+        })
+    }
+
+    /// Opens the configured database for a writer (`run`, `rotate`):
+    /// a SQLite file as [`Store::open`] does, or a PostgreSQL database,
+    /// migrated under the migrator's lock.
+    pub async fn connect(database: &Database) -> Result<Store, StoreError> {
+        match database {
+            Database::Sqlite(path) => Store::open(path).await,
+            Database::Postgres(pg) => Store::open_postgres(pg, false).await,
+        }
+    }
+
+    /// Opens the configured database for a reader (`history`, `status`):
+    /// a SQLite file read-only, or a PostgreSQL database in read-only
+    /// transactions, neither migrated.
+    pub async fn connect_read_only(database: &Database) -> Result<Store, StoreError> {
+        match database {
+            Database::Sqlite(path) => Store::open_read_only(path).await,
+            Database::Postgres(pg) => Store::open_postgres(pg, true).await,
+        }
+    }
+
+    async fn open_postgres(
+        settings: &PostgresSettings,
+        read_only: bool,
+    ) -> Result<Store, StoreError> {
+        let name = settings.url.to_string();
+        let pool = backend::postgres_pool(settings, read_only)
+            .await
+            .map_err(|e| StoreError::new(&name, e))?;
+        if !read_only {
+            // sqlx's migrator holds an advisory lock while it applies: two
+            // nodes starting at once apply each migration once.
+            sqlx::migrate!("./migrations/postgres")
+                .run(&pool)
+                .await
+                .map_err(|e| StoreError::new(&name, format!("migration failed: {e}")))?;
+        }
+        Ok(Store {
+            db: Arc::new(Db::Postgres(pool)),
+            path: None,
             name: name.into(),
         })
     }

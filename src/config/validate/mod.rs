@@ -171,7 +171,8 @@ impl Validator<'_> {
                 "must not be shorter than retry.backoff_initial",
             );
         }
-        let database_path = self.database_path(raw.database.path.as_ref());
+        let database = self.database(&raw.database);
+        let ha = self.ha(raw.ha.as_ref(), &database);
         let keep_calls = self.keep_calls(raw.database.keep_calls.as_ref());
         let defaults = Defaults {
             timezone: match raw.defaults.timezone.as_ref() {
@@ -203,7 +204,8 @@ impl Validator<'_> {
             api,
             rate_limit,
             retry,
-            database_path,
+            database,
+            ha,
             keep_calls,
             instances,
             groups: groups.into(),
