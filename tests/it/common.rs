@@ -1,7 +1,7 @@
 //! `spawn_app`: an emulator on port 0, a fresh database in a temp dir, and a
 //! config that points one at the other.
 
-use invite_rotator::config::{Config, Purpose};
+use invite_rotator::config::{Config, Database, Purpose};
 use invite_rotator::emulator::{Emulator, EmulatorOptions, Membership, RunningEmulator};
 use invite_rotator::store::{HistoryQuery, Rotation, Status, Store};
 use std::path::PathBuf;
@@ -19,9 +19,38 @@ pub struct TestApp {
     pub server: RunningEmulator,
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
+    /// The SQLite file (on PostgreSQL, where it would be: never created).
     pub db_path: PathBuf,
+    /// The history database, as the config names it.
+    pub database: Database,
     pub groups: Vec<TestGroup>,
 }
+
+/// Which database a test's history is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named test (an `async fn(Backend)`) on SQLite and on a real
+/// PostgreSQL: `NAME::on_sqlite`, `NAME::on_postgres`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_sqlite() {
+                super::$name($crate::common::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_postgres() {
+                super::$name($crate::common::Backend::Postgres).await;
+            }
+        }
+    )*};
+}
+pub(crate) use on_both_backends;
 
 #[derive(Clone, Debug)]
 pub struct TestGroup {
@@ -64,6 +93,34 @@ impl Default for Tuning {
 }
 
 pub async fn spawn_app(setups: &[Setup], options: EmulatorOptions, tuning: Tuning) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database = Database::Sqlite(dir.path().join("state/history.db"));
+    spawn_app_in(dir, database, setups, options, tuning).await
+}
+
+/// As [`spawn_app`], the history on `backend`; `None` (the test then
+/// passes, after one line) when PostgreSQL is asked for and not here.
+pub async fn spawn_app_on(
+    backend: Backend,
+    setups: &[Setup],
+    options: EmulatorOptions,
+    tuning: Tuning,
+) -> Option<TestApp> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database = match backend {
+        Backend::Sqlite => Database::Sqlite(dir.path().join("state/history.db")),
+        Backend::Postgres => crate::pg::database().await?,
+    };
+    Some(spawn_app_in(dir, database, setups, options, tuning).await)
+}
+
+async fn spawn_app_in(
+    dir: tempfile::TempDir,
+    database: Database,
+    setups: &[Setup],
+    options: EmulatorOptions,
+    tuning: Tuning,
+) -> TestApp {
     let emulator = Emulator::new(options);
     emulator.add_instance(INSTANCE, TOKEN);
     let mut groups = Vec::new();
@@ -80,8 +137,11 @@ pub async fn spawn_app(setups: &[Setup], options: EmulatorOptions, tuning: Tunin
         groups.push(g);
     }
     let server = emulator.clone().spawn().await.expect("emulator starts");
-    let dir = tempfile::tempdir().expect("temp dir");
     let db_path = dir.path().join("state/history.db");
+    let database_keys = match &database {
+        Database::Sqlite(path) => format!("path = \"{}\"", path.display()),
+        Database::Postgres(pg) => format!("url = \"{}\"", pg.url),
+    };
     let mut text = format!(
         r#"[api]
 base_url = "{base}"
@@ -97,7 +157,7 @@ backoff_initial = "10ms"
 backoff_max = "50ms"
 
 [database]
-path = "{db}"
+{database_keys}
 
 [[instance]]
 name = "{INSTANCE}"
@@ -108,7 +168,6 @@ token_env = "{TOKEN_VAR}"
         rpm = tuning.requests_per_minute,
         conc = tuning.max_concurrent,
         attempts = tuning.max_attempts,
-        db = db_path.display(),
     );
     for g in &groups {
         text.push_str(&format!(
@@ -124,6 +183,7 @@ token_env = "{TOKEN_VAR}"
         dir,
         config_path,
         db_path,
+        database,
         groups,
     }
 }
@@ -151,7 +211,7 @@ impl TestApp {
     }
 
     pub async fn store(&self) -> Store {
-        Store::open(&self.db_path).await.expect("store opens")
+        Store::connect(&self.database).await.expect("store opens")
     }
 
     /// Runs the real binary with this app's config; stdin closed.
@@ -221,7 +281,10 @@ impl TestApp {
     /// The whole history, read the way an auditor would (read-only, beside a
     /// running daemon). Empty while the daemon is still creating the database.
     pub async fn history(&self) -> Vec<Rotation> {
-        let Ok(store) = Store::open_read_only(&self.db_path).await else {
+        if self.database.sqlite_path().is_some_and(|p| !p.exists()) {
+            return Vec::new();
+        }
+        let Ok(store) = Store::connect_read_only(&self.database).await else {
             return Vec::new();
         };
         store

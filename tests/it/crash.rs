@@ -3,12 +3,24 @@
 //! hold what the API did: the new code if the reset happened, no second reset
 //! where none was needed, nothing left `pending`.
 
-use crate::common::{Setup, TestApp, Tuning, signal, spawn_app};
+use crate::common::{Backend, Setup, TestApp, Tuning, on_both_backends, signal, spawn_app_on};
 use invite_rotator::emulator::EmulatorOptions;
 use invite_rotator::store::Rotation;
 use invite_rotator::store::Status;
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
+
+on_both_backends!(
+    a_crash_right_after_the_pending_row_settles_as_failed_with_no_reset,
+    a_crash_before_the_reset_is_sent_settles_as_failed_from_the_unchanged_link,
+    a_crash_right_after_the_reset_returned_records_the_issued_code_at_start,
+    a_crash_before_the_result_is_recorded_records_the_issued_code_at_start,
+    a_crash_during_the_commit_of_the_result_records_the_issued_code_at_start,
+    a_rotate_meeting_a_row_its_crashed_predecessor_left_settles_it_first,
+    a_daemon_aborted_after_a_reset_records_it_when_started_again_and_goes_on,
+    killed_at_random_moments_under_faults_the_history_still_holds_every_issued_code,
+    a_reset_still_landing_when_its_process_died_is_read_back_late_enough_to_be_seen,
+);
 
 fn fast_api() -> EmulatorOptions {
     EmulatorOptions {
@@ -29,8 +41,11 @@ fn yearly() -> Tuning {
 /// Aborts `rotate group-0` at the failpoint `point`, then starts the daemon,
 /// whose start-up settles what the dead process left. Returns the app and the
 /// group's rows once settled.
-async fn crash_rotate_at_then_start_the_daemon(point: &str) -> (TestApp, Vec<Rotation>) {
-    let app = spawn_app(&[Setup::Admin], fast_api(), yearly()).await;
+async fn crash_rotate_at_then_start_the_daemon(
+    backend: Backend,
+    point: &str,
+) -> Option<(TestApp, Vec<Rotation>)> {
+    let app = spawn_app_on(backend, &[Setup::Admin], fast_api(), yearly()).await?;
     let failpoints = format!("{point}=return");
 
     let crashed = app
@@ -61,7 +76,7 @@ async fn crash_rotate_at_then_start_the_daemon(point: &str) -> (TestApp, Vec<Rot
     let store = app.store().await;
     app.assert_chain_complete(&store, &app.groups[0]).await;
     let rows = app.history().await;
-    (app, rows)
+    Some((app, rows))
 }
 
 /// The crashed rotation's reset happened: its row holds the code the API
@@ -77,9 +92,12 @@ fn assert_the_issued_code_was_recorded_without_a_second_reset(app: &TestApp, row
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_right_after_the_pending_row_settles_as_failed_with_no_reset() {
-    let (app, rows) = crash_rotate_at_then_start_the_daemon("rotation::after_begin").await;
+async fn a_crash_right_after_the_pending_row_settles_as_failed_with_no_reset(backend: Backend) {
+    let Some((app, rows)) =
+        crash_rotate_at_then_start_the_daemon(backend, "rotation::after_begin").await
+    else {
+        return;
+    };
 
     assert_eq!(rows[0].status, Status::Failed);
     assert_eq!(rows[0].attempts, 0);
@@ -93,9 +111,14 @@ async fn a_crash_right_after_the_pending_row_settles_as_failed_with_no_reset() {
     assert_eq!(app.emulator.reset_calls(&app.groups[0].jid), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_before_the_reset_is_sent_settles_as_failed_from_the_unchanged_link() {
-    let (app, rows) = crash_rotate_at_then_start_the_daemon("rotation::before_reset").await;
+async fn a_crash_before_the_reset_is_sent_settles_as_failed_from_the_unchanged_link(
+    backend: Backend,
+) {
+    let Some((app, rows)) =
+        crash_rotate_at_then_start_the_daemon(backend, "rotation::before_reset").await
+    else {
+        return;
+    };
 
     assert_eq!(rows[0].status, Status::Failed);
     assert_eq!(
@@ -112,31 +135,43 @@ async fn a_crash_before_the_reset_is_sent_settles_as_failed_from_the_unchanged_l
     assert_eq!(app.emulator.reset_calls(&app.groups[0].jid), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_right_after_the_reset_returned_records_the_issued_code_at_start() {
-    let (app, rows) = crash_rotate_at_then_start_the_daemon("rotation::after_reset").await;
+async fn a_crash_right_after_the_reset_returned_records_the_issued_code_at_start(backend: Backend) {
+    let Some((app, rows)) =
+        crash_rotate_at_then_start_the_daemon(backend, "rotation::after_reset").await
+    else {
+        return;
+    };
 
     assert_the_issued_code_was_recorded_without_a_second_reset(&app, &rows);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_before_the_result_is_recorded_records_the_issued_code_at_start() {
-    let (app, rows) = crash_rotate_at_then_start_the_daemon("rotation::before_settle").await;
+async fn a_crash_before_the_result_is_recorded_records_the_issued_code_at_start(backend: Backend) {
+    let Some((app, rows)) =
+        crash_rotate_at_then_start_the_daemon(backend, "rotation::before_settle").await
+    else {
+        return;
+    };
 
     assert_the_issued_code_was_recorded_without_a_second_reset(&app, &rows);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_during_the_commit_of_the_result_records_the_issued_code_at_start() {
-    let (app, rows) = crash_rotate_at_then_start_the_daemon("store::settle::before_commit").await;
+async fn a_crash_during_the_commit_of_the_result_records_the_issued_code_at_start(
+    backend: Backend,
+) {
+    let Some((app, rows)) =
+        crash_rotate_at_then_start_the_daemon(backend, "store::settle::before_commit").await
+    else {
+        return;
+    };
 
     assert_the_issued_code_was_recorded_without_a_second_reset(&app, &rows);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rotate_meeting_a_row_its_crashed_predecessor_left_settles_it_first() {
+async fn a_rotate_meeting_a_row_its_crashed_predecessor_left_settles_it_first(backend: Backend) {
     // Arrange: a `rotate` died right after its reset.
-    let app = spawn_app(&[Setup::Admin], fast_api(), yearly()).await;
+    let Some(app) = spawn_app_on(backend, &[Setup::Admin], fast_api(), yearly()).await else {
+        return;
+    };
     let crashed = app
         .run_with(
             &["rotate", "group-0"],
@@ -161,14 +196,17 @@ async fn a_rotate_meeting_a_row_its_crashed_predecessor_left_settles_it_first() 
     app.assert_chain_complete(&store, &app.groups[0]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_daemon_aborted_after_a_reset_records_it_when_started_again_and_goes_on() {
+async fn a_daemon_aborted_after_a_reset_records_it_when_started_again_and_goes_on(
+    backend: Backend,
+) {
     // Arrange: due every second; the first daemon dies at its first reset.
     let tuning = Tuning {
         schedule: "* * * * * *",
         ..Tuning::default()
     };
-    let app = spawn_app(&[Setup::Admin; 2], fast_api(), tuning).await;
+    let Some(app) = spawn_app_on(backend, &[Setup::Admin; 2], fast_api(), tuning).await else {
+        return;
+    };
     let mut first = app.spawn_daemon_with(&[("FAILPOINTS", "rotation::after_reset=return")]);
     let died = tokio::time::timeout(Duration::from_secs(30), first.wait())
         .await
@@ -203,8 +241,9 @@ async fn a_daemon_aborted_after_a_reset_records_it_when_started_again_and_goes_o
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_at_random_moments_under_faults_the_history_still_holds_every_issued_code() {
+async fn killed_at_random_moments_under_faults_the_history_still_holds_every_issued_code(
+    backend: Backend,
+) {
     // Arrange: 30% of calls stall past the timeout, fail with 500 (before or
     // after the reset took effect), drop, or answer HTML; groups due every second.
     let options = EmulatorOptions {
@@ -219,7 +258,9 @@ async fn killed_at_random_moments_under_faults_the_history_still_holds_every_iss
         schedule: "* * * * * *",
         ..Tuning::default()
     };
-    let app = spawn_app(&[Setup::Admin; 4], options, tuning).await;
+    let Some(app) = spawn_app_on(backend, &[Setup::Admin; 4], options, tuning).await else {
+        return;
+    };
     let seed = fastrand::u64(..);
     let mut rng = fastrand::Rng::with_seed(seed);
     println!("kill moments seeded with {seed}");
@@ -268,11 +309,14 @@ async fn killed_at_random_moments_under_faults_the_history_still_holds_every_iss
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reset_still_landing_when_its_process_died_is_read_back_late_enough_to_be_seen() {
+async fn a_reset_still_landing_when_its_process_died_is_read_back_late_enough_to_be_seen(
+    backend: Backend,
+) {
     // Arrange: the gateway answers 504 at once and the reset lands 0.5 s
     // later; the process dies as the 504 comes back.
-    let app = spawn_app(&[Setup::Admin], fast_api(), yearly()).await;
+    let Some(app) = spawn_app_on(backend, &[Setup::Admin], fast_api(), yearly()).await else {
+        return;
+    };
     app.emulator.push_fault(
         invite_rotator::emulator::Route::Reset,
         invite_rotator::emulator::Fault::GatewayErrorThenReset(Duration::from_millis(500)),

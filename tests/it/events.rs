@@ -100,7 +100,7 @@ where
 
 /// The events stored so far, oldest first.
 pub async fn events(app: &TestApp) -> Vec<StoredEvent> {
-    match Store::open_read_only(&app.db_path).await {
+    match Store::connect_read_only(&app.database).await {
         Ok(store) => store.recent_events(10_000).await.unwrap_or_default(),
         Err(_) => Vec::new(),
     }

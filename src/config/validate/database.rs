@@ -73,8 +73,15 @@ impl Validator<'_> {
             );
             return fallback;
         }
+        // A postgres:// URL's host is not parsed as an address by the URL
+        // crate (not a special scheme): read it here.
         let loopback = match url.host() {
-            Some(url::Host::Domain(d)) => d == "localhost",
+            Some(url::Host::Domain(d)) => {
+                d == "localhost"
+                    || d.trim_matches(['[', ']'])
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
             Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
             Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
             None => false,
