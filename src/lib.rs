@@ -12,6 +12,8 @@
 //!   settles what a crash left behind (`owner` tells whose a row is);
 //! - [`daemon`]: the schedule loop over [`timers`] (one per group, each from
 //!   its [`schedule`]), catch-up, reloads and the graceful stop;
+//! - [`ha`]: more than one node on one PostgreSQL database: the lease that
+//!   makes one of them active, and the fencing of its writes;
 //! - [`events`]: RyzeAPI's events (a member removed, a link changed
 //!   elsewhere, an instance gone offline): received, kept in an inbox and
 //!   acted on;
@@ -36,6 +38,7 @@ pub mod engine;
 pub mod events;
 pub mod exit;
 pub mod failpoint;
+pub mod ha;
 pub(crate) mod health;
 pub mod hooks;
 pub mod listener;

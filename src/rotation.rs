@@ -68,6 +68,13 @@ pub enum RotateError {
     /// A stop came before this rotation started; nothing was done.
     #[error("not started: interrupted")]
     NotStarted,
+    /// This node no longer holds the lease (another node is active):
+    /// nothing was done.
+    #[error("not started: this node does not hold the lease")]
+    Fenced,
+    /// The due time was served already (by another node): nothing was done.
+    #[error("not started: this due time was served already")]
+    Served,
 }
 
 /// Rotates `group` once, for `cause` (what its row records as its trigger,
@@ -91,6 +98,8 @@ pub async fn rotate<A: RyzeApi>(
     let id = match begun {
         Begun::Started(id) => id,
         Begun::Busy { since, owner } => return Err(RotateError::Busy { since, owner }),
+        Begun::Fenced => return Err(RotateError::Fenced),
+        Begun::Served => return Err(RotateError::Served),
     };
     crate::failpoint::crash("rotation::after_begin");
     let mut run = Run {

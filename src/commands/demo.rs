@@ -5,7 +5,7 @@
 //! its own) and it rotates after its quiet period; then someone resets the
 //! link of `support` in WhatsApp itself, and the history records it.
 
-use super::{Failure, history, run as daemon};
+use super::{Failure, history, serve as daemon};
 use crate::config::{Config, Purpose};
 use crate::daemon::Quiet;
 use crate::emulator::{Emulator, EmulatorOptions, Membership};

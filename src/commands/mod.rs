@@ -10,6 +10,7 @@ mod history;
 mod manpage;
 mod rotate;
 mod run;
+mod serve;
 mod sidecars;
 mod status;
 mod table;

@@ -70,7 +70,10 @@ pub async fn run(path: &Path, all: bool, keys: &[String]) -> Result<Exit, Failur
             Err(e) => {
                 all_ok = false;
                 let status = match e {
-                    RotateError::Busy { .. } | RotateError::NotStarted => "skipped",
+                    RotateError::Busy { .. }
+                    | RotateError::NotStarted
+                    | RotateError::Fenced
+                    | RotateError::Served => "skipped",
                     _ => "not recorded",
                 };
                 vec![

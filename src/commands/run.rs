@@ -1,12 +1,10 @@
 //! `run`: the daemon, until SIGTERM or SIGINT; SIGHUP reloads the config.
 
-use super::sidecars::Sidecars;
+use super::serve::{Parts, serve};
 use super::{Failure, load_config};
-use crate::clock::SystemClock;
 use crate::config::{Config, Purpose};
-use crate::daemon::{self, Inputs, Lifecycle, Reload};
+use crate::daemon::{Lifecycle, Reload};
 use crate::engine::Engine;
-use crate::events;
 use crate::exit::Exit;
 use crate::listener;
 use crate::metrics::Metrics;
@@ -14,10 +12,7 @@ use crate::ryzeapi::Holds;
 use crate::signals;
 use crate::store::{LockError, Store};
 use crate::systemd::Systemd;
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 pub async fn run(path: &Path) -> Result<Exit, Failure> {
@@ -120,97 +115,6 @@ impl Lifecycle for Service {
     fn stopping(&self) {
         self.systemd.stopping();
     }
-}
-
-/// What [`serve`] runs with besides the config and the store.
-#[derive(Default)]
-pub struct Parts {
-    /// The metrics, and the listener of `[metrics] listen`.
-    pub metrics: Option<(Metrics, TcpListener)>,
-    /// The listener of `[events] listen`.
-    pub events: Option<TcpListener>,
-    /// The instances' holds, shared with the engines that reloads build.
-    pub holds: Holds,
-}
-
-/// Settles what an earlier run left, then runs the daemon until `shutdown`.
-/// Shared by `run` and `demo`.
-/// Beside it run the hooks' worker, the metrics server (with a metrics
-/// listener) and RyzeAPI's events (with `[events]`).
-pub async fn serve(
-    config: Config,
-    store: Store,
-    lifecycle: &dyn Lifecycle,
-    shutdown: impl Future<Output = ()>,
-    mut reloads: mpsc::Receiver<Reload<Engine>>,
-    parts: Parts,
-) -> Result<(), Failure> {
-    let runtime = |e: &dyn std::fmt::Display| Failure::Runtime(e.to_string());
-    let Parts {
-        metrics,
-        events: events_listener,
-        holds,
-    } = parts;
-    let counters = metrics.as_ref().map(|m| m.0.clone());
-    let engine =
-        Engine::build(&config, store.clone(), counters.clone(), holds).map_err(|e| runtime(&e))?;
-    let (calls, call_rx) = mpsc::channel(1024);
-    let listeners = usize::from(metrics.is_some()) + usize::from(events_listener.is_some());
-    let wiring = events::Wiring {
-        engine: engine.clone(),
-        listener: events_listener,
-        limits: listener::Limits::for_listeners(listeners),
-        calls,
-        metrics: counters,
-    };
-    let sidecars = Sidecars::start(&config, &store, metrics, wiring).map_err(|e| runtime(&e))?;
-    // Reloads reach the sidecars on their way to the daemon.
-    let (to_daemon, daemon_reloads) = mpsc::channel(1);
-    let updater = sidecars.updater();
-    let forwarder = tokio::spawn(async move {
-        while let Some(reload) = reloads.recv().await {
-            updater.reloaded(&reload.config);
-            if to_daemon.send(reload).await.is_err() {
-                return;
-            }
-        }
-    });
-    let stop_sidecars = sidecars.stopper();
-    let mut shutdown = Box::pin(async move {
-        shutdown.await;
-        stop_sidecars.await;
-    });
-    // Rows a crash or a kill left behind are settled before any new work; a
-    // stop asked for meanwhile cuts that short (what is left waits for the
-    // next start), so the process still exits within 10 s.
-    let settled = tokio::select! {
-        settled = engine.settle_leftovers() => Some(settled.map_err(|e| runtime(&e))),
-        () = &mut shutdown => None,
-    };
-    let result = match settled {
-        None => {
-            tracing::info!("stopped during start-up");
-            Ok(())
-        }
-        Some(Err(e)) => Err(e),
-        Some(Ok(_)) => daemon::run(
-            config,
-            engine,
-            store,
-            Arc::new(SystemClock),
-            lifecycle,
-            shutdown,
-            Inputs {
-                reloads: daemon_reloads,
-                calls: call_rx,
-            },
-        )
-        .await
-        .map_err(|e| runtime(&e)),
-    };
-    forwarder.abort();
-    sidecars.stop().await;
-    result
 }
 
 /// On each SIGHUP, reads the config again; a valid one replaces the running

@@ -1,11 +1,20 @@
-//! What runs beside the daemon, in `run` and `demo`: the hooks' worker, the
-//! pruner of the call log and the raw events ([`crate::retention`]), the
-//! metrics server when `[metrics] listen` is set, and RyzeAPI's events
-//! ([`crate::events`]) with `[events]`. They follow reloads and stop at the
-//! daemon's stop signal, so the process still exits within 10 s.
+//! What runs beside the daemon, in `run` and `demo`:
+//!
+//! - on every node ([`Sidecars`]): the metrics server when `[metrics]
+//!   listen` is set, and RyzeAPI's events' receivers with `[events]` (every
+//!   node takes deliveries into the shared inbox);
+//! - on the active node only ([`Work`], started each time it takes the
+//!   lease): the hooks' worker, the pruner of the call log and the raw
+//!   events ([`crate::retention`]), and the events' actor and webhook
+//!   registration. With SQLite the one daemon is always the active node.
+//!
+//! They follow reloads and stop at the daemon's stop signal, so the process
+//! still exits within 10 s.
 
 use crate::config::{Config, Group};
-use crate::events::{self, Managed, Wiring};
+use crate::daemon::Call;
+use crate::engine::Engine;
+use crate::events::{self, Managed, Received, Receiving};
 use crate::hooks::{self, Settings};
 use crate::metrics::{Metrics, server};
 use crate::retention;
@@ -14,14 +23,16 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
-/// The tasks beside the daemon.
+/// The tasks every node runs.
 pub struct Sidecars {
     tasks: JoinSet<()>,
     stop: watch::Sender<bool>,
     updater: Updater,
+    /// Wakes the events' actor when this node stores events.
+    wake: Option<Arc<Notify>>,
 }
 
 /// Keeps the tasks on the running config. Cloning is shallow.
@@ -33,33 +44,24 @@ pub struct Updater {
 }
 
 impl Sidecars {
-    /// Starts the hooks' worker, the metrics server on `metrics`' listener,
-    /// and, with `[events]`, the events as `events` wires them.
+    /// Starts the metrics server on `metrics`' listener and, with
+    /// `[events]`, the events' receivers as `receiving` wires them.
     pub fn start(
         config: &Config,
         store: &Store,
         metrics: Option<(Metrics, TcpListener)>,
-        events: Wiring,
-    ) -> Result<Sidecars, reqwest::Error> {
+        receiving: Receiving,
+    ) -> Sidecars {
         let (stop, _) = watch::channel(false);
-        let (hooks, hooks_rx) = watch::channel(Arc::new(settings(config)));
+        let (hooks, _) = watch::channel(Arc::new(settings(config)));
         let mut tasks = JoinSet::new();
-        let worker = hooks::Worker::new(store.clone(), hooks_rx, config.api.proxy.as_ref())?;
-        tasks.spawn(worker.run(stopped(&stop)));
-        let keep_events = config.events.as_ref().and_then(|e| e.keep);
-        tasks.spawn(retention::run(
-            store.clone(),
-            config.keep_calls,
-            keep_events,
-            stopped(&stop),
-        ));
-        let limits = events.limits;
-        let managed = config.events.as_ref().map(|settings| {
-            events::spawn(
+        let limits = receiving.limits;
+        let received = config.events.as_ref().map(|settings| {
+            events::receive(
                 settings,
                 config,
                 store,
-                events,
+                receiving,
                 &mut tasks,
                 &stop.subscribe(),
             )
@@ -76,7 +78,11 @@ impl Sidecars {
                 }
             });
         }
-        Ok(Sidecars {
+        let (managed, wake) = match received {
+            Some(Received { managed, wake }) => (Some(managed), Some(wake)),
+            None => (None, None),
+        };
+        Sidecars {
             tasks,
             stop,
             updater: Updater {
@@ -84,7 +90,55 @@ impl Sidecars {
                 groups,
                 managed,
             },
-        })
+            wake,
+        }
+    }
+
+    /// Starts the active node's work: the hooks' worker, the pruner, and
+    /// the events' actor (asking `calls` for rotations) and registration.
+    pub fn start_work(
+        &self,
+        config: &Config,
+        store: &Store,
+        engine: &Engine,
+        calls: mpsc::Sender<Call>,
+        metrics: Option<Metrics>,
+    ) -> Result<Work, reqwest::Error> {
+        let (stop, _) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let worker = hooks::Worker::new(
+            store.clone(),
+            self.updater.hooks.subscribe(),
+            config.api.proxy.as_ref(),
+        )?;
+        tasks.spawn(worker.run(stopped(&stop)));
+        let keep_events = config.events.as_ref().and_then(|e| e.keep);
+        tasks.spawn(retention::run(
+            store.clone(),
+            config.keep_calls,
+            keep_events,
+            stopped(&stop),
+        ));
+        if let (Some(settings), Some(managed), Some(wake)) =
+            (&config.events, &self.updater.managed, &self.wake)
+        {
+            let acting = events::Acting {
+                engine,
+                managed: managed.subscribe(),
+                wake: wake.clone(),
+                calls,
+                metrics,
+            };
+            events::act(
+                settings,
+                config,
+                store,
+                acting,
+                &mut tasks,
+                &stop.subscribe(),
+            );
+        }
+        Ok(Work { tasks, stop })
     }
 
     /// What keeps the tasks on the running config.
@@ -92,25 +146,34 @@ impl Sidecars {
         self.updater.clone()
     }
 
-    /// A future that, once polled to its end, tells the tasks to stop: chained
-    /// after the daemon's stop signal.
-    pub fn stopper(&self) -> impl Future<Output = ()> + use<> {
-        let stop = self.stop.clone();
-        async move {
-            stop.send_replace(true);
-        }
-    }
-
     /// Stops the tasks: a second to finish, then they are cut.
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
         self.stop.send_replace(true);
-        let all_done = async { while self.tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(Duration::from_secs(1), all_done)
-            .await
-            .is_err()
-        {
-            self.tasks.abort_all();
-        }
+        finish(self.tasks).await;
+    }
+}
+
+/// The active node's work (see [`Sidecars::start_work`]).
+pub struct Work {
+    tasks: JoinSet<()>,
+    stop: watch::Sender<bool>,
+}
+
+impl Work {
+    /// Stops it: a second to finish, then it is cut.
+    pub async fn stop(self) {
+        self.stop.send_replace(true);
+        finish(self.tasks).await;
+    }
+}
+
+async fn finish(mut tasks: JoinSet<()>) {
+    let all_done = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(1), all_done)
+        .await
+        .is_err()
+    {
+        tasks.abort_all();
     }
 }
 

@@ -236,6 +236,10 @@ impl Rotator for Engine {
                 let due = cause.scheduled_for.map(crate::telemetry::utc);
                 tracing::warn!(group = %group.name, due = due.as_deref(), "{e}")
             }
+            Err(e @ (RotateError::Fenced | RotateError::Served)) => {
+                let due = cause.scheduled_for.map(crate::telemetry::utc);
+                tracing::info!(group = %group.name, due = due.as_deref(), "{e}")
+            }
             Err(e) => {
                 tracing::error!(group = %group.name, error = %e, "the history cannot be written: no reset is made without its record; a row left pending is settled from the live link")
             }

@@ -126,7 +126,7 @@ impl Actor {
                     "recorded as rotation {id}: changed outside invite-rotator"
                 )))
             }
-            Begun::Busy { .. } => Ok(None),
+            Begun::Busy { .. } | Begun::Fenced | Begun::Served => Ok(None),
         }
     }
 

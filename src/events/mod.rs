@@ -33,6 +33,7 @@ use crate::store::{NewEvent, Store};
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, watch};
@@ -50,74 +51,62 @@ pub const FLOW_REPEAT_WINDOW: std::time::Duration = std::time::Duration::from_se
 /// does no harm: only the same report from both channels at once is one.
 pub const STATE_REPEAT_WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// What the daemon gives the events.
-pub struct Wiring {
-    /// The daemon's engine: its clients (tokens, rate budgets) and holds.
+/// What every node gives the events' receivers.
+pub struct Receiving {
+    /// The daemon's engine: its clients (tokens, rate budgets), for the
+    /// WebSocket.
     pub engine: Engine,
     /// The receiver's listener, bound at start (with `listen`).
     pub listener: Option<TcpListener>,
     /// Its defences.
     pub limits: Limits,
-    /// Where rotations are asked of the daemon.
-    pub calls: mpsc::Sender<Call>,
     /// Counts events.
     pub metrics: Option<Metrics>,
 }
 
-/// Starts receiving events and acting on them, as `settings` say, each task
-/// in `tasks` and ending when `stop` turns true. Returns what keeps them on
-/// the running config's groups.
-pub fn spawn(
+/// What the events' receivers hand on: to keep them on the running
+/// config's groups, and to wake the actor when this node stores events.
+pub struct Received {
+    /// The groups and instances the receivers accept events for.
+    pub managed: watch::Sender<Arc<Managed>>,
+    /// Notified after each commit of new events.
+    pub wake: Arc<Notify>,
+}
+
+/// Starts receiving events as `settings` say (every node does: the webhook
+/// receiver and the WebSocket feed the shared inbox), each task in `tasks`,
+/// ending when `stop` turns true.
+pub fn receive(
     settings: &EventsSettings,
     config: &Config,
     store: &Store,
-    wiring: Wiring,
+    receiving: Receiving,
     tasks: &mut JoinSet<()>,
     stop: &watch::Receiver<bool>,
-) -> watch::Sender<Arc<Managed>> {
-    let stopped = || {
-        let mut stop = stop.clone();
-        async move {
-            let _ = stop.wait_for(|s| *s).await;
-        }
-    };
+) -> Received {
     let (managed_tx, managed) = watch::channel(Arc::new(Managed::of(config)));
     let wake = Arc::new(Notify::new());
     let inbox = inbox::Inbox::start(store.clone(), wake.clone());
     if let (Some(listener), Some(url), Some(secret)) =
-        (wiring.listener, &settings.public_url, &settings.secret)
+        (receiving.listener, &settings.public_url, &settings.secret)
     {
         let app = receiver::router(
             url.path(),
             secret,
             inbox.clone(),
             managed.clone(),
-            wiring.metrics.clone(),
+            receiving.metrics.clone(),
         );
-        let serving = crate::listener::serve(listener, app, wiring.limits, stopped());
+        let serving = crate::listener::serve(listener, app, receiving.limits, stopped(stop));
         tasks.spawn(async move {
             if let Err(e) = serving.await {
                 tracing::error!(error = %e, "events: the webhook receiver stopped");
             }
         });
-        for instance in &config.instances {
-            let Some(client) = wiring.engine.client(&instance.name) else {
-                continue;
-            };
-            tasks.spawn(register::until_done(
-                client.clone(),
-                instance.name.clone(),
-                url.clone(),
-                secret.clone(),
-                store.clone(),
-                config.retry.clone(),
-                stopped(),
-            ));
-        }
     }
     if settings.websocket {
         for instance in &config.instances {
-            let Some(client) = wiring.engine.client(&instance.name) else {
+            let Some(client) = receiving.engine.client(&instance.name) else {
                 continue;
             };
             let feed = websocket::Feed {
@@ -127,23 +116,76 @@ pub fn spawn(
                 managed: managed.clone(),
                 store: store.clone(),
                 retry: config.retry.clone(),
-                metrics: wiring.metrics.clone(),
+                metrics: receiving.metrics.clone(),
             };
-            tasks.spawn(websocket::run(feed, stopped()));
+            tasks.spawn(websocket::run(feed, stopped(stop)));
+        }
+    }
+    Received {
+        managed: managed_tx,
+        wake,
+    }
+}
+
+/// What the active node gives the events' actor.
+pub struct Acting<'a> {
+    /// The daemon's engine: its clients and the instances' holds.
+    pub engine: &'a Engine,
+    /// What the receivers accept events for.
+    pub managed: watch::Receiver<Arc<Managed>>,
+    /// Notified when this node stores events.
+    pub wake: Arc<Notify>,
+    /// Where rotations are asked of the daemon.
+    pub calls: mpsc::Sender<Call>,
+    /// Counts what is done.
+    pub metrics: Option<Metrics>,
+}
+
+/// Starts acting on the inbox (the active node does) and registering the
+/// webhook at every instance, each task in `tasks`, ending when `stop`
+/// turns true.
+pub fn act(
+    settings: &EventsSettings,
+    config: &Config,
+    store: &Store,
+    acting: Acting<'_>,
+    tasks: &mut JoinSet<()>,
+    stop: &watch::Receiver<bool>,
+) {
+    if let (Some(url), Some(secret)) = (&settings.public_url, &settings.secret) {
+        for instance in &config.instances {
+            let Some(client) = acting.engine.client(&instance.name) else {
+                continue;
+            };
+            tasks.spawn(register::until_done(
+                client.clone(),
+                instance.name.clone(),
+                url.clone(),
+                secret.clone(),
+                store.clone(),
+                config.retry.clone(),
+                stopped(stop),
+            ));
         }
     }
     let actor = act::Actor {
         store: store.clone(),
-        holds: wiring.engine.holds().clone(),
+        holds: acting.engine.holds().clone(),
         retry: config.retry.clone(),
-        managed,
-        daemon: wiring.calls,
-        wake,
-        metrics: wiring.metrics,
+        managed: acting.managed,
+        daemon: acting.calls,
+        wake: acting.wake,
+        metrics: acting.metrics,
         asked: std::sync::Mutex::default(),
     };
-    tasks.spawn(actor.run(stopped()));
-    managed_tx
+    tasks.spawn(actor.run(stopped(stop)));
+}
+
+fn stopped(stop: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    let mut stop = stop.clone();
+    async move {
+        let _ = stop.wait_for(|s| *s).await;
+    }
 }
 
 /// What the running config manages, for telling events apart.

@@ -62,6 +62,10 @@ struct Inner {
     unsettled: Gauge,
     events: Family<EventLabels, Counter>,
     events_backlog: Gauge,
+    active: Gauge,
+    takeovers: Counter,
+    /// `active` or `standby` on PostgreSQL; none on SQLite (one node).
+    role: Mutex<Option<&'static str>>,
     groups: Gauge,
     overdue: Gauge,
     next_due_seconds: Gauge<f64, AtomicU64>,
@@ -130,6 +134,20 @@ impl Metrics {
             "Events stored and not yet acted on",
             events_backlog.clone(),
         );
+        let active = Gauge::default();
+        // One daemon on SQLite is always the active one.
+        active.set(1);
+        registry.register(
+            "active",
+            "1 while this node holds the lease and does the work (always, on SQLite), 0 on a standby",
+            active.clone(),
+        );
+        let takeovers = Counter::default();
+        registry.register(
+            "takeovers",
+            "Times this node took the lease (became the active node)",
+            takeovers.clone(),
+        );
         let groups = Gauge::default();
         registry.register(
             "groups_configured",
@@ -158,6 +176,9 @@ impl Metrics {
                 unsettled,
                 events,
                 events_backlog,
+                active,
+                takeovers,
+                role: Mutex::new(None),
                 groups,
                 overdue,
                 next_due_seconds,
@@ -281,6 +302,23 @@ impl Metrics {
         self.inner
             .unsettled
             .set(i64::try_from(rows).unwrap_or(i64::MAX));
+    }
+
+    /// This node's role (`active`, `standby`), with PostgreSQL; `None`
+    /// with SQLite, where the one daemon is always active.
+    pub fn set_role(&self, role: Option<&'static str>) {
+        self.inner.active.set(i64::from(role != Some("standby")));
+        *self.inner.role.lock().unwrap_or_else(|p| p.into_inner()) = role;
+    }
+
+    /// This node's role, if it is one of several.
+    pub fn role(&self) -> Option<&'static str> {
+        *self.inner.role.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// This node took the lease.
+    pub fn takeover(&self) {
+        self.inner.takeovers.inc();
     }
 
     /// How long ago the scheduler loop last turned (`None`: not yet).

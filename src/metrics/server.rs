@@ -74,7 +74,10 @@ async fn scrape(State(s): State<Shared>) -> impl IntoResponse {
 
 async fn healthz(State(s): State<Shared>) -> impl IntoResponse {
     let mut problems = Vec::new();
+    // A standby schedules nothing: its scheduler loop is not expected to turn.
+    let role = s.metrics.role();
     match s.metrics.since_heartbeat() {
+        _ if role == Some("standby") => {}
         None => problems.push("starting: the scheduler loop has not run yet".to_owned()),
         Some(age) if age > STUCK_AFTER => problems.push(format!(
             "the scheduler loop is stuck: last turn {} s ago",
@@ -103,7 +106,11 @@ async fn healthz(State(s): State<Shared>) -> impl IntoResponse {
     drop(probed);
     problems.extend(problem);
     if problems.is_empty() {
-        (StatusCode::OK, "ok\n".to_owned())
+        let body = match role {
+            Some(role) => format!("ok\nrole: {role}\n"),
+            None => "ok\n".to_owned(),
+        };
+        (StatusCode::OK, body)
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -11,6 +11,7 @@ mod budget;
 mod daemon;
 mod events;
 mod files;
+mod lease;
 mod model;
 mod outbox;
 mod outside;
@@ -18,6 +19,7 @@ mod prune;
 
 pub use events::{CallProgress, EventRotation, EventSource, NewEvent, StoredEvent};
 pub use files::{LockError, preflight};
+pub use lease::{Fence, Fencing, LeaseState, NodeRow};
 pub use model::{
     CallRecord, Cause, GroupRecord, HistoryQuery, LastRotation, Leftover, NewRotation, Rotation,
     Settlement, Status, Trigger,
@@ -57,6 +59,10 @@ pub enum Begun {
         /// The process that wrote it (see `owner`: boot, pid and start time).
         owner: Option<String>,
     },
+    /// This node does not hold the lease (any more): it begins nothing.
+    Fenced,
+    /// The due time was already served (by another node): nothing written.
+    Served,
 }
 
 /// A store failure; the message names the database (a SQLite file, or a
@@ -79,6 +85,12 @@ impl StoreError {
             source: None,
         }
     }
+
+    /// Whether the database refused a write for the unique constraint
+    /// (index) `name`.
+    fn violates(&self, name: &str) -> bool {
+        matches!(&self.source, Some(sqlx::Error::Database(e)) if e.constraint() == Some(name))
+    }
 }
 
 /// The history database. Cloning is shallow: clones share the connection
@@ -90,6 +102,9 @@ pub struct Store {
     path: Option<PathBuf>,
     /// How errors and logs name the database.
     name: Arc<str>,
+    /// What writes that begin work check (shared by clones: the lease
+    /// keeper sets it as the node becomes active or stands by).
+    fence: Arc<std::sync::RwLock<Fencing>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -155,6 +170,7 @@ impl Store {
             db: Arc::new(Db::Sqlite(Mutex::new(conn))),
             path: Some(path.to_owned()),
             name: name.into(),
+            fence: Arc::default(),
         })
     }
 
@@ -198,6 +214,7 @@ impl Store {
             db: Arc::new(Db::Postgres(pool)),
             path: None,
             name: name.into(),
+            fence: Arc::default(),
         })
     }
 
@@ -217,6 +234,7 @@ impl Store {
             db: Arc::new(Db::Sqlite(Mutex::new(conn))),
             path: Some(path.to_owned()),
             name: name.into(),
+            fence: Arc::default(),
         })
     }
 
@@ -285,51 +303,76 @@ impl Store {
     /// pending rows of a group decides, so two processes cannot both pass.
     pub async fn begin(&self, new: &NewRotation<'_>) -> Result<Begun, StoreError> {
         self.injected_fault("store::begin")?;
+        let fence = match self.fencing() {
+            Fencing::Standby => return Ok(Begun::Fenced),
+            Fencing::Active(fence) => Some(fence),
+            Fencing::Off => None,
+        };
         // `fetch_all`, not `fetch_optional`, with every `RETURNING`: the
         // statement must run to its end, where SQLite commits it. Stopping at
         // the first row leaves the commit to the statement's reset, whose
         // error (a full disk) is lost: the id would come back for a row that
         // was rolled back, and a reset would follow with no record.
-        let (ids, pending): (Vec<i64>, Option<(Stamp, Option<String>)>) = run!(self, |c, _pg| {
-            let ids: Vec<i64> = sqlx::query_scalar(
+        let written = run!(self, |c, pg| {
+            // On PostgreSQL, the active node's lease is checked in the same
+            // statement (fencing): a node past its lease writes nothing.
+            let sql = if pg {
                 "INSERT INTO rotations (group_name, group_jid, instance, trigger, scheduled_for,
-                     started_at, status, owner, event_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8)
+                     started_at, status, owner, event_id, term)
+                 SELECT $1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9
+                 WHERE $10::text IS NULL OR EXISTS (SELECT 1 FROM lease WHERE id = 1
+                     AND holder = $10 AND term = $9 AND expires_at > clock_timestamp())
                  ON CONFLICT (group_jid) WHERE status = 'pending' DO NOTHING
-                 RETURNING id",
-            )
-            .bind(new.group_name)
-            .bind(new.group_jid)
-            .bind(new.instance)
-            .bind(new.cause.trigger.as_str())
-            .bind(new.cause.scheduled_for.map(timestamp))
-            .bind(timestamp(Utc::now()))
-            .bind(crate::owner::current())
-            .bind(new.cause.event_id)
-            .fetch_all(&mut *c)
-            .await?;
-            if !ids.is_empty() {
-                Ok((ids, None))
+                 RETURNING id"
             } else {
-                sqlx::query_as(
-                    "SELECT started_at, owner FROM rotations WHERE group_jid = $1 AND status = 'pending'
-                     ORDER BY id LIMIT 1",
-                )
+                "INSERT INTO rotations (group_name, group_jid, instance, trigger, scheduled_for,
+                     started_at, status, owner, event_id, term)
+                 SELECT $1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9
+                 WHERE $10 IS NULL OR $10 IS NOT NULL
+                 ON CONFLICT (group_jid) WHERE status = 'pending' DO NOTHING
+                 RETURNING id"
+            };
+            let ids: Vec<i64> = sqlx::query_scalar(sql)
+                .bind(new.group_name)
                 .bind(new.group_jid)
-                .fetch_optional(&mut *c)
-                .await
-                .map(|p| (ids, p))
+                .bind(new.instance)
+                .bind(new.cause.trigger.as_str())
+                .bind(new.cause.scheduled_for.map(timestamp))
+                .bind(timestamp(Utc::now()))
+                .bind(crate::owner::current())
+                .bind(new.cause.event_id)
+                .bind(fence.as_ref().map(|f| f.term))
+                .bind(fence.as_ref().map(|f| f.node.as_str()))
+                .fetch_all(&mut *c)
+                .await?;
+            if let Some(&id) = ids.first() {
+                return Ok(Begun::Started(id));
             }
-        })?;
-        if let Some(&id) = ids.first() {
-            return Ok(Begun::Started(id));
+            let pending: Option<(Stamp, Option<String>)> = sqlx::query_as(
+                "SELECT started_at, owner FROM rotations WHERE group_jid = $1 AND status = 'pending'
+                 ORDER BY id LIMIT 1",
+            )
+            .bind(new.group_jid)
+            .fetch_optional(&mut *c)
+            .await?;
+            Ok(match pending {
+                Some((since, owner)) => Begun::Busy {
+                    since: since.0,
+                    owner,
+                },
+                // No row pending: the lease was not ours.
+                None if fence.is_some() => Begun::Fenced,
+                // Settled in the meantime: the caller may simply try again.
+                None => Begun::Busy {
+                    since: String::new(),
+                    owner: None,
+                },
+            })
+        });
+        match written {
+            Err(e) if e.violates("rotations_one_per_due") => Ok(Begun::Served),
+            other => other,
         }
-        // Settled in the meantime: the caller may simply try again.
-        let (since, owner) = pending.unwrap_or_default();
-        Ok(Begun::Busy {
-            since: since.0,
-            owner,
-        })
     }
 
     /// Records the code the rotation is about to revoke.
@@ -347,14 +390,43 @@ impl Store {
     /// when. Called before each reset, so a crash leaves the count of calls
     /// possibly made and the time of the latest.
     pub async fn record_attempt(&self, id: i64, attempts: u32) -> Result<(), StoreError> {
-        exec!(
-            self,
-            sqlx::query("UPDATE rotations SET attempts = $1, last_reset_at = $2 WHERE id = $3")
+        // A node that lost its lease sends no more resets: the active node
+        // settles its rotation from the live link.
+        let fence = match self.fencing() {
+            Fencing::Standby => return Err(self.lost_lease()),
+            Fencing::Active(fence) => Some(fence),
+            Fencing::Off => None,
+        };
+        let changed = run!(self, |c, pg| {
+            let sql = if pg {
+                "UPDATE rotations SET attempts = $1, last_reset_at = $2 WHERE id = $3
+                 AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM lease WHERE id = 1
+                     AND holder = $4 AND term = $5 AND expires_at > clock_timestamp()))"
+            } else {
+                "UPDATE rotations SET attempts = $1, last_reset_at = $2 WHERE id = $3
+                 AND ($4 IS NULL OR $5 IS NULL OR true)"
+            };
+            sqlx::query(sql)
                 .bind(i64::from(attempts))
                 .bind(timestamp(Utc::now()))
                 .bind(id)
+                .bind(fence.as_ref().map(|f| f.node.as_str()))
+                .bind(fence.as_ref().map(|f| f.term))
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        if changed == 0 && fence.is_some() {
+            return Err(self.lost_lease());
+        }
+        Ok(())
+    }
+
+    fn lost_lease(&self) -> StoreError {
+        StoreError::new(
+            &self.name,
+            "this node no longer holds the lease: no reset is sent (the active node settles the rotation from the live link)",
         )
-        .map(drop)
     }
 
     /// Settles a rotation: final status, what the API issued, the last error.
