@@ -84,6 +84,7 @@ impl Cli {
             | Command::Status { common: c, .. } => c.log.log_format,
             Command::History(h) => h.common.log.log_format,
             Command::Events(e) => e.common().log.log_format,
+            Command::Db(DbCommand::Copy { common, .. }) => common.log.log_format,
             Command::Demo { log, .. } | Command::Emulator { log, .. } => log.log_format,
             Command::Completions { .. } | Command::Manpage { .. } => None,
         };
@@ -101,6 +102,7 @@ impl Cli {
             | Command::Status { common: c, .. } => c,
             Command::History(h) => &h.common,
             Command::Events(e) => e.common(),
+            Command::Db(DbCommand::Copy { common, .. }) => common,
             _ => return None,
         };
         Some(
@@ -165,6 +167,9 @@ pub enum Command {
     /// RyzeAPI's events: what arrived, and telling RyzeAPI where to post.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// The history database itself: moving a SQLite history into PostgreSQL.
+    #[command(subcommand)]
+    Db(DbCommand),
     /// Print a shell completion script to stdout, such as
     /// `invite-rotator completions bash > invite-rotator.bash`.
     Completions {
@@ -199,6 +204,21 @@ pub enum Command {
         event_shape: EventShapeArg,
         #[command(flatten)]
         log: LogArgs,
+    },
+}
+
+/// `db ...`.
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Copy a SQLite history (every table, ids kept) into the configured
+    /// PostgreSQL database (`database.url`), which must hold no rotation
+    /// yet; the counts of every table are checked before the copy commits.
+    Copy {
+        /// The SQLite history to copy (such as /var/lib/invite-rotator/history.db).
+        #[arg(long, value_name = "PATH")]
+        from: PathBuf,
+        #[command(flatten)]
+        common: ConfigArgs,
     },
 }
 

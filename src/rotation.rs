@@ -511,6 +511,16 @@ impl<A: RyzeApi> Run<'_, A> {
             {
                 Ok(true) => break,
                 Ok(false) => {
+                    // Another process settled the row meanwhile (the active
+                    // node, while this one was frozen past its lease). A
+                    // code this reset issued must not be lost: it goes on
+                    // the row, unless that process recorded one already.
+                    if let (Some(code), Some(link)) = (&settlement.new_code, &settlement.new_link) {
+                        let recorded = self.store.record_late_reset(self.id, code, link).await?;
+                        if recorded {
+                            tracing::warn!(group = %self.name, rotation = self.id, new = %shown(Some(code.as_str())), "this reset landed after another process had settled its rotation; its code is recorded on the row");
+                        }
+                    }
                     tracing::info!(group = %self.name, rotation = self.id, "already settled by another process; left as it wrote it");
                     break;
                 }

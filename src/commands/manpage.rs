@@ -184,6 +184,24 @@ fn sections(command: Option<&str>) -> Roff {
             ("1", "A group is overdue or failing."),
             ("78", "The configuration is invalid."),
         ],
+        Some("db") => &[
+            (
+                "0",
+                "copy: the history was copied, every table's count checked.",
+            ),
+            (
+                "1",
+                "copy: it failed (the target already holds rotations, or a count differed); nothing was committed.",
+            ),
+            (
+                "66",
+                "copy: the SQLite history named by --from does not exist.",
+            ),
+            (
+                "78",
+                "The configuration names no PostgreSQL database (database.url), or is invalid.",
+            ),
+        ],
         Some("events") => &[
             (
                 "0",
@@ -214,7 +232,7 @@ fn sections(command: Option<&str>) -> Roff {
     items(&mut r, "EXIT STATUS", exits);
     let reads_config = matches!(
         command,
-        None | Some("run" | "check" | "rotate" | "history" | "status" | "events")
+        None | Some("run" | "check" | "rotate" | "history" | "status" | "events" | "db")
     );
     if reads_config {
         items(

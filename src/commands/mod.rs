@@ -3,11 +3,13 @@
 
 mod check;
 mod completions;
+mod db;
 mod demo;
 mod emulator;
 mod events;
 mod history;
 mod manpage;
+mod nodes;
 mod rotate;
 mod run;
 mod serve;
@@ -15,7 +17,7 @@ mod sidecars;
 mod status;
 mod table;
 
-use crate::cli::{Cli, Command, EventsCommand};
+use crate::cli::{Cli, Command, DbCommand, EventsCommand};
 use crate::config::{Config, ConfigError, Purpose};
 use crate::exit::Exit;
 use std::path::Path;
@@ -36,6 +38,7 @@ pub async fn dispatch(cli: Cli) -> Exit {
             events::list(&config, limit, format).await
         }
         Command::Events(EventsCommand::Register { .. }) => events::register(&config).await,
+        Command::Db(DbCommand::Copy { from, .. }) => db::copy(&config, &from).await,
         Command::Completions { shell } => completions::run(shell),
         Command::Manpage { dir } => manpage::run(dir.as_deref()),
         Command::Run(_) => run::run(&config).await,
@@ -56,6 +59,8 @@ pub async fn dispatch(cli: Cli) -> Exit {
 pub enum Failure {
     /// The config is invalid: exit 78.
     Config(ConfigError),
+    /// The config lacks what the command needs: exit 78.
+    ConfigLacks(String),
     /// The command line asked for something that does not exist: exit 2.
     Usage(String),
     /// A file to read does not exist: exit 66.
@@ -69,6 +74,10 @@ impl Failure {
         match self {
             Failure::Config(e) => {
                 eprintln!("invalid configuration:\n{e}");
+                Exit::Config
+            }
+            Failure::ConfigLacks(m) => {
+                eprintln!("error: {m}");
                 Exit::Config
             }
             Failure::Usage(m) => {

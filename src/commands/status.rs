@@ -1,6 +1,7 @@
 //! `status`: one line per configured group, like `systemctl list-timers`:
 //! when it rotates next, its last rotation, and marks for overdue or failing.
 
+use super::nodes::Nodes;
 use super::{Failure, history_exists, load_config, table};
 use crate::cli::StatusFormat;
 use crate::config::Purpose;
@@ -34,12 +35,15 @@ struct Line<'a> {
     /// With `[events]`: when the last event about the group's instance came.
     #[serde(skip_serializing_if = "Option::is_none")]
     last_event_at: Option<&'a str>,
+    /// With PostgreSQL: the node that holds the lease (`host pid`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    active_node: Option<&'a str>,
 }
 
 pub async fn run(config_path: &Path, format: StatusFormat) -> Result<Exit, Failure> {
     // Like `history`, `status` needs the groups and the database, not the tokens.
     let config = load_config(config_path, Purpose::Read)?;
-    let (records, sources) = read_records(&config).await?;
+    let (records, sources, nodes) = read_records(&config).await?;
     let now = Utc::now();
     let health: Vec<Health> = config
         .groups
@@ -50,15 +54,20 @@ pub async fn run(config_path: &Path, format: StatusFormat) -> Result<Exit, Failu
         .collect();
     let out = std::io::BufWriter::new(std::io::stdout().lock());
     let sources = config.events.is_some().then_some(sources);
+    let active_node = nodes.as_ref().and_then(Nodes::active);
     write(
         out,
         format,
         &config.groups,
         &health,
         sources.as_deref(),
+        active_node.as_deref(),
         now,
     )
     .map_err(|e| Failure::Runtime(format!("cannot write the status: {e}")))?;
+    if let (Some(nodes), StatusFormat::Table) = (&nodes, format) {
+        println!("\n{}", nodes.table());
+    }
     let overdue = health.iter().filter(|h| h.overdue).count();
     let failing = health.iter().filter(|h| h.failing).count();
     if format == StatusFormat::Table {
@@ -79,7 +88,7 @@ pub async fn run(config_path: &Path, format: StatusFormat) -> Result<Exit, Failu
 /// Read-only: works beside the daemon and never creates the database.
 async fn read_records(
     config: &crate::config::Config,
-) -> Result<(Vec<GroupRecord>, Vec<EventSource>), Failure> {
+) -> Result<(Vec<GroupRecord>, Vec<EventSource>, Option<Nodes>), Failure> {
     let names: Vec<&str> = config.groups.iter().map(|g| g.name.as_str()).collect();
     if let Some(path) = config.database.sqlite_path()
         && !history_exists(path)?
@@ -95,7 +104,7 @@ async fn read_records(
                 ..GroupRecord::default()
             })
             .collect();
-        return Ok((records, Vec::new()));
+        return Ok((records, Vec::new(), None));
     }
     let store = Store::connect_read_only(&config.database)
         .await
@@ -106,7 +115,11 @@ async fn read_records(
         .map_err(|e| Failure::Runtime(e.to_string()))?;
     // A history the daemon has not yet upgraded has no events: none shown.
     let sources = store.event_sources().await.unwrap_or_default();
-    Ok((records, sources))
+    let nodes = match config.database {
+        crate::config::Database::Postgres(_) => Nodes::read(&store, config.ha.lease).await,
+        crate::config::Database::Sqlite(_) => None,
+    };
+    Ok((records, sources, nodes))
 }
 
 fn write(
@@ -115,6 +128,7 @@ fn write(
     groups: &[crate::config::Group],
     health: &[Health],
     sources: Option<&[EventSource]>,
+    active_node: Option<&str>,
     now: DateTime<Utc>,
 ) -> std::io::Result<()> {
     let source = |instance: &str| {
@@ -141,6 +155,7 @@ fn write(
                     events_error: events
                         .and_then(|s| s.register_error.as_deref().or(s.websocket_error.as_deref())),
                     last_event_at: events.and_then(|s| s.last_event_at.as_deref()),
+                    active_node,
                 };
                 serde_json::to_writer(&mut out, &line)?;
                 out.write_all(b"\n")?;

@@ -8,6 +8,7 @@
 mod audit;
 mod backend;
 mod budget;
+mod copy;
 mod daemon;
 mod events;
 mod files;
@@ -16,7 +17,9 @@ mod model;
 mod outbox;
 mod outside;
 mod prune;
+mod rotations;
 
+pub use copy::Copied;
 pub use events::{CallProgress, EventRotation, EventSource, NewEvent, StoredEvent};
 pub use files::{LockError, preflight};
 pub use lease::{Fence, Fencing, LeaseState, NodeRow};
@@ -33,7 +36,6 @@ pub use backend::{At, Stamp, text as timestamp_text};
 use backend::{Db, exec, on, run};
 use chrono::{DateTime, Utc};
 use sqlx::ConnectOptions;
-use sqlx::Connection;
 use sqlx::sqlite::{SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -292,266 +294,6 @@ impl Store {
             message: e.to_string(),
             source: Some(e),
         }
-    }
-
-    /// Writes the `pending` row of a rotation about to start and returns its
-    /// id. Nothing may be sent to the API before this has returned.
-    ///
-    /// A group has at most one pending rotation across every process using the
-    /// database: if one is pending (a daemon and a `rotate` racing), nothing is
-    /// written and [`Begun::Busy`] says since when. A unique index on the
-    /// pending rows of a group decides, so two processes cannot both pass.
-    pub async fn begin(&self, new: &NewRotation<'_>) -> Result<Begun, StoreError> {
-        self.injected_fault("store::begin")?;
-        let fence = match self.fencing() {
-            Fencing::Standby => return Ok(Begun::Fenced),
-            Fencing::Active(fence) => Some(fence),
-            Fencing::Off => None,
-        };
-        // `fetch_all`, not `fetch_optional`, with every `RETURNING`: the
-        // statement must run to its end, where SQLite commits it. Stopping at
-        // the first row leaves the commit to the statement's reset, whose
-        // error (a full disk) is lost: the id would come back for a row that
-        // was rolled back, and a reset would follow with no record.
-        let written = run!(self, |c, pg| {
-            // On PostgreSQL, the active node's lease is checked in the same
-            // statement (fencing): a node past its lease writes nothing.
-            let sql = if pg {
-                "INSERT INTO rotations (group_name, group_jid, instance, trigger, scheduled_for,
-                     started_at, status, owner, event_id, term)
-                 SELECT $1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9
-                 WHERE $10::text IS NULL OR EXISTS (SELECT 1 FROM lease WHERE id = 1
-                     AND holder = $10 AND term = $9 AND expires_at > clock_timestamp())
-                 ON CONFLICT (group_jid) WHERE status = 'pending' DO NOTHING
-                 RETURNING id"
-            } else {
-                "INSERT INTO rotations (group_name, group_jid, instance, trigger, scheduled_for,
-                     started_at, status, owner, event_id, term)
-                 SELECT $1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9
-                 WHERE $10 IS NULL OR $10 IS NOT NULL
-                 ON CONFLICT (group_jid) WHERE status = 'pending' DO NOTHING
-                 RETURNING id"
-            };
-            let ids: Vec<i64> = sqlx::query_scalar(sql)
-                .bind(new.group_name)
-                .bind(new.group_jid)
-                .bind(new.instance)
-                .bind(new.cause.trigger.as_str())
-                .bind(new.cause.scheduled_for.map(timestamp))
-                .bind(timestamp(Utc::now()))
-                .bind(crate::owner::current())
-                .bind(new.cause.event_id)
-                .bind(fence.as_ref().map(|f| f.term))
-                .bind(fence.as_ref().map(|f| f.node.as_str()))
-                .fetch_all(&mut *c)
-                .await?;
-            if let Some(&id) = ids.first() {
-                return Ok(Begun::Started(id));
-            }
-            let pending: Option<(Stamp, Option<String>)> = sqlx::query_as(
-                "SELECT started_at, owner FROM rotations WHERE group_jid = $1 AND status = 'pending'
-                 ORDER BY id LIMIT 1",
-            )
-            .bind(new.group_jid)
-            .fetch_optional(&mut *c)
-            .await?;
-            Ok(match pending {
-                Some((since, owner)) => Begun::Busy {
-                    since: since.0,
-                    owner,
-                },
-                // No row pending: the lease was not ours.
-                None if fence.is_some() => Begun::Fenced,
-                // Settled in the meantime: the caller may simply try again.
-                None => Begun::Busy {
-                    since: String::new(),
-                    owner: None,
-                },
-            })
-        });
-        match written {
-            Err(e) if e.violates("rotations_one_per_due") => Ok(Begun::Served),
-            other => other,
-        }
-    }
-
-    /// Records the code the rotation is about to revoke.
-    pub async fn record_old_code(&self, id: i64, code: Option<&str>) -> Result<(), StoreError> {
-        exec!(
-            self,
-            sqlx::query("UPDATE rotations SET old_invite_code = $1 WHERE id = $2")
-                .bind(code.map(str::to_owned))
-                .bind(id)
-        )
-        .map(drop)
-    }
-
-    /// Records that reset call number `attempts` is about to be made, and
-    /// when. Called before each reset, so a crash leaves the count of calls
-    /// possibly made and the time of the latest.
-    pub async fn record_attempt(&self, id: i64, attempts: u32) -> Result<(), StoreError> {
-        // A node that lost its lease sends no more resets: the active node
-        // settles its rotation from the live link.
-        let fence = match self.fencing() {
-            Fencing::Standby => return Err(self.lost_lease()),
-            Fencing::Active(fence) => Some(fence),
-            Fencing::Off => None,
-        };
-        let changed = run!(self, |c, pg| {
-            let sql = if pg {
-                "UPDATE rotations SET attempts = $1, last_reset_at = $2 WHERE id = $3
-                 AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM lease WHERE id = 1
-                     AND holder = $4 AND term = $5 AND expires_at > clock_timestamp()))"
-            } else {
-                "UPDATE rotations SET attempts = $1, last_reset_at = $2 WHERE id = $3
-                 AND ($4 IS NULL OR $5 IS NULL OR true)"
-            };
-            sqlx::query(sql)
-                .bind(i64::from(attempts))
-                .bind(timestamp(Utc::now()))
-                .bind(id)
-                .bind(fence.as_ref().map(|f| f.node.as_str()))
-                .bind(fence.as_ref().map(|f| f.term))
-                .execute(c)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
-        if changed == 0 && fence.is_some() {
-            return Err(self.lost_lease());
-        }
-        Ok(())
-    }
-
-    fn lost_lease(&self) -> StoreError {
-        StoreError::new(
-            &self.name,
-            "this node no longer holds the lease: no reset is sent (the active node settles the rotation from the live link)",
-        )
-    }
-
-    /// Settles a rotation: final status, what the API issued, the last error.
-    pub async fn settle(&self, id: i64, s: &Settlement) -> Result<(), StoreError> {
-        self.settle_from(id, Status::Pending, s).await.map(drop)
-    }
-
-    /// Settles a rotation that is still `from`; returns whether it was (a row
-    /// another process settled meanwhile is left as that process wrote it).
-    pub async fn settle_from(
-        &self,
-        id: i64,
-        from: Status,
-        s: &Settlement,
-    ) -> Result<bool, StoreError> {
-        self.injected_fault("store::settle")?;
-        let changed = run!(self, |c, _pg| {
-            let mut tx = c.begin().await?;
-            let changed = sqlx::query(
-                "UPDATE rotations SET status = $1, attempts = $2, new_invite_code = $3,
-                 new_invite_link = $4, error = $5, finished_at = $6 WHERE id = $7 AND status = $8",
-            )
-            .bind(s.status.as_str())
-            .bind(i64::from(s.attempts))
-            .bind(s.new_code.clone())
-            .bind(s.new_link.clone())
-            .bind(s.error.clone())
-            .bind(timestamp(Utc::now()))
-            .bind(id)
-            .bind(from.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            crate::failpoint::crash("store::settle::before_commit");
-            tx.commit().await.map(|()| changed)
-        })?;
-        Ok(changed > 0)
-    }
-
-    /// The latest rotation of the group `jid` before the row `id` that made a
-    /// reset call, if any: the last one that may have changed the link.
-    pub async fn previous_reset(&self, jid: &str, id: i64) -> Result<Option<Rotation>, StoreError> {
-        on!(self, |c, _pg| sqlx::query_as(concat!(
-            select_rotation!(),
-            " WHERE group_jid = $1 AND id < $2 AND attempts > 0 ORDER BY id DESC LIMIT 1"
-        ))
-        .bind(jid)
-        .bind(id)
-        .fetch_optional(c)
-        .await)
-        .map_err(|e| self.err(e))
-    }
-
-    /// Settles an `unknown` row once a later read has told what happened,
-    /// keeping its `finished_at` (when the code was issued) and appending
-    /// `note` to its error. Does nothing to a row no longer `unknown`.
-    pub async fn resolve(
-        &self,
-        id: i64,
-        status: Status,
-        new_code: Option<&str>,
-        new_link: Option<&str>,
-        note: &str,
-    ) -> Result<(), StoreError> {
-        exec!(
-            self,
-            sqlx::query(
-                "UPDATE rotations SET status = $1, new_invite_code = $2, new_invite_link = $3,
-                 error = COALESCE(error || '; ', '') || $4 WHERE id = $5 AND status = 'unknown'",
-            )
-            .bind(status.as_str())
-            .bind(new_code)
-            .bind(new_link)
-            .bind(note)
-            .bind(id)
-        )
-        .map(drop)
-    }
-
-    /// Appends one API call to the call log.
-    pub async fn log_call(&self, call: &CallRecord<'_>) -> Result<(), StoreError> {
-        exec!(
-            self,
-            sqlx::query(
-                "INSERT INTO api_calls (rotation_id, endpoint, started_at, duration_ms, http_status,
-                     outcome, error)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(call.rotation_id)
-            .bind(call.endpoint)
-            .bind(timestamp(call.started_at))
-            .bind(i64::try_from(call.duration.as_millis()).unwrap_or(i64::MAX))
-            .bind(call.http_status.map(i64::from))
-            .bind(call.outcome)
-            .bind(call.error.as_deref())
-        )
-        .map(drop)
-    }
-
-    /// The newest code the history says was issued for the group `jid`, if
-    /// any: the one issued last (by `finished_at`: a link changed outside
-    /// while a rotation was in flight is recorded after it but happened
-    /// before it).
-    pub async fn last_issued_code(&self, jid: &str) -> Result<Option<String>, StoreError> {
-        on!(self, |c, _pg| sqlx::query_scalar(
-            "SELECT new_invite_code FROM rotations
-             WHERE group_jid = $1 AND new_invite_code IS NOT NULL
-             ORDER BY finished_at DESC, id DESC LIMIT 1",
-        )
-        .bind(jid)
-        .fetch_optional(c)
-        .await)
-        .map_err(|e| self.err(e))
-    }
-
-    /// One rotation by id.
-    pub async fn rotation(&self, id: i64) -> Result<Option<Rotation>, StoreError> {
-        on!(self, |c, _pg| sqlx::query_as(concat!(
-            select_rotation!(),
-            " WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(c)
-        .await)
-        .map_err(|e| self.err(e))
     }
 
     /// `values` as one JSON array, bound as one parameter (`json_each` on

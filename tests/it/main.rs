@@ -4,6 +4,7 @@
 
 mod common;
 
+mod backends;
 mod cli;
 mod client;
 mod config_errors;
@@ -17,6 +18,7 @@ mod event_properties;
 mod events;
 mod faults;
 mod listeners;
+mod nodes;
 mod operations;
 mod operator;
 mod pg;
