@@ -22,6 +22,7 @@ mod nodes;
 mod operations;
 mod operator;
 mod pg;
+mod pg_down;
 mod properties;
 mod rate_limit;
 mod retention;

@@ -1,0 +1,181 @@
+//! PostgreSQL down: the daemon reaches its database through a TCP relay
+//! the test can cut. While it is cut no rotation starts (its pending row
+//! cannot be written, so no reset is sent), `/healthz` fails, nothing is
+//! lost; once it is back, work resumes by itself.
+
+use crate::common::{Backend, Setup, TOKEN, TOKEN_VAR, Tuning, signal, spawn_app_on};
+use crate::events::free_port;
+use invite_rotator::config::Database;
+use invite_rotator::emulator::{EmulatorOptions, Route};
+use invite_rotator::store::Status;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::io::copy_bidirectional;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// A relay to `upstream` that can be cut (every connection closed, new ones
+/// refused) and restored.
+struct Relay {
+    port: u16,
+    up: Arc<AtomicBool>,
+    cut: watch::Sender<u64>,
+}
+
+impl Relay {
+    async fn start(upstream: u16) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let (cut, cuts) = watch::channel(0u64);
+        let relay_up = up.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !relay_up.load(Ordering::SeqCst) {
+                    continue; // refused: dropped at once
+                }
+                let mut cuts = cuts.clone();
+                // Only a cut from now on ends this connection.
+                cuts.borrow_and_update();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cuts.changed() => {}
+                    }
+                });
+            }
+        });
+        Relay { port, up, cut }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+async fn healthz(port: u16) -> u16 {
+    let http = invite_rotator::ryzeapi::http_client(Duration::from_secs(10), None).unwrap();
+    http.get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .map_or(0, |r| r.status().as_u16())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_postgresql_cut_no_rotation_starts_healthz_fails_and_work_resumes_when_it_is_back() {
+    // Arrange: groups due every second, the database behind the relay.
+    let tuning = Tuning {
+        schedule: "* * * * * *",
+        ..Tuning::default()
+    };
+    let options = EmulatorOptions {
+        requests_per_minute: 60_000,
+        ..EmulatorOptions::default()
+    };
+    let Some(app) = spawn_app_on(Backend::Postgres, &[Setup::Admin; 2], options, tuning).await
+    else {
+        return;
+    };
+    let Database::Postgres(pg) = &app.database else {
+        unreachable!("a PostgreSQL app")
+    };
+    let upstream = pg.url.port().unwrap_or(5432);
+    let relay = Relay::start(upstream).await;
+    let metrics = free_port();
+    let mut relayed = pg.url.clone();
+    relayed.set_port(Some(relay.port)).unwrap();
+    app.edit_config(|t| {
+        format!(
+            "{}\n[ha]\nlease = \"3s\"\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n",
+            t.replace(pg.url.as_str(), relayed.as_str())
+        )
+    });
+    let mut daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_invite-rotator"))
+        .arg("--config")
+        .arg(&app.config_path)
+        .arg("run")
+        .env(TOKEN_VAR, TOKEN)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(app.daemon_log()).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    app.wait_for("rotations", Duration::from_secs(30), |rows| {
+        rows.iter()
+            .filter(|r| r.status == Status::Succeeded)
+            .count()
+            >= 2
+    })
+    .await;
+    assert_eq!(healthz(metrics).await, 200);
+
+    // Act: the database goes away for a while.
+    relay.cut();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let resets_cut = app
+        .emulator
+        .calls()
+        .iter()
+        .filter(|c| c.route == Route::Reset)
+        .count();
+    let unhealthy = healthz(metrics).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let resets_later = app
+        .emulator
+        .calls()
+        .iter()
+        .filter(|c| c.route == Route::Reset)
+        .count();
+    let before = app.history().await.len();
+    relay.restore();
+
+    // Assert: nothing reset while it was down, /healthz said so, and work
+    // resumed by itself.
+    assert_eq!(unhealthy, 503, "healthz while the database is down");
+    assert_eq!(
+        resets_later, resets_cut,
+        "no reset was sent without its pending row"
+    );
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = app.history().await;
+        if rows.len() > before + 2
+            && rows
+                .iter()
+                .rev()
+                .take(2)
+                .all(|r| r.status != Status::Pending)
+        {
+            break;
+        }
+        if tokio::time::Instant::now() > give_up {
+            let log = std::fs::read_to_string(app.daemon_log()).unwrap_or_default();
+            panic!(
+                "no rotations after the database came back ({} rows, {before} before):\n{log}",
+                rows.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    signal(&daemon, "TERM");
+    assert!(daemon.wait().await.unwrap().success());
+    let rows = app.history().await;
+    assert!(
+        rows.iter().all(|r| r.status != Status::Pending),
+        "nothing left pending"
+    );
+    let store = app.store().await;
+    for g in &app.groups {
+        app.assert_chain_complete(&store, g).await;
+    }
+}
