@@ -25,7 +25,8 @@
 //! - [`commands`]: what each CLI command does ([`cli`] parses the line);
 //!   [`telemetry`] sets up logging (journal, terminal or JSON);
 //! - [`whatsapp`]: JIDs and invite codes, parsed at the edge;
-//! - [`failpoint`]: where the crash tests make the process fail.
+//! - [`failpoint`]: where the crash tests make the process fail; `testing`
+//!   (with the `test-support` feature): a throwaway PostgreSQL for the tests.
 
 pub mod backoff;
 pub mod cli;
@@ -55,5 +56,7 @@ pub(crate) mod signals;
 pub mod store;
 pub(crate) mod systemd;
 pub mod telemetry;
+#[cfg(feature = "test-support")]
+pub mod testing;
 pub mod timers;
 pub mod whatsapp;
