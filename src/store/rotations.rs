@@ -140,10 +140,13 @@ impl Store {
     }
 
     fn lost_lease(&self) -> StoreError {
-        StoreError::new(
-            &self.name,
-            "this node no longer holds the lease: no reset is sent (the active node settles the rotation from the live link)",
-        )
+        StoreError {
+            fenced: true,
+            ..StoreError::new(
+                &self.name,
+                "this node no longer holds the lease: no reset is sent (the active node settles the rotation from the live link)",
+            )
+        }
     }
 
     /// Settles a rotation: final status, what the API issued, the last error.
@@ -186,8 +189,8 @@ impl Store {
     /// Records a code that a rotation's own reset issued after another
     /// process had settled the row without one (a node frozen past its
     /// lease, woken after the active node read the link): the row becomes
-    /// `succeeded` with it. Whether it was recorded (not when the row holds
-    /// a code already).
+    /// `succeeded` with it, finished now (when its reply came). Whether it
+    /// was recorded (not when the row holds a code already).
     pub async fn record_late_reset(
         &self,
         id: i64,
@@ -198,12 +201,14 @@ impl Store {
             self,
             sqlx::query(
                 "UPDATE rotations SET status = 'succeeded', new_invite_code = $2, new_invite_link = $3,
-                 error = COALESCE(error || '; ', '') || 'its reset landed after the row was settled elsewhere'
+                 finished_at = $4,
+                 error = COALESCE(error || '; ', '') || 'its reset landed after the row was settled elsewhere; the old code may have changed meanwhile'
                  WHERE id = $1 AND new_invite_code IS NULL AND status IN ('failed', 'unknown')",
             )
             .bind(id)
             .bind(code)
             .bind(link)
+            .bind(timestamp(Utc::now()))
         )
         .map(|changed| changed > 0)
     }
