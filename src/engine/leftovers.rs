@@ -7,7 +7,7 @@ use crate::config::{Config, RetryPolicy};
 use crate::owner::{self, Liveness};
 use crate::rotation;
 use crate::ryzeapi;
-use crate::store::{Leftover, Status, StoreError, Trigger};
+use crate::store::{Fencing, Leftover, Status, StoreError, Trigger};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -122,6 +122,15 @@ impl Engine {
         let r = &row.rotation;
         // A row cut by a stop was recorded as such by the process that stopped.
         if r.status != Status::Pending {
+            return true;
+        }
+        // Begun by another node under an earlier lease term: that node,
+        // alive or not, on this host or another, can record no further
+        // reset (fencing), so the row is this active node's to settle.
+        if let (Some(term), Fencing::Active(fence)) = (row.term, self.store.fencing())
+            && term < fence.term
+            && !matches!(owner::liveness(row.owner.as_deref()), Liveness::ThisProcess)
+        {
             return true;
         }
         let daemons_own = settler == Settler::DaemonStart && r.trigger != Trigger::Manual;

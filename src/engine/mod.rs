@@ -8,7 +8,7 @@ use crate::ratelimit::RateLimiter;
 use crate::rotation::{self, Report, RotateError};
 use crate::ryzeapi::{self, Client, Held, Holds};
 use crate::secret::Token;
-use crate::store::{Cause, Status, Store, Trigger};
+use crate::store::{Cause, Fencing, Status, Store, Trigger};
 use crate::whatsapp::shown;
 use chrono::Utc;
 use futures_util::StreamExt;
@@ -138,26 +138,28 @@ impl Engine {
         let rotate = || rotation::rotate(&self.store, client, &self.retry, group, cause);
         let _running = Running::new(group.jid.as_str());
         let report = match rotate().await {
-            // The pending row's writer is gone (killed, crashed, a `rotate`
-            // cut by a second ^C, or a write of this process that failed):
-            // settle it from the live link, then go on.
-            Err(RotateError::Busy { since, owner })
-                if self.writer_gone(
-                    owner.as_deref(),
-                    &since,
-                    group.jid.as_str(),
-                    false,
-                    1,
-                    Utc::now(),
-                ) =>
-            {
-                tracing::warn!(group = %group.name, %since, "settling a rotation left pending by a process that is gone");
-                self.settle(Settler::BusyGroup, Some(group.jid.as_str()))
-                    .await?;
-                rotate().await?
-            }
             // The pending row was settled between the two looks: go again.
             Err(RotateError::Busy { since, .. }) if since.is_empty() => rotate().await?,
+            // The pending row's writer is gone (killed, crashed, a `rotate`
+            // cut by a second ^C, or a write of this process that failed),
+            // or, on a node, an earlier active node began it (fenced since,
+            // whether or not its process still runs): settle it from the
+            // live link, then go on.
+            Err(RotateError::Busy { since, owner }) => {
+                let jid = group.jid.as_str();
+                let gone = self.writer_gone(owner.as_deref(), &since, jid, false, 1, Utc::now());
+                let on_node = matches!(self.store.fencing(), Fencing::Active(_));
+                let settled = if gone || on_node {
+                    self.settle(Settler::BusyGroup, Some(jid)).await?
+                } else {
+                    0
+                };
+                if settled == 0 && !gone {
+                    return Err(RotateError::Busy { since, owner });
+                }
+                tracing::warn!(group = %group.name, %since, "settled a rotation left pending by a process that is gone or by an earlier active node");
+                rotate().await?
+            }
             other => other?,
         };
         if let Some(m) = &self.metrics {
@@ -239,6 +241,9 @@ impl Rotator for Engine {
             Err(e @ (RotateError::Fenced | RotateError::Served)) => {
                 let due = cause.scheduled_for.map(crate::telemetry::utc);
                 tracing::info!(group = %group.name, due = due.as_deref(), "{e}")
+            }
+            Err(RotateError::Store(e)) if e.is_fenced() => {
+                tracing::warn!(group = %group.name, "this node lost the lease mid-rotation: no further reset is sent; the active node settles the rotation from the live link")
             }
             Err(e) => {
                 tracing::error!(group = %group.name, error = %e, "the history cannot be written: no reset is made without its record; a row left pending is settled from the live link")

@@ -72,7 +72,7 @@ impl Store {
             sqlx::query_as(concat!(
             "SELECT ",
             rotation_columns!(),
-            ", owner, last_reset_at FROM rotations r WHERE (status = 'pending' OR (status = 'unknown' AND error LIKE 'stopped during a reset call%'
+            ", owner, last_reset_at, term FROM rotations r WHERE (status = 'pending' OR (status = 'unknown' AND error LIKE 'stopped during a reset call%'
                  AND NOT EXISTS (SELECT 1 FROM rotations later WHERE later.group_jid = r.group_jid AND later.id > r.id)))
                AND ($1 IS NULL OR group_jid = $1) ORDER BY id"
         ))

@@ -253,6 +253,8 @@ pub struct Leftover {
     /// `last_reset_at`: when its latest reset call was sent; none before any
     /// (and on rows from before the column).
     pub last_reset_at: Option<Stamp>,
+    /// `term`: the lease term its node began it under; none outside nodes.
+    pub term: Option<i64>,
 }
 
 /// Filters of `history`.
