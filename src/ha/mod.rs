@@ -186,17 +186,17 @@ async fn keep(
             Role::Active { since, .. } => Some(*since),
             Role::Standby => None,
         };
-        if let Err(e) = store
-            .report_node(
-                &node.id,
-                &node.host,
-                node.pid,
-                node.started_at,
-                next.as_str(),
-                active_since,
-            )
-            .await
-        {
+        // Bounded like the lease calls: a hung report must not keep this
+        // node from noticing, a tick later, that its lease is gone.
+        let report = store.report_node(
+            &node.id,
+            &node.host,
+            node.pid,
+            node.started_at,
+            next.as_str(),
+            active_since,
+        );
+        if let Ok(Err(e)) = tokio::time::timeout(tick, report).await {
             tracing::debug!(error = %e, "cannot report this node");
         }
         turns = turns.wrapping_add(1);
@@ -221,16 +221,15 @@ async fn keep(
             }
         }
     }
-    let _ = store
-        .report_node(
-            &node.id,
-            &node.host,
-            node.pid,
-            node.started_at,
-            "stopped",
-            None,
-        )
-        .await;
+    let stopped = store.report_node(
+        &node.id,
+        &node.host,
+        node.pid,
+        node.started_at,
+        "stopped",
+        None,
+    );
+    let _ = tokio::time::timeout(tick, stopped).await;
 }
 
 fn announce(

@@ -36,6 +36,9 @@ const POLL: Duration = Duration::from_secs(1);
 const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 /// Deliveries in flight at once.
 const PARALLEL: usize = 8;
+/// How long past a hook's timeout a claimed delivery stays with the node
+/// that claimed it (see [`Store::claim_delivery`]).
+const CLAIM_MARGIN: Duration = Duration::from_secs(5);
 
 /// The facts of a rotation, as a webhook's JSON body and a command's
 /// environment give them.
@@ -227,6 +230,11 @@ impl Worker {
         let Some(hook) = settings.hooks.iter().find(|h| h.key == d.hook_key) else {
             return Ok(());
         };
+        // Fenced: a node that lost its lease starts no delivery.
+        let until = Utc::now() + hook.timeout + CLAIM_MARGIN;
+        if !self.store.claim_delivery(d.delivery_id, until).await? {
+            return Ok(());
+        }
         let note = Notification::of(&d);
         let outcome = match &hook.action {
             HookAction::Webhook { url, secret } => {

@@ -77,6 +77,8 @@ pub struct StoreError {
     message: String,
     #[source]
     source: Option<sqlx::Error>,
+    /// Refused because this node no longer holds the lease (fencing).
+    fenced: bool,
 }
 
 impl StoreError {
@@ -85,7 +87,14 @@ impl StoreError {
             name: name.to_owned(),
             message: message.into(),
             source: None,
+            fenced: false,
         }
+    }
+
+    /// Whether the write was refused because this node no longer holds
+    /// the lease: not a database failure, the node is standing by.
+    pub fn is_fenced(&self) -> bool {
+        self.fenced
     }
 
     /// Whether the database refused a write for the unique constraint
@@ -293,6 +302,7 @@ impl Store {
             name: self.name.to_string(),
             message: e.to_string(),
             source: Some(e),
+            fenced: false,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The hooks' outbox: turning rotation events into deliveries, and keeping
 //! each delivery's state. SQL only; what a hook wants is the caller's to say.
 
-use super::{Rotation, Stamp, Store, StoreError, exec, rotation_columns, run, timestamp};
+use super::{Fencing, Rotation, Stamp, Store, StoreError, exec, rotation_columns, run, timestamp};
 use chrono::{DateTime, Utc};
 use sqlx::Connection;
 
@@ -181,6 +181,39 @@ impl Store {
                 .await
                 .map(|r| r.rows_affected())
         })
+    }
+
+    /// Claims delivery `id` for one attempt that ends by `until` (a node that
+    /// dies mid-attempt leaves it to the next active node after that), and
+    /// returns whether it did. Every attempt begins with this write: on
+    /// PostgreSQL it checks, in the same statement, that this node still
+    /// holds its lease (fencing), so a node paused past its lease delivers
+    /// nothing when it wakes.
+    pub async fn claim_delivery(&self, id: i64, until: DateTime<Utc>) -> Result<bool, StoreError> {
+        let fence = match self.fencing() {
+            Fencing::Standby => return Ok(false),
+            Fencing::Active(fence) => Some(fence),
+            Fencing::Off => None,
+        };
+        let claimed = run!(self, |c, pg| {
+            let sql = if pg {
+                "UPDATE hook_deliveries SET next_attempt_at = $2 WHERE id = $1 AND state = 'pending'
+                 AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM lease WHERE id = 1
+                     AND holder = $3 AND term = $4 AND expires_at > clock_timestamp()))"
+            } else {
+                "UPDATE hook_deliveries SET next_attempt_at = $2 WHERE id = $1 AND state = 'pending'
+                 AND ($3 IS NULL OR $4 IS NULL OR true)"
+            };
+            sqlx::query(sql)
+                .bind(id)
+                .bind(timestamp(until))
+                .bind(fence.as_ref().map(|f| f.node.as_str()))
+                .bind(fence.as_ref().map(|f| f.term))
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(claimed == 1)
     }
 
     /// Records an attempt of delivery `id`.
