@@ -4,7 +4,7 @@
 use super::{Failure, history_exists, load_config, table};
 use crate::config::{Database, Purpose};
 use crate::exit::Exit;
-use crate::store::Store;
+use crate::store::{LockError, Store};
 use std::path::Path;
 
 pub async fn copy(config_path: &Path, from: &Path) -> Result<Exit, Failure> {
@@ -22,6 +22,15 @@ pub async fn copy(config_path: &Path, from: &Path) -> Result<Exit, Failure> {
             from.display()
         )));
     }
+    // A daemon still writing to the file would leave its last rotations
+    // behind: it must be stopped, and none may start while this copies.
+    let _daemon_lock = Store::lock_daemon(from).map_err(|e| match e {
+        LockError::Held(_) => Failure::Runtime(format!(
+            "a daemon is running on {}: stop it first, so that nothing it writes stays behind",
+            from.display()
+        )),
+        e => Failure::Runtime(format!("cannot lock {}: {e}", from.display())),
+    })?;
     let runtime = |e: &dyn std::fmt::Display| Failure::Runtime(e.to_string());
     // Opened as the daemon would: brought to the current schema first.
     let source = Store::open(from).await.map_err(|e| runtime(&e))?;

@@ -4,6 +4,7 @@
 use super::backend::{At, Db};
 use super::{Store, StoreError};
 use chrono::DateTime;
+use futures_util::TryStreamExt;
 use sqlx::{Connection, QueryBuilder, Row};
 
 /// How a column is read from SQLite and written to PostgreSQL.
@@ -178,57 +179,24 @@ impl Store {
         for (table, columns) in TABLES {
             let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
             let select = format!("SELECT {} FROM {table}", names.join(", "));
-            let rows = sqlx::query(sqlx::AssertSqlSafe(select))
-                .fetch_all(&mut *source)
-                .await
-                .map_err(|e| from.err(e))?;
-            let mut values: Vec<Vec<Value>> = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let mut out = Vec::with_capacity(columns.len());
-                for (i, (name, kind)) in columns.iter().enumerate() {
-                    let bad = |e: sqlx::Error| {
-                        StoreError::new(&from.name, format!("{table}.{name}: {e}"))
-                    };
-                    out.push(match kind {
-                        Int => Value::Int(row.try_get(i).map_err(bad)?),
-                        Text => Value::Text(row.try_get(i).map_err(bad)?),
-                        Time => {
-                            let text: Option<String> = row.try_get(i).map_err(bad)?;
-                            let time = match text {
-                                None => None,
-                                Some(t) => Some(At(DateTime::parse_from_rfc3339(&t)
-                                    .map_err(|e| {
-                                        StoreError::new(
-                                            &from.name,
-                                            format!("{table}.{name}: {t:?} is not a time: {e}"),
-                                        )
-                                    })?
-                                    .to_utc())),
-                            };
-                            Value::Time(time)
-                        }
-                    });
+            // Streamed, a chunk at a time: a history of millions of rows is
+            // never held in memory whole.
+            let mut rows = sqlx::query(sqlx::AssertSqlSafe(select)).fetch(&mut *source);
+            let mut chunk: Vec<Vec<Value>> = Vec::with_capacity(CHUNK);
+            let mut read = 0usize;
+            while let Some(row) = rows.try_next().await.map_err(|e| from.err(e))? {
+                chunk.push(read_row(&row, table, columns, &from.name)?);
+                read += 1;
+                if chunk.len() == CHUNK {
+                    insert(&mut tx, table, &names, &chunk)
+                        .await
+                        .map_err(|e| self.err(e))?;
+                    chunk.clear();
                 }
-                values.push(out);
             }
-            for chunk in values.chunks(CHUNK) {
-                let mut insert =
-                    QueryBuilder::new(format!("INSERT INTO {table} ({}) ", names.join(", ")));
-                if *table == "rotation_events" {
-                    insert.push("OVERRIDING SYSTEM VALUE ");
-                }
-                insert.push_values(chunk, |mut b, row| {
-                    for value in row {
-                        match value {
-                            Value::Int(v) => b.push_bind(*v),
-                            Value::Text(v) => b.push_bind(v.clone()),
-                            Value::Time(v) => b.push_bind(*v),
-                        };
-                    }
-                });
-                insert
-                    .build()
-                    .execute(&mut *tx)
+            drop(rows);
+            if !chunk.is_empty() {
+                insert(&mut tx, table, &names, &chunk)
                     .await
                     .map_err(|e| self.err(e))?;
             }
@@ -246,18 +214,81 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| self.err(e))?;
-            if usize::try_from(there).ok() != Some(rows.len()) {
+            if usize::try_from(there).ok() != Some(read) {
                 return Err(StoreError::new(
                     &self.name,
                     format!(
-                        "{table}: {} rows read, {there} there after the copy; nothing was committed",
-                        rows.len()
+                        "{table}: {read} rows read, {there} there after the copy; nothing was committed"
                     ),
                 ));
             }
             copied.push((*table, u64::try_from(there).unwrap_or(0)));
         }
         tx.commit().await.map_err(|e| self.err(e))?;
+        // The planner's statistics for what just arrived: without them it
+        // guesses until autovacuum comes by.
+        // The copy is committed: a failure here costs only speed.
+        if let Err(e) = sqlx::query("ANALYZE").execute(&mut *target).await {
+            tracing::warn!(error = %self.err(e), "the copy is committed, but ANALYZE failed: run it by hand");
+        }
         Ok(copied)
     }
+}
+
+/// One SQLite row as the values PostgreSQL takes (times parsed from their
+/// RFC 3339 text).
+fn read_row(
+    row: &sqlx::sqlite::SqliteRow,
+    table: &str,
+    columns: &[(&str, Kind)],
+    source: &str,
+) -> Result<Vec<Value>, StoreError> {
+    let mut out = Vec::with_capacity(columns.len());
+    for (i, (name, kind)) in columns.iter().enumerate() {
+        let bad = |e: sqlx::Error| StoreError::new(source, format!("{table}.{name}: {e}"));
+        out.push(match kind {
+            Int => Value::Int(row.try_get(i).map_err(bad)?),
+            Text => Value::Text(row.try_get(i).map_err(bad)?),
+            Time => {
+                let text: Option<String> = row.try_get(i).map_err(bad)?;
+                let time = match text {
+                    None => None,
+                    Some(t) => Some(At(DateTime::parse_from_rfc3339(&t)
+                        .map_err(|e| {
+                            StoreError::new(
+                                source,
+                                format!("{table}.{name}: {t:?} is not a time: {e}"),
+                            )
+                        })?
+                        .to_utc())),
+                };
+                Value::Time(time)
+            }
+        });
+    }
+    Ok(out)
+}
+
+/// One multi-row `INSERT` of `rows` into `table`, ids kept.
+async fn insert(
+    tx: &mut sqlx::PgConnection,
+    table: &str,
+    names: &[&str],
+    rows: &[Vec<Value>],
+) -> Result<(), sqlx::Error> {
+    let mut insert = QueryBuilder::new(format!("INSERT INTO {table} ({}) ", names.join(", ")));
+    if table == "rotation_events" {
+        insert.push("OVERRIDING SYSTEM VALUE ");
+    }
+    insert.push_values(rows, |mut b, row| {
+        for value in row {
+            match value {
+                Value::Int(v) => b.push_bind(*v),
+                Value::Text(v) => b.push_bind(v.clone()),
+                Value::Time(v) => b.push_bind(*v),
+            };
+        }
+    });
+    insert.build().execute(tx).await?;
+    Ok(())
 }

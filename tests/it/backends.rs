@@ -103,6 +103,20 @@ async fn a_sqlite_history_copied_into_postgresql_reads_the_same_on_both() {
     let pg_config = app.dir.path().join("postgres.toml");
     std::fs::write(&pg_config, with_url).unwrap();
 
+    // A daemon still running on the file: refused, nothing copied.
+    let daemon = invite_rotator::store::Store::lock_daemon(&sqlite).unwrap();
+    let refused = run(
+        &pg_config,
+        &["db", "copy", "--from", sqlite.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("stop it first"),
+        "{refused:?}"
+    );
+    drop(daemon);
+
     // Act: the copy.
     let copied = run(
         &pg_config,
