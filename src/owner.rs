@@ -43,8 +43,17 @@ pub fn current() -> &'static str {
     })
 }
 
-/// Whether the process named `owner` (as [`current`] names one) still runs.
+/// Whether the process named `owner` (as [`current`] names one) still runs,
+/// as seen from a database only this machine uses: another boot id means
+/// the machine rebooted since.
 pub fn liveness(owner: Option<&str>) -> Liveness {
+    liveness_on(owner, false)
+}
+
+/// [`liveness`], for a database `shared` by several machines (PostgreSQL):
+/// there another boot id may be another machine, whose processes cannot
+/// be seen from here: [`Liveness::Unknown`].
+pub fn liveness_on(owner: Option<&str>, shared: bool) -> Liveness {
     let Some(owner) = owner else {
         return Liveness::Unknown;
     };
@@ -63,7 +72,11 @@ pub fn liveness(owner: Option<&str>) -> Liveness {
         && boot != "?"
         && boot != ours
     {
-        return Liveness::Dead;
+        return if shared {
+            Liveness::Unknown
+        } else {
+            Liveness::Dead
+        };
     }
     match start_ticks(pid) {
         // Another process has the pid now.
@@ -189,5 +202,14 @@ mod tests {
             Liveness::Unknown
         );
         assert_eq!(liveness(Some("a/b/c/d")), Liveness::Unknown);
+    }
+
+    #[test]
+    fn another_boot_is_a_reboot_on_a_local_database_and_unknown_on_a_shared_one() {
+        let Some(ours) = boot_id() else { return };
+        let other = if ours.starts_with('0') { "1" } else { "0" };
+        let owner = format!("{other}{}/1/1/00", &ours[1..]);
+        assert_eq!(liveness(Some(&owner)), Liveness::Dead);
+        assert_eq!(liveness_on(Some(&owner), true), Liveness::Unknown);
     }
 }

@@ -159,7 +159,8 @@ impl Engine {
         ours: usize,
         now: DateTime<Utc>,
     ) -> bool {
-        match owner::liveness(owner) {
+        // On PostgreSQL another boot id may be another host: unknown, not gone.
+        match owner::liveness_on(owner, self.store.path().is_none()) {
             Liveness::ThisProcess => running_here(jid) <= ours,
             Liveness::Alive => false,
             Liveness::Dead => true,

@@ -151,6 +151,30 @@ async fn nodes_fail_over_within_the_lease_and_a_woken_node_starts_nothing() {
     signal(&b, "STOP");
     let frozen = chrono::Utc::now();
     first_rotation_by(&app, c_pid, frozen, Duration::from_secs(30)).await;
+    // Every group, those the frozen node left pending included: the new
+    // active node settles rows of an earlier term though their writer runs.
+    let give_up = Instant::now() + LEASE * 3;
+    loop {
+        let rows = rows(&app.database).await;
+        let idle: Vec<&str> = app
+            .groups
+            .iter()
+            .filter(|g| {
+                !rows.iter().any(|r| {
+                    r.group_name == g.name && r.pid() == Some(c_pid) && r.started_at > frozen
+                })
+            })
+            .map(|g| g.name.as_str())
+            .collect();
+        if idle.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < give_up,
+            "groups the new active node did not rotate while the old one was frozen: {idle:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     tokio::time::sleep(LEASE).await;
     signal(&b, "CONT");
     let woken = chrono::Utc::now();
