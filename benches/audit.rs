@@ -11,9 +11,7 @@
 mod common;
 
 use invite_rotator::store::{HistoryQuery, Status, Store};
-use sqlx::{ConnectOptions, Connection};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const ROTATIONS: u32 = 1_000_000;
@@ -26,7 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let db = dir.path().join("history.db");
     let runtime = tokio::runtime::Runtime::new()?;
     let started = Instant::now();
-    runtime.block_on(fill(&db))?;
+    runtime.block_on(common::fill_history(&db, ROTATIONS, GROUPS))?;
     println!(
         "filled {ROTATIONS} rotations of {GROUPS} groups over 2 years in {:.1} s ({:.0} MB); {} cores",
         started.elapsed().as_secs_f64(),
@@ -94,7 +92,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let mut slow = Vec::new();
     for (name, args) in &cases {
-        let (lines, times) = time(args)?;
+        let (lines, times) = common::time_command(args, RUNS)?;
         let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
         println!(
             "{name:<38} {lines:>6} {:>9} {:>9} {:>9}",
@@ -128,85 +126,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Creates the database through the store (so the migrations are the real
-/// ones), then writes every row in one statement: a recursive CTE counts to a
-/// million. Rows go back two years from now, one every 63 s, groups in turn;
-/// 3% failed, 1% unknown, the rest succeeded. Bench-only SQL.
-async fn fill(db: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    drop(Store::open(db).await?);
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(db)
-        .connect()
-        .await?;
-    let mut tx = conn.begin().await?;
-    sqlx::query(
-        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ?1 - 1),
-         t AS (SELECT i, strftime('%Y-%m-%dT%H:%M:%fZ', unixepoch('now') - (?1 - i) * 63, 'unixepoch') AS at,
-                      i % ?2 AS g, (i * 7919) % 100 AS dice FROM n)
-         INSERT INTO rotations (group_name, group_jid, instance, trigger, scheduled_for, started_at,
-                                finished_at, status, attempts, old_invite_code, new_invite_code,
-                                new_invite_link, error)
-         SELECT 'g' || g, (120363400000000000 + g) || '@g.us', 'bench', 'schedule', at, at, at,
-                CASE WHEN dice < 3 THEN 'failed' WHEN dice < 4 THEN 'unknown' ELSE 'succeeded' END,
-                1, lower(hex(randomblob(11))),
-                CASE WHEN dice < 4 THEN NULL ELSE lower(hex(randomblob(11))) END,
-                NULL,
-                CASE WHEN dice < 3 THEN 'HTTP 403: must be admin' WHEN dice < 4 THEN 'timed out' END
-         FROM t",
-    )
-    .bind(ROTATIONS)
-    .bind(GROUPS)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(&mut conn)
-        .await?;
-    Ok(())
-}
-
 /// A config naming `groups` groups, `g0` on, for `status`.
 fn config_text(db: &Path, groups: u32) -> String {
-    let mut text = format!(
-        "[database]\npath = \"{}\"\n[[instance]]\nname = \"bench\"\ntoken_env = \"IR_BENCH_TOKEN\"\n",
-        db.display()
-    );
-    for g in 0..groups {
-        text.push_str(&format!(
-            "[[group]]\nname = \"g{g}\"\ninstance = \"bench\"\njid = \"{}@g.us\"\nschedule = \"0 */17 * * *\"\n",
-            120_363_400_000_000_000u64 + u64::from(g)
-        ));
-    }
-    text
-}
-
-/// Runs the binary once to warm up, then `RUNS` times; lines of output and
-/// the sorted wall times.
-fn time(args: &[&str]) -> Result<(usize, Vec<Duration>), Box<dyn std::error::Error>> {
-    let mut times = Vec::with_capacity(RUNS);
-    let mut lines = 0;
-    for run in 0..=RUNS {
-        let start = Instant::now();
-        let out = Command::new(env!("CARGO_BIN_EXE_invite-rotator"))
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .output()?;
-        let took = start.elapsed();
-        if out.status.code().is_none_or(|c| c > 1) {
-            return Err(format!(
-                "{args:?} exited {:?}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            )
-            .into());
-        }
-        lines = out.stdout.iter().filter(|&&b| b == b'\n').count();
-        if run > 0 {
-            times.push(took);
-        }
-    }
-    times.sort();
-    Ok((lines, times))
+    common::audit_config(&format!("[database]\npath = \"{}\"", db.display()), groups)
 }
 
 /// The plans of the audited queries, as the store runs them.
