@@ -7,7 +7,8 @@
 //! - [`ryzeapi`]: the RyzeAPI client (the only code that speaks HTTP to it);
 //!   [`ratelimit`] paces it per token;
 //! - [`store`]: the history database, the only code that speaks SQL;
-//! - [`rotation`]: the rotation workflow, top to bottom;
+//! - [`rotation`]: the rotation workflow, top to bottom (and settling one
+//!   that was interrupted);
 //! - [`engine`]: wires those into rotations of many groups at once, and
 //!   settles what a crash left behind (`owner` tells whose a row is);
 //! - [`daemon`]: the schedule loop over [`timers`] (one per group, each from

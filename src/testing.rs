@@ -1,7 +1,8 @@
 //! A real PostgreSQL for the tests and benchmarks (with the `test-support`
-//! feature, which the package's dev-dependency on itself turns on): Debian's `postgresql` package, one
-//! throwaway cluster per test binary (initdb and the server in a directory
-//! under the target's tmp dir, on a free port, as the unprivileged
+//! feature, which the package's dev-dependency on itself turns on):
+//! Debian's `postgresql` package, one throwaway cluster per test binary
+//! (initdb and the server in `/tmp/invite-rotator-pg/pg-PID`, swept once
+//! that process is gone, on a free port, as the unprivileged
 //! `postgres` user when the tests run as root: PostgreSQL refuses root),
 //! and a fresh database per test. `INVITE_ROTATOR_TEST_POSTGRES` (an admin
 //! URL) uses a server of your own instead.

@@ -34,7 +34,7 @@ impl Nodes {
         Some(node.map_or_else(|| holder.to_owned(), |n| format!("{} {}", n.host, n.pid)))
     }
 
-    /// The table: NODE, HOST, PID, ROLE, SINCE, SEEN.
+    /// The table: HOST, PID, ROLE, ACTIVE SINCE, LAST SEEN.
     pub fn table(&self) -> String {
         let holder = self.lease.holder.as_deref().filter(|_| !self.lease.expired);
         let rows: Vec<Vec<String>> = self
