@@ -84,6 +84,7 @@ impl Cli {
             | Command::Status { common: c, .. } => c.log.log_format,
             Command::History(h) => h.common.log.log_format,
             Command::Events(e) => e.common().log.log_format,
+            Command::Join(j) => j.common().log.log_format,
             Command::Db(DbCommand::Copy { common, .. }) => common.log.log_format,
             Command::Demo { log, .. } | Command::Emulator { log, .. } => log.log_format,
             Command::Completions { .. } | Command::Manpage { .. } => None,
@@ -102,6 +103,7 @@ impl Cli {
             | Command::Status { common: c, .. } => c,
             Command::History(h) => &h.common,
             Command::Events(e) => e.common(),
+            Command::Join(j) => j.common(),
             Command::Db(DbCommand::Copy { common, .. }) => common,
             _ => return None,
         };
@@ -170,6 +172,10 @@ pub enum Command {
     /// The history database itself: moving a SQLite history into PostgreSQL.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Join links: stable URLs (served by `run` with `[join]`) that lead to a
+    /// group's live invite through every rotation.
+    #[command(subcommand)]
+    Join(JoinCommand),
     /// Print a shell completion script to stdout, such as
     /// `invite-rotator completions bash > invite-rotator.bash`.
     Completions {
@@ -220,6 +226,77 @@ pub enum DbCommand {
         #[command(flatten)]
         common: ConfigArgs,
     },
+}
+
+/// `join ...`.
+#[derive(Debug, Subcommand)]
+pub enum JoinCommand {
+    /// Make a join link that follows GROUP's live invite; prints its URL
+    /// ({public_url}/j/{random slug}).
+    Create {
+        /// The group: its name or JID.
+        group: String,
+        /// The link's name, for `join list` and `join revoke` (unique)
+        /// [default: GROUP-N].
+        #[arg(long)]
+        name: Option<String>,
+        /// When it stops working: a time (2027-01-31, 2027-01-31T18:00 UTC,
+        /// RFC 3339) or a span from now (30d).
+        #[arg(long, value_name = "TIME|SPAN", value_parser = parse_expiry)]
+        expires: Option<DateTime<Utc>>,
+        /// How many times it works (each a click on its Join button).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        max_uses: Option<u32>,
+        /// Who was given it, or what for.
+        #[arg(long, value_name = "TEXT")]
+        note: Option<String>,
+        /// Also draw it as a QR code: `png` or `svg` (to --output), or
+        /// `terminal` (to stdout).
+        #[arg(long, value_enum)]
+        qr: Option<QrFormat>,
+        /// The QR code's file (with `--qr png|svg`).
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        common: ConfigArgs,
+    },
+    /// The join links: name, group, URL, uses, limits, state.
+    List {
+        /// `table` for people, `json` for scripts (JSON Lines).
+        #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
+        format: StatusFormat,
+        #[command(flatten)]
+        common: ConfigArgs,
+    },
+    /// Withdraw a join link: it answers 410 from now on (no restart).
+    Revoke {
+        /// The link's name.
+        name: String,
+        #[command(flatten)]
+        common: ConfigArgs,
+    },
+}
+
+impl JoinCommand {
+    /// Its `--config` and `--log-format`.
+    pub fn common(&self) -> &ConfigArgs {
+        match self {
+            JoinCommand::Create { common, .. }
+            | JoinCommand::List { common, .. }
+            | JoinCommand::Revoke { common, .. } => common,
+        }
+    }
+}
+
+/// `join create --qr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QrFormat {
+    /// A PNG image, for print.
+    Png,
+    /// An SVG image, for print at any size.
+    Svg,
+    /// Drawn on the terminal.
+    Terminal,
 }
 
 /// `events ...`.
@@ -326,22 +403,8 @@ pub struct HistoryArgs {
 /// a date and time without an offset (`2026-12-01T10:00`, UTC), a date
 /// (`2026-12-01`, midnight UTC), or a span back from now (`7d`, `12h`, `30m`).
 pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
-    use chrono::{NaiveDate, NaiveDateTime};
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    for format in [
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%d %H:%M",
-    ] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(s, format) {
-            return Ok(t.and_utc());
-        }
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Ok(d.and_time(chrono::NaiveTime::MIN).and_utc());
+    if let Some(t) = parse_absolute(s) {
+        return Ok(t);
     }
     let span = humantime::parse_duration(s).map_err(|_| {
         format!(
@@ -352,6 +415,51 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     Utc::now()
         .checked_sub_signed(span)
         .ok_or_else(|| format!("{s:?} is too long a span"))
+}
+
+/// `join create --expires`: a time as [`parse_time`] takes it, or a span
+/// ahead from now (`30d`, `12h`); never in the past.
+pub fn parse_expiry(s: &str) -> Result<DateTime<Utc>, String> {
+    let at = match parse_absolute(s) {
+        Some(t) => t,
+        None => {
+            let span = humantime::parse_duration(s).map_err(|_| {
+                format!(
+                    "{s:?} is not a time: give a date (2027-01-31), a date and time in UTC (2027-01-31T18:00), RFC 3339 or a span ahead from now (30d, 12h)"
+                )
+            })?;
+            let span = chrono::Duration::from_std(span)
+                .map_err(|_| format!("{s:?} is too long a span"))?;
+            Utc::now()
+                .checked_add_signed(span)
+                .ok_or_else(|| format!("{s:?} is too long a span"))?
+        }
+    };
+    if at <= Utc::now() {
+        return Err(format!("{s:?} is in the past"));
+    }
+    Ok(at)
+}
+
+/// A date, a date and time in UTC, or RFC 3339.
+fn parse_absolute(s: &str) -> Option<DateTime<Utc>> {
+    use chrono::{NaiveDate, NaiveDateTime};
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    for format in [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, format) {
+            return Some(t.and_utc());
+        }
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
 }
 
 /// An address to listen on, such as `127.0.0.1:8080`.

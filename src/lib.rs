@@ -18,6 +18,8 @@
 //! - [`events`]: RyzeAPI's events (a member removed, a link changed
 //!   elsewhere, an instance gone offline): received, kept in an inbox and
 //!   acted on;
+//! - [`join`]: join links that survive rotation: stable URLs served by
+//!   their own listener, leading to a group's live invite (QR codes too);
 //! - [`hooks`]: tells webhooks and commands of each rotation; [`metrics`]:
 //!   `/metrics` and `/healthz`, served like every listener by [`listener`]
 //!   (connection cap, header timeouts, descriptors kept for rotations);
@@ -43,6 +45,7 @@ pub mod failpoint;
 pub mod ha;
 pub(crate) mod health;
 pub mod hooks;
+pub mod join;
 pub mod listener;
 pub mod memory;
 pub mod metrics;

@@ -8,6 +8,7 @@ mod demo;
 mod emulator;
 mod events;
 mod history;
+mod join;
 mod manpage;
 mod nodes;
 mod rotate;
@@ -17,7 +18,7 @@ mod sidecars;
 mod status;
 mod table;
 
-use crate::cli::{Cli, Command, DbCommand, EventsCommand};
+use crate::cli::{Cli, Command, DbCommand, EventsCommand, JoinCommand};
 use crate::config::{Config, ConfigError, Purpose};
 use crate::exit::Exit;
 use std::path::Path;
@@ -39,6 +40,29 @@ pub async fn dispatch(cli: Cli) -> Exit {
         }
         Command::Events(EventsCommand::Register { .. }) => events::register(&config).await,
         Command::Db(DbCommand::Copy { from, .. }) => db::copy(&config, &from).await,
+        Command::Join(JoinCommand::Create {
+            group,
+            name,
+            expires,
+            max_uses,
+            note,
+            qr,
+            output,
+            ..
+        }) => {
+            let args = join::Create {
+                group,
+                name,
+                expires,
+                max_uses,
+                note,
+                qr,
+                output,
+            };
+            join::create(&config, args).await
+        }
+        Command::Join(JoinCommand::List { format, .. }) => join::list(&config, format).await,
+        Command::Join(JoinCommand::Revoke { name, .. }) => join::revoke(&config, &name).await,
         Command::Completions { shell } => completions::run(shell),
         Command::Manpage { dir } => manpage::run(dir.as_deref()),
         Command::Run(_) => run::run(&config).await,

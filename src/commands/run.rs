@@ -65,6 +65,17 @@ pub async fn run(path: &Path) -> Result<Exit, Failure> {
         }
         None => None,
     };
+    let join = match &config.join {
+        Some(join) => {
+            let listen = join.listen;
+            let listener = listener::bind(listen).await.map_err(|e| {
+                Failure::Runtime(format!("join.listen: cannot listen on {listen}: {e}"))
+            })?;
+            tracing::info!(%listen, "serving join links");
+            Some(listener)
+        }
+        None => None,
+    };
     let lifecycle = Service {
         systemd: Systemd::from_env(),
         metrics: metrics.as_ref().map(|m| m.0.clone()),
@@ -82,6 +93,7 @@ pub async fn run(path: &Path) -> Result<Exit, Failure> {
     let parts = Parts {
         metrics,
         events,
+        join,
         holds,
     };
     let result = serve(config, store, &lifecycle, shutdown, reload_rx, parts).await;

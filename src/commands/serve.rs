@@ -37,6 +37,8 @@ pub struct Parts {
     pub metrics: Option<(Metrics, TcpListener)>,
     /// The listener of `[events] listen`.
     pub events: Option<TcpListener>,
+    /// The listener of `[join] listen`.
+    pub join: Option<TcpListener>,
     /// The instances' holds, shared with the engines that reloads build.
     pub holds: Holds,
 }
@@ -63,19 +65,22 @@ pub async fn serve(
     let Parts {
         metrics,
         events: events_listener,
+        join,
         holds,
     } = parts;
     let counters = metrics.as_ref().map(|m| m.0.clone());
     let engine =
         Engine::build(&config, store.clone(), counters.clone(), holds).map_err(|e| runtime(&e))?;
-    let listeners = usize::from(metrics.is_some()) + usize::from(events_listener.is_some());
+    let listeners = usize::from(metrics.is_some())
+        + usize::from(events_listener.is_some())
+        + usize::from(join.is_some());
     let receiving = events::Receiving {
         engine: engine.clone(),
         listener: events_listener,
         limits: listener::Limits::for_listeners(listeners),
         metrics: counters.clone(),
     };
-    let sidecars = Sidecars::start(&config, &store, metrics, receiving);
+    let sidecars = Sidecars::start(&config, &store, metrics, receiving, join);
 
     // This node's role: the lease's, on PostgreSQL; always active on SQLite.
     let (keeper_stop, keeper_stopped) = watch::channel(false);

@@ -1,8 +1,9 @@
 //! What runs beside the daemon, in `run` and `demo`:
 //!
 //! - on every node ([`Sidecars`]): the metrics server when `[metrics]
-//!   listen` is set, and RyzeAPI's events' receivers with `[events]` (every
-//!   node takes deliveries into the shared inbox);
+//!   listen` is set, RyzeAPI's events' receivers with `[events]` (every
+//!   node takes deliveries into the shared inbox), and the join links'
+//!   redirector with `[join]` (every node serves them);
 //! - on the active node only ([`Work`], started each time it takes the
 //!   lease): the hooks' worker, the pruner of the call log and the raw
 //!   events ([`crate::retention`]), and the events' actor and webhook
@@ -51,11 +52,27 @@ impl Sidecars {
         store: &Store,
         metrics: Option<(Metrics, TcpListener)>,
         receiving: Receiving,
+        join: Option<TcpListener>,
     ) -> Sidecars {
         let (stop, _) = watch::channel(false);
         let (hooks, _) = watch::channel(Arc::new(settings(config)));
         let mut tasks = JoinSet::new();
         let limits = receiving.limits;
+        if let Some(listener) = join {
+            let serving = crate::join::serve(
+                listener,
+                limits,
+                store.clone(),
+                receiving.engine.clone(),
+                config.groups.clone(),
+                stopped(&stop),
+            );
+            tasks.spawn(async move {
+                if let Err(e) = serving.await {
+                    tracing::error!(error = %e, "the join links' server stopped");
+                }
+            });
+        }
         let received = config.events.as_ref().map(|settings| {
             events::receive(
                 settings,

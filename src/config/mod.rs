@@ -45,6 +45,8 @@ pub struct Config {
     pub hooks: Vec<Hook>,
     /// `[events]`: off when absent.
     pub events: Option<EventsSettings>,
+    /// `[join]`: join links that survive rotation; off when absent.
+    pub join: Option<JoinSettings>,
     /// Things that are allowed but unwise (an inline token); shown by `check`
     /// and logged at start.
     pub warnings: Vec<String>,
@@ -206,6 +208,25 @@ pub struct EventsSettings {
     pub websocket: bool,
     /// `keep`: how long raw events are kept; `None` for good.
     pub keep: Option<Duration>,
+}
+
+/// `[join]`: the redirector of join links.
+#[derive(Debug, Clone)]
+pub struct JoinSettings {
+    /// `listen`: where the redirector listens (behind a TLS proxy).
+    pub listen: std::net::SocketAddr,
+    /// `public_url`: what printed links start with (`{public_url}/j/{slug}`).
+    pub public_url: reqwest::Url,
+}
+
+impl JoinSettings {
+    /// The URL of the link `slug`.
+    pub fn link(&self, slug: &str) -> String {
+        format!(
+            "{}/j/{slug}",
+            self.public_url.as_str().trim_end_matches('/')
+        )
+    }
 }
 
 /// One `[[hook]]`: told of rotations as they end.

@@ -21,6 +21,13 @@ pub struct RawConfig {
     pub metrics: RawMetrics,
     pub hook: Vec<Spanned<RawHook>>,
     pub events: Option<Spanned<RawEvents>>,
+    pub join: Option<Spanned<RawJoin>>,
+}
+
+#[derive(Debug, Default)]
+pub struct RawJoin {
+    pub listen: Option<SpannedStr>,
+    pub public_url: Option<SpannedStr>,
 }
 
 #[derive(Debug, Default)]
@@ -154,6 +161,7 @@ pub(super) fn read(r: &mut Reader<'_>, doc: &Spanned<DeTable<'_>>) -> RawConfig 
         metrics: metrics(r, &mut root),
         hook: each(r, &mut root, "hook", hook),
         events: events(r, &mut root),
+        join: join(r, &mut root),
     };
     r.finish(root);
     raw
@@ -260,6 +268,18 @@ fn events(r: &mut Reader<'_>, root: &mut Table<'_>) -> Option<Spanned<RawEvents>
     let span = t.span();
     r.finish(t);
     present.then(|| Spanned::new(span, events))
+}
+
+fn join(r: &mut Reader<'_>, root: &mut Table<'_>) -> Option<Spanned<RawJoin>> {
+    let present = root.contains("join");
+    let mut t = r.table(root, "join");
+    let join = RawJoin {
+        listen: r.string(&mut t, "listen"),
+        public_url: r.string(&mut t, "public_url"),
+    };
+    let span = t.span();
+    r.finish(t);
+    present.then(|| Spanned::new(span, join))
 }
 
 fn metrics(r: &mut Reader<'_>, root: &mut Table<'_>) -> RawMetrics {

@@ -126,6 +126,23 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
         ],
     ),
     (
+        "join_links",
+        &[
+            ("id", Int),
+            ("name", Text),
+            ("slug", Text),
+            ("group_name", Text),
+            ("group_jid", Text),
+            ("created_at", Time),
+            ("expires_at", Time),
+            ("max_uses", Int),
+            ("uses", Int),
+            ("last_used_at", Time),
+            ("revoked_at", Time),
+            ("note", Text),
+        ],
+    ),
+    (
         "event_sources",
         &[
             ("instance", Text),

@@ -12,6 +12,7 @@ mod copy;
 mod daemon;
 mod events;
 mod files;
+mod join;
 mod lease;
 mod model;
 mod outbox;
@@ -22,6 +23,7 @@ mod rotations;
 pub use copy::Copied;
 pub use events::{CallProgress, EventRotation, EventSource, NewEvent, StoredEvent};
 pub use files::{LockError, preflight};
+pub use join::{JoinLink, NewJoinLink, Spent};
 pub use lease::{Fence, Fencing, LeaseState, NodeRow};
 pub use model::{
     CallRecord, Cause, GroupRecord, HistoryQuery, LastRotation, Leftover, NewRotation, Rotation,

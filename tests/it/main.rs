@@ -5,6 +5,7 @@
 mod common;
 
 mod backends;
+mod browser;
 mod cli;
 mod client;
 mod config_errors;
@@ -17,6 +18,7 @@ mod event_edges;
 mod event_properties;
 mod events;
 mod faults;
+mod join;
 mod listeners;
 mod nodes;
 mod operations;

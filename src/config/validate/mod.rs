@@ -19,6 +19,7 @@ use toml::Spanned;
 mod database;
 mod events;
 mod hooks;
+mod join;
 mod urls;
 
 /// Validates `raw`, read by `reader` from the file at `path` (whose
@@ -200,6 +201,7 @@ impl Validator<'_> {
         let metrics_listen = self.metrics(&raw.metrics);
         let hooks = self.hooks(raw.hook, &groups);
         let events = self.events(raw.events);
+        let join = self.join(raw.join);
         Config {
             api,
             rate_limit,
@@ -212,6 +214,7 @@ impl Validator<'_> {
             metrics_listen,
             hooks,
             events,
+            join,
             warnings: Vec::new(),
         }
     }

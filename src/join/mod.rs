@@ -1,0 +1,391 @@
+//! Join links that survive rotation: `GET /j/{slug}` leads to the group's
+//! live invite, whatever rotations happened since the link was printed.
+//!
+//! - An **unlimited** link answers 302 to `https://chat.whatsapp.com/{code}`
+//!   (the latest code the history knows, re-read every [`REFRESH`]).
+//! - A **limited** link (`max_uses`, or an expiry) shows a page with a Join
+//!   button; only its POST spends a use, atomically in the database (so
+//!   concurrent clicks on any number of nodes never pass the limit), and
+//!   answers 303. Link previews only GET: they spend nothing.
+//! - Expired, revoked or used up: 410 with a page that says so; anything
+//!   else: 404. Pages in English, Spanish or Portuguese ([`pages`]).
+//!
+//! Uses of unlimited links are counted in memory and written every
+//! [`FLUSH`] and at the stop, so counting never waits for the database.
+//! The listener has its own port and serves nothing else (see
+//! [`crate::listener`] for its defences). Every node serves the links.
+
+pub mod pages;
+pub mod qr;
+pub mod slug;
+
+use crate::config::Group;
+use crate::engine::Engine;
+use crate::listener::{self, Limits};
+use crate::ryzeapi::RyzeApi;
+use crate::store::{JoinLink, Spent, Store};
+use crate::whatsapp::InviteCode;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use pages::Lang;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// How often the links and the live codes are read from the database: a
+/// rotation, a revocation or a new link takes effect within this.
+pub const REFRESH: Duration = Duration::from_millis(250);
+/// How often counted uses are written.
+pub const FLUSH: Duration = Duration::from_secs(1);
+
+/// What a link answers now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// It works.
+    Active,
+    /// `join revoke` withdrew it.
+    Revoked,
+    /// Its expiry has passed.
+    Expired,
+    /// Its uses are spent.
+    UsedUp,
+}
+
+impl LinkState {
+    /// Of `link` at `now`.
+    pub fn of(link: &JoinLink, now: DateTime<Utc>) -> LinkState {
+        if link.revoked_at.is_some() {
+            LinkState::Revoked
+        } else if link
+            .expires_at
+            .as_ref()
+            .and_then(|e| e.time())
+            .is_some_and(|e| e <= now)
+        {
+            LinkState::Expired
+        } else if link.max_uses.is_some_and(|m| link.uses >= m) {
+            LinkState::UsedUp
+        } else {
+            LinkState::Active
+        }
+    }
+
+    /// As `join list` shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Active => "active",
+            LinkState::Revoked => "revoked",
+            LinkState::Expired => "expired",
+            LinkState::UsedUp => "used up",
+        }
+    }
+}
+
+/// Whether a link is spent by a click (POST) rather than followed by a GET.
+fn limited(link: &JoinLink) -> bool {
+    link.max_uses.is_some() || link.expires_at.is_some()
+}
+
+/// The links and live codes as last read.
+#[derive(Default)]
+struct Snapshot {
+    /// By slug.
+    links: HashMap<String, JoinLink>,
+    /// Live code by group JID.
+    codes: HashMap<String, String>,
+}
+
+/// The redirector's state, shared by its handlers.
+struct Redirector {
+    store: Store,
+    snapshot: RwLock<Arc<Snapshot>>,
+    /// Uses of unlimited links not written yet: link id → (uses, last).
+    counted: Mutex<HashMap<i64, (i64, DateTime<Utc>)>>,
+    /// To read the live link of a group whose code the history lacks.
+    engine: Engine,
+    groups: HashMap<String, Group>,
+    /// Codes read from the API (groups the history had none of), and the
+    /// groups read once already.
+    learned: RwLock<HashMap<String, String>>,
+    tried: Mutex<HashSet<String>>,
+}
+
+/// Serves the join links on `listener` until `stop`, then writes the uses
+/// counted so far.
+pub async fn serve(
+    listener: TcpListener,
+    limits: Limits,
+    store: Store,
+    engine: Engine,
+    groups: Arc<[Group]>,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let redirector = Arc::new(Redirector {
+        store,
+        snapshot: RwLock::default(),
+        counted: Mutex::default(),
+        engine,
+        groups: groups
+            .iter()
+            .map(|g| (g.jid.as_str().to_owned(), g.clone()))
+            .collect(),
+        learned: RwLock::default(),
+        tried: Mutex::default(),
+    });
+    redirector.refresh().await;
+    let keeper = {
+        let r = redirector.clone();
+        tokio::spawn(async move {
+            let mut refresh = tokio::time::interval(REFRESH);
+            let mut flush = tokio::time::interval(FLUSH);
+            loop {
+                tokio::select! {
+                    _ = refresh.tick() => r.refresh().await,
+                    _ = flush.tick() => r.flush().await,
+                }
+            }
+        })
+    };
+    let app = Router::new()
+        .route("/j/{slug}", get(show).post(spend))
+        .fallback(not_found)
+        .with_state(redirector.clone());
+    let served = listener::serve(listener, app, limits, stop).await;
+    keeper.abort();
+    redirector.flush().await;
+    served
+}
+
+impl Redirector {
+    async fn refresh(&self) {
+        let (links, codes) = match (self.store.join_links().await, self.store.join_codes().await) {
+            (Ok(links), Ok(codes)) => (links, codes),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "join links: cannot read the links; serving the last known");
+                return;
+            }
+        };
+        let snapshot = Snapshot {
+            links: links.into_iter().map(|l| (l.slug.clone(), l)).collect(),
+            codes: codes.into_iter().collect(),
+        };
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Writes the uses counted so far; kept for the next try if that fails.
+    async fn flush(&self) {
+        let counted: Vec<(i64, i64, DateTime<Utc>)> = {
+            let mut counted = self.counted.lock().unwrap_or_else(|p| p.into_inner());
+            counted.drain().map(|(id, (n, at))| (id, n, at)).collect()
+        };
+        if let Err(e) = self.store.add_join_uses(&counted).await {
+            tracing::warn!(error = %e, "join links: cannot write the uses counted; kept for the next try");
+            let mut kept = self.counted.lock().unwrap_or_else(|p| p.into_inner());
+            for (id, n, at) in counted {
+                let entry = kept.entry(id).or_insert((0, at));
+                entry.0 += n;
+                entry.1 = entry.1.max(at);
+            }
+        }
+    }
+
+    fn count(&self, id: i64) {
+        let now = Utc::now();
+        let mut counted = self.counted.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = counted.entry(id).or_insert((0, now));
+        entry.0 += 1;
+        entry.1 = now;
+    }
+
+    /// The live code of group `jid`: the history's, else one read of the
+    /// link through the rate budget (once per group).
+    async fn code(&self, snapshot: &Snapshot, jid: &str) -> Option<String> {
+        if let Some(code) = snapshot.codes.get(jid) {
+            return Some(code.clone());
+        }
+        if let Some(code) = self
+            .learned
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(jid)
+        {
+            return Some(code.clone());
+        }
+        let group = self.groups.get(jid)?;
+        if !self
+            .tried
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(jid.to_owned())
+        {
+            return None;
+        }
+        let client = self.engine.client(&group.instance)?;
+        let code = client.group_info(&group.jid).await.result.ok()?.code?;
+        let code = code.as_str().to_owned();
+        self.learned
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(jid.to_owned(), code.clone());
+        Some(code)
+    }
+}
+
+/// `GET` and `HEAD /j/{slug}`.
+async fn show(
+    State(r): State<Arc<Redirector>>,
+    Path(slug): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    let lang = language(&headers);
+    let snapshot = r.snapshot();
+    let Some(link) = slug::looks_like(&slug)
+        .then(|| snapshot.links.get(&slug))
+        .flatten()
+    else {
+        return not_found().await;
+    };
+    if LinkState::of(link, Utc::now()) != LinkState::Active {
+        return html(StatusCode::GONE, pages::gone(lang));
+    }
+    if limited(link) {
+        return html(StatusCode::OK, pages::join(lang));
+    }
+    let Some(code) = r.code(&snapshot, &link.group_jid).await else {
+        return html(StatusCode::SERVICE_UNAVAILABLE, pages::unavailable(lang));
+    };
+    if method == Method::GET && !is_preview(&headers) {
+        r.count(link.id);
+    }
+    redirect(StatusCode::FOUND, &code)
+}
+
+/// `POST /j/{slug}`: the Join button.
+async fn spend(
+    State(r): State<Arc<Redirector>>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let lang = language(&headers);
+    let snapshot = r.snapshot();
+    let Some(link) = slug::looks_like(&slug)
+        .then(|| snapshot.links.get(&slug))
+        .flatten()
+    else {
+        return not_found().await;
+    };
+    let now = Utc::now();
+    if LinkState::of(link, now) != LinkState::Active {
+        return html(StatusCode::GONE, pages::gone(lang));
+    }
+    // Known before a use is spent: a click that cannot be sent on keeps it.
+    let Some(code) = r.code(&snapshot, &link.group_jid).await else {
+        return html(StatusCode::SERVICE_UNAVAILABLE, pages::unavailable(lang));
+    };
+    if !limited(link) {
+        r.count(link.id);
+        return redirect(StatusCode::SEE_OTHER, &code);
+    }
+    match r.store.spend_join_link(link.id, now).await {
+        Ok(Spent::To(_)) => redirect(StatusCode::SEE_OTHER, &code),
+        Ok(Spent::Gone) => html(StatusCode::GONE, pages::gone(lang)),
+        Err(e) => {
+            tracing::warn!(link = %link.name, error = %e, "join links: cannot spend a use");
+            html(StatusCode::SERVICE_UNAVAILABLE, pages::unavailable(lang))
+        }
+    }
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CACHE_CONTROL, "no-store")],
+        "not found\n",
+    )
+        .into_response()
+}
+
+fn language(headers: &HeaderMap) -> Lang {
+    Lang::from_header(
+        headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
+/// The fetchers of link previews (messaging apps, social sites, mail
+/// scanners): their GETs are not uses.
+fn is_preview(headers: &HeaderMap) -> bool {
+    const PREVIEWERS: [&str; 12] = [
+        "whatsapp",
+        "telegrambot",
+        "slackbot",
+        "slack-imgproxy",
+        "facebookexternalhit",
+        "twitterbot",
+        "discordbot",
+        "linkedinbot",
+        "skypeuripreview",
+        "signal",
+        "googlebot",
+        "bingbot",
+    ];
+    let agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    PREVIEWERS.iter().any(|p| agent.contains(p))
+}
+
+fn redirect(status: StatusCode, code: &str) -> Response {
+    // The history holds validated codes; a bad one is never sent on.
+    let Ok(code) = InviteCode::parse(code) else {
+        return html(
+            StatusCode::SERVICE_UNAVAILABLE,
+            pages::unavailable(Lang::En),
+        );
+    };
+    (
+        status,
+        [
+            (header::LOCATION, code.link()),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+            (header::REFERRER_POLICY, "no-referrer".to_owned()),
+        ],
+    )
+        .into_response()
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                // form-action covers the redirect after the POST too.
+                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' https://chat.whatsapp.com",
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}

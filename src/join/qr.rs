@@ -1,0 +1,73 @@
+//! Join links as QR codes, for print: PNG, SVG, or drawn on a terminal.
+//! Error correction level M (15% of the code may be damaged or covered).
+
+use qrcode::render::{svg, unicode};
+use qrcode::{EcLevel, QrCode};
+
+/// Pixels per module in a PNG: a 29-module code is 330 px wide with its
+/// quiet zone, sharp at 3 cm when printed at 300 dpi.
+const PNG_SCALE: usize = 10;
+/// The quiet zone around the code, in modules (the standard's minimum).
+const QUIET: usize = 4;
+
+fn code(url: &str) -> Result<QrCode, String> {
+    QrCode::with_error_correction_level(url.as_bytes(), EcLevel::M)
+        .map_err(|e| format!("cannot draw a QR code of the link: {e}"))
+}
+
+/// The link as an SVG image.
+pub fn svg(url: &str) -> Result<String, String> {
+    Ok(code(url)?
+        .render::<svg::Color<'_>>()
+        .min_dimensions(300, 300)
+        .quiet_zone(true)
+        .build())
+}
+
+/// The link drawn with half blocks, light on dark terminals and dark ones.
+pub fn terminal(url: &str) -> Result<String, String> {
+    let mut text = code(url)?
+        .render::<unicode::Dense1x2>()
+        .dark_color(unicode::Dense1x2::Light)
+        .light_color(unicode::Dense1x2::Dark)
+        .quiet_zone(true)
+        .build();
+    text.push('\n');
+    Ok(text)
+}
+
+/// The link as a PNG image (8-bit grey).
+pub fn png(url: &str) -> Result<Vec<u8>, String> {
+    let code = code(url)?;
+    let modules = code.width();
+    let colors = code.to_colors();
+    let side = (modules + 2 * QUIET) * PNG_SCALE;
+    let mut pixels = vec![255u8; side * side];
+    for (i, color) in colors.iter().enumerate() {
+        if *color != qrcode::Color::Dark {
+            continue;
+        }
+        let (x, y) = (
+            (i % modules + QUIET) * PNG_SCALE,
+            (i / modules + QUIET) * PNG_SCALE,
+        );
+        for row in y..y + PNG_SCALE {
+            pixels[row * side + x..row * side + x + PNG_SCALE].fill(0);
+        }
+    }
+    let side = u32::try_from(side).map_err(|_| "the QR code is too large".to_owned())?;
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, side, side);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder
+        .write_header()
+        .map_err(|e| format!("cannot write the PNG: {e}"))?;
+    writer
+        .write_image_data(&pixels)
+        .map_err(|e| format!("cannot write the PNG: {e}"))?;
+    writer
+        .finish()
+        .map_err(|e| format!("cannot write the PNG: {e}"))?;
+    Ok(out)
+}
