@@ -217,6 +217,24 @@ fn sections(command: Option<&str>) -> Roff {
             ),
             ("78", "The configuration is invalid."),
         ],
+        Some("join") => &[
+            (
+                "0",
+                "create: the link was made and its URL printed; list: the links were printed; revoke: the link answers 410 from now on.",
+            ),
+            (
+                "1",
+                "create: a link of that name exists; revoke: no such link in use; or a runtime error.",
+            ),
+            (
+                "2",
+                "create: a usage error, such as a group the config does not name, or --qr png without --output.",
+            ),
+            (
+                "78",
+                "create: the configuration has no [join] (join.public_url); or it is invalid.",
+            ),
+        ],
         Some(_) => &[
             ("0", "Success."),
             ("1", "An error, described on standard error."),
@@ -232,7 +250,7 @@ fn sections(command: Option<&str>) -> Roff {
     items(&mut r, "EXIT STATUS", exits);
     let reads_config = matches!(
         command,
-        None | Some("run" | "check" | "rotate" | "history" | "status" | "events" | "db")
+        None | Some("run" | "check" | "rotate" | "history" | "status" | "events" | "db" | "join")
     );
     if reads_config {
         items(

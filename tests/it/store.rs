@@ -37,6 +37,7 @@ on_both_backends!(
     history_hands_rows_over_oldest_first_and_stops_at_the_first_error,
     every_ended_rotation_is_queued_once_per_hook_however_the_events_are_worked,
     a_settlement_applies_only_to_the_status_it_was_made_from,
+    a_join_link_is_spent_at_most_max_uses_times_however_many_click_at_once,
 );
 
 /// Why a reader stopped.
@@ -305,5 +306,94 @@ async fn a_settlement_applies_only_to_the_status_it_was_made_from(db: &Database)
     assert_eq!(
         (row.status.as_str(), row.new_invite_code.as_deref()),
         ("succeeded", Some("C1"))
+    );
+}
+
+/// 20 spends at once of a 3-use link, as 20 visitors clicking Join on any
+/// nodes: exactly 3 pass; counted uses of an unlimited link add up;
+/// a revoked link spends nothing; the links' groups have their live codes.
+async fn a_join_link_is_spent_at_most_max_uses_times_however_many_click_at_once(db: &Database) {
+    use invite_rotator::store::{NewJoinLink, Spent};
+    let store = Store::connect(db).await.unwrap();
+    let link = |name: &'static str, slug: &'static str, max_uses| NewJoinLink {
+        name,
+        slug,
+        group_name: "vip",
+        group_jid: "120363400000000001@g.us",
+        expires_at: None,
+        max_uses,
+        note: Some("for the test"),
+    };
+    assert!(
+        store
+            .create_join_link(&link("flyer", "s-flyer", Some(3)))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .create_join_link(&link("poster", "s-poster", None))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .create_join_link(&link("flyer", "s-other", None))
+            .await
+            .unwrap(),
+        "names are unique"
+    );
+    let links = store.join_links().await.unwrap();
+    let id = |name: &str| links.iter().find(|l| l.name == name).unwrap().id;
+
+    let clicks = (0..20).map(|_| {
+        let (store, flyer) = (store.clone(), id("flyer"));
+        tokio::spawn(async move { store.spend_join_link(flyer, Utc::now()).await.unwrap() })
+    });
+    let mut spent = 0;
+    for click in clicks {
+        if click.await.unwrap() != Spent::Gone {
+            spent += 1;
+        }
+    }
+    assert_eq!(spent, 3);
+
+    let now = Utc::now();
+    store
+        .add_join_uses(&[(id("poster"), 40, now)])
+        .await
+        .unwrap();
+    store
+        .add_join_uses(&[(id("poster"), 2, now)])
+        .await
+        .unwrap();
+    assert!(store.revoke_join_link("poster").await.unwrap());
+    assert!(
+        !store.revoke_join_link("poster").await.unwrap(),
+        "revoked once"
+    );
+    assert_eq!(
+        store
+            .spend_join_link(id("poster"), Utc::now())
+            .await
+            .unwrap(),
+        Spent::Gone
+    );
+    let links = store.join_links().await.unwrap();
+    let uses: Vec<(String, i64, bool)> = links
+        .iter()
+        .map(|l| (l.name.clone(), l.uses, l.revoked_at.is_some()))
+        .collect();
+    assert_eq!(
+        uses,
+        [
+            ("flyer".to_owned(), 3, false),
+            ("poster".to_owned(), 42, true)
+        ]
+    );
+    assert!(links.iter().all(|l| l.last_used_at.is_some()));
+    assert!(
+        store.join_codes().await.unwrap().is_empty(),
+        "no rotation yet: no code"
     );
 }
