@@ -32,10 +32,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 use pages::Lang;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
 /// How often the links and the live codes are read from the database: a
@@ -113,8 +114,14 @@ struct Redirector {
     /// Codes read from the API (groups the history had none of), and the
     /// groups read once already.
     learned: RwLock<HashMap<String, String>>,
-    tried: Mutex<HashSet<String>>,
+    tried: Mutex<HashMap<String, Instant>>,
+    /// Whether the last read of the links worked (its failure is logged
+    /// once, not every [`REFRESH`]).
+    reading: AtomicBool,
 }
+
+/// How long after a failed read of a group's live link it is tried again.
+const RETRY_READ: Duration = Duration::from_secs(60);
 
 /// Serves the join links on `listener` until `stop`, then writes the uses
 /// counted so far.
@@ -137,6 +144,7 @@ pub async fn serve(
             .collect(),
         learned: RwLock::default(),
         tried: Mutex::default(),
+        reading: AtomicBool::new(true),
     });
     redirector.refresh().await;
     let keeper = {
@@ -153,7 +161,8 @@ pub async fn serve(
         })
     };
     let app = Router::new()
-        .route("/j/{slug}", get(show).post(spend))
+        // Any other method on a link is 404 too, like any other path.
+        .route("/j/{slug}", get(show).post(spend).fallback(not_found))
         .fallback(not_found)
         .with_state(redirector.clone());
     let served = listener::serve(listener, app, limits, stop).await;
@@ -167,10 +176,15 @@ impl Redirector {
         let (links, codes) = match (self.store.join_links().await, self.store.join_codes().await) {
             (Ok(links), Ok(codes)) => (links, codes),
             (Err(e), _) | (_, Err(e)) => {
-                tracing::warn!(error = %e, "join links: cannot read the links; serving the last known");
+                if self.reading.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "join links: cannot read the links; serving the last known until the database answers");
+                }
                 return;
             }
         };
+        if !self.reading.swap(true, Ordering::Relaxed) {
+            tracing::info!("join links: reading the links again");
+        }
         let snapshot = Snapshot {
             links: links.into_iter().map(|l| (l.slug.clone(), l)).collect(),
             codes: codes.into_iter().collect(),
@@ -211,7 +225,8 @@ impl Redirector {
     }
 
     /// The live code of group `jid`: the history's, else one read of the
-    /// link through the rate budget (once per group).
+    /// link through the rate budget (once per group; once a minute while
+    /// such reads fail).
     async fn code(&self, snapshot: &Snapshot, jid: &str) -> Option<String> {
         if let Some(code) = snapshot.codes.get(jid) {
             return Some(code.clone());
@@ -225,13 +240,12 @@ impl Redirector {
             return Some(code.clone());
         }
         let group = self.groups.get(jid)?;
-        if !self
-            .tried
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(jid.to_owned())
         {
-            return None;
+            let mut tried = self.tried.lock().unwrap_or_else(|p| p.into_inner());
+            if tried.get(jid).is_some_and(|at| at.elapsed() < RETRY_READ) {
+                return None;
+            }
+            tried.insert(jid.to_owned(), Instant::now());
         }
         let client = self.engine.client(&group.instance)?;
         let code = client.group_info(&group.jid).await.result.ok()?.code?;

@@ -4,8 +4,8 @@
 use qrcode::render::{svg, unicode};
 use qrcode::{EcLevel, QrCode};
 
-/// Pixels per module in a PNG: a 29-module code is 330 px wide with its
-/// quiet zone, sharp at 3 cm when printed at 300 dpi.
+/// Pixels per module in a PNG: a link's 33-module code is 410 px wide with
+/// its quiet zone, sharp at 3.5 cm when printed at 300 dpi.
 const PNG_SCALE: usize = 10;
 /// The quiet zone around the code, in modules (the standard's minimum).
 const QUIET: usize = 4;

@@ -213,6 +213,18 @@ async fn join_links_follow_rotations_and_limited_links_are_spent_only_by_their_b
         let r = http.get(url).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "{url}");
     }
+    for method in [
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+        reqwest::Method::OPTIONS,
+    ] {
+        let r = http
+            .request(method.clone(), format!("{base}{counted}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{method}");
+    }
 
     // Every use counted, exactly, by a clean stop.
     for _ in 0..50 {
