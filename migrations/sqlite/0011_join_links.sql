@@ -15,3 +15,14 @@ CREATE TABLE join_links (
     revoked_at    TEXT,                     -- set by `join revoke`
     note          TEXT
 );
+
+-- When each link was used: one row per spent use of a limited link (written
+-- with the spend), one row per batch of an unlimited link's uses (written
+-- every second: `uses` of them, the last at `used_at`).
+CREATE TABLE join_uses (
+    id        INTEGER PRIMARY KEY,
+    link_id   INTEGER NOT NULL REFERENCES join_links (id),
+    used_at   TEXT    NOT NULL,
+    uses      INTEGER NOT NULL CHECK (uses > 0)
+);
+CREATE INDEX join_uses_by_link ON join_uses (link_id, used_at);

@@ -29,6 +29,7 @@ pub struct Create {
     pub output: Option<PathBuf>,
 }
 
+/// `join create`: makes the link (and its QR code) and prints its URL.
 pub async fn create(config_path: &Path, args: Create) -> Result<Exit, Failure> {
     let config = load_config(config_path, Purpose::Read)?;
     let Some(join) = &config.join else {
@@ -37,10 +38,18 @@ pub async fn create(config_path: &Path, args: Create) -> Result<Exit, Failure> {
             config_path.display()
         )));
     };
-    if matches!(args.qr, Some(QrFormat::Png | QrFormat::Svg)) && args.output.is_none() {
-        return Err(Failure::Usage(
-            "--qr png and --qr svg write to a file: add --output FILE".into(),
-        ));
+    match (args.qr, &args.output) {
+        (Some(QrFormat::Png | QrFormat::Svg), None) => {
+            return Err(Failure::Usage(
+                "--qr png and --qr svg write to a file: add --output FILE".into(),
+            ));
+        }
+        (None | Some(QrFormat::Terminal), Some(_)) => {
+            return Err(Failure::Usage(
+                "--output is the file of --qr png or --qr svg".into(),
+            ));
+        }
+        _ => {}
     }
     let Some(group) = config
         .groups
@@ -82,37 +91,42 @@ pub async fn create(config_path: &Path, args: Create) -> Result<Exit, Failure> {
         max_uses: args.max_uses.map(i64::from),
         note: args.note.as_deref(),
     };
+    // The QR code first: a link is made only once its code is drawn.
+    let url = join.link(&slug);
+    let mut out = format!("{url}\n");
+    let image = match args.qr {
+        Some(QrFormat::Terminal) => {
+            out.push_str(&qr::terminal(&url).map_err(|e| runtime(&e))?);
+            None
+        }
+        Some(QrFormat::Png) => Some(qr::png(&url).map_err(|e| runtime(&e))?),
+        Some(QrFormat::Svg) => Some(qr::svg(&url).map_err(|e| runtime(&e))?.into_bytes()),
+        None => None,
+    };
+    if let (Some(bytes), Some(path)) = (&image, &args.output) {
+        std::fs::write(path, bytes)
+            .map_err(|e| Failure::Runtime(format!("cannot write {}: {e}", path.display())))?;
+    }
     if !store
         .create_join_link(&new)
         .await
         .map_err(|e| runtime(&e))?
     {
+        if let (Some(_), Some(path)) = (&image, &args.output) {
+            let _ = std::fs::remove_file(path);
+        }
         return Err(Failure::Runtime(format!(
             "a join link named {name:?} exists already: choose another --name"
         )));
     }
-    let url = join.link(&slug);
     eprintln!("join link {name:?} for group {} made", group.name);
-    let mut out = format!("{url}\n");
-    match (args.qr, &args.output) {
-        (Some(QrFormat::Terminal), _) => {
-            out.push_str(&qr::terminal(&url).map_err(|e| runtime(&e))?)
-        }
-        (Some(format), Some(path)) => {
-            let bytes = match format {
-                QrFormat::Png => qr::png(&url),
-                _ => qr::svg(&url).map(String::into_bytes),
-            }
-            .map_err(|e| runtime(&e))?;
-            std::fs::write(path, bytes)
-                .map_err(|e| Failure::Runtime(format!("cannot write {}: {e}", path.display())))?;
-            eprintln!("QR code written to {}", path.display());
-        }
-        _ => {}
+    if let Some(path) = args.output.as_ref().filter(|_| image.is_some()) {
+        eprintln!("QR code written to {}", path.display());
     }
     print_bytes(out.as_bytes())
 }
 
+/// `join list`: every link, as a table or JSON Lines.
 pub async fn list(config_path: &Path, format: StatusFormat) -> Result<Exit, Failure> {
     let config = load_config(config_path, Purpose::Read)?;
     let Some(store) = open_existing(&config).await? else {
@@ -171,6 +185,7 @@ pub async fn list(config_path: &Path, format: StatusFormat) -> Result<Exit, Fail
     print_bytes(out.as_bytes())
 }
 
+/// `join revoke`: the link answers 410 from now on.
 pub async fn revoke(config_path: &Path, name: &str) -> Result<Exit, Failure> {
     let config = load_config(config_path, Purpose::Read)?;
     let missing = || Failure::Runtime(format!("no join link named {name:?} in use"));

@@ -163,10 +163,12 @@ impl Sidecars {
         self.updater.clone()
     }
 
-    /// Stops the tasks: a second to finish, then they are cut.
+    /// Stops the tasks: three seconds to finish, then they are cut.
     pub async fn stop(self) {
         self.stop.send_replace(true);
-        finish(self.tasks).await;
+        // The listeners drain their connections (up to 2 s), then the join
+        // links write the uses they counted.
+        finish(self.tasks, Duration::from_secs(3)).await;
     }
 }
 
@@ -180,16 +182,13 @@ impl Work {
     /// Stops it: a second to finish, then it is cut.
     pub async fn stop(self) {
         self.stop.send_replace(true);
-        finish(self.tasks).await;
+        finish(self.tasks, Duration::from_secs(1)).await;
     }
 }
 
-async fn finish(mut tasks: JoinSet<()>) {
+async fn finish(mut tasks: JoinSet<()>, within: Duration) {
     let all_done = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(1), all_done)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(within, all_done).await.is_err() {
         tasks.abort_all();
     }
 }

@@ -26,6 +26,7 @@ use crate::ryzeapi::RyzeApi;
 use crate::store::{JoinLink, Spent, Store};
 use crate::whatsapp::InviteCode;
 use axum::Router;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -38,6 +39,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
+use tokio::time::MissedTickBehavior;
 
 /// How often the links and the live codes are read from the database: a
 /// rotation, a revocation or a new link takes effect within this.
@@ -66,8 +68,8 @@ impl LinkState {
         } else if link
             .expires_at
             .as_ref()
-            .and_then(|e| e.time())
-            .is_some_and(|e| e <= now)
+            // An expiry that cannot be read counts as passed.
+            .is_some_and(|e| e.time().is_none_or(|e| e <= now))
         {
             LinkState::Expired
         } else if link.max_uses.is_some_and(|m| link.uses >= m) {
@@ -122,6 +124,8 @@ struct Redirector {
 
 /// How long after a failed read of a group's live link it is tried again.
 const RETRY_READ: Duration = Duration::from_secs(60);
+/// The longest a visitor waits for that read.
+const READ_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Serves the join links on `listener` until `stop`, then writes the uses
 /// counted so far.
@@ -147,13 +151,17 @@ pub async fn serve(
         reading: AtomicBool::new(true),
     });
     redirector.refresh().await;
+    let (stop_keeper, mut keeper_stopped) = tokio::sync::watch::channel(false);
     let keeper = {
         let r = redirector.clone();
         tokio::spawn(async move {
             let mut refresh = tokio::time::interval(REFRESH);
             let mut flush = tokio::time::interval(FLUSH);
+            refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
+                    _ = keeper_stopped.changed() => break,
                     _ = refresh.tick() => r.refresh().await,
                     _ = flush.tick() => r.flush().await,
                 }
@@ -166,8 +174,23 @@ pub async fn serve(
         .fallback(not_found)
         .with_state(redirector.clone());
     let served = listener::serve(listener, app, limits, stop).await;
-    keeper.abort();
+    stop_keeper.send_replace(true);
+    let _ = keeper.await;
+    // The uses served until the last connection closed.
     redirector.flush().await;
+    let lost: i64 = redirector
+        .counted
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .map(|(n, _)| n)
+        .sum();
+    if lost > 0 {
+        tracing::error!(
+            uses = lost,
+            "join links: uses counted but not written at the stop"
+        );
+    }
     served
 }
 
@@ -199,19 +222,34 @@ impl Redirector {
             .clone()
     }
 
-    /// Writes the uses counted so far; kept for the next try if that fails.
+    /// Writes the uses counted so far; they stay counted in memory until
+    /// the write has committed (and are written by the next try if it
+    /// fails).
     async fn flush(&self) {
-        let counted: Vec<(i64, i64, DateTime<Utc>)> = {
-            let mut counted = self.counted.lock().unwrap_or_else(|p| p.into_inner());
-            counted.drain().map(|(id, (n, at))| (id, n, at)).collect()
-        };
-        if let Err(e) = self.store.add_join_uses(&counted).await {
-            tracing::warn!(error = %e, "join links: cannot write the uses counted; kept for the next try");
-            let mut kept = self.counted.lock().unwrap_or_else(|p| p.into_inner());
-            for (id, n, at) in counted {
-                let entry = kept.entry(id).or_insert((0, at));
-                entry.0 += n;
-                entry.1 = entry.1.max(at);
+        let counted: Vec<(i64, i64, DateTime<Utc>)> = self
+            .counted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(id, (n, at))| (*id, *n, *at))
+            .collect();
+        if counted.is_empty() {
+            return;
+        }
+        match self.store.add_join_uses(&counted).await {
+            Ok(()) => {
+                let mut left = self.counted.lock().unwrap_or_else(|p| p.into_inner());
+                for (id, n, _) in counted {
+                    if let Some(entry) = left.get_mut(&id) {
+                        entry.0 -= n;
+                        if entry.0 <= 0 {
+                            left.remove(&id);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "join links: cannot write the uses counted; kept for the next try")
             }
         }
     }
@@ -248,7 +286,9 @@ impl Redirector {
             tried.insert(jid.to_owned(), Instant::now());
         }
         let client = self.engine.client(&group.instance)?;
-        let code = client.group_info(&group.jid).await.result.ok()?.code?;
+        // A visitor waits for this read: bounded, whatever the rate budget says.
+        let read = tokio::time::timeout(READ_TIMEOUT, client.group_info(&group.jid)).await;
+        let code = read.ok()?.result.ok()?.code?;
         let code = code.as_str().to_owned();
         self.learned
             .write()
@@ -261,10 +301,13 @@ impl Redirector {
 /// `GET` and `HEAD /j/{slug}`.
 async fn show(
     State(r): State<Arc<Redirector>>,
-    Path(slug): Path<String>,
+    slug: Result<Path<String>, PathRejection>,
     method: Method,
     headers: HeaderMap,
 ) -> Response {
+    let Ok(Path(slug)) = slug else {
+        return not_found().await;
+    };
     let lang = language(&headers);
     let snapshot = r.snapshot();
     let Some(link) = slug::looks_like(&slug)
@@ -291,9 +334,12 @@ async fn show(
 /// `POST /j/{slug}`: the Join button.
 async fn spend(
     State(r): State<Arc<Redirector>>,
-    Path(slug): Path<String>,
+    slug: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
+    let Ok(Path(slug)) = slug else {
+        return not_found().await;
+    };
     let lang = language(&headers);
     let snapshot = r.snapshot();
     let Some(link) = slug::looks_like(&slug)
@@ -302,8 +348,7 @@ async fn spend(
     else {
         return not_found().await;
     };
-    let now = Utc::now();
-    if LinkState::of(link, now) != LinkState::Active {
+    if LinkState::of(link, Utc::now()) != LinkState::Active {
         return html(StatusCode::GONE, pages::gone(lang));
     }
     // Known before a use is spent: a click that cannot be sent on keeps it.
@@ -314,7 +359,8 @@ async fn spend(
         r.count(link.id);
         return redirect(StatusCode::SEE_OTHER, &code);
     }
-    match r.store.spend_join_link(link.id, now).await {
+    // The time of the spend itself: the read above may have taken a while.
+    match r.store.spend_join_link(link.id, Utc::now()).await {
         Ok(Spent::To(_)) => redirect(StatusCode::SEE_OTHER, &code),
         Ok(Spent::Gone) => html(StatusCode::GONE, pages::gone(lang)),
         Err(e) => {
@@ -396,8 +442,9 @@ fn html(status: StatusCode, body: String) -> Response {
             (
                 header::CONTENT_SECURITY_POLICY,
                 // form-action covers the redirect after the POST too.
-                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' https://chat.whatsapp.com",
+                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' https://chat.whatsapp.com; frame-ancestors 'none'; base-uri 'none'",
             ),
+            (header::X_FRAME_OPTIONS, "DENY"),
         ],
         body,
     )

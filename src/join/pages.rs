@@ -53,17 +53,17 @@ pub fn join(lang: Lang) -> String {
     let (title, text, button) = match lang {
         Lang::En => (
             "Join the WhatsApp group",
-            "You were invited to a WhatsApp group. This link works a limited number of times: press the button to join.",
+            "You were invited to a WhatsApp group. This link is personal and stops working after a while or a number of uses: press the button to join.",
             "Join",
         ),
         Lang::Es => (
             "Unirse al grupo de WhatsApp",
-            "Te invitaron a un grupo de WhatsApp. Este enlace funciona un número limitado de veces: pulsa el botón para unirte.",
+            "Te invitaron a un grupo de WhatsApp. Este enlace es personal y deja de funcionar pasado un tiempo o un número de usos: pulsa el botón para unirte.",
             "Unirme",
         ),
         Lang::Pt => (
             "Entrar no grupo do WhatsApp",
-            "Você foi convidado para um grupo do WhatsApp. Este link funciona um número limitado de vezes: toque no botão para entrar.",
+            "Você foi convidado para um grupo do WhatsApp. Este link é pessoal e deixa de funcionar depois de um tempo ou de um número de usos: toque no botão para entrar.",
             "Entrar",
         ),
     };

@@ -143,6 +143,15 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
         ],
     ),
     (
+        "join_uses",
+        &[
+            ("id", Int),
+            ("link_id", Int),
+            ("used_at", Time),
+            ("uses", Int),
+        ],
+    ),
+    (
         "event_sources",
         &[
             ("instance", Text),

@@ -56,7 +56,7 @@ impl std::fmt::Debug for JoinLink {
 }
 
 /// A join link about to be made.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NewJoinLink<'a> {
     /// Its name (unique).
     pub name: &'a str,
@@ -72,6 +72,18 @@ pub struct NewJoinLink<'a> {
     pub max_uses: Option<i64>,
     /// The operator's note.
     pub note: Option<&'a str>,
+}
+
+impl std::fmt::Debug for NewJoinLink<'_> {
+    // The slug is a credential.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewJoinLink")
+            .field("name", &self.name)
+            .field("group_name", &self.group_name)
+            .field("expires_at", &self.expires_at)
+            .field("max_uses", &self.max_uses)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What spending one use of a limited link came to.
@@ -133,23 +145,38 @@ impl Store {
     /// revoked nor expired at `now` nor used up. Concurrent spends on one
     /// link, from any number of nodes, never pass `max_uses`.
     pub async fn spend_join_link(&self, id: i64, now: DateTime<Utc>) -> Result<Spent, StoreError> {
-        let jid: Option<String> = run!(self, |c, _pg| sqlx::query_scalar(
-            "UPDATE join_links SET uses = uses + 1, last_used_at = $2
-             WHERE id = $1 AND revoked_at IS NULL
-               AND (expires_at IS NULL OR expires_at > $2)
-               AND (max_uses IS NULL OR uses < max_uses)
-             RETURNING group_jid"
-        )
-        .bind(id)
-        .bind(timestamp(now))
-        .fetch_all(c)
-        .await
-        .map(|rows: Vec<String>| rows.into_iter().next()))?;
+        let jid: Option<String> = run!(self, |c, _pg| {
+            let mut tx = c.begin().await?;
+            let jid: Option<String> = sqlx::query_scalar(
+                "UPDATE join_links SET uses = uses + 1, last_used_at = $2
+                 WHERE id = $1 AND revoked_at IS NULL
+                   AND (expires_at IS NULL OR expires_at > $2)
+                   AND (max_uses IS NULL OR uses < max_uses)
+                 RETURNING group_jid",
+            )
+            .bind(id)
+            .bind(timestamp(now))
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .next();
+            if jid.is_some() {
+                sqlx::query("INSERT INTO join_uses (link_id, used_at, uses) VALUES ($1, $2, 1)")
+                    .bind(id)
+                    .bind(timestamp(now))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(jid)
+        })?;
         Ok(jid.map_or(Spent::Gone, Spent::To))
     }
 
     /// Adds uses counted in memory (unlimited links): `(id, uses, last)`
-    /// each, in one transaction.
+    /// each, in one transaction, in id order (two nodes flushing the same
+    /// links take their row locks in the same order), each batch recorded
+    /// in `join_uses`.
     pub async fn add_join_uses(
         &self,
         counted: &[(i64, i64, DateTime<Utc>)],
@@ -157,9 +184,11 @@ impl Store {
         if counted.is_empty() {
             return Ok(());
         }
+        let mut counted = counted.to_vec();
+        counted.sort_by_key(|(id, _, _)| *id);
         run!(self, |c, _pg| {
             let mut tx = c.begin().await?;
-            for (id, uses, last) in counted {
+            for (id, uses, last) in &counted {
                 sqlx::query(
                     "UPDATE join_links SET uses = uses + $2,
                          last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < $3
@@ -171,20 +200,48 @@ impl Store {
                 .bind(timestamp(*last))
                 .execute(&mut *tx)
                 .await?;
+                sqlx::query("INSERT INTO join_uses (link_id, used_at, uses) VALUES ($1, $2, $3)")
+                    .bind(id)
+                    .bind(timestamp(*last))
+                    .bind(uses)
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await
         })
     }
 
-    /// The live code of every group that has a join link: the latest the
-    /// history knows (issued by us, or recorded as changed elsewhere), by
-    /// group JID.
-    pub async fn join_codes(&self) -> Result<Vec<(String, String)>, StoreError> {
+    /// When link `id` was used, oldest first: `(used_at, uses)`.
+    pub async fn join_uses(&self, id: i64) -> Result<Vec<(Stamp, i64)>, StoreError> {
         run!(self, |c, _pg| sqlx::query_as(
-            "SELECT c.group_jid, c.invite_code FROM current_codes c
-             WHERE c.group_jid IN (SELECT DISTINCT group_jid FROM join_links)"
+            "SELECT used_at, uses FROM join_uses WHERE link_id = $1 ORDER BY used_at, id"
         )
+        .bind(id)
         .fetch_all(c)
         .await)
+    }
+
+    /// The live code of every group that has a join link: the latest the
+    /// history knows (issued by us, or recorded as changed elsewhere), by
+    /// group JID. Read four times a second, so each group's is found by
+    /// index: among its last few successes by id, the one issued last (an
+    /// outside change can be recorded after a rotation that came later).
+    pub async fn join_codes(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows: Vec<(String, Option<String>)> = run!(self, |c, _pg| sqlx::query_as(
+            "SELECT l.group_jid,
+                    (SELECT recent.new_invite_code FROM
+                        (SELECT r.new_invite_code, r.finished_at, r.id FROM rotations r
+                         WHERE r.group_jid = l.group_jid AND r.status = 'succeeded'
+                           AND r.new_invite_code IS NOT NULL
+                         ORDER BY r.id DESC LIMIT 8) AS recent
+                     ORDER BY recent.finished_at DESC, recent.id DESC LIMIT 1)
+             FROM (SELECT DISTINCT group_jid FROM join_links) AS l"
+        )
+        .fetch_all(c)
+        .await)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(jid, code)| Some((jid, code?)))
+            .collect())
     }
 }

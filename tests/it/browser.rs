@@ -15,7 +15,6 @@ use futures_util::{SinkExt, StreamExt};
 use invite_rotator::emulator::EmulatorOptions;
 use serde_json::{Value, json};
 use std::collections::VecDeque;
-use std::io::BufRead;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -164,7 +163,7 @@ async fn a_browser_clicks_join_and_lands_on_the_live_invite_then_sees_the_gone_p
 
     // The browser, headless, its DevTools on a port it chooses.
     let profile = tempfile::tempdir().unwrap();
-    let mut browser = std::process::Command::new(chromium)
+    let mut browser = tokio::process::Command::new(chromium)
         .args([
             "--headless",
             "--no-sandbox",
@@ -177,16 +176,22 @@ async fn a_browser_clicks_join_and_lands_on_the_live_invite_then_sees_the_gone_p
         .arg("about:blank")
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
         .spawn()
         .expect("chromium starts");
     let stderr = browser.stderr.take().unwrap();
-    let endpoint = std::io::BufReader::new(stderr)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|l| l.split("DevTools listening on ").nth(1).map(str::to_owned))
-        .expect("chromium prints its DevTools endpoint");
     let result = tokio::time::timeout(Duration::from_secs(60), async {
-        let (socket, _) = tokio_tungstenite::connect_async(endpoint.trim())
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        let mut endpoint = None;
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(url) = line.split("DevTools listening on ").nth(1) {
+                endpoint = Some(url.trim().to_owned());
+                break;
+            }
+        }
+        let endpoint = endpoint.expect("chromium prints its DevTools endpoint");
+        let (socket, _) = tokio_tungstenite::connect_async(endpoint.as_str())
             .await
             .expect("DevTools connects");
         let mut cdp = Cdp {
@@ -256,7 +261,6 @@ async fn a_browser_clicks_join_and_lands_on_the_live_invite_then_sees_the_gone_p
         cdp.screenshot("gone-page.png").await;
     })
     .await;
-    let _ = browser.kill();
-    let _ = browser.wait();
+    let _ = browser.kill().await;
     result.expect("the browser session took under a minute");
 }

@@ -61,6 +61,23 @@ async fn location(client: &reqwest::Client, url: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Sends `line` and a Host header as they are; the status line answered.
+async fn raw(base: &str, line: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let request = format!("{line}\r\nHost: join.example.org\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
 fn live_link(app: &TestApp) -> String {
     let chain = app.emulator.code_chain(&app.groups[0].jid);
     format!("https://chat.whatsapp.com/{}", chain.last().unwrap())
@@ -81,6 +98,12 @@ async fn join_links_follow_rotations_and_limited_links_are_spent_only_by_their_b
         assert!(Instant::now() < give_up, "the redirector never answered");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // The link with an expiry works until then: its page, a click on it.
+    let page = http.get(format!("{base}{soon}")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let click = http.post(format!("{base}{soon}")).send().await.unwrap();
+    assert_eq!(click.status(), StatusCode::SEE_OTHER);
 
     // An unlimited link: 302 to the live invite, never cached.
     let r = http.get(format!("{base}{poster}")).send().await.unwrap();
@@ -226,10 +249,32 @@ async fn join_links_follow_rotations_and_limited_links_are_spent_only_by_their_b
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "{method}");
     }
 
-    // Every use counted, exactly, by a clean stop.
+    // Raw requests, as a client that does not tidy its path sends them.
+    for line in [
+        "GET /j/../etc/passwd HTTP/1.1".to_owned(),
+        "GET /j/%FF%FE%FD HTTP/1.1".to_owned(),
+        format!("GET {counted}/../../metrics HTTP/1.1"),
+    ] {
+        let answer = raw(&base, &line).await;
+        assert!(answer.starts_with("HTTP/1.1 404"), "{line}: {answer}");
+    }
+
+    // Every use counted, exactly, by a clean stop; HEADs and link previews
+    // are not uses.
     for _ in 0..50 {
         let r = http.get(format!("{base}{counted}")).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::FOUND);
+    }
+    for _ in 0..5 {
+        let head = http.head(format!("{base}{counted}")).send().await.unwrap();
+        assert_eq!(head.status(), StatusCode::FOUND);
+        let preview = http
+            .get(format!("{base}{counted}"))
+            .header("user-agent", "WhatsApp/2.23.20.0 A")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(preview.status(), StatusCode::FOUND);
     }
     signal(&daemon, "TERM");
     let status = tokio::time::timeout(Duration::from_secs(15), daemon.wait())

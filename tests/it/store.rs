@@ -392,6 +392,16 @@ async fn a_join_link_is_spent_at_most_max_uses_times_however_many_click_at_once(
         ]
     );
     assert!(links.iter().all(|l| l.last_used_at.is_some()));
+    // When: one row per spent use, one per batch of counted uses.
+    let used = |id| {
+        let store = store.clone();
+        async move {
+            let rows = store.join_uses(id).await.unwrap();
+            rows.into_iter().map(|(_, n)| n).collect::<Vec<i64>>()
+        }
+    };
+    assert_eq!(used(id("flyer")).await, [1, 1, 1]);
+    assert_eq!(used(id("poster")).await, [40, 2]);
     assert!(
         store.join_codes().await.unwrap().is_empty(),
         "no rotation yet: no code"
