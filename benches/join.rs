@@ -3,8 +3,10 @@
 //! binary's `/j/{slug}` (an unlimited link, 302 to the live invite), then
 //! against nginx (Debian's package) answering a fixed 302 on the same
 //! machine. Prints requests per second and latency percentiles of both,
-//! and checks the uses the daemon recorded after a clean stop against the
-//! requests wrk completed. Run: `cargo bench --bench join` (about a minute).
+//! and checks the uses the daemon recorded after a clean stop: against the
+//! requests wrk completed (which leaves out the ones in flight when it
+//! stops), and exactly, against a fixed 100,000 requests sent by 16 clients
+//! that read every answer. Run: `cargo bench --bench join` (about a minute).
 
 mod common;
 
@@ -19,6 +21,8 @@ const CONNECTIONS: u32 = 16;
 const THREADS: u32 = 2;
 const SECONDS: u32 = 10;
 const GOAL: f64 = 20_000.0;
+/// Requests of the fixed-count phase (a multiple of `CONNECTIONS`).
+const EXACT: u64 = 100_000;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -49,6 +53,8 @@ async fn main() -> Result<(), Error> {
     cli(&config, &["rotate", "g"])?;
     let url = cli(&config, &["join", "create", "g", "--name", "bench"])?;
     let url = url.trim();
+    let exact_url = cli(&config, &["join", "create", "g", "--name", "exact"])?;
+    let exact_url = exact_url.trim().to_owned();
     let code = emulator.code_chain(jid).last().cloned().unwrap_or_default();
 
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_invite-rotator"))
@@ -86,6 +92,29 @@ async fn main() -> Result<(), Error> {
     let ours = wrk(url)?;
     let theirs = wrk(&format!("http://127.0.0.1:{nginx_port}/j/fixed"))?;
     stop_nginx(nginx)?;
+    // Exactly EXACT requests on another link, 16 at a time, every answer
+    // read: its count after the stop must be exactly that.
+    let exact_started = std::time::Instant::now();
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..CONNECTIONS {
+        let (http, url) = (http.clone(), exact_url.clone());
+        clients.spawn(async move {
+            let mut found = 0u64;
+            for _ in 0..EXACT / u64::from(CONNECTIONS) {
+                if let Ok(r) = http.get(&url).send().await
+                    && r.status() == reqwest::StatusCode::FOUND
+                {
+                    found += 1;
+                }
+            }
+            found
+        });
+    }
+    let mut answered = 0;
+    while let Some(found) = clients.join_next().await {
+        answered += found?;
+    }
+    let exact_took = exact_started.elapsed();
     Command::new("kill")
         .args(["-TERM", &daemon.id().to_string()])
         .status()?;
@@ -123,6 +152,19 @@ async fn main() -> Result<(), Error> {
         ours.requests,
         uses.saturating_sub(completed)
     );
+    let exact = listed
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["name"] == "exact")
+        .and_then(|l| l["uses"].as_u64())
+        .unwrap_or(0);
+    println!(
+        "fixed count: {answered} redirects answered to 16 reqwest clients in {:.1} s; uses recorded after the stop {exact}",
+        exact_took.as_secs_f64()
+    );
+    if exact != answered || answered != EXACT {
+        return Err(format!("{exact} uses recorded for {answered} redirects ({EXACT} sent)").into());
+    }
     if uses < completed || uses > completed + u64::from(CONNECTIONS) {
         return Err(format!("uses {uses} do not match the {completed} requests served").into());
     }
