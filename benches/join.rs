@@ -163,7 +163,9 @@ async fn main() -> Result<(), Error> {
         exact_took.as_secs_f64()
     );
     if exact != answered || answered != EXACT {
-        return Err(format!("{exact} uses recorded for {answered} redirects ({EXACT} sent)").into());
+        return Err(
+            format!("{exact} uses recorded for {answered} redirects ({EXACT} sent)").into(),
+        );
     }
     if uses < completed || uses > completed + u64::from(CONNECTIONS) {
         return Err(format!("uses {uses} do not match the {completed} requests served").into());

@@ -17,8 +17,8 @@ pub enum JoinCommand {
         /// [default: GROUP-N].
         #[arg(long)]
         name: Option<String>,
-        /// When it stops working: a time (2027-01-31, 2027-01-31T18:00 UTC,
-        /// RFC 3339) or a span from now (30d).
+        /// When it stops working: a time (2027-01-31, which is its start at
+        /// 00:00 UTC; 2027-01-31T18:00 UTC; RFC 3339) or a span from now (30d).
         #[arg(long, value_name = "TIME|SPAN", value_parser = parse_expiry)]
         expires: Option<DateTime<Utc>>,
         /// How many times it works (each a click on its Join button).

@@ -113,7 +113,7 @@ pub async fn serve(
         let (latest, to_daemon, updater) = (latest.clone(), to_daemon.clone(), sidecars.updater());
         tokio::spawn(async move {
             while let Some(reload) = reloads.recv().await {
-                updater.reloaded(&reload.config);
+                updater.reloaded(&reload.config, &reload.rotator);
                 *latest.lock().unwrap_or_else(|p| p.into_inner()) =
                     (reload.config.clone(), reload.rotator.clone());
                 let running = to_daemon.lock().unwrap_or_else(|p| p.into_inner()).clone();

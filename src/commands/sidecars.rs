@@ -42,6 +42,7 @@ pub struct Updater {
     hooks: watch::Sender<Arc<Settings>>,
     groups: Option<watch::Sender<Arc<[Group]>>>,
     managed: Option<watch::Sender<Arc<Managed>>>,
+    join: Option<watch::Sender<Arc<crate::join::Reader>>>,
 }
 
 impl Sidecars {
@@ -58,15 +59,12 @@ impl Sidecars {
         let (hooks, _) = watch::channel(Arc::new(settings(config)));
         let mut tasks = JoinSet::new();
         let limits = receiving.limits;
+        let mut join_reader = None;
         if let Some(listener) = join {
-            let serving = crate::join::serve(
-                listener,
-                limits,
-                store.clone(),
-                receiving.engine.clone(),
-                config.groups.clone(),
-                stopped(&stop),
-            );
+            let reader = crate::join::Reader::new(receiving.engine.clone(), &config.groups);
+            let (tx, rx) = watch::channel(Arc::new(reader));
+            join_reader = Some(tx);
+            let serving = crate::join::serve(listener, limits, store.clone(), rx, stopped(&stop));
             tasks.spawn(async move {
                 if let Err(e) = serving.await {
                     tracing::error!(error = %e, "the join links' server stopped");
@@ -106,6 +104,7 @@ impl Sidecars {
                 hooks,
                 groups,
                 managed,
+                join: join_reader,
             },
             wake,
         }
@@ -194,8 +193,14 @@ async fn finish(mut tasks: JoinSet<()>, within: Duration) {
 }
 
 impl Updater {
-    /// A reloaded config: new hooks, new groups.
-    pub fn reloaded(&self, config: &Config) {
+    /// A reloaded config and its engine: new hooks, new groups.
+    pub fn reloaded(&self, config: &Config, engine: &Engine) {
+        if let Some(join) = &self.join {
+            join.send_replace(Arc::new(crate::join::Reader::new(
+                engine.clone(),
+                &config.groups,
+            )));
+        }
         self.hooks.send_replace(Arc::new(settings(config)));
         if let Some(groups) = &self.groups {
             groups.send_replace(config.groups.clone());

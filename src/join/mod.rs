@@ -39,6 +39,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
 /// How often the links and the live codes are read from the database: a
@@ -104,6 +105,26 @@ struct Snapshot {
     codes: HashMap<String, String>,
 }
 
+/// What reads a group's live link through the API: the running config's
+/// groups and engine (a reload sends new ones).
+pub struct Reader {
+    engine: Engine,
+    groups: HashMap<String, Group>,
+}
+
+impl Reader {
+    /// Of the running config's `groups`, read through `engine`.
+    pub fn new(engine: Engine, groups: &[Group]) -> Reader {
+        Reader {
+            engine,
+            groups: groups
+                .iter()
+                .map(|g| (g.jid.as_str().to_owned(), g.clone()))
+                .collect(),
+        }
+    }
+}
+
 /// The redirector's state, shared by its handlers.
 struct Redirector {
     store: Store,
@@ -111,8 +132,7 @@ struct Redirector {
     /// Uses of unlimited links not written yet: link id → (uses, last).
     counted: Mutex<HashMap<i64, (i64, DateTime<Utc>)>>,
     /// To read the live link of a group whose code the history lacks.
-    engine: Engine,
-    groups: HashMap<String, Group>,
+    reader: watch::Receiver<Arc<Reader>>,
     /// Codes read from the API (groups the history had none of), and the
     /// groups read once already.
     learned: RwLock<HashMap<String, String>>,
@@ -133,25 +153,20 @@ pub async fn serve(
     listener: TcpListener,
     limits: Limits,
     store: Store,
-    engine: Engine,
-    groups: Arc<[Group]>,
+    reader: watch::Receiver<Arc<Reader>>,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let redirector = Arc::new(Redirector {
         store,
         snapshot: RwLock::default(),
         counted: Mutex::default(),
-        engine,
-        groups: groups
-            .iter()
-            .map(|g| (g.jid.as_str().to_owned(), g.clone()))
-            .collect(),
+        reader,
         learned: RwLock::default(),
         tried: Mutex::default(),
         reading: AtomicBool::new(true),
     });
     redirector.refresh().await;
-    let (stop_keeper, mut keeper_stopped) = tokio::sync::watch::channel(false);
+    let (stop_keeper, mut keeper_stopped) = watch::channel(false);
     let keeper = {
         let r = redirector.clone();
         tokio::spawn(async move {
@@ -277,7 +292,8 @@ impl Redirector {
         {
             return Some(code.clone());
         }
-        let group = self.groups.get(jid)?;
+        let reader = self.reader.borrow().clone();
+        let group = reader.groups.get(jid)?;
         {
             let mut tried = self.tried.lock().unwrap_or_else(|p| p.into_inner());
             if tried.get(jid).is_some_and(|at| at.elapsed() < RETRY_READ) {
@@ -285,7 +301,7 @@ impl Redirector {
             }
             tried.insert(jid.to_owned(), Instant::now());
         }
-        let client = self.engine.client(&group.instance)?;
+        let client = reader.engine.client(&group.instance)?;
         // A visitor waits for this read: bounded, whatever the rate budget says.
         let read = tokio::time::timeout(READ_TIMEOUT, client.group_info(&group.jid)).await;
         let code = read.ok()?.result.ok()?.code?;

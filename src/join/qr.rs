@@ -24,7 +24,8 @@ pub fn svg(url: &str) -> Result<String, String> {
         .build())
 }
 
-/// The link drawn with half blocks, light on dark terminals and dark ones.
+/// The link drawn with half blocks, for a terminal with a dark background
+/// (its modules drawn in the background colour, the rest in the text's).
 pub fn terminal(url: &str) -> Result<String, String> {
     let mut text = code(url)?
         .render::<unicode::Dense1x2>()
