@@ -334,3 +334,35 @@ fn bad_hooks_and_metrics_name_each_key_and_never_quote_a_webhook_path() {
     }
     assert!(!e.contains("SECRET-PATH"), "{e}");
 }
+
+#[test]
+fn a_database_url_carries_no_password_nor_another_host_in_its_query_and_none_is_quoted() {
+    for (url, key) in [
+        (
+            "postgres://rotator:hunter2@db.example.org/rotator",
+            "password",
+        ),
+        (
+            "postgres://rotator@db.example.org/rotator?password=hunter2",
+            "?password=",
+        ),
+        (
+            "postgres://rotator@localhost/rotator?sslmode=disable&host=hunter2.example.org",
+            "?host=",
+        ),
+        (
+            "postgres://rotator@localhost/rotator?hostaddr=10.9.8.7&x=hunter2",
+            "?hostaddr=",
+        ),
+    ] {
+        let text = VALID.replace("path = \"/tmp/x/history.db\"", &format!("url = \"{url}\""));
+        let e = error_of(&text);
+        assert!(e.contains("database.url") && e.contains(key), "{url}: {e}");
+        assert!(!e.contains("hunter2"), "{url}: the value is quoted: {e}");
+    }
+    let fine = VALID.replace(
+        "path = \"/tmp/x/history.db\"",
+        "url = \"postgres://rotator@db.example.org/rotator?sslmode=verify-full&application_name=ir\"",
+    );
+    assert!(parse(&fine).is_ok());
+}

@@ -93,9 +93,12 @@ impl Store {
                     queued += inserted;
                 }
             }
-            if let Some((last, ..)) = events.last() {
-                sqlx::query("DELETE FROM rotation_events WHERE id <= $1")
-                    .bind(last)
+            // Exactly the events read: on PostgreSQL ids are not handed out
+            // in commit order, so one with a lower id may commit after this
+            // read; it is read by the next pass.
+            for (id, ..) in &events {
+                sqlx::query("DELETE FROM rotation_events WHERE id = $1")
+                    .bind(id)
                     .execute(&mut *tx)
                     .await?;
             }

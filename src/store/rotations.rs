@@ -72,13 +72,27 @@ impl Store {
             .bind(new.group_jid)
             .fetch_optional(&mut *c)
             .await?;
+            // No row pending: fenced only if the lease is not ours (the
+            // pending row may have been settled between the two statements).
+            let held = match &fence {
+                Some(f) if pending.is_none() => {
+                    sqlx::query_scalar(
+                        "SELECT EXISTS (SELECT 1 FROM lease WHERE id = 1 AND holder = $1
+                             AND term = $2 AND expires_at > clock_timestamp())",
+                    )
+                    .bind(&f.node)
+                    .bind(f.term)
+                    .fetch_one(&mut *c)
+                    .await?
+                }
+                _ => false,
+            };
             Ok(match pending {
                 Some((since, owner)) => Begun::Busy {
                     since: since.0,
                     owner,
                 },
-                // No row pending: the lease was not ours.
-                None if fence.is_some() => Begun::Fenced,
+                None if fence.is_some() && !held => Begun::Fenced,
                 // Settled in the meantime: the caller may simply try again.
                 None => Begun::Busy {
                     since: String::new(),
@@ -115,13 +129,16 @@ impl Store {
             Fencing::Off => None,
         };
         let changed = run!(self, |c, pg| {
+            // Only while the row is pending: a row another process settled
+            // gets no more resets.
             let sql = if pg {
                 "UPDATE rotations SET attempts = $1, last_reset_at = $2 WHERE id = $3
+                 AND status = 'pending'
                  AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM lease WHERE id = 1
                      AND holder = $4 AND term = $5 AND expires_at > clock_timestamp()))"
             } else {
                 "UPDATE rotations SET attempts = $1, last_reset_at = $2 WHERE id = $3
-                 AND ($4 IS NULL OR $5 IS NULL OR true)"
+                 AND status = 'pending' AND ($4 IS NULL OR $5 IS NULL OR true)"
             };
             sqlx::query(sql)
                 .bind(i64::from(attempts))
@@ -133,10 +150,14 @@ impl Store {
                 .await
                 .map(|r| r.rows_affected())
         })?;
-        if changed == 0 && fence.is_some() {
-            return Err(self.lost_lease());
+        match (changed, fence) {
+            (0, Some(_)) => Err(self.lost_lease()),
+            (0, None) => Err(StoreError::new(
+                &self.name,
+                "the rotation was settled by another process: no reset is sent",
+            )),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     fn lost_lease(&self) -> StoreError {
@@ -166,7 +187,12 @@ impl Store {
         let changed = run!(self, |c, _pg| {
             let mut tx = c.begin().await?;
             let changed = sqlx::query(
-                "UPDATE rotations SET status = $1, attempts = $2, new_invite_code = $3,
+                // `attempts` never goes down: a fenced write of another
+                // node's attempt that committed after this settlement read
+                // the row still counts (a row with a reset call is never
+                // taken for one without).
+                "UPDATE rotations SET status = $1,
+                 attempts = CASE WHEN attempts > $2 THEN attempts ELSE $2 END, new_invite_code = $3,
                  new_invite_link = $4, error = $5, finished_at = $6 WHERE id = $7 AND status = $8",
             )
             .bind(s.status.as_str())

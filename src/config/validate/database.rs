@@ -14,6 +14,16 @@ use toml::Spanned;
 /// `sslmode` values that verify the server's certificate.
 const VERIFYING: [&str; 2] = ["verify-full", "verify-ca"];
 
+/// The settings a `database.url` may carry in its query.
+const URL_SETTINGS: &[&str] = &[
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "application_name",
+    "statement-cache-capacity",
+];
+
 impl Validator<'_> {
     /// `[database]`: `path` (SQLite) or `url` (PostgreSQL), not both.
     pub(super) fn database(&mut self, raw: &RawDatabase) -> Database {
@@ -88,6 +98,20 @@ impl Validator<'_> {
         };
         if url.host().is_none() {
             self.error(key, value, "names no host");
+            return fallback;
+        }
+        // Only settings that neither carry a secret nor move the connection
+        // elsewhere: `?password=`, `?host=` or `?hostaddr=` would get
+        // around the checks above (the key is named, its value not quoted).
+        if let Some((unknown, _)) = url
+            .query_pairs()
+            .find(|(k, _)| !URL_SETTINGS.contains(&k.as_ref()))
+        {
+            let message = format!(
+                "?{unknown}= is not accepted here (allowed: {}); the host goes before the path, the password in password_env or password_file",
+                URL_SETTINGS.join(", ")
+            );
+            self.error(key, value, message);
             return fallback;
         }
         let given: Option<String> = url
