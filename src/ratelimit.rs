@@ -91,6 +91,12 @@ impl RateLimiter {
         self.interval
     }
 
+    /// Whether a reset may be sent now (see [`Store::may_send`]): the
+    /// budget's store knows the node's lease.
+    pub fn may_send(&self) -> bool {
+        self.shared.as_ref().is_none_or(|s| s.store.may_send())
+    }
+
     /// Waits for this caller's turn and returns how long it waited. In memory
     /// it is cancel-safe: a dropped waiter gives its place up and takes no
     /// grant. A shared budget reserves the slot first (in queue order), then

@@ -140,8 +140,10 @@ async fn keep(
         let role = roles.borrow().clone();
         let next = match &role {
             Role::Standby => {
+                let sent = std::time::Instant::now();
                 match tokio::time::timeout(tick, store.acquire_lease(&node.id, lease)).await {
                     Ok(Ok(Some(term))) => {
+                        store.set_lease_until(Some(sent + surely_held(lease)));
                         tracing::info!(node = %node.id, term, "became the active node: took the lease");
                         if let Some(m) = &metrics {
                             m.takeover();
@@ -160,10 +162,14 @@ async fn keep(
                 }
             }
             Role::Active { term, .. } => {
+                let sent = std::time::Instant::now();
                 let renewed =
                     tokio::time::timeout(tick, store.renew_lease(&node.id, *term, lease)).await;
                 match renewed {
-                    Ok(Ok(true)) => role.clone(),
+                    Ok(Ok(true)) => {
+                        store.set_lease_until(Some(sent + surely_held(lease)));
+                        role.clone()
+                    }
                     Ok(Ok(false)) => {
                         tracing::warn!(node = %node.id, term, "stepped down: the lease ran out or another node holds it");
                         Role::Standby
@@ -250,4 +256,11 @@ fn announce(
         m.set_role(Some(role.as_str()));
     }
     roles.send_replace(role);
+}
+
+/// How long after a successful acquire or renewal was sent the lease surely
+/// holds: the database timed it from when the statement ran, later than
+/// the sending; a tenth is kept back for the reset's own trip.
+fn surely_held(lease: Duration) -> Duration {
+    lease - lease / 10
 }

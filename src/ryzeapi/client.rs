@@ -126,6 +126,17 @@ impl Client {
     ) -> Call<T> {
         self.limiter.acquire().await;
         let start = Instant::now();
+        // A node that lost its lease while this reset waited for its grant
+        // (or was frozen) sends nothing: not sent, so safe to tell as such.
+        if endpoint == Endpoint::Reset && !self.limiter.may_send() {
+            return Call {
+                result: Err(CallError::Transient(
+                    "not sent: this node no longer holds its lease".into(),
+                )),
+                http_status: None,
+                elapsed: start.elapsed(),
+            };
+        }
         let (result, http_status) = match request.headers(self.headers()).send().await {
             Err(e) => (Err(transport_error(endpoint, &e)), None),
             Ok(response) => {

@@ -41,6 +41,11 @@ const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest one statement may run, and wait for a lock.
 const PG_STATEMENT_TIMEOUT: &str = "30s";
 const PG_LOCK_TIMEOUT: &str = "10s";
+/// A transaction left open this long is ended by the server: a node frozen
+/// (a paused VM, SIGSTOP) in the middle of one would otherwise hold its row
+/// locks, and the node that took over would wait on them. The program's
+/// transactions never wait on anything outside the database.
+const PG_IDLE_IN_TRANSACTION: &str = "3s";
 /// Connections in a node's pool: rotations, the hooks' worker, the events,
 /// the lease and the metrics each hold one briefly.
 const PG_POOL_SIZE: u32 = 10;
@@ -64,6 +69,10 @@ pub(super) async fn postgres_pool(
     let mut session = vec![
         ("statement_timeout", PG_STATEMENT_TIMEOUT),
         ("lock_timeout", PG_LOCK_TIMEOUT),
+        (
+            "idle_in_transaction_session_timeout",
+            PG_IDLE_IN_TRANSACTION,
+        ),
         ("timezone", "UTC"),
     ];
     if read_only {

@@ -69,8 +69,10 @@ fn secs(d: Duration) -> f64 {
 }
 
 impl Store {
-    /// Takes the lease for `node` if nobody holds it or it has run out:
-    /// the new term, or `None` when another node holds it.
+    /// Takes the lease for `node` if nobody holds it, it has run out, or
+    /// `node` holds it still (a node that stepped down after a failed
+    /// renewal takes it back at once): the new term, or `None` when another
+    /// node holds it.
     pub async fn acquire_lease(
         &self,
         node: &str,
@@ -78,16 +80,17 @@ impl Store {
     ) -> Result<Option<i64>, StoreError> {
         run!(self, |c, _pg| {
             sqlx::query_scalar(
-            "UPDATE lease SET holder = $1, term = term + 1, since = clock_timestamp(),
+                "UPDATE lease SET holder = $1, term = term + 1, since = clock_timestamp(),
                  expires_at = clock_timestamp() + make_interval(secs => $2)
-             WHERE id = 1 AND (holder IS NULL OR expires_at IS NULL OR expires_at < clock_timestamp())
+             WHERE id = 1 AND (holder IS NULL OR holder = $1 OR expires_at IS NULL
+                               OR expires_at < clock_timestamp())
              RETURNING term",
-        )
-        .bind(node)
-        .bind(secs(lease))
-        .fetch_all(c)
-        .await
-        .map(|terms: Vec<i64>| terms.first().copied())
+            )
+            .bind(node)
+            .bind(secs(lease))
+            .fetch_all(c)
+            .await
+            .map(|terms: Vec<i64>| terms.first().copied())
         })
     }
 
@@ -200,7 +203,34 @@ impl Store {
     /// Sets this store's fencing (shared by its clones): the lease keeper
     /// does, as the node becomes active or stands by.
     pub fn set_fencing(&self, fencing: Fencing) {
+        if !matches!(fencing, Fencing::Active(_)) {
+            self.set_lease_until(None);
+        }
         let mut f = self.fence.write().unwrap_or_else(|p| p.into_inner());
         *f = fencing;
+    }
+
+    /// Until when the active node's lease surely holds, by this process's
+    /// monotonic clock (which runs on while the process is frozen): the
+    /// keeper sets it from the moment it sent each renewal that succeeded.
+    pub fn set_lease_until(&self, until: Option<std::time::Instant>) {
+        *self.lease_until.lock().unwrap_or_else(|p| p.into_inner()) = until;
+    }
+
+    /// Whether a reset may leave now: always outside nodes; on a node, only
+    /// while active and before its lease's local deadline. Checked right
+    /// before a reset is sent (after its rate grant, which may have waited),
+    /// so a node frozen or cut off past its lease sends nothing on waking
+    /// (the fenced write before the call cannot see a wait after it).
+    pub fn may_send(&self) -> bool {
+        match self.fencing() {
+            Fencing::Off => true,
+            Fencing::Standby => false,
+            Fencing::Active(_) => self
+                .lease_until
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some_and(|until| std::time::Instant::now() < until),
+        }
     }
 }

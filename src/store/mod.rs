@@ -118,6 +118,9 @@ pub struct Store {
     /// What writes that begin work check (shared by clones: the lease
     /// keeper sets it as the node becomes active or stands by).
     fence: Arc<std::sync::RwLock<Fencing>>,
+    /// Until when, by this process's monotonic clock, the active node's
+    /// lease surely holds (set by the lease keeper at each renewal).
+    lease_until: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -184,6 +187,7 @@ impl Store {
             path: Some(path.to_owned()),
             name: name.into(),
             fence: Arc::default(),
+            lease_until: Arc::default(),
         })
     }
 
@@ -228,6 +232,7 @@ impl Store {
             path: None,
             name: name.into(),
             fence: Arc::default(),
+            lease_until: Arc::default(),
         })
     }
 
@@ -248,6 +253,7 @@ impl Store {
             path: Some(path.to_owned()),
             name: name.into(),
             fence: Arc::default(),
+            lease_until: Arc::default(),
         })
     }
 

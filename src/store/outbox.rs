@@ -186,9 +186,10 @@ impl Store {
         })
     }
 
-    /// Claims delivery `id` for one attempt that ends by `until` (a node that
-    /// dies mid-attempt leaves it to the next active node after that), and
-    /// returns whether it did. Every attempt begins with this write: on
+    /// Claims delivery `id`, due now, for one attempt that ends by `until`
+    /// (a node that dies mid-attempt leaves it to the next active node after
+    /// that; one that claimed it already keeps it), and returns whether it
+    /// did. Every attempt begins with this write: on
     /// PostgreSQL it checks, in the same statement, that this node still
     /// holds its lease (fencing), so a node paused past its lease delivers
     /// nothing when it wakes.
@@ -201,17 +202,19 @@ impl Store {
         let claimed = run!(self, |c, pg| {
             let sql = if pg {
                 "UPDATE hook_deliveries SET next_attempt_at = $2 WHERE id = $1 AND state = 'pending'
+                 AND next_attempt_at <= $5
                  AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM lease WHERE id = 1
                      AND holder = $3 AND term = $4 AND expires_at > clock_timestamp()))"
             } else {
                 "UPDATE hook_deliveries SET next_attempt_at = $2 WHERE id = $1 AND state = 'pending'
-                 AND ($3 IS NULL OR $4 IS NULL OR true)"
+                 AND next_attempt_at <= $5 AND ($3 IS NULL OR $4 IS NULL OR true)"
             };
             sqlx::query(sql)
                 .bind(id)
                 .bind(timestamp(until))
                 .bind(fence.as_ref().map(|f| f.node.as_str()))
                 .bind(fence.as_ref().map(|f| f.term))
+                .bind(timestamp(Utc::now()))
                 .execute(c)
                 .await
                 .map(|r| r.rows_affected())

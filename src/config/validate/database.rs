@@ -21,7 +21,6 @@ const URL_SETTINGS: &[&str] = &[
     "sslcert",
     "sslkey",
     "application_name",
-    "statement-cache-capacity",
 ];
 
 impl Validator<'_> {
