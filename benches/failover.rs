@@ -20,9 +20,8 @@ use invite_rotator::emulator::{Emulator, EmulatorOptions, Membership};
 use sqlx::{Connection, PgConnection};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 type Error = Box<dyn std::error::Error>;
 type Time = chrono::DateTime<chrono::Utc>;
@@ -307,23 +306,12 @@ async fn main() -> Result<(), Error> {
 }
 
 fn spawn(config: &Path, log: &Path) -> Result<Child, Error> {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)?;
-    Ok(Command::new(env!("CARGO_BIN_EXE_invite-rotator"))
-        .arg("--config")
-        .arg(config)
-        .arg("run")
-        .env("IR_SOAK_TOKEN", TOKEN)
-        .env("RUST_LOG", "info")
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("JOURNAL_STREAM")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()?)
+    Ok(common::spawn_run(
+        config,
+        log,
+        ("IR_SOAK_TOKEN", TOKEN),
+        "info",
+    )?)
 }
 
 fn signal(pid: u32, name: &str) -> Result<(), Error> {

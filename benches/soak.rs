@@ -16,9 +16,8 @@ use invite_rotator::store::Status;
 use invite_rotator::store::{HistoryQuery, Store};
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 const ROTATIONS: i64 = 10_000;
 const GROUPS: usize = 300;
@@ -192,21 +191,12 @@ async fn main() -> Result<(), Error> {
 }
 
 fn spawn(config: &Path, log: &Path) -> Result<Child, Error> {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)?;
-    Ok(Command::new(env!("CARGO_BIN_EXE_invite-rotator"))
-        .arg("--config")
-        .arg(config)
-        .arg("run")
-        .env("IR_SOAK_TOKEN", TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()?)
+    Ok(common::spawn_run(
+        config,
+        log,
+        ("IR_SOAK_TOKEN", TOKEN),
+        "warn",
+    )?)
 }
 
 async fn terminate(child: &mut Child) -> Result<(), Error> {

@@ -110,3 +110,32 @@ pub fn time_command(
     times.sort();
     Ok((lines, times))
 }
+
+/// Starts `invite-rotator run` on `config` (the release binary), its log
+/// appended to `log`, with `token` (variable, value) in its environment and
+/// `RUST_LOG=rust_log`, detached from any systemd of the caller; killed when
+/// dropped.
+pub fn spawn_run(
+    config: &std::path::Path,
+    log: &std::path::Path,
+    token: (&str, &str),
+    rust_log: &str,
+) -> std::io::Result<tokio::process::Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_invite-rotator"))
+        .arg("--config")
+        .arg(config)
+        .arg("run")
+        .env(token.0, token.1)
+        .env("RUST_LOG", rust_log)
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("JOURNAL_STREAM")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+}
