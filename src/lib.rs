@@ -31,6 +31,7 @@
 //! - [`failpoint`]: where the crash tests make the process fail; `testing`
 //!   (with the `test-support` feature): a throwaway PostgreSQL for the tests.
 
+pub mod audit;
 pub mod backoff;
 pub mod cli;
 pub mod clock;

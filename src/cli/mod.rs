@@ -8,8 +8,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod audit;
 mod join;
 
+pub use audit::AuditCommand;
 pub use join::{JoinCommand, QrFormat, parse_expiry};
 
 /// `--version`: the crate's version and the git revision it was built from
@@ -89,6 +91,7 @@ impl Cli {
             Command::History(h) => h.common.log.log_format,
             Command::Events(e) => e.common().log.log_format,
             Command::Join(j) => j.common().log.log_format,
+            Command::Audit(a) => a.log().log_format,
             Command::Db(DbCommand::Copy { common, .. }) => common.log.log_format,
             Command::Demo { log, .. } | Command::Emulator { log, .. } => log.log_format,
             Command::Completions { .. } | Command::Manpage { .. } => None,
@@ -108,6 +111,7 @@ impl Cli {
             Command::History(h) => &h.common,
             Command::Events(e) => e.common(),
             Command::Join(j) => j.common(),
+            Command::Audit(a) => a.common()?,
             Command::Db(DbCommand::Copy { common, .. }) => common,
             _ => return None,
         };
@@ -180,6 +184,10 @@ pub enum Command {
     /// group's live invite through every rotation.
     #[command(subcommand)]
     Join(JoinCommand),
+    /// The tamper-evident ledger: verify the history, export a bundle for
+    /// auditors, make the key that signs checkpoints.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Print a shell completion script to stdout, such as
     /// `invite-rotator completions bash > invite-rotator.bash`.
     Completions {

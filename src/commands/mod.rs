@@ -1,6 +1,7 @@
 //! What each command does. Each returns an [`Exit`]; messages go to stderr,
 //! results to stdout.
 
+mod audit;
 mod check;
 mod completions;
 mod db;
@@ -18,7 +19,7 @@ mod sidecars;
 mod status;
 mod table;
 
-use crate::cli::{Cli, Command, DbCommand, EventsCommand, JoinCommand};
+use crate::cli::{AuditCommand, Cli, Command, DbCommand, EventsCommand, JoinCommand};
 use crate::config::{Config, ConfigError, Purpose};
 use crate::exit::Exit;
 use std::path::Path;
@@ -63,6 +64,25 @@ pub async fn dispatch(cli: Cli) -> Exit {
         }
         Command::Join(JoinCommand::List { format, .. }) => join::list(&config, format).await,
         Command::Join(JoinCommand::Revoke { name, .. }) => join::revoke(&config, &name).await,
+        Command::Audit(AuditCommand::Keygen { output, .. }) => audit::keygen(&output),
+        Command::Audit(AuditCommand::Verify {
+            database,
+            bundle,
+            public_key,
+            checkpoint,
+            ..
+        }) => {
+            let args = audit::VerifyArgs {
+                database,
+                bundle,
+                public_key,
+                checkpoints: checkpoint,
+            };
+            audit::verify(&config, args).await
+        }
+        Command::Audit(AuditCommand::Export { since, output, .. }) => {
+            audit::export(&config, since, &output).await
+        }
         Command::Completions { shell } => completions::run(shell),
         Command::Manpage { dir } => manpage::run(dir.as_deref()),
         Command::Run(_) => run::run(&config).await,

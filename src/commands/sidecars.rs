@@ -7,7 +7,9 @@
 //! - on the active node only ([`Work`], started each time it takes the
 //!   lease): the hooks' worker, the pruner of the call log and the raw
 //!   events ([`crate::retention`]), and the events' actor and webhook
-//!   registration. With SQLite the one daemon is always the active node.
+//!   registration, and the ledger's checkpoints with `[audit]
+//!   signing_key_file` ([`crate::audit::signer`]). With SQLite the one
+//!   daemon is always the active node.
 //!
 //! They follow reloads and stop at the daemon's stop signal, so the process
 //! still exits within 10 s.
@@ -128,6 +130,18 @@ impl Sidecars {
             config.api.proxy.as_ref(),
         )?;
         tasks.spawn(worker.run(stopped(&stop)));
+        let signer = match &config.audit_key {
+            Some(key) => Some(crate::audit::signer::Signer::new(
+                store.clone(),
+                key.clone(),
+                self.updater.hooks.subscribe(),
+                config.api.proxy.as_ref(),
+            )?),
+            None => None,
+        };
+        if let Some(signer) = &signer {
+            tasks.spawn(signer.clone().run(stopped(&stop)));
+        }
         let keep_events = config.events.as_ref().and_then(|e| e.keep);
         tasks.spawn(retention::run(
             store.clone(),
@@ -154,7 +168,11 @@ impl Sidecars {
                 &stop.subscribe(),
             );
         }
-        Ok(Work { tasks, stop })
+        Ok(Work {
+            tasks,
+            stop,
+            signer,
+        })
     }
 
     /// What keeps the tasks on the running config.
@@ -175,11 +193,21 @@ impl Sidecars {
 pub struct Work {
     tasks: JoinSet<()>,
     stop: watch::Sender<bool>,
+    /// Signs the ledger's checkpoints, with `[audit] signing_key_file`.
+    signer: Option<crate::audit::signer::Signer>,
 }
 
 impl Work {
-    /// Stops it: a second to finish, then it is cut.
+    /// Stops it (the daemon has settled what it was doing): the ledger's
+    /// head is signed (within 3 s), then the tasks get a second to finish
+    /// before they are cut.
     pub async fn stop(self) {
+        if let Some(signer) = &self.signer {
+            let signed = tokio::time::timeout(Duration::from_secs(3), signer.checkpoint(1)).await;
+            if signed.is_err() {
+                tracing::warn!("audit: the stop's checkpoint took over 3 s; given up");
+            }
+        }
         self.stop.send_replace(true);
         finish(self.tasks, Duration::from_secs(1)).await;
     }

@@ -47,6 +47,11 @@ pub struct Config {
     pub events: Option<EventsSettings>,
     /// `[join]`: join links that survive rotation; off when absent.
     pub join: Option<JoinSettings>,
+    /// `[audit] signing_key_file`: the key that signs the ledger's
+    /// checkpoints (none: the hash chain alone).
+    pub audit_key: Option<std::sync::Arc<crate::audit::AuditKey>>,
+    /// `[console]`: the auditors' read-only console; off when absent.
+    pub console: Option<ConsoleSettings>,
     /// Things that are allowed but unwise (an inline token); shown by `check`
     /// and logged at start.
     pub warnings: Vec<String>,
@@ -210,6 +215,16 @@ pub struct EventsSettings {
     pub keep: Option<Duration>,
 }
 
+/// `[console]`: the auditors' read-only console.
+#[derive(Debug, Clone)]
+pub struct ConsoleSettings {
+    /// `listen`: where it listens (loopback unless a token is set).
+    pub listen: std::net::SocketAddr,
+    /// `token_file`'s token: what signs a browser in (required beyond
+    /// loopback).
+    pub token: Option<Token>,
+}
+
 /// `[join]`: the redirector of join links.
 #[derive(Debug, Clone)]
 pub struct JoinSettings {
@@ -243,6 +258,8 @@ pub struct Hook {
     pub on_success: bool,
     /// `on` holds `failure` (failed, or an outcome that stayed unknown).
     pub on_failure: bool,
+    /// `on` holds `checkpoint`: the ledger's signed checkpoints.
+    pub on_checkpoint: bool,
     /// `groups`: only these (all if none).
     pub groups: Option<Vec<String>>,
     /// `timeout`: of one delivery.

@@ -22,6 +22,19 @@ pub struct RawConfig {
     pub hook: Vec<Spanned<RawHook>>,
     pub events: Option<Spanned<RawEvents>>,
     pub join: Option<Spanned<RawJoin>>,
+    pub audit: RawAudit,
+    pub console: Option<Spanned<RawConsole>>,
+}
+
+#[derive(Debug, Default)]
+pub struct RawAudit {
+    pub signing_key_file: Option<SpannedStr>,
+}
+
+#[derive(Debug, Default)]
+pub struct RawConsole {
+    pub listen: Option<SpannedStr>,
+    pub token_file: Option<SpannedStr>,
 }
 
 #[derive(Debug, Default)]
@@ -162,6 +175,8 @@ pub(super) fn read(r: &mut Reader<'_>, doc: &Spanned<DeTable<'_>>) -> RawConfig 
         hook: each(r, &mut root, "hook", hook),
         events: events(r, &mut root),
         join: join(r, &mut root),
+        audit: audit(r, &mut root),
+        console: console(r, &mut root),
     };
     r.finish(root);
     raw
@@ -280,6 +295,27 @@ fn join(r: &mut Reader<'_>, root: &mut Table<'_>) -> Option<Spanned<RawJoin>> {
     let span = t.span();
     r.finish(t);
     present.then(|| Spanned::new(span, join))
+}
+
+fn audit(r: &mut Reader<'_>, root: &mut Table<'_>) -> RawAudit {
+    let mut t = r.table(root, "audit");
+    let audit = RawAudit {
+        signing_key_file: r.string(&mut t, "signing_key_file"),
+    };
+    r.finish(t);
+    audit
+}
+
+fn console(r: &mut Reader<'_>, root: &mut Table<'_>) -> Option<Spanned<RawConsole>> {
+    let present = root.contains("console");
+    let mut t = r.table(root, "console");
+    let console = RawConsole {
+        listen: r.string(&mut t, "listen"),
+        token_file: r.string(&mut t, "token_file"),
+    };
+    let span = t.span();
+    r.finish(t);
+    present.then(|| Spanned::new(span, console))
 }
 
 fn metrics(r: &mut Reader<'_>, root: &mut Table<'_>) -> RawMetrics {

@@ -15,9 +15,6 @@ pub(super) async fn run(
     idempotency_key: &str,
     note: &Notification,
 ) -> Outcome {
-    let Some((program, args)) = argv.split_first() else {
-        return failed(None, "empty command".into(), None);
-    };
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();
     let vars = [
         ("EVENT", note.event.clone()),
@@ -38,6 +35,15 @@ pub(super) async fn run(
         ("ERROR", opt(&note.error)),
         ("IDEMPOTENCY_KEY", idempotency_key.to_owned()),
     ];
+    run_with(argv, timeout, &vars).await
+}
+
+/// Runs `argv` with the variables `vars` (each as `INVITE_ROTATOR_{name}`)
+/// and nothing else of the daemon's environment.
+pub(super) async fn run_with(argv: &[String], timeout: Duration, vars: &[(&str, String)]) -> Outcome {
+    let Some((program, args)) = argv.split_first() else {
+        return failed(None, "empty command".into(), None);
+    };
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .env_clear()

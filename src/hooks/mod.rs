@@ -10,10 +10,13 @@
 //! repeats (a delivery cut by a stop is sent again). Hooks are delivered by
 //! `run`, for manual rotations too.
 
+mod checkpoint;
 mod command;
 mod webhook;
 
-pub use webhook::signature;
+pub use checkpoint::announce_checkpoint;
+
+pub use webhook::{client, signature};
 
 use crate::backoff;
 use crate::config::{Hook, HookAction, RetryPolicy};

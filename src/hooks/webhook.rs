@@ -3,7 +3,7 @@
 //! `Idempotency-Key`. Redirects are not followed (the signature and any secret
 //! in the URL stay with the configured host); TLS is always verified.
 
-use super::{Notification, Outcome, clip};
+use super::{Outcome, clip};
 use crate::secret::Token;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 /// The HTTP client of every webhook: no proxy but the config's (see
 /// [`crate::ryzeapi::http_client`]).
-pub(super) fn client(proxy: Option<&reqwest::Url>) -> Result<reqwest::Client, reqwest::Error> {
+pub fn client(proxy: Option<&reqwest::Url>) -> Result<reqwest::Client, reqwest::Error> {
     crate::ryzeapi::http_client(Duration::from_secs(300), proxy)
 }
 
@@ -33,7 +33,7 @@ pub(super) async fn post(
     secret: Option<&Token>,
     timeout: Duration,
     idempotency_key: &str,
-    note: &Notification,
+    note: &impl serde::Serialize,
 ) -> Outcome {
     let body = match serde_json::to_vec(note) {
         Ok(b) => b,

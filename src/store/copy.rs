@@ -152,6 +152,26 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
         ],
     ),
     (
+        "ledger",
+        &[
+            ("seq", Int),
+            ("rotation_id", Int),
+            ("at", Time),
+            ("entry", Text),
+            ("hash", Text),
+        ],
+    ),
+    (
+        "checkpoints",
+        &[
+            ("id", Int),
+            ("seq", Int),
+            ("hash", Text),
+            ("signed_at", Time),
+            ("line", Text),
+        ],
+    ),
+    (
         "event_sources",
         &[
             ("instance", Text),

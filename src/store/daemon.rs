@@ -3,9 +3,11 @@
 //! SQL only.
 
 use super::{
-    Leftover, Stamp, Store, StoreError, exec, rotation_columns, run, times_by_group, timestamp,
+    Leftover, Stamp, Store, StoreError, append_ledger, rotation_columns, run, times_by_group,
+    timestamp,
 };
 use chrono::{DateTime, Utc};
+use sqlx::Connection;
 use std::collections::HashMap;
 
 impl Store {
@@ -88,18 +90,26 @@ impl Store {
     /// daemon reached through another name of the file included, are left
     /// to their writer. Returns how many.
     pub async fn record_stopped(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        exec!(
-            self,
-            sqlx::query(
+        run!(self, |c, pg| {
+            let mut tx = c.begin().await?;
+            let ids: Vec<i64> = sqlx::query_scalar(
                 "UPDATE rotations SET finished_at = $1,
                     status = CASE WHEN attempts = 0 THEN 'failed' ELSE 'unknown' END,
                     error = CASE WHEN attempts = 0 THEN 'stopped before any reset'
                             ELSE 'stopped during a reset call; settled from the live link at next start' END
                  WHERE status = 'pending' AND trigger IN ('schedule', 'catch_up', 'member_removed', 'member_left')
-                   AND owner = $2",
+                   AND owner = $2
+                 RETURNING id",
             )
             .bind(timestamp(now))
             .bind(crate::owner::current())
-        )
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut ids = ids;
+            ids.sort_unstable();
+            append_ledger!(tx, pg, &ids).await?;
+            tx.commit().await?;
+            Ok(ids.len() as u64)
+        })
     }
 }

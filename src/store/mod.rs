@@ -14,6 +14,7 @@ mod events;
 mod files;
 mod join;
 mod lease;
+mod ledger;
 mod model;
 mod outbox;
 mod outside;
@@ -25,6 +26,8 @@ pub use events::{CallProgress, EventRotation, EventSource, NewEvent, StoredEvent
 pub use files::{LockError, preflight};
 pub use join::{JoinLink, NewJoinLink, Spent};
 pub use lease::{Fence, Fencing, LeaseState, NodeRow};
+pub use ledger::LedgerRow;
+use ledger::append_ledger;
 pub use model::{
     CallRecord, Cause, GroupRecord, HistoryQuery, LastRotation, Leftover, NewRotation, Rotation,
     Settlement, Status, Trigger,
@@ -182,13 +185,15 @@ impl Store {
         drop(migrating);
         // SQLite gives the WAL files the database's mode; make sure of it.
         files::restrict_companions(&real);
-        Ok(Store {
+        let store = Store {
             db: Arc::new(Db::Sqlite(Mutex::new(conn))),
             path: Some(path.to_owned()),
             name: name.into(),
             fence: Arc::default(),
             lease_until: Arc::default(),
-        })
+        };
+        store.backfill_ledger().await?;
+        Ok(store)
     }
 
     /// Opens the configured database for a writer (`run`, `rotate`):
@@ -227,13 +232,17 @@ impl Store {
                 .await
                 .map_err(|e| StoreError::new(&name, format!("migration failed: {e}")))?;
         }
-        Ok(Store {
+        let store = Store {
             db: Arc::new(Db::Postgres(pool)),
             path: None,
             name: name.into(),
             fence: Arc::default(),
             lease_until: Arc::default(),
-        })
+        };
+        if !read_only {
+            store.backfill_ledger().await?;
+        }
+        Ok(store)
     }
 
     /// Opens an existing SQLite database read-only, for `history`: no
@@ -351,6 +360,10 @@ macro_rules! select_rotation {
     };
 }
 use select_rotation;
+
+/// One [`Rotation`] by id (for [`ledger::append_ledger`], whose callers
+/// need not import the macros).
+const SELECT_ROTATION_BY_ID: &str = concat!(select_rotation!(), " WHERE id = $1");
 
 /// `(group, time)` rows as a map; a time that does not parse (only a
 /// hand-edited database has one) is left out.

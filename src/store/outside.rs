@@ -4,8 +4,8 @@
 //! [`crate::events::act`]'s to say.
 
 use super::{
-    Begun, NewRotation, Rotation, Store, StoreError, rotation_columns, run, select_rotation,
-    timestamp,
+    Begun, NewRotation, Rotation, Store, StoreError, append_ledger, rotation_columns, run,
+    select_rotation, timestamp,
 };
 use chrono::{DateTime, Utc};
 use sqlx::Connection;
@@ -41,7 +41,7 @@ impl Store {
     pub async fn record_outside(&self, change: &OutsideChange<'_>) -> Result<Begun, StoreError> {
         let at = timestamp(change.at);
         let jid = change.group.group_jid;
-        run!(self, |c, _pg| {
+        run!(self, |c, pg| {
             let mut tx = c.begin().await?;
             let ids: Vec<i64> = sqlx::query_scalar(
                 "INSERT INTO rotations (group_name, group_jid, instance, trigger, started_at, finished_at,
@@ -88,6 +88,10 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
+            // The outside change, then the rotation of ours it revised
+            // (entered only if settled: a pending one is entered when it is).
+            let entered: Vec<i64> = std::iter::once(id).chain(change.revoked_by).collect();
+            append_ledger!(tx, pg, &entered).await?;
             tx.commit().await?;
             Ok(Begun::Started(id))
         })

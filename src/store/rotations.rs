@@ -5,7 +5,7 @@
 
 use super::{
     Begun, CallRecord, Fencing, NewRotation, Rotation, Settlement, Stamp, Status, Store,
-    StoreError, exec, on, rotation_columns, run, select_rotation, timestamp,
+    StoreError, append_ledger, exec, on, rotation_columns, run, select_rotation, timestamp,
 };
 use chrono::Utc;
 use sqlx::Connection;
@@ -184,7 +184,7 @@ impl Store {
         s: &Settlement,
     ) -> Result<bool, StoreError> {
         self.injected_fault("store::settle")?;
-        let changed = run!(self, |c, _pg| {
+        let changed = run!(self, |c, pg| {
             let mut tx = c.begin().await?;
             let changed = sqlx::query(
                 // `attempts` never goes down: a fenced write of another
@@ -206,6 +206,9 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+            if changed > 0 {
+                append_ledger!(tx, pg, &[id]).await?;
+            }
             crate::failpoint::crash("store::settle::before_commit");
             tx.commit().await.map(|()| changed)
         })?;
@@ -223,9 +226,9 @@ impl Store {
         code: &str,
         link: &str,
     ) -> Result<bool, StoreError> {
-        exec!(
-            self,
-            sqlx::query(
+        run!(self, |c, pg| {
+            let mut tx = c.begin().await?;
+            let changed = sqlx::query(
                 "UPDATE rotations SET status = 'succeeded', new_invite_code = $2, new_invite_link = $3,
                  finished_at = $4,
                  error = COALESCE(error || '; ', '') || 'its reset landed after the row was settled elsewhere; the old code may have changed meanwhile'
@@ -235,8 +238,14 @@ impl Store {
             .bind(code)
             .bind(link)
             .bind(timestamp(Utc::now()))
-        )
-        .map(|changed| changed > 0)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed > 0 {
+                append_ledger!(tx, pg, &[id]).await?;
+            }
+            tx.commit().await.map(|()| changed > 0)
+        })
     }
 
     /// The latest rotation of the group `jid` before the row `id` that made a
@@ -264,9 +273,9 @@ impl Store {
         new_link: Option<&str>,
         note: &str,
     ) -> Result<(), StoreError> {
-        exec!(
-            self,
-            sqlx::query(
+        run!(self, |c, pg| {
+            let mut tx = c.begin().await?;
+            let changed = sqlx::query(
                 "UPDATE rotations SET status = $1, new_invite_code = $2, new_invite_link = $3,
                  error = COALESCE(error || '; ', '') || $4 WHERE id = $5 AND status = 'unknown'",
             )
@@ -275,8 +284,14 @@ impl Store {
             .bind(new_link)
             .bind(note)
             .bind(id)
-        )
-        .map(drop)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed > 0 {
+                append_ledger!(tx, pg, &[id]).await?;
+            }
+            tx.commit().await
+        })
     }
 
     /// Appends one API call to the call log.

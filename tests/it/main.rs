@@ -19,6 +19,7 @@ mod event_properties;
 mod events;
 mod faults;
 mod join;
+mod ledger;
 mod listeners;
 mod nodes;
 mod operations;

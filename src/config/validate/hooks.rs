@@ -100,7 +100,7 @@ impl Validator<'_> {
                 return None;
             }
         };
-        let (mut on_success, mut on_failure) = (false, false);
+        let (mut on_success, mut on_failure, mut on_checkpoint) = (false, false, false);
         match &raw.on {
             None => on_success = true,
             Some(on) => {
@@ -108,10 +108,13 @@ impl Validator<'_> {
                     match event.as_str() {
                         "success" => on_success = true,
                         "failure" => on_failure = true,
+                        "checkpoint" => on_checkpoint = true,
                         other => self.error(
                             key("on"),
                             on,
-                            format!("{other:?} is not an event: \"success\" or \"failure\""),
+                            format!(
+                                "{other:?} is not an event: \"success\", \"failure\" or \"checkpoint\""
+                            ),
                         ),
                     }
                 }
@@ -119,7 +122,7 @@ impl Validator<'_> {
                     self.error(
                         key("on"),
                         on,
-                        "name at least one of \"success\", \"failure\"",
+                        "name at least one of \"success\", \"failure\", \"checkpoint\"",
                     );
                 }
             }
@@ -157,6 +160,7 @@ impl Validator<'_> {
             key: hook_key,
             action,
             on_success,
+            on_checkpoint,
             on_failure,
             groups: only,
             timeout,

@@ -19,6 +19,7 @@ use toml::Spanned;
 mod database;
 mod events;
 mod hooks;
+mod audit;
 mod join;
 mod urls;
 
@@ -202,6 +203,8 @@ impl Validator<'_> {
         let hooks = self.hooks(raw.hook, &groups);
         let events = self.events(raw.events);
         let join = self.join(raw.join);
+        let audit_key = self.audit(&raw.audit);
+        let console = self.console(raw.console);
         Config {
             api,
             rate_limit,
@@ -215,6 +218,8 @@ impl Validator<'_> {
             hooks,
             events,
             join,
+            audit_key,
+            console,
             warnings: Vec::new(),
         }
     }
@@ -330,7 +335,7 @@ impl Validator<'_> {
     /// A relative `token_file` or `secret_file` is read from systemd's
     /// `$CREDENTIALS_DIRECTORY` when set (`LoadCredential=`), else beside the
     /// config file.
-    fn secret_file_path(&self, file: &str) -> PathBuf {
+    pub(super) fn secret_file_path(&self, file: &str) -> PathBuf {
         let file = Path::new(file);
         if file.is_absolute() {
             return file.to_owned();
@@ -428,7 +433,7 @@ impl Validator<'_> {
 /// Reads a token or secret file, at most
 /// [`defaults::MAX_SECRET_FILE_BYTES`] of it, so that a mistaken
 /// `token_file = "/dev/zero"` is an error rather than all memory.
-fn read_secret_file(path: &Path) -> std::io::Result<String> {
+pub(super) fn read_secret_file(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
     let limit = defaults::MAX_SECRET_FILE_BYTES;
     let mut text = String::new();

@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Checks an invite-rotator history without invite-rotator (see docs/audit.md).
+
+  verify-ledger.py --database history.db [--public-key audit.pub]
+  verify-ledger.py --bundle bundle.jsonl --public-key audit.pub
+
+Exit 0 intact, 1 not. Needs Python 3 and `cryptography` (Debian: python3-cryptography).
+"""
+import argparse, hashlib, json, sqlite3, sys
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key, Encoding, PublicFormat
+
+GENESIS = "0" * 64
+COLUMNS = {"rotation": "id", "group": "group_name", "jid": "group_jid", "instance": "instance",
+           "trigger": "trigger", "due": "scheduled_for", "started": "started_at", "finished": "finished_at",
+           "status": "status", "attempts": "attempts", "old_code": "old_invite_code",
+           "new_code": "new_invite_code", "new_link": "new_invite_link", "error": "error"}
+
+def canon(o): return json.dumps(o, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def sha(line): return hashlib.sha256(line.encode()).hexdigest()
+def fail(why): print("NOT INTACT:", why); sys.exit(1)
+def parse(line):
+    try: o = json.loads(line)
+    except ValueError: fail(f"not JSON: {line[:60]}")
+    if canon(o) != line: fail(f"not canonical: {line[:60]}")
+    return o
+
+def chain(lines, first_prev=None):
+    """Entries in order -> ({seq: hash}, {rotation: latest entry}, anchor)."""
+    hashes, latest, prev = {}, {}, None
+    for line in lines:
+        e = parse(line)
+        if prev is None: prev, anchor = (e["seq"] - 1, first_prev or e["prev"]), first_prev or e["prev"]
+        if e["seq"] != prev[0] + 1 or e["prev"] != prev[1]: fail(f"ledger entry {prev[0] + 1}: the chain breaks")
+        prev = (e["seq"], sha(line)); hashes[e["seq"]] = prev[1]; latest[e["rotation"]] = e
+    return hashes, latest, (anchor if prev else None)
+
+def checkpoints(lines, hashes, anchor, key):
+    for line in lines:
+        c = parse(line); sig = c.pop("signature", "")
+        pub = key or Ed25519PublicKey.from_public_bytes(bytes.fromhex(c["key"]))
+        raw = pub.public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+        if c["key"] != raw or sig != bytes.fromhex(sig).hex(): fail(f"checkpoint at {c['at']}: another key or spelling")
+        try: pub.verify(bytes.fromhex(sig), canon(c).encode())
+        except Exception: fail(f"checkpoint at {c['at']}: the signature does not verify")
+        reached = hashes.get(c["seq"], anchor if c["seq"] == min(hashes, default=1) - 1 else None)
+        if reached != c["hash"]: fail(f"checkpoint at {c['at']} covers entry {c['seq']}, which the ledger no longer reaches")
+    return [json.loads(l)["seq"] for l in lines]
+
+a = argparse.ArgumentParser(); a.add_argument("--database"); a.add_argument("--bundle"); a.add_argument("--public-key")
+args = a.parse_args()
+key = load_pem_public_key(open(args.public_key, "rb").read()) if args.public_key else None
+if args.bundle:
+    text = open(args.bundle, encoding="utf-8").read()
+    if not text.endswith("\n") or not key: fail("the bundle is cut, or no --public-key")
+    lines = text[:-1].split("\n"); n = next((i for i, l in enumerate(lines) if '"signature":' in l and "signature" in parse(l)), len(lines))
+    hashes, _, anchor = chain(lines[:n])
+    covered = checkpoints(lines[n:], hashes, anchor, key)
+    if hashes and max(hashes) not in covered: fail("no checkpoint covers the bundle's last entry")
+else:
+    db = sqlite3.connect(f"file:{args.database}?mode=ro", uri=True); db.row_factory = sqlite3.Row
+    rows = db.execute("SELECT seq, entry, hash FROM ledger ORDER BY seq").fetchall()
+    for i, r in enumerate(rows, 1):
+        if r["seq"] != i or sha(r["entry"]) != r["hash"]: fail(f"ledger entry {i} is missing or changed")
+    hashes, latest, anchor = chain([r["entry"] for r in rows], GENESIS)
+    checkpoints([r[0] for r in db.execute("SELECT line FROM checkpoints ORDER BY id")], hashes, GENESIS, key)
+    for row in db.execute("SELECT * FROM rotations ORDER BY id"):
+        e = latest.pop(row["id"], None)
+        if (e is None) != (row["status"] == "pending"): fail(f"rotation {row['id']} is {row['status']} but the ledger disagrees")
+        for fact, column in COLUMNS.items():
+            if e and e[fact] != row[column]: fail(f"rotation {row['id']}: {fact} is {row[column]!r}, the ledger says {e[fact]!r}")
+    if latest: fail(f"rotation {min(latest)} is in the ledger but not in the rotations table")
+print("intact")

@@ -1,0 +1,192 @@
+//! `audit export` writes a bundle, `audit verify --bundle` checks one
+//! offline. A bundle is text: ledger entries (canonical lines, in order),
+//! then the checkpoints that cover them (the last one covering the last
+//! entry, signed at export), one per line, each line ending in `\n`.
+//! Every byte counts: a line must be canonical, the entries must chain,
+//! the checkpoints must verify with the given key and land on entries of
+//! the bundle, so that changing any byte fails the check.
+
+use super::checkpoint::{AuditKey, Checkpoint, PublicKey};
+use super::entry::{Entry, hash};
+use super::verify::Discrepancy;
+use crate::store::{Store, StoreError};
+use chrono::{DateTime, Utc};
+use std::io::Write;
+use std::path::Path;
+
+/// What a bundle holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bundle {
+    /// The first and last entries (`None`: no entries).
+    pub entries: Option<(i64, i64)>,
+    /// Checkpoints in it.
+    pub checkpoints: usize,
+}
+
+/// Why an export did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The database could not be read or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The history does not verify: it is not signed over.
+    #[error("the history does not verify, nothing exported: {0}")]
+    Broken(Discrepancy),
+    /// The file could not be written.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Writes the entries appended since `since` and the checkpoints covering
+/// them to `out` (mode 0600: it holds codes), after verifying the whole
+/// history and signing a checkpoint of its head with `key`.
+pub async fn export(
+    store: &Store,
+    key: &AuditKey,
+    since: DateTime<Utc>,
+    out: &Path,
+) -> Result<Bundle, ExportError> {
+    if let Err(d) = super::verify::database(store, None, &[]).await? {
+        return Err(ExportError::Broken(d));
+    }
+    let (head, head_hash) = store
+        .ledger_head()
+        .await?
+        .unwrap_or((0, super::entry::GENESIS.to_owned()));
+    let now = Utc::now();
+    let signed = key
+        .sign(head, &head_hash, &crate::store::timestamp_text(now))
+        .map_err(ExportError::Io)?;
+    store.record_checkpoint(head, &head_hash, now, &signed).await?;
+    let first = store.ledger_seq_since(since).await?.unwrap_or(head + 1);
+    let io = |e: std::io::Error| ExportError::Io(format!("cannot write {}: {e}", out.display()));
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(out)
+            .map_err(io)?
+    };
+    let mut w = std::io::BufWriter::new(file);
+    let mut written: std::io::Result<()> = Ok(());
+    store
+        .each_ledger_row(first, |row| {
+            if row.seq > head {
+                return false;
+            }
+            written = writeln!(w, "{}", row.entry);
+            written.is_ok()
+        })
+        .await?;
+    written.map_err(io)?;
+    let mut checkpoints = 0;
+    for line in store.checkpoint_lines().await? {
+        let Ok(cp) = Checkpoint::verify(&line, None) else {
+            continue;
+        };
+        if cp.key == key.public_hex() && cp.seq >= first - 1 && cp.seq <= head {
+            writeln!(w, "{line}").map_err(io)?;
+            checkpoints += 1;
+        }
+    }
+    w.flush().map_err(io)?;
+    w.get_ref().sync_all().map_err(io)?;
+    Ok(Bundle {
+        entries: (first <= head).then_some((first, head)),
+        checkpoints,
+    })
+}
+
+/// Checks a bundle's text against `trusted`.
+pub fn verify(text: &str, trusted: &PublicKey) -> Result<Bundle, Discrepancy> {
+    let fail = |n: usize, why: String| Err(Discrepancy(format!("bundle line {n}: {why}")));
+    let Some(body) = text.strip_suffix('\n') else {
+        return Err(Discrepancy(
+            "the bundle does not end with a newline: it was cut or changed".into(),
+        ));
+    };
+    let mut first: Option<(i64, String)> = None;
+    let mut last: Option<(i64, String)> = None;
+    let mut hashes: Vec<String> = Vec::new();
+    let mut checkpoints: Vec<(usize, Checkpoint)> = Vec::new();
+    for (i, line) in body.split('\n').enumerate() {
+        let n = i + 1;
+        let is_checkpoint = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .is_some_and(|v| v.get("signature").is_some());
+        if is_checkpoint {
+            match Checkpoint::verify(line, Some(trusted)) {
+                Ok(cp) => checkpoints.push((n, cp)),
+                Err(e) => return fail(n, e),
+            }
+            continue;
+        }
+        if !checkpoints.is_empty() {
+            return fail(n, "an entry after the checkpoints".into());
+        }
+        let entry = match Entry::parse(line) {
+            Ok(e) => e,
+            Err(e) => return fail(n, e),
+        };
+        match &last {
+            None => first = Some((entry.seq, entry.prev.clone())),
+            Some((seq, h)) => {
+                if entry.seq != seq + 1 {
+                    return fail(
+                        n,
+                        format!("entry {} follows entry {seq}: entries are missing", entry.seq),
+                    );
+                }
+                if &entry.prev != h {
+                    return fail(
+                        n,
+                        format!(
+                            "entry {} does not follow entry {seq}: it names {} as the hash before it, entry {seq} hashes to {h}",
+                            entry.seq, entry.prev
+                        ),
+                    );
+                }
+            }
+        }
+        let h = hash(line);
+        hashes.push(h.clone());
+        last = Some((entry.seq, h));
+    }
+    let Some((last_seq, _)) = last.clone() else {
+        return Ok(Bundle {
+            entries: None,
+            checkpoints: checkpoints.len(),
+        });
+    };
+    let (first_seq, anchor) = first.unwrap_or_default();
+    for (n, cp) in &checkpoints {
+        let covered = if cp.seq == first_seq - 1 {
+            Some(&anchor)
+        } else {
+            usize::try_from(cp.seq - first_seq)
+                .ok()
+                .and_then(|i| hashes.get(i))
+        };
+        if covered != Some(&cp.hash) {
+            return fail(
+                *n,
+                format!(
+                    "the checkpoint signed {} covers entry {} with hash {}, which the bundle's entries do not reach",
+                    cp.at, cp.seq, cp.hash
+                ),
+            );
+        }
+    }
+    if !checkpoints.iter().any(|(_, cp)| cp.seq == last_seq) {
+        return Err(Discrepancy(format!(
+            "no checkpoint covers the bundle's last entry ({last_seq}): entries were added or the bundle was cut"
+        )));
+    }
+    Ok(Bundle {
+        entries: Some((first_seq, last_seq)),
+        checkpoints: checkpoints.len(),
+    })
+}

@@ -1,0 +1,245 @@
+//! Signed checkpoints: the ledger's head (`seq`, `hash`) and the time,
+//! signed with an Ed25519 key, so that a history rewritten whole (hashes
+//! recomputed) no longer reaches a checkpoint published earlier.
+//!
+//! A checkpoint is one canonical JSON line (keys in byte order, no
+//! whitespace): `{"at":…,"hash":…,"key":…,"seq":…,"signature":…}`. The
+//! signature (hex) is over the same line without its `signature` key;
+//! `key` is the signer's public key (hex of its 32 bytes). Keys are PEM
+//! files: PKCS#8 for the signing key, SubjectPublicKeyInfo for the public
+//! key, as OpenSSL writes them.
+
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::Path;
+
+/// A checkpoint; `signature` is `None` only while it is being signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    /// When it was signed.
+    pub at: String,
+    /// The hash of the ledger entry `seq`.
+    pub hash: String,
+    /// The signer's public key, hex.
+    pub key: String,
+    /// The last ledger entry it covers.
+    pub seq: i64,
+    /// Ed25519 signature (hex) over the line without this key.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub signature: Option<String>,
+}
+
+/// The key that signs checkpoints, loaded from `[audit] signing_key_file`.
+/// `Debug` shows the public half only.
+pub struct AuditKey {
+    key: SigningKey,
+}
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AuditKey(public {})", self.public_hex())
+    }
+}
+
+impl AuditKey {
+    /// Reads a PKCS#8 PEM Ed25519 key. Refused when group or others may
+    /// read the file: it signs the history's checkpoints.
+    pub fn load(path: &Path) -> Result<AuditKey, String> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).map_err(|e| format!("cannot read it: {e}"))?;
+        if meta.mode() & 0o077 != 0 {
+            return Err(format!(
+                "group or others can read it (mode {:04o}); run chmod 600 on it",
+                meta.mode() & 0o7777
+            ));
+        }
+        let pem = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
+        let key = SigningKey::from_pkcs8_pem(&pem)
+            .map_err(|_| "not an Ed25519 private key in PEM (PKCS#8); `invite-rotator audit keygen --output FILE` writes one".to_owned())?;
+        Ok(AuditKey { key })
+    }
+
+    /// A new random key.
+    pub fn generate() -> Result<AuditKey, String> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| format!("no randomness: {e}"))?;
+        Ok(AuditKey {
+            key: SigningKey::from_bytes(&seed),
+        })
+    }
+
+    /// Writes the key to a new file `path`, mode 0600 (an existing file is
+    /// never overwritten: it may be the key that signed a history).
+    pub fn write_new(&self, path: &Path) -> Result<(), String> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let pem = self
+            .key
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| format!("cannot encode the key: {e}"))?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        file.write_all(pem.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+
+    /// The public key as PEM (what `--public-key FILE` reads).
+    pub fn public_pem(&self) -> Result<String, String> {
+        self.key
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(|e| format!("cannot encode the public key: {e}"))
+    }
+
+    /// The public key as hex (a checkpoint's `key`).
+    pub fn public_hex(&self) -> String {
+        hex::encode(self.key.verifying_key().as_bytes())
+    }
+
+    /// Signs the head `(seq, hash)` at `at`; returns the checkpoint's line.
+    pub fn sign(&self, seq: i64, hash: &str, at: &str) -> Result<String, String> {
+        let mut cp = Checkpoint {
+            at: at.to_owned(),
+            hash: hash.to_owned(),
+            key: self.public_hex(),
+            seq,
+            signature: None,
+        };
+        let message = serde_json::to_string(&cp).map_err(|e| e.to_string())?;
+        cp.signature = Some(hex::encode(self.key.sign(message.as_bytes()).to_bytes()));
+        serde_json::to_string(&cp).map_err(|e| e.to_string())
+    }
+}
+
+/// A public key, read from `--public-key FILE`.
+#[derive(Debug, Clone)]
+pub struct PublicKey(VerifyingKey);
+
+impl PublicKey {
+    /// Reads a PEM public key (as `audit keygen` prints it).
+    pub fn load(path: &Path) -> Result<PublicKey, String> {
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        VerifyingKey::from_public_key_pem(pem.trim())
+            .map(PublicKey)
+            .map_err(|_| format!("{}: not an Ed25519 public key in PEM", path.display()))
+    }
+
+    /// Hex of its 32 bytes.
+    pub fn hex(&self) -> String {
+        hex::encode(self.0.as_bytes())
+    }
+}
+
+impl Checkpoint {
+    /// Parses a checkpoint line and checks its signature: against `trusted`
+    /// when given (and the line must name that key), else against the key
+    /// the line names (which shows only that the line is whole).
+    pub fn verify(line: &str, trusted: Option<&PublicKey>) -> Result<Checkpoint, String> {
+        let cp: Checkpoint =
+            serde_json::from_str(line).map_err(|e| format!("not a checkpoint: {e}"))?;
+        if serde_json::to_string(&cp).ok().as_deref() != Some(line) {
+            return Err("not in the canonical encoding".to_owned());
+        }
+        let key = match trusted {
+            Some(k) if k.hex() != cp.key => {
+                return Err(format!(
+                    "signed by another key ({}) than the public key given ({})",
+                    cp.key,
+                    k.hex()
+                ));
+            }
+            Some(k) => k.0,
+            None => {
+                let bytes: [u8; 32] = hex::decode(&cp.key)
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or("its key is not an Ed25519 public key")?;
+                VerifyingKey::from_bytes(&bytes).map_err(|_| "its key is not an Ed25519 public key")?
+            }
+        };
+        let signature: [u8; 64] = cp
+            .signature
+            .as_deref()
+            .and_then(|s| hex::decode(s).ok())
+            .and_then(|b| b.try_into().ok())
+            .ok_or("its signature is missing or not 64 bytes of hex")?;
+        // Lower-case hex only: one line, one spelling (a bundle changed in
+        // a single byte must fail).
+        if cp.signature.as_deref() != Some(hex::encode(signature).as_str())
+            || cp.key != cp.key.to_ascii_lowercase()
+        {
+            return Err("its key or signature is not in lower-case hex".to_owned());
+        }
+        let unsigned = Checkpoint {
+            signature: None,
+            ..cp.clone()
+        };
+        let message = serde_json::to_string(&unsigned).map_err(|e| e.to_string())?;
+        key.verify(message.as_bytes(), &Signature::from_bytes(&signature))
+            .map_err(|_| "its signature does not verify".to_owned())?;
+        Ok(cp)
+    }
+
+    /// The checkpoint lines in a text (a file of them, or journal lines
+    /// that carry one each after other words): each line's part from its
+    /// first `{"at":` to its last `}`.
+    pub fn lines_in(text: &str) -> Vec<&str> {
+        text.lines()
+            .filter_map(|l| {
+                let start = l.find("{\"at\":")?;
+                let end = l.rfind('}')?;
+                (end > start).then(|| &l[start..=end])
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signed_checkpoint_verifies_and_any_change_breaks_it() {
+        let key = AuditKey::generate().unwrap();
+        let line = key.sign(5, &"ab".repeat(32), "2026-12-01T00:00:00.000Z").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let public = dir.path().join("pub.pem");
+        std::fs::write(&public, key.public_pem().unwrap()).unwrap();
+        let trusted = PublicKey::load(&public).unwrap();
+        let cp = Checkpoint::verify(&line, Some(&trusted)).unwrap();
+        assert_eq!((cp.seq, cp.hash.as_str()), (5, "ab".repeat(32).as_str()));
+        assert!(Checkpoint::verify(&line.replace("\"seq\":5", "\"seq\":6"), None).is_err());
+        let other = AuditKey::generate().unwrap();
+        let forged = other.sign(5, &"ab".repeat(32), "2026-12-01T00:00:00.000Z").unwrap();
+        assert!(Checkpoint::verify(&forged, None).is_ok());
+        assert!(Checkpoint::verify(&forged, Some(&trusted)).is_err());
+        let journal = format!("Dec 01 invite-rotator[1]: audit checkpoint {line}\nother\n");
+        assert_eq!(Checkpoint::lines_in(&journal), vec![line.as_str()]);
+    }
+
+    #[test]
+    fn keys_round_trip_through_files_and_are_written_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.key");
+        let key = AuditKey::generate().unwrap();
+        key.write_new(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(key.write_new(&path).is_err(), "never overwritten");
+        let loaded = AuditKey::load(&path).unwrap();
+        assert_eq!(loaded.public_hex(), key.public_hex());
+        assert!(!format!("{loaded:?}").contains("PRIVATE"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(AuditKey::load(&path).unwrap_err().contains("chmod 600"));
+    }
+}

@@ -1,0 +1,215 @@
+//! One ledger entry: the facts of a rotation as they were settled, in the
+//! canonical encoding that the hash chain covers (docs/audit.md).
+//!
+//! The encoding is JSON with the keys in byte order, no whitespace, integers
+//! as digits, strings escaped only where JSON requires (`"`, `\` and control
+//! characters), UTF-8: what Python's `json.dumps(entry, sort_keys=True,
+//! separators=(",", ":"), ensure_ascii=False)` writes, so that an auditor
+//! reproduces every hash without this program.
+
+use crate::store::Rotation;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The `prev` of the first entry: 64 zeros.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One entry. The fields are declared in byte order of their names, which
+/// is the order serde writes them in: that is what makes the JSON canonical.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// When the entry was appended.
+    pub at: String,
+    /// `attempts`: reset calls made.
+    pub attempts: i64,
+    /// `scheduled_for`: the due time served (none for manual and outside).
+    pub due: Option<String>,
+    /// `error`.
+    pub error: Option<String>,
+    /// `finished_at`.
+    pub finished: Option<String>,
+    /// `group_name`.
+    pub group: String,
+    /// `instance`.
+    pub instance: String,
+    /// `group_jid`.
+    pub jid: String,
+    /// `new_invite_code`.
+    pub new_code: Option<String>,
+    /// `new_invite_link`.
+    pub new_link: Option<String>,
+    /// `old_invite_code`.
+    pub old_code: Option<String>,
+    /// The hash of the entry before (hex), [`GENESIS`] for the first.
+    pub prev: String,
+    /// `id` of the rotation.
+    pub rotation: i64,
+    /// The entry's number, from 1, without gaps.
+    pub seq: i64,
+    /// `started_at`.
+    pub started: String,
+    /// `status`.
+    pub status: String,
+    /// `trigger`.
+    pub trigger: String,
+}
+
+/// The facts an entry records, by name, for reports: `(field, value)`, the
+/// value as text (`null` when absent).
+pub const FACTS: [&str; 14] = [
+    "group", "jid", "instance", "trigger", "due", "started", "finished", "status", "attempts",
+    "old_code", "new_code", "new_link", "error", "rotation",
+];
+
+impl Entry {
+    /// The entry for a rotation's row as it now is.
+    pub fn of(row: &Rotation, seq: i64, prev: &str, at: &str) -> Entry {
+        Entry {
+            at: at.to_owned(),
+            attempts: row.attempts,
+            due: row.scheduled_for.as_ref().map(|s| s.to_string()),
+            error: row.error.clone(),
+            finished: row.finished_at.as_ref().map(|s| s.to_string()),
+            group: row.group_name.clone(),
+            instance: row.instance.clone(),
+            jid: row.group_jid.clone(),
+            new_code: row.new_invite_code.clone(),
+            new_link: row.new_invite_link.clone(),
+            old_code: row.old_invite_code.clone(),
+            prev: prev.to_owned(),
+            rotation: row.id,
+            seq,
+            started: row.started_at.to_string(),
+            status: row.status.as_str().to_owned(),
+            trigger: row.trigger.as_str().to_owned(),
+        }
+    }
+
+    /// The canonical line (no newline).
+    pub fn line(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
+    }
+
+    /// Parses a stored line; `Err` says why it is not an entry, or not in
+    /// the canonical encoding (a line re-encoded or edited by hand).
+    pub fn parse(line: &str) -> Result<Entry, String> {
+        let entry: Entry =
+            serde_json::from_str(line).map_err(|e| format!("not a ledger entry: {e}"))?;
+        match entry.line() {
+            Ok(canonical) if canonical == line => Ok(entry),
+            _ => Err("not in the canonical encoding".to_owned()),
+        }
+    }
+
+    /// One fact by name (see [`FACTS`]), as JSON text: a string quoted,
+    /// `null` when absent.
+    pub fn fact(&self, name: &str) -> String {
+        let text = |v: &str| serde_json::Value::from(v).to_string();
+        let opt = |v: &Option<String>| v.as_deref().map_or_else(|| "null".to_owned(), text);
+        match name {
+            "group" => text(&self.group),
+            "jid" => text(&self.jid),
+            "instance" => text(&self.instance),
+            "trigger" => text(&self.trigger),
+            "due" => opt(&self.due),
+            "started" => text(&self.started),
+            "finished" => opt(&self.finished),
+            "status" => text(&self.status),
+            "attempts" => self.attempts.to_string(),
+            "old_code" => opt(&self.old_code),
+            "new_code" => opt(&self.new_code),
+            "new_link" => opt(&self.new_link),
+            "error" => opt(&self.error),
+            "rotation" => self.rotation.to_string(),
+            _ => String::new(),
+        }
+    }
+
+    /// The first fact in which `self` and `other` differ (ignoring `seq`,
+    /// `prev` and `at`), with both values.
+    pub fn first_difference(&self, other: &Entry) -> Option<(&'static str, String, String)> {
+        FACTS.iter().find_map(|&f| {
+            let (a, b) = (self.fact(f), other.fact(f));
+            (a != b).then_some((f, a, b))
+        })
+    }
+
+    /// A digest of the facts alone (what the `rotations` row must still say).
+    pub fn facts_digest(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        for f in FACTS {
+            let v = self.fact(f);
+            h.update((v.len() as u64).to_le_bytes());
+            h.update(v.as_bytes());
+        }
+        h.finalize().into()
+    }
+}
+
+/// The hash of a line: hex SHA-256 of its UTF-8 bytes.
+pub fn hash(line: &str) -> String {
+    hex::encode(Sha256::digest(line.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Entry {
+        Entry {
+            at: "2026-12-01T00:00:00.000Z".into(),
+            attempts: 1,
+            due: None,
+            error: Some("quote \" back\\slash\nnew line \u{1} é".into()),
+            finished: Some("2026-12-01T00:00:00.000Z".into()),
+            group: "vip".into(),
+            instance: "i1".into(),
+            jid: "1203@g.us".into(),
+            new_code: Some("B".into()),
+            new_link: Some("https://chat.whatsapp.com/B".into()),
+            old_code: Some("A".into()),
+            prev: GENESIS.into(),
+            rotation: 7,
+            seq: 1,
+            started: "2026-12-01T00:00:00.000Z".into(),
+            status: "succeeded".into(),
+            trigger: "manual".into(),
+        }
+    }
+
+    #[test]
+    fn keys_are_written_in_byte_order_and_parse_back() {
+        let line = sample().line().unwrap();
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+        assert!(line.contains(r#""error":"quote \" back\\slash\nnew line \u0001 é""#));
+        assert_eq!(Entry::parse(&line).unwrap(), sample());
+    }
+
+    #[test]
+    fn a_line_not_canonical_is_refused() {
+        let line = sample().line().unwrap();
+        assert!(Entry::parse(&line.replace(",\"attempts\"", ", \"attempts\"")).is_err());
+        assert!(Entry::parse(&line.replace('}', ",\"extra\":1}")).is_err());
+        assert!(Entry::parse("[]").is_err());
+    }
+
+    #[test]
+    fn the_first_difference_names_the_fact() {
+        let (a, mut b) = (sample(), sample());
+        b.new_code = Some("C".into());
+        b.seq = 9;
+        assert_eq!(
+            a.first_difference(&b),
+            Some(("new_code", "\"B\"".into(), "\"C\"".into()))
+        );
+        assert_ne!(a.facts_digest(), b.facts_digest());
+        b.new_code = a.new_code.clone();
+        assert_eq!(a.first_difference(&b), None);
+        assert_eq!(a.facts_digest(), b.facts_digest());
+    }
+}

@@ -1,0 +1,25 @@
+//! The audit trail made provable: a tamper-evident ledger of every settled
+//! fact about a rotation, signed checkpoints of its head, and the checks
+//! that `audit verify` runs on a database or an exported bundle.
+//!
+//! - [`entry`]: one ledger entry and its canonical encoding (the store
+//!   appends entries in the same transaction as each settlement);
+//! - [`checkpoint`]: Ed25519 keys and the signed checkpoints;
+//! - [`verify`]: the chain, the checkpoints and the `rotations` table
+//!   checked against each other, the first discrepancy named;
+//! - [`bundle`]: `audit export` and the offline check of its file;
+//! - [`signer`]: the daemon's hourly (and at stop) checkpoint, published to
+//!   the log and the hooks.
+//!
+//! docs/audit.md describes the encoding for auditors, and
+//! docs/verify-ledger.py checks a history without this program.
+
+pub mod bundle;
+pub mod checkpoint;
+pub mod entry;
+pub mod signer;
+pub mod verify;
+
+pub use checkpoint::{AuditKey, Checkpoint, PublicKey};
+pub use entry::Entry;
+pub use verify::{Discrepancy, Verified};

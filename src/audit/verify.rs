@@ -1,0 +1,300 @@
+//! `audit verify` on a database: the hash chain recomputed from the first
+//! entry, every checkpoint's signature checked and the ledger shown to
+//! still reach it, and the `rotations` table compared with the ledger's
+//! last word on each rotation. The first discrepancy is named: which entry
+//! or rotation, which field, what the ledger says.
+
+use super::checkpoint::{Checkpoint, PublicKey};
+use super::entry::{Entry, GENESIS, hash};
+use crate::store::{Status, Store, StoreError};
+use std::collections::HashMap;
+
+/// An intact history: what was checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Entries in the ledger.
+    pub entries: i64,
+    /// The ledger's last hash (the genesis hash while empty).
+    pub head: String,
+    /// Checkpoints checked (stored and given).
+    pub checkpoints: usize,
+    /// The newest checkpoint's `seq` and time, if any.
+    pub last_checkpoint: Option<(i64, String)>,
+    /// Rows of `rotations` compared.
+    pub rotations: u64,
+}
+
+/// The first thing found wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Discrepancy(pub String);
+
+/// Where the chain pass stopped.
+struct Chain {
+    entries: i64,
+    head: String,
+    /// Per rotation: its latest entry's `seq` and facts digest.
+    latest: HashMap<i64, (i64, [u8; 32])>,
+    /// The hashes at the `seq`s checkpoints name.
+    wanted: HashMap<i64, String>,
+    broken: Option<String>,
+}
+
+/// Verifies the history in `store`; `extra` are checkpoint lines kept
+/// elsewhere (`--checkpoint FILE`), `trusted` the key they must be signed
+/// with (`--public-key`). `Ok(Err(_))` is a history that does not hold.
+///
+/// The ledger and the table are read one after the other: a rotation the
+/// daemon settles in between looks unentered. A discrepancy found while
+/// the ledger grew is checked again (at most three times).
+pub async fn database(
+    store: &Store,
+    trusted: Option<&PublicKey>,
+    extra: &[String],
+) -> Result<Result<Verified, Discrepancy>, StoreError> {
+    let mut tries = 0;
+    loop {
+        let before = store.ledger_head().await?.map_or(0, |(seq, _)| seq);
+        let outcome = once(store, trusted, extra).await?;
+        let after = store.ledger_head().await?.map_or(0, |(seq, _)| seq);
+        tries += 1;
+        if outcome.is_ok() || before == after || tries == 3 {
+            return Ok(outcome);
+        }
+    }
+}
+
+async fn once(
+    store: &Store,
+    trusted: Option<&PublicKey>,
+    extra: &[String],
+) -> Result<Result<Verified, Discrepancy>, StoreError> {
+    let mut checkpoints = Vec::new();
+    let stored = store.checkpoint_lines().await?;
+    for (i, line) in stored.iter().chain(extra).enumerate() {
+        let from = if i < stored.len() {
+            format!("stored checkpoint {}", i + 1)
+        } else {
+            format!("given checkpoint {}", i + 1 - stored.len())
+        };
+        match Checkpoint::verify(line, trusted) {
+            Ok(cp) => checkpoints.push((from, cp)),
+            Err(e) => return Ok(Err(Discrepancy(format!("{from}: {e}")))),
+        }
+    }
+    let chain = chain(store, checkpoints.iter().map(|(_, cp)| cp.seq)).await?;
+    if let Some(broken) = chain.broken {
+        return Ok(Err(Discrepancy(broken)));
+    }
+    for (from, cp) in &checkpoints {
+        if cp.seq > chain.entries {
+            return Ok(Err(Discrepancy(format!(
+                "{from} (signed {}) covers entries up to {}, but the ledger ends at entry {}: entries were removed",
+                cp.at, cp.seq, chain.entries
+            ))));
+        }
+        let at = if cp.seq == 0 {
+            Some(GENESIS.to_owned())
+        } else {
+            chain.wanted.get(&cp.seq).cloned()
+        };
+        if at.as_deref() != Some(cp.hash.as_str()) {
+            return Ok(Err(Discrepancy(format!(
+                "ledger entry {} is not the one {from} (signed {}) covers: it hashes to {}, the checkpoint says {}; the ledger was rewritten",
+                cp.seq,
+                cp.at,
+                at.unwrap_or_default(),
+                cp.hash
+            ))));
+        }
+    }
+    let (rotations, problem) = table(store, chain.latest).await?;
+    if let Some(problem) = problem {
+        return Ok(Err(Discrepancy(problem)));
+    }
+    let last_checkpoint = checkpoints
+        .iter()
+        .max_by_key(|(_, cp)| (cp.seq, cp.at.clone()))
+        .map(|(_, cp)| (cp.seq, cp.at.clone()));
+    Ok(Ok(Verified {
+        entries: chain.entries,
+        head: chain.head,
+        checkpoints: checkpoints.len(),
+        last_checkpoint,
+        rotations,
+    }))
+}
+
+/// Recomputes the chain from entry 1.
+async fn chain(store: &Store, wanted: impl Iterator<Item = i64>) -> Result<Chain, StoreError> {
+    let mut chain = Chain {
+        entries: 0,
+        head: GENESIS.to_owned(),
+        latest: HashMap::new(),
+        wanted: wanted.map(|seq| (seq, String::new())).collect(),
+        broken: None,
+    };
+    store
+        .each_ledger_row(1, |row| {
+            let expected = chain.entries + 1;
+            match link(&row, expected, &chain.head) {
+                Ok(entry) => {
+                    chain.entries = expected;
+                    chain
+                        .latest
+                        .insert(entry.rotation, (row.seq, entry.facts_digest()));
+                    if let Some(h) = chain.wanted.get_mut(&row.seq) {
+                        h.clone_from(&row.hash);
+                    }
+                    chain.head = row.hash;
+                    true
+                }
+                Err(e) => {
+                    chain.broken = Some(e);
+                    false
+                }
+            }
+        })
+        .await?;
+    chain.wanted.retain(|_, h| !h.is_empty());
+    Ok(chain)
+}
+
+/// Checks one stored row as the entry `expected` following `prev`.
+fn link(row: &crate::store::LedgerRow, expected: i64, prev: &str) -> Result<Entry, String> {
+    if row.seq != expected {
+        return Err(format!(
+            "ledger entry {expected} is missing (the next one stored is {}): entries were removed",
+            row.seq
+        ));
+    }
+    let entry = Entry::parse(&row.entry).map_err(|e| format!("ledger entry {expected}: {e}"))?;
+    if entry.seq != row.seq {
+        return Err(format!(
+            "ledger entry {expected} holds entry {}: entries were reordered",
+            entry.seq
+        ));
+    }
+    if entry.prev != prev {
+        return Err(format!(
+            "ledger entry {expected} does not follow entry {}: it names {} as the hash before it, entry {} hashes to {prev}",
+            expected - 1,
+            entry.prev,
+            expected - 1
+        ));
+    }
+    let actual = hash(&row.entry);
+    if actual != row.hash {
+        return Err(format!(
+            "ledger entry {expected} (rotation {}) was changed: it hashes to {actual}, not the {} stored with it",
+            entry.rotation, row.hash
+        ));
+    }
+    if entry.rotation != row.rotation_id {
+        return Err(format!(
+            "ledger entry {expected} is filed under rotation {}, but records rotation {}",
+            row.rotation_id, entry.rotation
+        ));
+    }
+    Ok(entry)
+}
+
+/// The first problem, by rotation id, of the table against the ledger.
+enum Problem {
+    /// A row whose facts differ from its latest entry's.
+    Differs(i64, i64),
+    /// A settled row with no entry.
+    Unentered(i64, String),
+    /// A pending row the ledger says was settled.
+    Unsettled(i64, i64),
+}
+
+/// Compares every row of `rotations` with its latest entry.
+async fn table(
+    store: &Store,
+    mut latest: HashMap<i64, (i64, [u8; 32])>,
+) -> Result<(u64, Option<String>), StoreError> {
+    let mut rows = 0u64;
+    let mut first: Option<Problem> = None;
+    store
+        .each_rotation(|row| {
+            rows += 1;
+            let entered = latest.remove(&row.id);
+            let problem = match (row.status, entered) {
+                (Status::Pending, None) => None,
+                (Status::Pending, Some((seq, _))) => Some(Problem::Unsettled(row.id, seq)),
+                (status, None) => Some(Problem::Unentered(row.id, status.as_str().to_owned())),
+                (_, Some((seq, digest))) => {
+                    (Entry::of(&row, 0, "", "").facts_digest() != digest)
+                        .then_some(Problem::Differs(row.id, seq))
+                }
+            };
+            if problem.is_some() {
+                first = problem;
+                return false;
+            }
+            true
+        })
+        .await?;
+    // Rotations the ledger knows and the table no longer has: deleted.
+    let deleted = latest.into_iter().min_by_key(|(id, _)| *id);
+    let first_id = match &first {
+        Some(Problem::Differs(id, _) | Problem::Unentered(id, _) | Problem::Unsettled(id, _)) => {
+            Some(*id)
+        }
+        None => None,
+    };
+    if let Some((id, (seq, _))) = deleted
+        && first_id.is_none_or(|f| id < f)
+    {
+        let said = entry_at(store, seq).await?;
+        let what = said
+            .map(|e| {
+                format!(
+                    " ({} of group {}, {})",
+                    e.trigger,
+                    e.group,
+                    e.finished.as_deref().unwrap_or(&e.started)
+                )
+            })
+            .unwrap_or_default();
+        return Ok((
+            rows,
+            Some(format!(
+                "rotation {id}{what} is in the ledger (entry {seq}) but not in the rotations table: the row was deleted"
+            )),
+        ));
+    }
+    let message = match first {
+        None => None,
+        Some(Problem::Unentered(id, status)) => Some(format!(
+            "rotation {id} is {status} in the rotations table but has no ledger entry: the row was added or settled outside invite-rotator"
+        )),
+        Some(Problem::Unsettled(id, seq)) => Some(format!(
+            "rotation {id} is pending in the rotations table, but the ledger (entry {seq}) recorded it settled"
+        )),
+        Some(Problem::Differs(id, seq)) => {
+            let said = entry_at(store, seq).await?;
+            let row = store.rotation(id).await?;
+            Some(match (said, row) {
+                (Some(said), Some(row)) => {
+                    match said.first_difference(&Entry::of(&row, 0, "", "")) {
+                        Some((field, ledger, table)) => format!(
+                            "rotation {id}: {field} is {table} in the rotations table, but the ledger (entry {seq}) says {ledger}"
+                        ),
+                        None => format!("rotation {id} changed while it was being verified"),
+                    }
+                }
+                _ => format!("rotation {id} changed while it was being verified"),
+            })
+        }
+    };
+    Ok((rows, message))
+}
+
+async fn entry_at(store: &Store, seq: i64) -> Result<Option<Entry>, StoreError> {
+    Ok(store
+        .ledger_entry(seq)
+        .await?
+        .and_then(|line| Entry::parse(&line).ok()))
+}

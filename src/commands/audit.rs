@@ -1,0 +1,166 @@
+//! `audit keygen`, `audit verify`, `audit export`: the tamper-evident
+//! ledger's commands (see [`crate::audit`]).
+
+use super::{Failure, history_exists, load_config};
+use crate::audit::{AuditKey, PublicKey, bundle, verify as check};
+use crate::config::{Database, Purpose};
+use crate::exit::Exit;
+use crate::store::Store;
+use chrono::{DateTime, Utc};
+use std::path::{Path, PathBuf};
+
+/// `audit keygen --output FILE`: a new key, its public half on stdout.
+pub fn keygen(output: &Path) -> Result<Exit, Failure> {
+    let key = AuditKey::generate().map_err(Failure::Runtime)?;
+    key.write_new(output).map_err(Failure::Runtime)?;
+    let public = key.public_pem().map_err(Failure::Runtime)?;
+    eprintln!(
+        "wrote the signing key to {} (mode 0600); set [audit] signing_key_file to it. Its public key, for `audit verify --public-key`:",
+        output.display()
+    );
+    super::print_bytes(public.as_bytes())
+}
+
+/// What `audit verify` checks.
+#[derive(Debug, Default)]
+pub struct VerifyArgs {
+    /// `--database`.
+    pub database: Option<PathBuf>,
+    /// `--bundle`.
+    pub bundle: Option<PathBuf>,
+    /// `--public-key`.
+    pub public_key: Option<PathBuf>,
+    /// `--checkpoint`.
+    pub checkpoints: Vec<PathBuf>,
+}
+
+/// `audit verify`: exit 0 when the history holds, 1 with the first
+/// discrepancy named.
+pub async fn verify(config_path: &Path, args: VerifyArgs) -> Result<Exit, Failure> {
+    let trusted = args
+        .public_key
+        .as_deref()
+        .map(PublicKey::load)
+        .transpose()
+        .map_err(Failure::NoInput)?;
+    if let Some(path) = &args.bundle {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Failure::NoInput(format!("cannot read {}: {e}", path.display())))?;
+        let Some(trusted) = &trusted else {
+            return Err(Failure::Usage("--bundle needs --public-key".into()));
+        };
+        return Ok(match bundle::verify(&text, trusted) {
+            Ok(b) => {
+                let entries = b
+                    .entries
+                    .map_or("no entries".to_owned(), |(a, z)| format!("entries {a} to {z}"));
+                println!(
+                    "intact: bundle {} holds {entries}, chained, and {} checkpoint(s) signed by the given key cover them",
+                    path.display(),
+                    b.checkpoints
+                );
+                Exit::Success
+            }
+            Err(d) => {
+                println!("NOT INTACT: {}: {d}", path.display());
+                Exit::Failure
+            }
+        });
+    }
+    let mut extra = Vec::new();
+    for file in &args.checkpoints {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| Failure::NoInput(format!("cannot read {}: {e}", file.display())))?;
+        let found = crate::audit::Checkpoint::lines_in(&text);
+        if found.is_empty() {
+            return Err(Failure::NoInput(format!(
+                "{} holds no checkpoint (lines with {{\"at\":…,\"signature\":…}})",
+                file.display()
+            )));
+        }
+        extra.extend(found.into_iter().map(str::to_owned));
+    }
+    let store = open(config_path, args.database.as_deref()).await?;
+    let outcome = check::database(&store, trusted.as_ref(), &extra)
+        .await
+        .map_err(|e| Failure::Runtime(e.to_string()))?;
+    Ok(match outcome {
+        Ok(v) => {
+            let signed = match &v.last_checkpoint {
+                Some((seq, at)) => format!("; the last checkpoint covers entry {seq} (signed {at})"),
+                None => "; no checkpoint (set [audit] signing_key_file to sign the ledger)".to_owned(),
+            };
+            let whose = if trusted.is_some() {
+                "signed by the given key"
+            } else {
+                "signatures whole (give --public-key to check whose)"
+            };
+            println!(
+                "intact: {} ledger entries chained to {}; {} checkpoint(s), {whose}; {} rotations agree with the ledger{signed}",
+                v.entries, v.head, v.checkpoints, v.rotations
+            );
+            Exit::Success
+        }
+        Err(d) => {
+            println!("NOT INTACT: {d}");
+            Exit::Failure
+        }
+    })
+}
+
+/// `audit export --since … --output FILE`.
+pub async fn export(config_path: &Path, since: DateTime<Utc>, out: &Path) -> Result<Exit, Failure> {
+    let config = load_config(config_path, Purpose::Read)?;
+    let Some(key) = config.audit_key.clone() else {
+        return Err(Failure::ConfigLacks(
+            "audit export signs what it exports: set [audit] signing_key_file (audit keygen writes a key)"
+                .into(),
+        ));
+    };
+    let store = Store::connect(&config.database)
+        .await
+        .map_err(|e| Failure::Runtime(e.to_string()))?;
+    match bundle::export(&store, &key, since, out).await {
+        Ok(b) => {
+            let entries = b
+                .entries
+                .map_or("no entries".to_owned(), |(a, z)| format!("entries {a} to {z}"));
+            eprintln!(
+                "wrote {} ({entries}, {} checkpoint(s)); check it with `invite-rotator audit verify --bundle {} --public-key FILE`",
+                out.display(),
+                b.checkpoints,
+                out.display()
+            );
+            Ok(Exit::Success)
+        }
+        Err(bundle::ExportError::Broken(d)) => {
+            println!("NOT INTACT: {d}");
+            eprintln!("error: the history does not verify; nothing was exported or signed");
+            Ok(Exit::Failure)
+        }
+        Err(e) => Err(Failure::Runtime(e.to_string())),
+    }
+}
+
+/// The database to verify: `--database` (read-only, no config), else the
+/// config's.
+async fn open(config_path: &Path, database: Option<&Path>) -> Result<Store, Failure> {
+    let (database, named) = match database {
+        Some(p) => (Database::Sqlite(p.to_owned()), "--database"),
+        None => (
+            load_config(config_path, Purpose::Read)?.database,
+            "database.path",
+        ),
+    };
+    if let Some(path) = database.sqlite_path()
+        && !history_exists(path)?
+    {
+        return Err(Failure::NoInput(format!(
+            "no history database at {} ({named})",
+            path.display()
+        )));
+    }
+    Store::connect_read_only(&database)
+        .await
+        .map_err(|e| Failure::Runtime(e.to_string()))
+}
