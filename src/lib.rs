@@ -37,6 +37,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod emulator;
 pub mod engine;

@@ -99,6 +99,11 @@ impl AuditKey {
             .map_err(|e| format!("cannot encode the public key: {e}"))
     }
 
+    /// The public half, to verify with.
+    pub fn public(&self) -> PublicKey {
+        PublicKey(self.key.verifying_key())
+    }
+
     /// The public key as hex (a checkpoint's `key`).
     pub fn public_hex(&self) -> String {
         hex::encode(self.key.verifying_key().as_bytes())

@@ -54,26 +54,12 @@ pub async fn run(config_path: &Path, args: &HistoryArgs) -> Result<Exit, Failure
             Ok(rows) => write_table(out, &rows).map_err(Trouble::Write),
             Err(e) => Err(Trouble::Read(e)),
         },
-        HistoryFormat::Json => {
-            let mut out = out;
-            store
-                .each_in_history(&query, |r| {
-                    serde_json::to_writer(&mut out, &r)?;
-                    out.write_all(b"\n").map_err(Trouble::Write)
-                })
-                .await
-                .and_then(|()| out.flush().map_err(Trouble::Write))
-        }
-        HistoryFormat::Csv => {
-            let mut csv = csv::Writer::from_writer(out);
-            store
-                .each_in_history(&query, |r| {
-                    csv.serialize(printable_row(r))
-                        .map_err(|e| Trouble::Write(e.into()))
-                })
-                .await
-                .and_then(|()| csv.flush().map_err(Trouble::Write))
-        }
+        HistoryFormat::Json | HistoryFormat::Csv => write_stream(&store, &query, args.format, out)
+            .await
+            .map_err(|e| match e {
+                Streamed::Read(e) => Trouble::Read(e),
+                Streamed::Write(e) => Trouble::Write(e),
+            }),
     };
     match written {
         Ok(()) => Ok(Exit::Success),
@@ -82,6 +68,50 @@ pub async fn run(config_path: &Path, args: &HistoryArgs) -> Result<Exit, Failure
         Err(Trouble::Write(e)) => Err(Failure::Runtime(format!("cannot write the history: {e}"))),
         Err(Trouble::Read(e)) => Err(Failure::Runtime(e.to_string())),
     }
+}
+
+/// Why [`write_stream`] stopped.
+pub(crate) enum Streamed {
+    /// The database failed.
+    Read(StoreError),
+    /// The output failed.
+    Write(std::io::Error),
+}
+
+/// Writes the rows of `query` as `history --format json|csv` prints them
+/// (the console's downloads are these very bytes), streamed.
+pub(crate) async fn write_stream(
+    store: &Store,
+    query: &HistoryQuery,
+    format: HistoryFormat,
+    out: impl Write,
+) -> Result<(), Streamed> {
+    let written = match format {
+        HistoryFormat::Csv => {
+            let mut csv = csv::Writer::from_writer(out);
+            store
+                .each_in_history(query, |r| {
+                    csv.serialize(printable_row(r))
+                        .map_err(|e| Trouble::Write(e.into()))
+                })
+                .await
+                .and_then(|()| csv.flush().map_err(Trouble::Write))
+        }
+        _ => {
+            let mut out = out;
+            store
+                .each_in_history(query, |r| {
+                    serde_json::to_writer(&mut out, &r)?;
+                    out.write_all(b"\n").map_err(Trouble::Write)
+                })
+                .await
+                .and_then(|()| out.flush().map_err(Trouble::Write))
+        }
+    };
+    written.map_err(|e| match e {
+        Trouble::Read(e) => Streamed::Read(e),
+        Trouble::Write(e) => Streamed::Write(e),
+    })
 }
 
 /// The row with every control character in its text shown as U+FFFD (see

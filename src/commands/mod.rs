@@ -8,7 +8,7 @@ mod db;
 mod demo;
 mod emulator;
 mod events;
-mod history;
+pub(crate) mod history;
 mod join;
 mod manpage;
 mod nodes;

@@ -76,6 +76,17 @@ pub async fn run(path: &Path) -> Result<Exit, Failure> {
         }
         None => None,
     };
+    let console = match &config.console {
+        Some(console) => {
+            let listen = console.listen;
+            let listener = listener::bind(listen).await.map_err(|e| {
+                Failure::Runtime(format!("console.listen: cannot listen on {listen}: {e}"))
+            })?;
+            tracing::info!(%listen, "serving the auditors' console");
+            Some(listener)
+        }
+        None => None,
+    };
     let lifecycle = Service {
         systemd: Systemd::from_env(),
         metrics: metrics.as_ref().map(|m| m.0.clone()),
@@ -94,6 +105,7 @@ pub async fn run(path: &Path) -> Result<Exit, Failure> {
         metrics,
         events,
         join,
+        console,
         holds,
     };
     let result = serve(config, store, &lifecycle, shutdown, reload_rx, parts).await;

@@ -39,6 +39,8 @@ pub struct Parts {
     pub events: Option<TcpListener>,
     /// The listener of `[join] listen`.
     pub join: Option<TcpListener>,
+    /// The listener of `[console] listen`.
+    pub console: Option<TcpListener>,
     /// The instances' holds, shared with the engines that reloads build.
     pub holds: Holds,
 }
@@ -66,6 +68,7 @@ pub async fn serve(
         metrics,
         events: events_listener,
         join,
+        console,
         holds,
     } = parts;
     let counters = metrics.as_ref().map(|m| m.0.clone());
@@ -73,14 +76,16 @@ pub async fn serve(
         Engine::build(&config, store.clone(), counters.clone(), holds).map_err(|e| runtime(&e))?;
     let listeners = usize::from(metrics.is_some())
         + usize::from(events_listener.is_some())
-        + usize::from(join.is_some());
+        + usize::from(join.is_some())
+        + usize::from(console.is_some());
     let receiving = events::Receiving {
         engine: engine.clone(),
         listener: events_listener,
         limits: listener::Limits::for_listeners(listeners),
         metrics: counters.clone(),
     };
-    let sidecars = Sidecars::start(&config, &store, metrics, receiving, join);
+    let listening = super::sidecars::Listening { join, console };
+    let sidecars = Sidecars::start(&config, &store, metrics, receiving, listening);
 
     // This node's role: the lease's, on PostgreSQL; always active on SQLite.
     let (keeper_stop, keeper_stopped) = watch::channel(false);

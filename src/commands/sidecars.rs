@@ -45,6 +45,16 @@ pub struct Updater {
     groups: Option<watch::Sender<Arc<[Group]>>>,
     managed: Option<watch::Sender<Arc<Managed>>>,
     join: Option<watch::Sender<Arc<crate::join::Reader>>>,
+    console: Option<watch::Sender<Arc<Config>>>,
+}
+
+/// The listeners of the sidecars that serve pages.
+#[derive(Default)]
+pub struct Listening {
+    /// `[join] listen`'s.
+    pub join: Option<TcpListener>,
+    /// `[console] listen`'s.
+    pub console: Option<TcpListener>,
 }
 
 impl Sidecars {
@@ -55,8 +65,9 @@ impl Sidecars {
         store: &Store,
         metrics: Option<(Metrics, TcpListener)>,
         receiving: Receiving,
-        join: Option<TcpListener>,
+        listening: Listening,
     ) -> Sidecars {
+        let Listening { join, console } = listening;
         let (stop, _) = watch::channel(false);
         let (hooks, _) = watch::channel(Arc::new(settings(config)));
         let mut tasks = JoinSet::new();
@@ -73,6 +84,20 @@ impl Sidecars {
                 }
             });
         }
+        let console = match (console, &config.console) {
+            (Some(listener), Some(settings)) => {
+                let (tx, rx) = watch::channel(Arc::new(config.clone()));
+                let serving =
+                    crate::console::serve(listener, limits, settings.clone(), rx, stopped(&stop));
+                tasks.spawn(async move {
+                    if let Err(e) = serving.await {
+                        tracing::error!(error = %e, "the auditors' console stopped");
+                    }
+                });
+                Some(tx)
+            }
+            _ => None,
+        };
         let received = config.events.as_ref().map(|settings| {
             events::receive(
                 settings,
@@ -107,6 +132,7 @@ impl Sidecars {
                 groups,
                 managed,
                 join: join_reader,
+                console,
             },
             wake,
         }
@@ -232,6 +258,9 @@ impl Updater {
         self.hooks.send_replace(Arc::new(settings(config)));
         if let Some(groups) = &self.groups {
             groups.send_replace(config.groups.clone());
+        }
+        if let Some(console) = &self.console {
+            console.send_replace(Arc::new(config.clone()));
         }
         if let Some(managed) = &self.managed {
             managed.send_replace(Arc::new(Managed::of(config)));

@@ -8,6 +8,7 @@
 mod audit;
 mod backend;
 mod budget;
+mod console;
 mod copy;
 mod daemon;
 mod events;
@@ -21,6 +22,7 @@ mod outside;
 mod prune;
 mod rotations;
 
+pub use console::DeliveryRow;
 pub use copy::Copied;
 pub use events::{CallProgress, EventRotation, EventSource, NewEvent, StoredEvent};
 pub use files::{LockError, preflight};

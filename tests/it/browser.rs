@@ -2,119 +2,15 @@
 //! driven over the DevTools protocol, opens a limited link, clicks Join and
 //! is sent to `https://chat.whatsapp.com/{live code}`; then opens the link
 //! again and is shown the 410 page. Screenshots of both pages go to
-//! `target/screenshots/` (not committed).
-//!
-//! The protocol is spoken directly over a WebSocket (tokio-tungstenite, a
-//! dependency already): the handful of commands used here did not justify
-//! a browser-driving crate and its dependency tree in the test build.
+//! `target/screenshots/` (not committed). The browser is [`crate::cdp`]'s.
 
+use crate::cdp::launch;
 use crate::common::{Setup, Tuning, real_part, spawn_app};
 use crate::events::free_port;
 use base64::Engine;
-use futures_util::{SinkExt, StreamExt};
 use invite_rotator::emulator::EmulatorOptions;
-use serde_json::{Value, json};
-use std::collections::VecDeque;
+use serde_json::json;
 use std::time::Duration;
-use tokio_tungstenite::tungstenite::Message;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// A DevTools session on one page.
-struct Cdp {
-    socket: Socket,
-    next: u64,
-    session: Option<String>,
-    events: VecDeque<Value>,
-}
-
-impl Cdp {
-    async fn call(&mut self, method: &str, params: Value) -> Value {
-        self.next += 1;
-        let mut message = json!({"id": self.next, "method": method, "params": params});
-        if let Some(session) = &self.session {
-            message["sessionId"] = json!(session);
-        }
-        self.socket
-            .send(Message::text(message.to_string()))
-            .await
-            .expect("sent to the browser");
-        loop {
-            let m = self.read().await;
-            if m["id"] == json!(self.next) {
-                assert!(m.get("error").is_none(), "{method}: {m}");
-                return m["result"].clone();
-            }
-            self.events.push_back(m);
-        }
-    }
-
-    async fn event(&mut self, method: &str) -> Value {
-        if let Some(i) = self.events.iter().position(|e| e["method"] == method) {
-            return self.events.remove(i).unwrap_or_default();
-        }
-        loop {
-            let m = self.read().await;
-            if m["method"] == method {
-                return m;
-            }
-            self.events.push_back(m);
-        }
-    }
-
-    async fn read(&mut self) -> Value {
-        loop {
-            match self.socket.next().await {
-                Some(Ok(Message::Text(text))) => {
-                    return serde_json::from_str(&text).expect("the browser speaks JSON");
-                }
-                Some(Ok(_)) => {}
-                other => panic!("the browser went away: {other:?}"),
-            }
-        }
-    }
-
-    async fn open(&mut self, url: &str) {
-        self.events.clear();
-        self.call("Page.navigate", json!({ "url": url })).await;
-        // Loaded: this URL, complete (an earlier page's load event may
-        // still be on its way).
-        let done = format!("{url}|complete");
-        loop {
-            let r = self
-                .call(
-                    "Runtime.evaluate",
-                    json!({"expression": "location.href + '|' + document.readyState", "returnByValue": true}),
-                )
-                .await;
-            if r["result"]["value"].as_str() == Some(done.as_str()) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn screenshot(&mut self, name: &str) {
-        let shot = self.call("Page.captureScreenshot", json!({})).await;
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(shot["data"].as_str().unwrap_or_default())
-            .expect("a PNG");
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(name), png).unwrap();
-    }
-
-    async fn text(&mut self) -> String {
-        let r = self
-            .call(
-                "Runtime.evaluate",
-                json!({"expression": "document.body.innerText", "returnByValue": true}),
-            )
-            .await;
-        r["result"]["value"].as_str().unwrap_or_default().to_owned()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_clicks_join_and_lands_on_the_live_invite_then_sees_the_gone_page() {
@@ -161,56 +57,9 @@ async fn a_browser_clicks_join_and_lands_on_the_live_invite_then_sees_the_gone_p
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // The browser, headless, its DevTools on a port it chooses.
-    let profile = tempfile::tempdir().unwrap();
-    let mut browser = tokio::process::Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--remote-debugging-port=0",
-            "--window-size=412,915",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg("about:blank")
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("chromium starts");
-    let stderr = browser.stderr.take().unwrap();
+    let mut browser = launch(&chromium, 412, 915).await;
     let result = tokio::time::timeout(Duration::from_secs(60), async {
-        use tokio::io::AsyncBufReadExt;
-        let mut lines = tokio::io::BufReader::new(stderr).lines();
-        let mut endpoint = None;
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(url) = line.split("DevTools listening on ").nth(1) {
-                endpoint = Some(url.trim().to_owned());
-                break;
-            }
-        }
-        let endpoint = endpoint.expect("chromium prints its DevTools endpoint");
-        let (socket, _) = tokio_tungstenite::connect_async(endpoint.as_str())
-            .await
-            .expect("DevTools connects");
-        let mut cdp = Cdp {
-            socket,
-            next: 0,
-            session: None,
-            events: VecDeque::new(),
-        };
-        let target = cdp
-            .call("Target.createTarget", json!({"url": "about:blank"}))
-            .await;
-        let attached = cdp
-            .call(
-                "Target.attachToTarget",
-                json!({"targetId": target["targetId"], "flatten": true}),
-            )
-            .await;
-        cdp.session = attached["sessionId"].as_str().map(str::to_owned);
-        cdp.call("Page.enable", json!({})).await;
+        let cdp = &mut browser.cdp;
         // WhatsApp itself is not reached: the request is caught and answered.
         cdp.call(
             "Fetch.enable",
@@ -261,6 +110,6 @@ async fn a_browser_clicks_join_and_lands_on_the_live_invite_then_sees_the_gone_p
         cdp.screenshot("gone-page.png").await;
     })
     .await;
-    let _ = browser.kill().await;
+    let _ = browser.process.kill().await;
     result.expect("the browser session took under a minute");
 }

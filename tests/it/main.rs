@@ -6,9 +6,11 @@ mod common;
 
 mod backends;
 mod browser;
+mod cdp;
 mod cli;
 mod client;
 mod config_errors;
+mod console;
 mod crash;
 mod daemon;
 mod disconnected;
