@@ -57,7 +57,9 @@ pub async fn export(
     let signed = key
         .sign(head, &head_hash, &crate::store::timestamp_text(now))
         .map_err(ExportError::Io)?;
-    store.record_checkpoint(head, &head_hash, now, &signed).await?;
+    store
+        .record_checkpoint(head, &head_hash, now, &signed)
+        .await?;
     let first = store.ledger_seq_since(since).await?.unwrap_or(head + 1);
     let io = |e: std::io::Error| ExportError::Io(format!("cannot write {}: {e}", out.display()));
     let file = {
@@ -137,7 +139,10 @@ pub fn verify(text: &str, trusted: &PublicKey) -> Result<Bundle, Discrepancy> {
                 if entry.seq != seq + 1 {
                     return fail(
                         n,
-                        format!("entry {} follows entry {seq}: entries are missing", entry.seq),
+                        format!(
+                            "entry {} follows entry {seq}: entries are missing",
+                            entry.seq
+                        ),
                     );
                 }
                 if &entry.prev != h {

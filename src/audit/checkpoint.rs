@@ -168,7 +168,8 @@ impl Checkpoint {
                     .ok()
                     .and_then(|b| b.try_into().ok())
                     .ok_or("its key is not an Ed25519 public key")?;
-                VerifyingKey::from_bytes(&bytes).map_err(|_| "its key is not an Ed25519 public key")?
+                VerifyingKey::from_bytes(&bytes)
+                    .map_err(|_| "its key is not an Ed25519 public key")?
             }
         };
         let signature: [u8; 64] = cp
@@ -215,7 +216,9 @@ mod tests {
     #[test]
     fn a_signed_checkpoint_verifies_and_any_change_breaks_it() {
         let key = AuditKey::generate().unwrap();
-        let line = key.sign(5, &"ab".repeat(32), "2026-12-01T00:00:00.000Z").unwrap();
+        let line = key
+            .sign(5, &"ab".repeat(32), "2026-12-01T00:00:00.000Z")
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let public = dir.path().join("pub.pem");
         std::fs::write(&public, key.public_pem().unwrap()).unwrap();
@@ -224,7 +227,9 @@ mod tests {
         assert_eq!((cp.seq, cp.hash.as_str()), (5, "ab".repeat(32).as_str()));
         assert!(Checkpoint::verify(&line.replace("\"seq\":5", "\"seq\":6"), None).is_err());
         let other = AuditKey::generate().unwrap();
-        let forged = other.sign(5, &"ab".repeat(32), "2026-12-01T00:00:00.000Z").unwrap();
+        let forged = other
+            .sign(5, &"ab".repeat(32), "2026-12-01T00:00:00.000Z")
+            .unwrap();
         assert!(Checkpoint::verify(&forged, None).is_ok());
         assert!(Checkpoint::verify(&forged, Some(&trusted)).is_err());
         let journal = format!("Dec 01 invite-rotator[1]: audit checkpoint {line}\nother\n");

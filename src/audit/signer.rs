@@ -135,8 +135,9 @@ impl Signer {
                     prev = row.hash;
                     return true;
                 }
-                let ok = Entry::parse(&row.entry)
-                    .is_ok_and(|e| e.prev == prev && e.seq == row.seq && hash(&row.entry) == row.hash);
+                let ok = Entry::parse(&row.entry).is_ok_and(|e| {
+                    e.prev == prev && e.seq == row.seq && hash(&row.entry) == row.hash
+                });
                 if !ok {
                     broken = Some(format!(
                         "ledger entry {} does not chain on from the last checkpoint",

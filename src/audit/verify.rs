@@ -224,10 +224,8 @@ async fn table(
                 (Status::Pending, None) => None,
                 (Status::Pending, Some((seq, _))) => Some(Problem::Unsettled(row.id, seq)),
                 (status, None) => Some(Problem::Unentered(row.id, status.as_str().to_owned())),
-                (_, Some((seq, digest))) => {
-                    (Entry::of(&row, 0, "", "").facts_digest() != digest)
-                        .then_some(Problem::Differs(row.id, seq))
-                }
+                (_, Some((seq, digest))) => (Entry::of(&row, 0, "", "").facts_digest() != digest)
+                    .then_some(Problem::Differs(row.id, seq)),
             };
             if problem.is_some() {
                 first = problem;

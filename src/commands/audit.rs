@@ -51,9 +51,9 @@ pub async fn verify(config_path: &Path, args: VerifyArgs) -> Result<Exit, Failur
         };
         return Ok(match bundle::verify(&text, trusted) {
             Ok(b) => {
-                let entries = b
-                    .entries
-                    .map_or("no entries".to_owned(), |(a, z)| format!("entries {a} to {z}"));
+                let entries = b.entries.map_or("no entries".to_owned(), |(a, z)| {
+                    format!("entries {a} to {z}")
+                });
                 println!(
                     "intact: bundle {} holds {entries}, chained, and {} checkpoint(s) signed by the given key cover them",
                     path.display(),
@@ -87,8 +87,12 @@ pub async fn verify(config_path: &Path, args: VerifyArgs) -> Result<Exit, Failur
     Ok(match outcome {
         Ok(v) => {
             let signed = match &v.last_checkpoint {
-                Some((seq, at)) => format!("; the last checkpoint covers entry {seq} (signed {at})"),
-                None => "; no checkpoint (set [audit] signing_key_file to sign the ledger)".to_owned(),
+                Some((seq, at)) => {
+                    format!("; the last checkpoint covers entry {seq} (signed {at})")
+                }
+                None => {
+                    "; no checkpoint (set [audit] signing_key_file to sign the ledger)".to_owned()
+                }
             };
             let whose = if trusted.is_some() {
                 "signed by the given key"
@@ -122,9 +126,9 @@ pub async fn export(config_path: &Path, since: DateTime<Utc>, out: &Path) -> Res
         .map_err(|e| Failure::Runtime(e.to_string()))?;
     match bundle::export(&store, &key, since, out).await {
         Ok(b) => {
-            let entries = b
-                .entries
-                .map_or("no entries".to_owned(), |(a, z)| format!("entries {a} to {z}"));
+            let entries = b.entries.map_or("no entries".to_owned(), |(a, z)| {
+                format!("entries {a} to {z}")
+            });
             eprintln!(
                 "wrote {} ({entries}, {} checkpoint(s)); check it with `invite-rotator audit verify --bundle {} --public-key FILE`",
                 out.display(),

@@ -51,9 +51,8 @@ pub(super) async fn guard(
 ) -> Response {
     let signing_in = request.uri().path() == "/signin";
     let method = request.method().clone();
-    let allowed = method == Method::GET
-        || method == Method::HEAD
-        || (method == Method::POST && signing_in);
+    let allowed =
+        method == Method::GET || method == Method::HEAD || (method == Method::POST && signing_in);
     let mut response = if !allowed {
         let mut r = (StatusCode::METHOD_NOT_ALLOWED, "read-only: GET only\n").into_response();
         r.headers_mut()
@@ -125,7 +124,10 @@ pub(super) async fn sign_in(
     match HeaderValue::from_str(&cookie) {
         Ok(cookie) => (
             StatusCode::SEE_OTHER,
-            [(header::LOCATION, HeaderValue::from_static("/")), (header::SET_COOKIE, cookie)],
+            [
+                (header::LOCATION, HeaderValue::from_static("/")),
+                (header::SET_COOKIE, cookie),
+            ],
         )
             .into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),

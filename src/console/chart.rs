@@ -25,7 +25,11 @@ pub fn svg(counts: &[(String, String, i64)], today: DateTime<Utc>) -> String {
     }
     let days: Vec<String> = (0..DAYS)
         .rev()
-        .map(|back| (today - Duration::days(back)).format("%Y-%m-%d").to_string())
+        .map(|back| {
+            (today - Duration::days(back))
+                .format("%Y-%m-%d")
+                .to_string()
+        })
         .collect();
     let total = |day: &str| -> i64 {
         SERIES

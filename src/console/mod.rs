@@ -110,7 +110,11 @@ pub async fn serve(
 async fn keep_fresh(console: Arc<Console>, verifier: Store, mut stopped: watch::Receiver<bool>) {
     let mut last_verify: Option<tokio::time::Instant> = None;
     loop {
-        match console.store.rotations_per_day(Utc::now() - chrono::Duration::days(chart::DAYS)).await {
+        match console
+            .store
+            .rotations_per_day(Utc::now() - chrono::Duration::days(chart::DAYS))
+            .await
+        {
             Ok(counts) => {
                 let svg = chart::svg(&counts, Utc::now());
                 let mut cache = console.cache.write().unwrap_or_else(|p| p.into_inner());

@@ -26,7 +26,11 @@ fn render(page: &impl Template) -> Response {
         Ok(html) => Html(html).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "console: a page failed to render");
-            (StatusCode::INTERNAL_SERVER_ERROR, "the page failed to render\n").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page failed to render\n",
+            )
+                .into_response()
         }
     }
 }
@@ -61,11 +65,17 @@ pub(super) struct RowView {
 /// The rows, newest first, with each group's live code hidden and, for
 /// each issued code, until when it lived (the next newer rotation of its
 /// group on the page that ended it).
-async fn views(console: &Console, rows: &[Rotation]) -> Result<Vec<RowView>, crate::store::StoreError> {
+async fn views(
+    console: &Console,
+    rows: &[Rotation],
+) -> Result<Vec<RowView>, crate::store::StoreError> {
     let mut live: HashMap<&str, Option<String>> = HashMap::new();
     for r in rows {
         if !live.contains_key(r.group_name.as_str()) {
-            live.insert(&r.group_name, console.store.live_code_of(&r.group_name).await?);
+            live.insert(
+                &r.group_name,
+                console.store.live_code_of(&r.group_name).await?,
+            );
         }
     }
     let mut replaced_at: HashMap<&str, String> = HashMap::new();
@@ -82,7 +92,10 @@ async fn views(console: &Console, rows: &[Rotation]) -> Result<Vec<RowView>, cra
         if r.new_invite_code.is_some() {
             replaced_at.insert(
                 &r.group_name,
-                r.finished_at.as_ref().map(ToString::to_string).unwrap_or_default(),
+                r.finished_at
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
             );
         }
         out.push(RowView {
@@ -146,10 +159,19 @@ pub(super) async fn groups(State(console): Shared) -> Response {
             GroupView {
                 name: g.name.clone(),
                 link: link(&g.name),
-                last: h.last.map(|l| stamp(l.started_at)).unwrap_or_else(|| "never".into()),
+                last: h
+                    .last
+                    .map(|l| stamp(l.started_at))
+                    .unwrap_or_else(|| "never".into()),
                 last_status: h.last.map(|l| l.status.to_string()).unwrap_or_default(),
-                last_success: h.last_success_at.map(stamp).unwrap_or_else(|| "never".into()),
-                next: h.next.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)).unwrap_or_else(|| "never".into()),
+                last_success: h
+                    .last_success_at
+                    .map(stamp)
+                    .unwrap_or_else(|| "never".into()),
+                next: h
+                    .next
+                    .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+                    .unwrap_or_else(|| "never".into()),
                 overdue: h.overdue,
                 failing: h.failing,
             }
@@ -157,7 +179,10 @@ pub(super) async fn groups(State(console): Shared) -> Response {
         .collect();
     let (chart, chart_at) = {
         let cache = console.cache.read().unwrap_or_else(|p| p.into_inner());
-        (cache.chart.clone(), cache.chart_at.map(stamp).unwrap_or_default())
+        (
+            cache.chart.clone(),
+            cache.chart_at.map(stamp).unwrap_or_default(),
+        )
     };
     render(&GroupsPage {
         nav: "groups",
@@ -216,7 +241,9 @@ pub(super) async fn group(State(console): Shared, Query(q): Query<GroupQuery>) -
     } else {
         None
     };
-    let older = (rows.len() as u64 == PAGE).then(|| rows.last().map(|r| r.id)).flatten();
+    let older = (rows.len() as u64 == PAGE)
+        .then(|| rows.last().map(|r| r.id))
+        .flatten();
     let rows = match views(&console, &rows).await {
         Ok(v) => v,
         Err(e) => return failed(&e),
@@ -261,7 +288,10 @@ impl Filters {
         };
         let limit = match self.limit.as_str() {
             "" => None,
-            l => Some(l.parse::<u64>().map_err(|_| format!("{l:?} is not a number of rows"))?),
+            l => Some(
+                l.parse::<u64>()
+                    .map_err(|_| format!("{l:?} is not a number of rows"))?,
+            ),
         };
         Ok(HistoryQuery {
             group: (!self.group.is_empty()).then(|| self.group.clone()),
@@ -308,7 +338,9 @@ pub(super) async fn history(State(console): Shared, Query(f): Query<Filters>) ->
                 Ok(r) => r,
                 Err(e) => return failed(&e),
             };
-            let older = (rows.len() as u64 == page).then(|| rows.last().map(|r| r.id)).flatten();
+            let older = (rows.len() as u64 == page)
+                .then(|| rows.last().map(|r| r.id))
+                .flatten();
             match views(&console, &rows).await {
                 Ok(v) => (v, older, None),
                 Err(e) => return failed(&e),
@@ -347,7 +379,10 @@ async fn download(console: &Console, f: &Filters, format: HistoryFormat) -> Resp
     {
         return failed(&e);
     }
-    tracing::info!(rows = body.iter().filter(|b| **b == b'\n').count(), "console: the history was downloaded");
+    tracing::info!(
+        rows = body.iter().filter(|b| **b == b'\n').count(),
+        "console: the history was downloaded"
+    );
     let (kind, name) = match format {
         HistoryFormat::Csv => ("text/csv; charset=utf-8", "history.csv"),
         _ => ("application/x-ndjson", "history.jsonl"),
@@ -355,7 +390,10 @@ async fn download(console: &Console, f: &Filters, format: HistoryFormat) -> Resp
     (
         [
             (header::CONTENT_TYPE, kind.to_owned()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
         ],
         body,
     )
@@ -496,21 +534,42 @@ struct LedgerPage {
 /// `/ledger`: its head, the last checkpoint, the last verification.
 pub(super) async fn ledger(State(console): Shared) -> Response {
     let key = console.config.borrow().audit_key.clone();
-    let (head, last) = match (console.store.ledger_head().await, console.store.last_checkpoint().await) {
+    let (head, last) = match (
+        console.store.ledger_head().await,
+        console.store.last_checkpoint().await,
+    ) {
         (Ok(h), Ok(l)) => (h, l),
         (Err(e), _) | (_, Err(e)) => return failed(&e),
     };
     let (entries, head) = head.unwrap_or((0, crate::audit::entry::GENESIS.to_owned()));
-    let checkpoint = match last.and_then(|(_, line)| crate::audit::Checkpoint::verify(&line, None).ok()) {
-        Some(cp) => format!("covers entry {} (hash {}…), signed {} by key {}…", cp.seq, &cp.hash[..16.min(cp.hash.len())], cp.at, &cp.key[..16.min(cp.key.len())]),
-        None => "none yet".into(),
-    };
+    let checkpoint =
+        match last.and_then(|(_, line)| crate::audit::Checkpoint::verify(&line, None).ok()) {
+            Some(cp) => format!(
+                "covers entry {} (hash {}…), signed {} by key {}…",
+                cp.seq,
+                &cp.hash[..16.min(cp.hash.len())],
+                cp.at,
+                &cp.key[..16.min(cp.key.len())]
+            ),
+            None => "none yet".into(),
+        };
     let (verified_ok, verified_state, verified) = {
         let cache = console.cache.read().unwrap_or_else(|p| p.into_inner());
         match &cache.verified {
             None => (false, "not yet verified".to_owned(), String::new()),
-            Some((at, Ok(summary))) => (true, String::new(), format!("{summary}; verified {}", at.to_rfc3339_opts(SecondsFormat::Secs, true))),
-            Some((at, Err(d))) => (false, format!("NOT INTACT: {d}"), format!("verified {}", at.to_rfc3339_opts(SecondsFormat::Secs, true))),
+            Some((at, Ok(summary))) => (
+                true,
+                String::new(),
+                format!(
+                    "{summary}; verified {}",
+                    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+                ),
+            ),
+            Some((at, Err(d))) => (
+                false,
+                format!("NOT INTACT: {d}"),
+                format!("verified {}", at.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            ),
         }
     };
     render(&LedgerPage {

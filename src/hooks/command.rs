@@ -40,7 +40,11 @@ pub(super) async fn run(
 
 /// Runs `argv` with the variables `vars` (each as `INVITE_ROTATOR_{name}`)
 /// and nothing else of the daemon's environment.
-pub(super) async fn run_with(argv: &[String], timeout: Duration, vars: &[(&str, String)]) -> Outcome {
+pub(super) async fn run_with(
+    argv: &[String],
+    timeout: Duration,
+    vars: &[(&str, String)],
+) -> Outcome {
     let Some((program, args)) = argv.split_first() else {
         return failed(None, "empty command".into(), None);
     };

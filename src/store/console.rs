@@ -2,7 +2,10 @@
 //! rotations by keyset, rotations per day by result, the hook deliveries.
 //! SQL only; each read is an index seek bounded by its page size.
 
-use super::{HistoryQuery, Rotation, Stamp, Store, StoreError, rotation_columns, run, select_rotation, timestamp};
+use super::{
+    HistoryQuery, Rotation, Stamp, Store, StoreError, rotation_columns, run, select_rotation,
+    timestamp,
+};
 use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
 
@@ -74,19 +77,24 @@ impl Store {
                 "SELECT substr(started_at, 1, 10) AS day, status, COUNT(*)
                  FROM rotations WHERE started_at >= $1 GROUP BY day, status"
             };
-            sqlx::query_as(sql).bind(timestamp(since)).fetch_all(c).await
+            sqlx::query_as(sql)
+                .bind(timestamp(since))
+                .fetch_all(c)
+                .await
         })
     }
 
     /// The newest `limit` hook deliveries, newest first.
     pub async fn recent_deliveries(&self, limit: u32) -> Result<Vec<DeliveryRow>, StoreError> {
-        run!(self, |c, _pg| sqlx::query_as(
+        run!(self, |c, _pg| {
+            sqlx::query_as(
             "SELECT hook_name, rotation_id, status, state, attempts, created_at, last_result, last_error
              FROM hook_deliveries ORDER BY id DESC LIMIT $1"
         )
         .bind(i64::from(limit))
         .fetch_all(c)
-        .await)
+        .await
+        })
     }
 
     /// The live code of the group `name`: the newest code issued to it.

@@ -79,17 +79,20 @@ impl Store {
     pub async fn backfill_ledger(&self) -> Result<u64, StoreError> {
         run!(self, |c, pg| {
             let mut tx = c.begin().await?;
-            let first = sqlx::query("UPDATE ledger_start SET backfilled = 1 WHERE id = 1 AND backfilled = 0")
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            let first = sqlx::query(
+                "UPDATE ledger_start SET backfilled = 1 WHERE id = 1 AND backfilled = 0",
+            )
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
             if first == 0 {
                 return Ok(0);
             }
-            let ids: Vec<i64> =
-                sqlx::query_scalar("SELECT id FROM rotations WHERE status != 'pending' ORDER BY id")
-                    .fetch_all(&mut *tx)
-                    .await?;
+            let ids: Vec<i64> = sqlx::query_scalar(
+                "SELECT id FROM rotations WHERE status != 'pending' ORDER BY id",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
             append_ledger!(tx, pg, &ids).await?;
             tx.commit().await?;
             Ok(ids.len() as u64)
@@ -127,9 +130,11 @@ impl Store {
 
     /// The stored checkpoints' lines, oldest first.
     pub async fn checkpoint_lines(&self) -> Result<Vec<String>, StoreError> {
-        run!(self, |c, _pg| sqlx::query_scalar("SELECT line FROM checkpoints ORDER BY id")
-            .fetch_all(c)
-            .await)
+        run!(self, |c, _pg| sqlx::query_scalar(
+            "SELECT line FROM checkpoints ORDER BY id"
+        )
+        .fetch_all(c)
+        .await)
     }
 
     /// The last stored checkpoint: when it was signed and its line.
@@ -182,10 +187,12 @@ impl Store {
 
     /// The ledger entry `seq`'s line.
     pub async fn ledger_entry(&self, seq: i64) -> Result<Option<String>, StoreError> {
-        run!(self, |c, _pg| sqlx::query_scalar("SELECT entry FROM ledger WHERE seq = $1")
-            .bind(seq)
-            .fetch_optional(c)
-            .await)
+        run!(self, |c, _pg| sqlx::query_scalar(
+            "SELECT entry FROM ledger WHERE seq = $1"
+        )
+        .bind(seq)
+        .fetch_optional(c)
+        .await)
     }
 
     /// The first entry appended at or after `since`.

@@ -110,7 +110,6 @@ impl Cdp {
     }
 }
 
-
 /// A running headless Chromium and a DevTools session on a fresh page.
 pub struct Browser {
     pub cdp: Cdp,

@@ -63,19 +63,43 @@ async fn beyond_loopback_nothing_shows_without_the_token_and_only_get_is_served(
     // The API client's settings: no redirect followed.
     let http = client();
     wait_up(&http, &base).await;
-    for path in ["/", "/history", "/history.csv", "/ledger", "/group?name=group-0&reveal=1"] {
+    for path in [
+        "/",
+        "/history",
+        "/history.csv",
+        "/ledger",
+        "/group?name=group-0&reveal=1",
+    ] {
         let r = http.get(format!("{base}{path}")).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
         let body = r.text().await.unwrap();
-        assert!(body.contains("Console token") && !body.contains("group-0"), "{path}: {body}");
+        assert!(
+            body.contains("Console token") && !body.contains("group-0"),
+            "{path}: {body}"
+        );
     }
     // A wrong token, then the right one.
-    let r = http.post(format!("{base}/signin")).header("content-type", "application/x-www-form-urlencoded").body("token=wrong-token-0000000").send().await.unwrap();
+    let r = http
+        .post(format!("{base}/signin"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("token=wrong-token-0000000")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = http.post(format!("{base}/signin")).header("content-type", "application/x-www-form-urlencoded").body(format!("token={TOKEN_TEXT}")).send().await.unwrap();
+    let r = http
+        .post(format!("{base}/signin"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={TOKEN_TEXT}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     assert!(!cookie.contains(TOKEN_TEXT), "the cookie is not the token");
     let session = cookie.split(';').next().unwrap().to_owned();
     let live: Vec<String> = app
@@ -83,27 +107,64 @@ async fn beyond_loopback_nothing_shows_without_the_token_and_only_get_is_served(
         .iter()
         .map(|g| app.emulator.code_chain(&g.jid).last().unwrap().clone())
         .collect();
-    for path in ["/", "/history", "/failures", "/events", "/ledger", "/group?name=group-0"] {
-        let r = http.get(format!("{base}{path}")).header("cookie", &session).send().await.unwrap();
+    for path in [
+        "/",
+        "/history",
+        "/failures",
+        "/events",
+        "/ledger",
+        "/group?name=group-0",
+    ] {
+        let r = http
+            .get(format!("{base}{path}"))
+            .header("cookie", &session)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{path}");
-        let csp = r.headers()["content-security-policy"].to_str().unwrap().to_owned();
+        let csp = r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         assert!(csp.contains("default-src 'none'"), "{csp}");
         let body = r.text().await.unwrap();
-        assert!(!body.contains(TOKEN_TEXT) && !body.contains(crate::common::TOKEN), "{path} leaks a token");
+        assert!(
+            !body.contains(TOKEN_TEXT) && !body.contains(crate::common::TOKEN),
+            "{path} leaks a token"
+        );
         for code in &live {
-            assert!(!body.contains(code.as_str()), "{path} shows a live code unasked");
+            assert!(
+                !body.contains(code.as_str()),
+                "{path} shows a live code unasked"
+            );
         }
     }
-    let r = http.get(format!("{base}/group?name=group-0&reveal=1")).header("cookie", &session).send().await.unwrap();
-    assert!(r.text().await.unwrap().contains(live[0].as_str()), "asked for, it shows");
+    let r = http
+        .get(format!("{base}/group?name=group-0&reveal=1"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.text().await.unwrap().contains(live[0].as_str()),
+        "asked for, it shows"
+    );
     // Nothing but GET (and the sign-in's POST), signed in or not.
     for method in ["POST", "PUT", "DELETE", "PATCH"] {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let r = http.request(m, format!("{base}/history")).header("cookie", &session).send().await.unwrap();
+        let r = http
+            .request(m, format!("{base}/history"))
+            .header("cookie", &session)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
     }
     let log = std::fs::read_to_string(app.daemon_log()).unwrap_or_default();
-    assert!(log.contains("console: the live code was shown"), "the showing is logged");
+    assert!(
+        log.contains("console: the live code was shown"),
+        "the showing is logged"
+    );
     assert!(!log.contains(TOKEN_TEXT));
 }
 
@@ -118,7 +179,12 @@ async fn a_browser_reads_every_page_follows_the_links_and_downloads_the_csv() {
     wait_up(&client(), &base).await;
     let csv = app.run(&["history", "--format", "csv"]).await;
     assert_eq!(csv.status.code(), Some(0));
-    let live = app.emulator.code_chain(&app.groups[0].jid).last().unwrap().clone();
+    let live = app
+        .emulator
+        .code_chain(&app.groups[0].jid)
+        .last()
+        .unwrap()
+        .clone();
 
     let mut browser = launch(&chromium, 1280, 800).await;
     let result = tokio::time::timeout(Duration::from_secs(90), async {
@@ -201,7 +267,10 @@ async fn a_browser_reads_every_page_follows_the_links_and_downloads_the_csv() {
 
 async fn eval(cdp: &mut crate::cdp::Cdp, expression: &str) -> serde_json::Value {
     let r = cdp
-        .call("Runtime.evaluate", json!({"expression": expression, "returnByValue": true}))
+        .call(
+            "Runtime.evaluate",
+            json!({"expression": expression, "returnByValue": true}),
+        )
         .await;
     r["result"]["value"].clone()
 }

@@ -102,7 +102,14 @@ async fn every_tampering_is_named_and_the_script_agrees() {
     // A checkpoint of entries 1..9 (export signs the head), then three more.
     let bundle_path = app.dir.path().join("bundle.jsonl");
     let out = app
-        .run(&["audit", "export", "--since", "1d", "--output", bundle_path.to_str().unwrap()])
+        .run(&[
+            "audit",
+            "export",
+            "--since",
+            "1d",
+            "--output",
+            bundle_path.to_str().unwrap(),
+        ])
         .await;
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let out = app.run(&["rotate", "--all"]).await;
@@ -118,7 +125,11 @@ async fn every_tampering_is_named_and_the_script_agrees() {
             "UPDATE rotations SET new_invite_code = 'TamperedCodeAAAAAAAAAA' WHERE id = 4;",
             "rotation 4: new_code",
         ),
-        ("deleted", "DELETE FROM rotations WHERE id = 5;", "rotation 5"),
+        (
+            "deleted",
+            "DELETE FROM rotations WHERE id = 5;",
+            "rotation 5",
+        ),
         (
             "reordered",
             "UPDATE rotations SET id = -2 WHERE id = 2; UPDATE rotations SET id = 2 WHERE id = 3;
@@ -151,13 +162,19 @@ async fn every_tampering_is_named_and_the_script_agrees() {
         assert_eq!(ours.status.code(), Some(1), "{name}: {ours:?}");
         assert!(said.contains(named), "{name}: {said}");
         if let Some(theirs) = theirs {
-            assert_eq!(theirs.status.code(), Some(1), "the script on {name}: {theirs:?}");
+            assert_eq!(
+                theirs.status.code(),
+                Some(1),
+                "the script on {name}: {theirs:?}"
+            );
         }
     }
     // The code edit names what the ledger says.
     let db = app.dir.path().join("code.db");
     let (ours, _) = both_verdicts(&app, &db, &public).await;
-    assert!(String::from_utf8_lossy(&ours.stdout).contains("\"TamperedCodeAAAAAAAAAA\" in the rotations table, but the ledger (entry 4) says \""));
+    assert!(String::from_utf8_lossy(&ours.stdout).contains(
+        "\"TamperedCodeAAAAAAAAAA\" in the rotations table, but the ledger (entry 4) says \""
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,10 +186,18 @@ async fn a_bundle_verifies_offline_and_any_changed_byte_fails_it() {
     }
     let path = app.dir.path().join("bundle.jsonl");
     let out = app
-        .run(&["audit", "export", "--since", "1h", "--output", path.to_str().unwrap()])
+        .run(&[
+            "audit",
+            "export",
+            "--since",
+            "1h",
+            "--output",
+            path.to_str().unwrap(),
+        ])
         .await;
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600, "a bundle holds codes");
     // Offline: the database goes away first.
     std::fs::remove_file(&app.db_path).unwrap();
@@ -186,8 +211,7 @@ async fn a_bundle_verifies_offline_and_any_changed_byte_fails_it() {
     for i in 0..text.len() {
         let mut changed = text.clone();
         changed[i] ^= 0x01;
-        let broken = String::from_utf8(changed)
-            .map_or(true, |t| bundle::verify(&t, &key).is_err());
+        let broken = String::from_utf8(changed).map_or(true, |t| bundle::verify(&t, &key).is_err());
         assert!(broken, "changing byte {i} went unnoticed");
     }
     // And through the binary and the script, a few of them.
@@ -215,7 +239,11 @@ async fn a_bundle_verifies_offline_and_any_changed_byte_fails_it() {
             .args(["--public-key", public.to_str().unwrap()])
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(0), "the script on the bundle: {out:?}");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "the script on the bundle: {out:?}"
+        );
     }
     // Another key's bundle does not pass for this one.
     let other = app.dir.path().join("other.key");
@@ -223,7 +251,14 @@ async fn a_bundle_verifies_offline_and_any_changed_byte_fails_it() {
     let other_pub = app.dir.path().join("other.pub");
     std::fs::write(&other_pub, &out.stdout).unwrap();
     let out = app
-        .run(&["audit", "verify", "--bundle", path.to_str().unwrap(), "--public-key", other_pub.to_str().unwrap()])
+        .run(&[
+            "audit",
+            "verify",
+            "--bundle",
+            path.to_str().unwrap(),
+            "--public-key",
+            other_pub.to_str().unwrap(),
+        ])
         .await;
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }

@@ -32,7 +32,12 @@ impl Validator<'_> {
             Some(file) => {
                 let path = self.secret_file_path(file.get_ref());
                 match read_secret_file(&path).map(|t| Token::new(&t)) {
-                    Ok(t) if t.expose().len() >= 16 && t.expose().bytes().all(|b| b.is_ascii_graphic()) => Some(t),
+                    Ok(t)
+                        if t.expose().len() >= 16
+                            && t.expose().bytes().all(|b| b.is_ascii_graphic()) =>
+                    {
+                        Some(t)
+                    }
                     Ok(_) => {
                         self.error(
                             "console.token_file",

@@ -16,10 +16,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 
+mod audit;
 mod database;
 mod events;
 mod hooks;
-mod audit;
 mod join;
 mod urls;
 
