@@ -39,6 +39,11 @@ CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON checkpoints
 -- first open after this migration.
 CREATE TABLE ledger_start (
     id          INTEGER PRIMARY KEY CHECK (id = 1),
-    backfilled  INTEGER NOT NULL
+    backfilled  BIGINT  NOT NULL
 );
 INSERT INTO ledger_start (id, backfilled) VALUES (1, 0);
+
+-- The console's live code of a group (the newest code issued to it, by
+-- `finished_at`), found by a seek.
+CREATE INDEX rotations_issued_by_group ON rotations (group_name, finished_at, id)
+    WHERE new_invite_code IS NOT NULL;

@@ -46,3 +46,8 @@ CREATE TABLE ledger_start (
     backfilled  INTEGER NOT NULL
 );
 INSERT INTO ledger_start (id, backfilled) VALUES (1, 0);
+
+-- The console's live code of a group (the newest code issued to it, by
+-- `finished_at`), found by a seek.
+CREATE INDEX rotations_issued_by_group ON rotations (group_name, finished_at, id)
+    WHERE new_invite_code IS NOT NULL;

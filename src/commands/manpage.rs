@@ -235,6 +235,25 @@ fn sections(command: Option<&str>) -> Roff {
                 "create: the configuration has no [join] (join.public_url); or it is invalid.",
             ),
         ],
+        Some("audit") => &[
+            (
+                "0",
+                "keygen: the key was written; verify: the history (or the bundle) is intact; export: the bundle was written.",
+            ),
+            (
+                "1",
+                "verify: a discrepancy, named on standard output; export: the history does not verify (nothing signed or written); keygen: the file exists; or a runtime error.",
+            ),
+            ("2", "A usage error, such as --bundle without --public-key."),
+            (
+                "66",
+                "verify: the database, bundle, key or checkpoint file does not exist (EX_NOINPUT).",
+            ),
+            (
+                "78",
+                "export: the configuration has no [audit] signing_key_file; or it is invalid.",
+            ),
+        ],
         Some(_) => &[
             ("0", "Success."),
             ("1", "An error, described on standard error."),
@@ -250,7 +269,9 @@ fn sections(command: Option<&str>) -> Roff {
     items(&mut r, "EXIT STATUS", exits);
     let reads_config = matches!(
         command,
-        None | Some("run" | "check" | "rotate" | "history" | "status" | "events" | "db" | "join")
+        None | Some(
+            "run" | "check" | "rotate" | "history" | "status" | "events" | "db" | "join" | "audit"
+        )
     );
     if reads_config {
         items(

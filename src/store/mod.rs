@@ -15,7 +15,7 @@ mod events;
 mod files;
 mod join;
 mod lease;
-mod ledger;
+pub(crate) mod ledger;
 mod model;
 mod outbox;
 mod outside;
@@ -30,6 +30,8 @@ pub use join::{JoinLink, NewJoinLink, Spent};
 pub use lease::{Fence, Fencing, LeaseState, NodeRow};
 pub use ledger::LedgerRow;
 use ledger::append_ledger;
+#[cfg(feature = "test-support")]
+pub use ledger::bench_without_ledger;
 pub use model::{
     CallRecord, Cause, GroupRecord, HistoryQuery, LastRotation, Leftover, NewRotation, Rotation,
     Settlement, Status, Trigger,

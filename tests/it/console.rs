@@ -232,16 +232,25 @@ async fn a_browser_reads_every_page_follows_the_links_and_downloads_the_csv() {
             cdp.open(&format!("{base}/ledger")).await;
         }
         assert!(cdp.text().await.contains("intact"), "{}", cdp.text().await);
-        // The CSV, downloaded by the page, is `history --format csv`.
+        // The CSV, downloaded by the browser from the page's link, is
+        // `history --format csv`.
+        let downloads = tempfile::tempdir().unwrap();
+        cdp.call(
+            "Page.setDownloadBehavior",
+            json!({"behavior": "allow", "downloadPath": downloads.path().to_str().unwrap()}),
+        )
+        .await;
         cdp.open(&format!("{base}/history")).await;
-        let got = cdp
-            .call(
-                "Runtime.evaluate",
-                json!({"expression": "fetch(document.querySelector('#csv').href).then(r => r.text())", "awaitPromise": true, "returnByValue": true}),
-            )
-            .await;
+        cdp.call("Runtime.evaluate", click("#csv")).await;
+        let file = downloads.path().join("history.csv");
+        for _ in 0..400 {
+            if file.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
         assert_eq!(
-            got["result"]["value"].as_str().unwrap_or_default(),
+            std::fs::read_to_string(&file).unwrap_or_default(),
             String::from_utf8_lossy(&csv.stdout),
             "the console's CSV is history's"
         );

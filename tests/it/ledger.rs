@@ -283,3 +283,124 @@ fn keygen(path: &Path) -> Output {
         .output()
         .unwrap()
 }
+
+crate::common::on_both_backends!(concurrent_writers_keep_one_chain_and_an_edit_is_found);
+
+/// Three `rotate --all` at once, twice, on either database: one unbroken
+/// chain (appends are serialised), every settled rotation entered; then a
+/// code edited behind the program's back is named.
+async fn concurrent_writers_keep_one_chain_and_an_edit_is_found(backend: crate::common::Backend) {
+    use crate::common::{Backend, spawn_app_on};
+    use invite_rotator::config::Database;
+    use sqlx::Connection;
+    let Some(app) = spawn_app_on(
+        backend,
+        &[Setup::Admin, Setup::Admin, Setup::Admin, Setup::Admin],
+        EmulatorOptions::default(),
+        Tuning::default(),
+    )
+    .await
+    else {
+        return;
+    };
+    for _ in 0..2 {
+        let runs = (0..3).map(|_| app.run(&["rotate", "--all"]));
+        for out in futures_util::future::join_all(runs).await {
+            // A group another process is rotating is skipped (exit 1), and
+            // said so; nothing else goes wrong.
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.code() == Some(0) || !stderr.contains("error:"),
+                "{stderr}"
+            );
+        }
+    }
+    let settled = app.history().await.len() as i64;
+    assert!(settled >= 8, "{settled}");
+    let out = app.run(&["audit", "verify"]).await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!("intact: {settled} ledger entries")),
+        "{said}"
+    );
+
+    let edit = "UPDATE rotations SET new_invite_code = 'EditedCodeAAAAAAAAAAAA' WHERE id = 3";
+    match (&app.database, backend) {
+        (Database::Postgres(pg), Backend::Postgres) => {
+            let mut c = sqlx::PgConnection::connect(pg.url.as_str()).await.unwrap();
+            sqlx::query(edit).execute(&mut c).await.unwrap();
+        }
+        _ => {
+            let mut c =
+                sqlx::SqliteConnection::connect(&format!("sqlite://{}", app.db_path.display()))
+                    .await
+                    .unwrap();
+            sqlx::query(edit).execute(&mut c).await.unwrap();
+        }
+    }
+    let out = app.run(&["audit", "verify"]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("rotation 3: new_code"));
+}
+
+/// A history from before the ledger (rows written by an older version) is
+/// entered once, at the first open by this one, and then verifies; a
+/// ledger emptied later is not refilled from the table.
+#[tokio::test]
+async fn a_history_from_before_the_ledger_is_entered_once() {
+    use invite_rotator::store::Store;
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("old.db");
+    drop(Store::open(&db).await.unwrap());
+    let url = format!("sqlite://{}", db.display());
+    let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    for i in 0..3 {
+        sqlx::query(
+            "INSERT INTO rotations (group_name, group_jid, instance, trigger, started_at, finished_at,
+                 status, attempts, old_invite_code, new_invite_code, new_invite_link)
+             VALUES ('old', '1@g.us', 'i', 'schedule', '2025-01-01T00:00:00.000Z',
+                 '2025-01-01T00:00:01.000Z', 'succeeded', 1, $1, $2, 'https://chat.whatsapp.com/x')",
+        )
+        .bind(format!("Code{i}"))
+        .bind(format!("Code{}", i + 1))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    }
+    sqlx::query("UPDATE ledger_start SET backfilled = 0")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    c.close().await.unwrap();
+    let store = Store::open(&db).await.unwrap();
+    let verified = invite_rotator::audit::verify::database(&store, None, &[])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((verified.entries, verified.rotations), (3, 3));
+    drop(store);
+    // Emptied behind its back: found, and never refilled.
+    let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("DROP TRIGGER ledger_no_delete")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM ledger")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    c.close().await.unwrap();
+    let store = Store::open(&db).await.unwrap();
+    let found = invite_rotator::audit::verify::database(&store, None, &[])
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        found
+            .0
+            .contains("rotation 1 is succeeded in the rotations table but has no ledger entry"),
+        "{found}"
+    );
+}

@@ -7,6 +7,7 @@ mod common;
 mod backends;
 mod browser;
 mod cdp;
+mod checkpoints;
 mod cli;
 mod client;
 mod config_errors;
