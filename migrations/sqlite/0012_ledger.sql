@@ -3,7 +3,7 @@
 -- appended, in the same transaction as the change, as one canonical JSON
 -- entry carrying the SHA-256 of the entry before it (docs/audit.md tells
 -- the encoding). Nothing here is updated or deleted: a correction is a new
--- entry. `rotation_id` repeats the entry's `rotation`, for lookups.
+-- entry. `rotation_id` repeats the entry's `rotation`.
 CREATE TABLE ledger (
     seq          INTEGER PRIMARY KEY,
     rotation_id  INTEGER NOT NULL,
@@ -11,7 +11,6 @@ CREATE TABLE ledger (
     entry        TEXT    NOT NULL,
     hash         TEXT    NOT NULL
 );
-CREATE INDEX ledger_by_rotation ON ledger (rotation_id, seq);
 CREATE INDEX ledger_by_time ON ledger (at);
 
 CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger

@@ -5,7 +5,7 @@
 //! or rotation, which field, what the ledger says.
 
 use super::checkpoint::{Checkpoint, PublicKey};
-use super::entry::{Entry, GENESIS, hash};
+use super::entry::{Entry, Facts, GENESIS, hash};
 use crate::store::{Status, Store, StoreError};
 use std::collections::HashMap;
 
@@ -82,7 +82,14 @@ async fn once(
             Err(e) => return Ok(Err(Discrepancy(format!("{from}: {e}")))),
         }
     }
+    // The table is read on a connection of its own, beside the chain: two
+    // passes over a million rows each, on two cores.
+    let reader = store.another_reader().await?;
+    let table_pass = tokio::spawn(async move { digest_rows(&reader).await });
     let chain = chain(store, checkpoints.iter().map(|(_, cp)| cp.seq)).await?;
+    let rows = table_pass
+        .await
+        .map_err(|e| StoreError::other(store.name(), format!("the table's pass failed: {e}")))??;
     if let Some(broken) = chain.broken {
         return Ok(Err(Discrepancy(broken)));
     }
@@ -108,7 +115,7 @@ async fn once(
             ))));
         }
     }
-    let (rotations, problem) = table(store, chain.latest).await?;
+    let (rotations, problem) = table(store, rows, chain.latest).await?;
     if let Some(problem) = problem {
         return Ok(Err(Discrepancy(problem)));
     }
@@ -204,40 +211,53 @@ enum Problem {
     /// A row whose facts differ from its latest entry's.
     Differs(i64, i64),
     /// A settled row with no entry.
-    Unentered(i64, String),
+    Unentered(i64),
     /// A pending row the ledger says was settled.
     Unsettled(i64, i64),
+}
+
+/// Every row of `rotations`, by id: whether it is pending, and the digest
+/// of its facts.
+async fn digest_rows(store: &Store) -> Result<Vec<(i64, bool, [u8; 32])>, StoreError> {
+    let mut rows = Vec::new();
+    store
+        .each_rotation(|row| {
+            rows.push((
+                row.id,
+                row.status == Status::Pending,
+                Facts::of(&row).digest(),
+            ));
+            true
+        })
+        .await?;
+    Ok(rows)
 }
 
 /// Compares every row of `rotations` with its latest entry.
 async fn table(
     store: &Store,
+    digests: Vec<(i64, bool, [u8; 32])>,
     mut latest: HashMap<i64, (i64, [u8; 32])>,
 ) -> Result<(u64, Option<String>), StoreError> {
-    let mut rows = 0u64;
+    let rows = digests.len() as u64;
     let mut first: Option<Problem> = None;
-    store
-        .each_rotation(|row| {
-            rows += 1;
-            let entered = latest.remove(&row.id);
-            let problem = match (row.status, entered) {
-                (Status::Pending, None) => None,
-                (Status::Pending, Some((seq, _))) => Some(Problem::Unsettled(row.id, seq)),
-                (status, None) => Some(Problem::Unentered(row.id, status.as_str().to_owned())),
-                (_, Some((seq, digest))) => (Entry::of(&row, 0, "", "").facts_digest() != digest)
-                    .then_some(Problem::Differs(row.id, seq)),
-            };
-            if problem.is_some() {
-                first = problem;
-                return false;
-            }
-            true
-        })
-        .await?;
+    for (id, pending, digest) in digests {
+        let entered = latest.remove(&id);
+        let problem = match (pending, entered) {
+            (true, None) => None,
+            (true, Some((seq, _))) => Some(Problem::Unsettled(id, seq)),
+            (false, None) => Some(Problem::Unentered(id)),
+            (false, Some((seq, d))) => (d != digest).then_some(Problem::Differs(id, seq)),
+        };
+        if problem.is_some() {
+            first = problem;
+            break;
+        }
+    }
     // Rotations the ledger knows and the table no longer has: deleted.
     let deleted = latest.into_iter().min_by_key(|(id, _)| *id);
     let first_id = match &first {
-        Some(Problem::Differs(id, _) | Problem::Unentered(id, _) | Problem::Unsettled(id, _)) => {
+        Some(Problem::Differs(id, _) | Problem::Unentered(id) | Problem::Unsettled(id, _)) => {
             Some(*id)
         }
         None => None,
@@ -265,9 +285,15 @@ async fn table(
     }
     let message = match first {
         None => None,
-        Some(Problem::Unentered(id, status)) => Some(format!(
-            "rotation {id} is {status} in the rotations table but has no ledger entry: the row was added or settled outside invite-rotator"
-        )),
+        Some(Problem::Unentered(id)) => {
+            let status = store
+                .rotation(id)
+                .await?
+                .map_or("settled".to_owned(), |r| r.status.as_str().to_owned());
+            Some(format!(
+                "rotation {id} is {status} in the rotations table but has no ledger entry: the row was added or settled outside invite-rotator"
+            ))
+        }
         Some(Problem::Unsettled(id, seq)) => Some(format!(
             "rotation {id} is pending in the rotations table, but the ledger (entry {seq}) recorded it settled"
         )),

@@ -3,7 +3,7 @@
 //! that `audit verify` and `audit export` stream.
 
 use super::{
-    Rotation, Stamp, Store, StoreError, on, rotation_columns, run, select_rotation, timestamp,
+    Rotation, Stamp, Store, StoreError, rotation_columns, run, select_rotation, timestamp,
 };
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
@@ -21,45 +21,66 @@ macro_rules! append_ledger {
                 return Ok::<(), sqlx::Error>(());
             }
             if $pg {
-                sqlx::query("SELECT pg_advisory_xact_lock(7264014)")
+                sqlx::query($crate::store::ledger::LOCK)
                     .execute(&mut *$tx)
                     .await?;
             }
-            let head: Option<(i64, String)> =
-                sqlx::query_as("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
-                    .fetch_optional(&mut *$tx)
-                    .await?;
-            let (mut seq, mut prev) = head.unwrap_or((0, $crate::audit::entry::GENESIS.to_owned()));
-            let now = chrono::Utc::now();
-            let at = $crate::store::timestamp_text(now);
+            let head: Option<(i64, String)> = sqlx::query_as($crate::store::ledger::HEAD)
+                .fetch_optional(&mut *$tx)
+                .await?;
+            let mut rows = Vec::new();
             for &id in $ids {
                 let row: Option<$crate::store::Rotation> =
                     sqlx::query_as($crate::store::SELECT_ROTATION_BY_ID)
                         .bind(id)
                         .fetch_optional(&mut *$tx)
                         .await?;
-                let Some(row) = row.filter(|r| r.status != $crate::store::Status::Pending) else {
-                    continue;
-                };
+                rows.extend(row);
+            }
+            $crate::store::ledger::insert_entries!($tx, head, &rows).await
+        }
+    };
+}
+
+/// Enters `$rows` (settled ones) after the head `$head` (`Option<(seq,
+/// hash)>`, read under the append lock), inside the transaction `$tx`.
+macro_rules! insert_entries {
+    ($tx:expr, $head:expr, $rows:expr) => {
+        async {
+            let (mut seq, mut prev) =
+                $head.unwrap_or((0, $crate::audit::entry::GENESIS.to_owned()));
+            let now = chrono::Utc::now();
+            let at = $crate::store::timestamp_text(now);
+            let rows: &[$crate::store::Rotation] = $rows;
+            for row in rows.iter().filter(|r| r.status != $crate::store::Status::Pending) {
                 seq += 1;
-                let line = $crate::audit::entry::Entry::of(&row, seq, &prev, &at)
+                let line = $crate::audit::entry::Entry::of(row, seq, &prev, &at)
                     .line()
                     .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
                 let digest = $crate::audit::entry::hash(&line);
-                sqlx::query("INSERT INTO ledger (seq, rotation_id, at, entry, hash) VALUES ($1, $2, $3, $4, $5)")
-                    .bind(seq)
-                    .bind(id)
-                    .bind($crate::store::timestamp(now))
-                    .bind(&line)
-                    .bind(&digest)
-                    .execute(&mut *$tx)
-                    .await?;
+                sqlx::query(
+                    "INSERT INTO ledger (seq, rotation_id, at, entry, hash) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(seq)
+                .bind(row.id)
+                .bind($crate::store::timestamp(now))
+                .bind(&line)
+                .bind(&digest)
+                .execute(&mut *$tx)
+                .await?;
                 prev = digest;
             }
             Ok::<(), sqlx::Error>(())
         }
     };
 }
+pub(super) use insert_entries;
+
+/// Serialises appends on PostgreSQL, to the end of the transaction.
+pub(super) const LOCK: &str = "SELECT pg_advisory_xact_lock(7264014)";
+/// The ledger's head: its last `seq` and `hash`.
+pub(super) const HEAD: &str = "SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1";
+
 pub(super) use append_ledger;
 
 /// Whether settlements are entered in the ledger: always, except in a
@@ -238,16 +259,5 @@ impl Store {
         .bind(timestamp(since))
         .fetch_optional(c)
         .await)
-    }
-
-    /// The ledger's entries for the rotation `id`, in order.
-    pub async fn ledger_entries_of(&self, id: i64) -> Result<Vec<String>, StoreError> {
-        on!(self, |c, _pg| sqlx::query_scalar(
-            "SELECT entry FROM ledger WHERE rotation_id = $1 ORDER BY seq"
-        )
-        .bind(id)
-        .fetch_all(c)
-        .await)
-        .map_err(|e| self.err(e))
     }
 }

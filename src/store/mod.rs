@@ -29,7 +29,7 @@ pub use files::{LockError, preflight};
 pub use join::{JoinLink, NewJoinLink, Spent};
 pub use lease::{Fence, Fencing, LeaseState, NodeRow};
 pub use ledger::LedgerRow;
-use ledger::append_ledger;
+use ledger::{append_ledger, insert_entries};
 #[cfg(feature = "test-support")]
 pub use ledger::bench_without_ledger;
 pub use model::{
@@ -91,6 +91,11 @@ pub struct StoreError {
 }
 
 impl StoreError {
+    /// An error of the database `name` that the driver did not raise.
+    pub fn other(name: &str, message: impl Into<String>) -> StoreError {
+        StoreError::new(name, message)
+    }
+
     fn new(name: &str, message: impl Into<String>) -> StoreError {
         StoreError {
             name: name.to_owned(),
@@ -268,6 +273,16 @@ impl Store {
             fence: Arc::default(),
             lease_until: Arc::default(),
         })
+    }
+
+    /// Another read-only handle on the same database, for a second pass
+    /// beside the first: a connection of its own on SQLite, the same pool
+    /// on PostgreSQL.
+    pub async fn another_reader(&self) -> Result<Store, StoreError> {
+        match (&*self.db, &self.path) {
+            (Db::Sqlite(_), Some(path)) => Store::open_read_only(path).await,
+            _ => Ok(self.clone()),
+        }
     }
 
     /// Whether the database holds a history at all (a file just created,

@@ -5,10 +5,20 @@
 
 use super::{
     Begun, CallRecord, Fencing, NewRotation, Rotation, Settlement, Stamp, Status, Store,
-    StoreError, append_ledger, exec, on, rotation_columns, run, select_rotation, timestamp,
+    StoreError, append_ledger, exec, insert_entries, on, rotation_columns, run, select_rotation,
+    timestamp,
 };
 use chrono::Utc;
 use sqlx::Connection;
+
+/// A row just settled, with the ledger's head as the settlement saw it.
+#[derive(sqlx::FromRow)]
+struct Settled {
+    #[sqlx(flatten)]
+    rotation: Rotation,
+    head_seq: Option<i64>,
+    head_hash: Option<String>,
+}
 
 impl Store {
     /// Writes the `pending` row of a rotation about to start and returns its
@@ -184,17 +194,29 @@ impl Store {
         s: &Settlement,
     ) -> Result<bool, StoreError> {
         self.injected_fault("store::settle")?;
+        let ledger = super::ledger::enabled();
         let changed = run!(self, |c, pg| {
             let mut tx = c.begin().await?;
-            let changed = sqlx::query(
+            if pg && ledger {
+                // Taken before the update, whose snapshot then holds the
+                // ledger's head as it is under the lock.
+                sqlx::query(super::ledger::LOCK).execute(&mut *tx).await?;
+            }
+            // The settled row and the ledger's head come back from the
+            // update itself: entering it costs one more statement.
+            let settled: Vec<Settled> = sqlx::query_as(concat!(
                 // `attempts` never goes down: a fenced write of another
                 // node's attempt that committed after this settlement read
                 // the row still counts (a row with a reset call is never
                 // taken for one without).
                 "UPDATE rotations SET status = $1,
                  attempts = CASE WHEN attempts > $2 THEN attempts ELSE $2 END, new_invite_code = $3,
-                 new_invite_link = $4, error = $5, finished_at = $6 WHERE id = $7 AND status = $8",
-            )
+                 new_invite_link = $4, error = $5, finished_at = $6 WHERE id = $7 AND status = $8
+                 RETURNING ",
+                rotation_columns!(),
+                ", (SELECT seq FROM ledger ORDER BY seq DESC LIMIT 1) AS head_seq,
+                 (SELECT hash FROM ledger ORDER BY seq DESC LIMIT 1) AS head_hash"
+            ))
             .bind(s.status.as_str())
             .bind(i64::from(s.attempts))
             .bind(s.new_code.clone())
@@ -203,14 +225,16 @@ impl Store {
             .bind(timestamp(Utc::now()))
             .bind(id)
             .bind(from.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if changed > 0 {
-                append_ledger!(tx, pg, &[id]).await?;
+            .fetch_all(&mut *tx)
+            .await?;
+            if let Some(row) = settled.first()
+                && ledger
+            {
+                let head = row.head_seq.zip(row.head_hash.clone());
+                insert_entries!(tx, head, std::slice::from_ref(&row.rotation)).await?;
             }
             crate::failpoint::crash("store::settle::before_commit");
-            tx.commit().await.map(|()| changed)
+            tx.commit().await.map(|()| settled.len())
         })?;
         Ok(changed > 0)
     }
