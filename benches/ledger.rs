@@ -36,6 +36,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("history.db");
     runtime.block_on(big_ledger(&db))?;
+    if let Some(keep) = std::env::var_os("LEDGER_BENCH_KEEP") {
+        // For working on `audit verify`'s speed: the million, kept.
+        std::fs::copy(&db, keep)?;
+    }
     verify(&db)?;
     runtime.block_on(console(dir.path(), &db))?;
     Ok(())
@@ -50,34 +54,91 @@ async fn append_cost() -> Result<(), Box<dyn std::error::Error>> {
         Some(db) => backends.push(("PostgreSQL", Store::connect(&db).await?)),
         None => println!("PostgreSQL: not here (apt-get install postgresql); SQLite only"),
     }
+    let emulator =
+        invite_rotator::emulator::Emulator::new(invite_rotator::emulator::EmulatorOptions {
+            requests_per_minute: 1_000_000,
+            ..Default::default()
+        });
+    emulator.add_instance("bench", "bench-token");
+    for g in 0..20u64 {
+        let jid = format!("{}@g.us", 120_363_400_000_000_000u64 + g);
+        drop(emulator.add_group("bench", &jid, invite_rotator::emulator::Membership::Admin));
+    }
+    let server = emulator.clone().spawn().await?;
+    // SAFETY: set before anything reads the environment concurrently.
+    unsafe { std::env::set_var("IR_BENCH_TOKEN", "bench-token") };
     for (name, store) in &backends {
-        let (mut with, mut without) = (Vec::new(), Vec::new());
-        for round in 0..ROUNDS {
-            // Alternate which goes first, so drift favours neither.
-            for off in if round % 2 == 0 {
-                [false, true]
-            } else {
-                [true, false]
-            } {
-                bench_without_ledger(off);
-                let rate = rotations_per_second(store).await?;
-                if off {
-                    without.push(rate)
-                } else {
-                    with.push(rate)
-                }
-            }
-        }
-        bench_without_ledger(false);
-        with.sort_by(f64::total_cmp);
-        without.sort_by(f64::total_cmp);
-        let (w, wo) = (with[ROUNDS / 2], without[ROUNDS / 2]);
+        let mut text = common::audit_config("[database]\npath = \"/unused.db\"\n", 20);
+        text.push_str(&format!(
+            "[api]\nbase_url = \"{}\"\n[rate_limit]\nrequests_per_minute = 1000000\n",
+            server.base_url()
+        ));
+        let config = invite_rotator::config::Config::parse(
+            &text,
+            std::path::Path::new("/bench.toml"),
+            invite_rotator::config::Purpose::Run,
+        )
+        .map_err(|e| e.to_string())?;
+        let engine = invite_rotator::engine::Engine::new(&config, store.clone())?;
+        let (w, wo) = compare(|| whole_rotations_per_second(&engine, &config)).await?;
         println!(
-            "{name}: the store's rotation path, median of {ROUNDS} rounds of {PER_ROUND}: {wo:.0}/s without the ledger, {w:.0}/s with it: {:.1}% more time per rotation",
+            "{name}: the whole rotation (emulator on loopback, no latency), median of {ROUNDS} rounds of {PER_ROUND}: {wo:.0}/s without the ledger, {w:.0}/s with it: {:.1}% more time per rotation",
+            (wo / w - 1.0) * 100.0
+        );
+        let (w, wo) = compare(|| rotations_per_second(store)).await?;
+        println!(
+            "{name}: the store's part alone (no API), median of {ROUNDS} rounds of {PER_ROUND}: {wo:.0}/s without the ledger, {w:.0}/s with it: {:.1}% more time per rotation",
             (wo / w - 1.0) * 100.0
         );
     }
     Ok(())
+}
+
+/// The median rates of `round` with the ledger and without, over
+/// [`ROUNDS`] interleaved rounds (alternating which goes first, so that
+/// drift favours neither).
+async fn compare<F, Fut>(round: F) -> Result<(f64, f64), Box<dyn std::error::Error>>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<f64, Box<dyn std::error::Error>>>,
+{
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for r in 0..ROUNDS {
+        let order = if r % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for off in order {
+            bench_without_ledger(off);
+            let rate = round().await?;
+            if off {
+                without.push(rate);
+            } else {
+                with.push(rate);
+            }
+        }
+    }
+    bench_without_ledger(false);
+    with.sort_by(f64::total_cmp);
+    without.sort_by(f64::total_cmp);
+    Ok((with[ROUNDS / 2], without[ROUNDS / 2]))
+}
+
+/// Whole rotations, one group after another.
+async fn whole_rotations_per_second(
+    engine: &invite_rotator::engine::Engine,
+    config: &invite_rotator::config::Config,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    for i in 0..PER_ROUND {
+        let group = &config.groups[i % config.groups.len()];
+        let done = engine.rotate(group, Cause::manual()).await?;
+        if done.new_code.is_none() {
+            return Err("a rotation issued no code".into());
+        }
+    }
+    Ok(PER_ROUND as f64 / started.elapsed().as_secs_f64())
 }
 
 async fn rotations_per_second(store: &Store) -> Result<f64, Box<dyn std::error::Error>> {

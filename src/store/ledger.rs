@@ -5,9 +5,11 @@
 use super::{
     Rotation, Stamp, Store, StoreError, rotation_columns, run, select_rotation, timestamp,
 };
+use crate::audit::entry::Facts;
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use sqlx::Connection;
+use sqlx::Row;
 
 /// Appends the ledger entries of the rotations `ids`, as their rows now
 /// are, inside the transaction `$tx` (a pending row has nothing settled
@@ -107,6 +109,58 @@ pub fn bench_without_ledger(off: bool) {
     BENCH_WITHOUT_LEDGER.store(off, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// Rows per batch of the SQLite passes over the whole history.
+const BATCH: i64 = 4096;
+
+/// A row of `rotations` as SQLite's `json_array` of the columns of a
+/// [`Rotation`] (the last, `event_id`, ignored).
+#[derive(serde::Deserialize)]
+struct JsonRow(
+    i64,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    String,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    #[allow(dead_code)] Option<i64>,
+);
+
+/// The ledger rows of a batch framed by lengths (see
+/// [`Store::each_ledger_row`]), in their order; `None` if it does not parse.
+fn framed(mut text: &str) -> Option<Vec<LedgerRow>> {
+    let mut rows = Vec::new();
+    while !text.is_empty() {
+        let mut number = || -> Option<i64> {
+            let (n, rest) = text.split_once(',')?;
+            text = rest;
+            n.parse().ok()
+        };
+        let (seq, rotation_id) = (number()?, number()?);
+        let (hash_len, entry_len) = (number()?, number()?);
+        let hash_len = usize::try_from(hash_len).ok()?;
+        let entry_len = usize::try_from(entry_len).ok()?;
+        let hash = text.get(..hash_len)?.to_owned();
+        let entry = text.get(hash_len..hash_len + entry_len)?.to_owned();
+        text = text.get(hash_len + entry_len..)?;
+        rows.push(LedgerRow {
+            seq,
+            rotation_id,
+            entry,
+            hash,
+        });
+    }
+    rows.sort_unstable_by_key(|r| r.seq);
+    Some(rows)
+}
+
 /// One stored ledger row, as `audit verify` reads it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct LedgerRow {
@@ -204,12 +258,47 @@ impl Store {
 
     /// Calls `each` with the ledger's rows from `from` on, in order, while
     /// it returns `true`: streamed, a history of millions is never held.
+    /// On SQLite, in batches of [`BATCH`] rows, each one JSON array built by
+    /// SQLite: handing rows over one by one from the driver's thread costs
+    /// more than everything else `audit verify` does with them.
     pub async fn each_ledger_row(
         &self,
         from: i64,
         mut each: impl FnMut(LedgerRow) -> bool,
     ) -> Result<(), StoreError> {
-        run!(self, |c, _pg| {
+        run!(self, |c, pg| {
+            if !pg {
+                let mut from = from;
+                loop {
+                    // Each row framed by lengths, so that no text needs
+                    // escaping: `seq,rotation_id,hash bytes,entry bytes,`
+                    // then the hash and the entry.
+                    let batch: Option<String> = sqlx::query_scalar(
+                        "SELECT group_concat(seq || ',' || rotation_id || ',' || length(CAST(hash AS BLOB))
+                             || ',' || length(CAST(entry AS BLOB)) || ',' || hash || entry, '')
+                         FROM (SELECT seq, rotation_id, COALESCE(entry, '') AS entry,
+                                      COALESCE(hash, '') AS hash
+                               FROM ledger WHERE seq >= $1 ORDER BY seq LIMIT $2)",
+                    )
+                    .bind(from)
+                    .bind(BATCH)
+                    .fetch_one(&mut *c)
+                    .await?;
+                    let rows = framed(batch.as_deref().unwrap_or_default()).ok_or_else(|| {
+                        sqlx::Error::Decode("a ledger batch does not parse".into())
+                    })?;
+                    let full = rows.len() as i64 == BATCH;
+                    for row in rows {
+                        from = row.seq + 1;
+                        if !each(row) {
+                            return Ok(());
+                        }
+                    }
+                    if !full {
+                        return Ok(());
+                    }
+                }
+            }
             let mut rows = sqlx::query_as::<_, LedgerRow>(
                 "SELECT seq, rotation_id, entry, hash FROM ledger WHERE seq >= $1 ORDER BY seq",
             )
@@ -234,6 +323,91 @@ impl Store {
                 sqlx::query_as::<_, Rotation>(concat!(select_rotation!(), " ORDER BY id")).fetch(c);
             while let Some(row) = rows.try_next().await? {
                 if !each(row) {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Calls `each` with the facts of every rotation, by id, and whether it
+    /// is pending, while it returns `true`. On SQLite in batches of
+    /// [`BATCH`] (as [`Store::each_ledger_row`]); on PostgreSQL streamed,
+    /// the text borrowed from the driver's row.
+    pub async fn each_rotation_facts(
+        &self,
+        mut each: impl FnMut(bool, Facts<'_>) -> bool,
+    ) -> Result<(), StoreError> {
+        run!(self, |c, pg| {
+            if !pg {
+                let mut after = i64::MIN;
+                loop {
+                    let batch: String = sqlx::query_scalar(concat!(
+                        "SELECT json_group_array(json_array(",
+                        rotation_columns!(),
+                        ")) FROM (SELECT ",
+                        rotation_columns!(),
+                        " FROM rotations WHERE id > $1 ORDER BY id LIMIT $2)"
+                    ))
+                    .bind(after)
+                    .bind(BATCH)
+                    .fetch_one(&mut *c)
+                    .await?;
+                    let mut rows: Vec<JsonRow> =
+                        serde_json::from_str(&batch).map_err(|e| sqlx::Error::Decode(e.into()))?;
+                    // In id order already (the subquery's); made sure of.
+                    rows.sort_unstable_by_key(|r| r.0);
+                    let full = rows.len() as i64 == BATCH;
+                    for r in &rows {
+                        after = r.0;
+                        let facts = Facts {
+                            rotation: r.0,
+                            group: &r.1,
+                            jid: &r.2,
+                            instance: &r.3,
+                            trigger: &r.4,
+                            due: r.5.as_deref(),
+                            started: &r.6,
+                            finished: r.7.as_deref(),
+                            status: &r.8,
+                            attempts: r.9,
+                            old_code: r.10.as_deref(),
+                            new_code: r.11.as_deref(),
+                            new_link: r.12.as_deref(),
+                            error: r.13.as_deref(),
+                        };
+                        if !each(r.8 == "pending", facts) {
+                            return Ok(());
+                        }
+                    }
+                    if !full {
+                        return Ok(());
+                    }
+                }
+            }
+            let mut rows = sqlx::query(concat!(select_rotation!(), " ORDER BY id")).fetch(c);
+            while let Some(row) = rows.try_next().await? {
+                let due: Option<Stamp> = row.try_get(5)?;
+                let started: Stamp = row.try_get(6)?;
+                let finished: Option<Stamp> = row.try_get(7)?;
+                let status: &str = row.try_get(8)?;
+                let facts = Facts {
+                    rotation: row.try_get(0)?,
+                    group: row.try_get(1)?,
+                    jid: row.try_get(2)?,
+                    instance: row.try_get(3)?,
+                    trigger: row.try_get(4)?,
+                    due: due.as_deref(),
+                    started: &started,
+                    finished: finished.as_deref(),
+                    status,
+                    attempts: row.try_get(9)?,
+                    old_code: row.try_get(10)?,
+                    new_code: row.try_get(11)?,
+                    new_link: row.try_get(12)?,
+                    error: row.try_get(13)?,
+                };
+                if !each(status == "pending", facts) {
                     break;
                 }
             }
