@@ -20,6 +20,10 @@
 //!   acted on;
 //! - [`join`]: join links that survive rotation: stable URLs served by
 //!   their own listener, leading to a group's live invite (QR codes too);
+//! - [`audit`]: the tamper-evident ledger (entries chained by SHA-256,
+//!   appended by the store with each settlement), signed checkpoints,
+//!   `audit verify` and bundles; [`console`]: the auditors' read-only
+//!   website over the history;
 //! - [`hooks`]: tells webhooks and commands of each rotation; [`metrics`]:
 //!   `/metrics` and `/healthz`, served like every listener by [`listener`]
 //!   (connection cap, header timeouts, descriptors kept for rotations);
