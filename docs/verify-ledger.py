@@ -16,28 +16,33 @@ COLUMNS = {"rotation": "id", "group": "group_name", "jid": "group_jid", "instanc
            "status": "status", "attempts": "attempts", "old_code": "old_invite_code",
            "new_code": "new_invite_code", "new_link": "new_invite_link", "error": "error"}
 
+ENTRY_KEYS = set(COLUMNS) | {"seq", "prev", "at"}
+CHECKPOINT_KEYS = {"at", "hash", "key", "seq", "signature"}
+INTS = {"seq", "rotation", "attempts"}
+
 def canon(o): return json.dumps(o, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 def sha(line): return hashlib.sha256(line.encode()).hexdigest()
 def fail(why): print("NOT INTACT:", why); sys.exit(1)
-def parse(line):
+def parse(line, keys=ENTRY_KEYS):
     try: o = json.loads(line)
     except ValueError: fail(f"not JSON: {line[:60]}")
-    if canon(o) != line: fail(f"not canonical: {line[:60]}")
+    if not isinstance(o, dict) or set(o) != keys or canon(o) != line: fail(f"not an entry in the canonical encoding: {line[:60]}")
+    if any(type(o[k]) is not int for k in INTS & keys) or any(type(v) not in (str, int, type(None)) for v in o.values()): fail(f"a value of the wrong type: {line[:60]}")
     return o
 
 def chain(lines, first_prev=None):
     """Entries in order -> ({seq: hash}, {rotation: latest entry}, anchor)."""
-    hashes, latest, prev = {}, {}, None
+    hashes, latest, prev, anchor = {}, {}, (0, first_prev) if first_prev else None, first_prev
     for line in lines:
         e = parse(line)
-        if prev is None: prev, anchor = (e["seq"] - 1, first_prev or e["prev"]), first_prev or e["prev"]
+        if prev is None: prev, anchor = (e["seq"] - 1, e["prev"]), e["prev"]
         if e["seq"] != prev[0] + 1 or e["prev"] != prev[1]: fail(f"ledger entry {prev[0] + 1}: the chain breaks")
         prev = (e["seq"], sha(line)); hashes[e["seq"]] = prev[1]; latest[e["rotation"]] = e
     return hashes, latest, (anchor if prev else None)
 
 def checkpoints(lines, hashes, anchor, key):
     for line in lines:
-        c = parse(line); sig = c.pop("signature", "")
+        c = parse(line, CHECKPOINT_KEYS); sig = c.pop("signature", "")
         pub = key or Ed25519PublicKey.from_public_bytes(bytes.fromhex(c["key"]))
         raw = pub.public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
         if c["key"] != raw or sig != bytes.fromhex(sig).hex(): fail(f"checkpoint at {c['at']}: another key or spelling")
@@ -51,17 +56,19 @@ a = argparse.ArgumentParser(); a.add_argument("--database"); a.add_argument("--b
 args = a.parse_args()
 key = load_pem_public_key(open(args.public_key, "rb").read()) if args.public_key else None
 if args.bundle:
-    text = open(args.bundle, encoding="utf-8").read()
+    try: text = open(args.bundle, encoding="utf-8").read()
+    except UnicodeDecodeError: fail("the bundle is not UTF-8 text")
     if not text.endswith("\n") or not key: fail("the bundle is cut, or no --public-key")
-    lines = text[:-1].split("\n"); n = next((i for i, l in enumerate(lines) if '"signature":' in l and "signature" in parse(l)), len(lines))
+    lines = text[:-1].split("\n"); n = next((i for i, l in enumerate(lines) if l.endswith('"}') and ',"signature":"' in l), len(lines))
     hashes, _, anchor = chain(lines[:n])
-    covered = checkpoints(lines[n:], hashes, anchor, key)
-    if hashes and max(hashes) not in covered: fail("no checkpoint covers the bundle's last entry")
+    covered = checkpoints(lines[n:], hashes, anchor or GENESIS, key)
+    if not covered or (max(hashes) if hashes else 0) not in covered: fail("no checkpoint covers the bundle's last entry")
 else:
     db = sqlite3.connect(f"file:{args.database}?mode=ro", uri=True); db.row_factory = sqlite3.Row
-    rows = db.execute("SELECT seq, entry, hash FROM ledger ORDER BY seq").fetchall()
+    rows = db.execute("SELECT seq, rotation_id, entry, hash FROM ledger ORDER BY seq").fetchall()
     for i, r in enumerate(rows, 1):
         if r["seq"] != i or sha(r["entry"]) != r["hash"]: fail(f"ledger entry {i} is missing or changed")
+        if json.loads(r["entry"]).get("rotation") != r["rotation_id"]: fail(f"ledger entry {i} is filed under another rotation")
     hashes, latest, anchor = chain([r["entry"] for r in rows], GENESIS)
     checkpoints([r[0] for r in db.execute("SELECT line FROM checkpoints ORDER BY id")], hashes, GENESIS, key)
     for row in db.execute("SELECT * FROM rotations ORDER BY id"):

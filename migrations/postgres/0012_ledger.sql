@@ -31,7 +31,7 @@ CREATE TABLE checkpoints (
     signed_at   TIMESTAMPTZ NOT NULL,
     line        TEXT        NOT NULL
 );
-CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON checkpoints
+CREATE TRIGGER checkpoints_no_change BEFORE UPDATE OR DELETE ON checkpoints
     FOR EACH ROW EXECUTE FUNCTION append_only();
 
 -- Rotations settled before the ledger existed are entered once, at the

@@ -37,6 +37,10 @@ CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON checkpoints
 BEGIN
     SELECT RAISE(ABORT, 'checkpoints are append-only');
 END;
+CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON checkpoints
+BEGIN
+    SELECT RAISE(ABORT, 'checkpoints are append-only');
+END;
 
 -- Rotations settled before the ledger existed are entered once, at the
 -- first open after this migration (they need SHA-256, which SQLite lacks).

@@ -46,7 +46,7 @@ pub async fn export(
     since: DateTime<Utc>,
     out: &Path,
 ) -> Result<Bundle, ExportError> {
-    if let Err(d) = super::verify::database(store, None, &[]).await? {
+    if let Err(d) = super::verify::database(store, Some(&key.public()), &[]).await? {
         return Err(ExportError::Broken(d));
     }
     let (head, head_hash) = store
@@ -60,7 +60,13 @@ pub async fn export(
     store
         .record_checkpoint(head, &head_hash, now, &signed)
         .await?;
-    let first = store.ledger_seq_since(since).await?.unwrap_or(head + 1);
+    // At least the head's entry, so that the new checkpoint lands on one.
+    let first = store
+        .ledger_seq_since(since)
+        .await?
+        .unwrap_or(head)
+        .min(head)
+        .max(1);
     let io = |e: std::io::Error| ExportError::Io(format!("cannot write {}: {e}", out.display()));
     let file = {
         use std::os::unix::fs::OpenOptionsExt;
@@ -136,7 +142,7 @@ pub fn verify(text: &str, trusted: &PublicKey) -> Result<Bundle, Discrepancy> {
         match &last {
             None => first = Some((entry.seq, entry.prev.clone())),
             Some((seq, h)) => {
-                if entry.seq != seq + 1 {
+                if seq.checked_add(1) != Some(entry.seq) {
                     return fail(
                         n,
                         format!(
@@ -161,6 +167,17 @@ pub fn verify(text: &str, trusted: &PublicKey) -> Result<Bundle, Discrepancy> {
         last = Some((entry.seq, h));
     }
     let Some((last_seq, _)) = last.clone() else {
+        // No entries: only the checkpoint of an empty ledger stands alone.
+        if checkpoints.is_empty()
+            || checkpoints
+                .iter()
+                .any(|(_, cp)| cp.seq != 0 || cp.hash != super::entry::GENESIS)
+        {
+            return Err(Discrepancy(
+                "the bundle holds no entries for its checkpoints to cover: entries were removed"
+                    .into(),
+            ));
+        }
         return Ok(Bundle {
             entries: None,
             checkpoints: checkpoints.len(),
@@ -168,11 +185,12 @@ pub fn verify(text: &str, trusted: &PublicKey) -> Result<Bundle, Discrepancy> {
     };
     let (first_seq, anchor) = first.unwrap_or_default();
     for (n, cp) in &checkpoints {
-        let covered = if cp.seq == first_seq - 1 {
+        let covered = if cp.seq.checked_add(1) == Some(first_seq) {
             Some(&anchor)
         } else {
-            usize::try_from(cp.seq - first_seq)
-                .ok()
+            cp.seq
+                .checked_sub(first_seq)
+                .and_then(|i| usize::try_from(i).ok())
                 .and_then(|i| hashes.get(i))
         };
         if covered != Some(&cp.hash) {

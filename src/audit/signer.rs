@@ -2,9 +2,10 @@
 //! signs the ledger's head with `[audit] signing_key_file`, stores the
 //! checkpoint, and publishes it outside the database: a log line
 //! (`audit checkpoint {…}`, in the journal) and the hooks whose `on` holds
-//! `checkpoint`. Before signing, the entries since the last checkpoint are
-//! checked to chain on from it: a ledger edited in between is never signed
-//! over.
+//! `checkpoint`. Before signing, the entries since the last checkpoint
+//! (stored, or signed by this process) are checked to chain on from it: an
+//! edit since then is not signed over. An edit before the first checkpoint
+//! a process knows is `audit verify`'s to find.
 
 use super::checkpoint::{AuditKey, Checkpoint};
 use super::entry::{Entry, GENESIS, hash};
@@ -16,6 +17,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// A head signed earlier.
+struct Head {
+    seq: i64,
+    hash: String,
+}
+
 /// How often the head is signed.
 pub const EVERY: Duration = Duration::from_secs(3600);
 
@@ -26,6 +33,9 @@ pub struct Signer {
     key: Arc<AuditKey>,
     hooks: watch::Receiver<Arc<Settings>>,
     http: reqwest::Client,
+    /// The head this process signed last: checked too, so that emptying
+    /// the stored checkpoints does not let an edit be signed over.
+    last: Arc<std::sync::Mutex<Option<(i64, String)>>>,
 }
 
 impl Signer {
@@ -41,6 +51,7 @@ impl Signer {
             key,
             hooks,
             http: crate::hooks::client(proxy)?,
+            last: Arc::default(),
         })
     }
 
@@ -91,6 +102,7 @@ impl Signer {
             .record_checkpoint(seq, &head_hash, now, &line)
             .await
             .map_err(|e| e.to_string())?;
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((seq, head_hash));
         Ok(line)
     }
 
@@ -102,13 +114,23 @@ impl Signer {
             .checkpoint_lines()
             .await
             .map_err(|e| e.to_string())?;
-        let last = lines
+        let stored = lines
             .iter()
             .rev()
             .filter_map(|l| Checkpoint::verify(l, None).ok())
-            .find(|cp| cp.key == self.key.public_hex());
-        let Some(last) = last else {
+            .find(|cp| cp.key == self.key.public_hex())
+            .map(|cp| (cp.seq, cp.hash));
+        let mine = self.last.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let last = match (stored, mine) {
+            (Some(s), Some(m)) => Some(if m.0 > s.0 { m } else { s }),
+            (s, m) => s.or(m),
+        };
+        let Some((last_seq, last_hash)) = last else {
             return Ok(());
+        };
+        let last = Head {
+            seq: last_seq,
+            hash: last_hash,
         };
         if last.seq > head {
             return Err(format!(

@@ -149,7 +149,11 @@ async fn chain(store: &Store, wanted: impl Iterator<Item = i64>) -> Result<Chain
     let mut chain = Chain {
         entries: 0,
         head: GENESIS.to_owned(),
-        latest: HashMap::with_capacity(store.ledger_len().await?.try_into().unwrap_or(0)),
+        // Sized ahead from the head's `seq`, at most a few million (a
+        // forged `seq` must not make it allocate without end).
+        latest: HashMap::with_capacity(
+            usize::try_from(store.ledger_len().await?).map_or(0, |n| n.min(1 << 22)),
+        ),
         wanted: wanted.map(|seq| (seq, String::new())).collect(),
         broken: None,
     };

@@ -44,12 +44,18 @@ pub async fn verify(config_path: &Path, args: VerifyArgs) -> Result<Exit, Failur
         .transpose()
         .map_err(Failure::NoInput)?;
     if let Some(path) = &args.bundle {
-        let text = std::fs::read_to_string(path)
+        let bytes = std::fs::read(path)
             .map_err(|e| Failure::NoInput(format!("cannot read {}: {e}", path.display())))?;
         let Some(trusted) = &trusted else {
             return Err(Failure::Usage("--bundle needs --public-key".into()));
         };
-        return Ok(match bundle::verify(&text, trusted) {
+        // A bundle is UTF-8 text: a byte that breaks it is a change to it.
+        let checked = String::from_utf8(bytes)
+            .map_err(|_| {
+                crate::audit::Discrepancy("the bundle is not UTF-8 text: it was changed".into())
+            })
+            .and_then(|text| bundle::verify(&text, trusted));
+        return Ok(match checked {
             Ok(b) => {
                 let entries = b.entries.map_or("no entries".to_owned(), |(a, z)| {
                     format!("entries {a} to {z}")

@@ -1,7 +1,9 @@
 //! Who may read the console, and how: beyond loopback, a browser signs in
 //! once with the token of `[console] token_file` and gets a session cookie
 //! (HttpOnly, SameSite=Strict: no script reads it, no other site sends
-//! it). The cookie holds an HMAC of the token, never the token. Every
+//! it). The cookie holds an HMAC of the token, never the token; a token
+//! is asked for on loopback too when one is set. Without one, only
+//! loopback names are served (`Host`), against DNS rebinding. Every
 //! answer carries a strict Content-Security-Policy and is never cached.
 
 use super::Console;
@@ -58,6 +60,15 @@ pub(super) async fn guard(
         r.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         r
+    } else if console.session.is_none() && !loopback_host(request.headers()) {
+        // Without a token only a browser on this machine, asking for it by
+        // a loopback name, is served: a web page elsewhere cannot point a
+        // name of its own at 127.0.0.1 and read the console (DNS rebinding).
+        (
+            StatusCode::FORBIDDEN,
+            "this console answers loopback names only; set console.token_file to serve it otherwise\n",
+        )
+            .into_response()
     } else if let Some(session) = &console.session
         && !signing_in
         && !has_session(request.headers(), session)
@@ -80,6 +91,21 @@ pub(super) async fn guard(
         headers.insert(name, HeaderValue::from_static(value));
     }
     response
+}
+
+/// Whether the request's `Host` is a loopback name or address.
+fn loopback_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn has_session(headers: &HeaderMap, session: &str) -> bool {

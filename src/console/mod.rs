@@ -18,6 +18,7 @@
 mod auth;
 pub mod chart;
 mod pages;
+mod rows;
 
 use crate::audit::PublicKey;
 use crate::config::{Config, ConsoleSettings};

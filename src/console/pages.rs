@@ -2,16 +2,16 @@
 //! read-only store (a page of at most a few hundred rows, found by index)
 //! and renders it with its askama template.
 
+use super::rows::{Filters, RowView, link, views};
 use super::{Console, store_error};
-use crate::cli::{HistoryFormat, parse_time};
-use crate::store::{HistoryQuery, Rotation, Status};
+use crate::cli::HistoryFormat;
+use crate::store::{HistoryQuery, Status};
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{Duration, SecondsFormat, Utc};
 use serde::Deserialize;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Rows per page.
@@ -38,83 +38,6 @@ fn render(page: &impl Template) -> Response {
 fn failed(e: &crate::store::StoreError) -> Response {
     tracing::warn!(error = %e, "console: cannot read the history");
     (StatusCode::SERVICE_UNAVAILABLE, store_error(e)).into_response()
-}
-
-/// A group's name as a query value.
-fn link(name: &str) -> String {
-    url::form_urlencoded::byte_serialize(name.as_bytes()).collect()
-}
-
-/// A rotation as the tables show it.
-pub(super) struct RowView {
-    id: i64,
-    started: String,
-    group: String,
-    group_link: String,
-    trigger: String,
-    status: String,
-    attempts: i64,
-    old_code: String,
-    old_is_live: bool,
-    new_code: String,
-    new_is_live: bool,
-    lived_until: String,
-    error: String,
-}
-
-/// The rows, newest first, with each group's live code hidden and, for
-/// each issued code, until when it lived (the next newer rotation of its
-/// group on the page that ended it).
-async fn views(
-    console: &Console,
-    rows: &[Rotation],
-) -> Result<Vec<RowView>, crate::store::StoreError> {
-    let mut live: HashMap<&str, Option<String>> = HashMap::new();
-    for r in rows {
-        if !live.contains_key(r.group_name.as_str()) {
-            live.insert(
-                &r.group_name,
-                console.store.live_code_of(&r.group_name).await?,
-            );
-        }
-    }
-    let mut replaced_at: HashMap<&str, String> = HashMap::new();
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let live_code = live.get(r.group_name.as_str()).cloned().flatten();
-        let is_live = |c: &Option<String>| c.is_some() && *c == live_code;
-        let lived_until = match (&r.new_invite_code, replaced_at.get(r.group_name.as_str())) {
-            (None, _) => String::new(),
-            (Some(_), Some(at)) => at.clone(),
-            (Some(_), None) if is_live(&r.new_invite_code) => "live now".to_owned(),
-            (Some(_), None) => "–".to_owned(),
-        };
-        if r.new_invite_code.is_some() {
-            replaced_at.insert(
-                &r.group_name,
-                r.finished_at
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
-            );
-        }
-        out.push(RowView {
-            id: r.id,
-            started: r.started_at.to_string(),
-            group: r.group_name.clone(),
-            group_link: link(&r.group_name),
-            trigger: r.trigger.to_string(),
-            status: r.status.to_string(),
-            attempts: r.attempts,
-            old_is_live: is_live(&r.old_invite_code),
-            old_code: r.old_invite_code.clone().unwrap_or_default(),
-            new_is_live: is_live(&r.new_invite_code),
-            new_code: r.new_invite_code.clone().unwrap_or_default(),
-            lived_until,
-            error: r.error.clone().unwrap_or_default(),
-        });
-    }
-    Ok(out)
 }
 
 struct GroupView {
@@ -262,58 +185,6 @@ pub(super) async fn group(State(console): Shared, Query(q): Query<GroupQuery>) -
     })
 }
 
-/// `history`'s filters, as the form sends them.
-#[derive(Deserialize, Default)]
-pub(super) struct Filters {
-    #[serde(default)]
-    group: String,
-    #[serde(default)]
-    since: String,
-    #[serde(default)]
-    until: String,
-    #[serde(default)]
-    status: String,
-    #[serde(default)]
-    limit: String,
-    before: Option<i64>,
-}
-
-impl Filters {
-    /// The query they make, or what is wrong with them.
-    fn query(&self) -> Result<HistoryQuery, String> {
-        let time = |s: &str| (!s.is_empty()).then(|| parse_time(s)).transpose();
-        let status = match self.status.as_str() {
-            "" | "any" => None,
-            s => Some(Status::parse(s).ok_or_else(|| format!("{s:?} is not a status"))?),
-        };
-        let limit = match self.limit.as_str() {
-            "" => None,
-            l => Some(
-                l.parse::<u64>()
-                    .map_err(|_| format!("{l:?} is not a number of rows"))?,
-            ),
-        };
-        Ok(HistoryQuery {
-            group: (!self.group.is_empty()).then(|| self.group.clone()),
-            since: time(&self.since)?,
-            until: time(&self.until)?,
-            status,
-            limit,
-        })
-    }
-
-    /// The filters as a query string (without `before`).
-    fn encoded(&self) -> String {
-        url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("group", &self.group)
-            .append_pair("since", &self.since)
-            .append_pair("until", &self.until)
-            .append_pair("status", &self.status)
-            .append_pair("limit", &self.limit)
-            .finish()
-    }
-}
-
 #[derive(Template)]
 #[template(path = "history.html")]
 struct HistoryPage<'a> {
@@ -379,9 +250,11 @@ async fn download(console: &Console, f: &Filters, format: HistoryFormat) -> Resp
     {
         return failed(&e);
     }
+    // What `history` prints, live codes included: the download is the
+    // asking, and it is logged as a showing.
     tracing::info!(
         rows = body.iter().filter(|b| **b == b'\n').count(),
-        "console: the history was downloaded"
+        "console: the history was downloaded; the live codes were shown"
     );
     let (kind, name) = match format {
         HistoryFormat::Csv => ("text/csv; charset=utf-8", "history.csv"),
@@ -547,9 +420,9 @@ pub(super) async fn ledger(State(console): Shared) -> Response {
             Some(cp) => format!(
                 "covers entry {} (hash {}…), signed {} by key {}…",
                 cp.seq,
-                &cp.hash[..16.min(cp.hash.len())],
+                cp.hash.chars().take(16).collect::<String>(),
                 cp.at,
-                &cp.key[..16.min(cp.key.len())]
+                cp.key.chars().take(16).collect::<String>()
             ),
             None => "none yet".into(),
         };

@@ -109,7 +109,8 @@ impl Store {
         .await)
     }
 
-    /// Entries in the ledger: its head's `seq` (0 while empty).
+    /// The ledger's head's `seq` (0 while empty): the number of entries in
+    /// an intact ledger.
     pub async fn ledger_len(&self) -> Result<i64, StoreError> {
         Ok(self.ledger_head().await?.map_or(0, |(seq, _)| seq))
     }

@@ -3,8 +3,8 @@
 //! SQL only.
 
 use super::{
-    Leftover, Stamp, Store, StoreError, append_ledger, rotation_columns, run, times_by_group,
-    timestamp,
+    Leftover, Stamp, Store, StoreError, append_ledger, lock_ledger, rotation_columns, run,
+    times_by_group, timestamp,
 };
 use chrono::{DateTime, Utc};
 use sqlx::Connection;
@@ -92,6 +92,7 @@ impl Store {
     pub async fn record_stopped(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         run!(self, |c, pg| {
             let mut tx = c.begin().await?;
+            lock_ledger!(tx, pg).await?;
             let ids: Vec<i64> = sqlx::query_scalar(
                 "UPDATE rotations SET finished_at = $1,
                     status = CASE WHEN attempts = 0 THEN 'failed' ELSE 'unknown' END,

@@ -11,10 +11,28 @@ use futures_util::TryStreamExt;
 use sqlx::Connection;
 use sqlx::Row;
 
+/// On PostgreSQL, takes the ledger's advisory lock, held to the end of the
+/// transaction `$tx`: every transaction that appends takes it as its
+/// first statement, before any row lock, so that two of them never wait
+/// on each other in opposite orders. A no-op on SQLite (one writer).
+macro_rules! lock_ledger {
+    ($tx:expr, $pg:expr) => {
+        async {
+            if $pg && $crate::store::ledger::enabled() {
+                sqlx::query($crate::store::ledger::LOCK)
+                    .execute(&mut *$tx)
+                    .await?;
+            }
+            Ok::<(), sqlx::Error>(())
+        }
+    };
+}
+pub(super) use lock_ledger;
+
 /// Appends the ledger entries of the rotations `ids`, as their rows now
 /// are, inside the transaction `$tx` (a pending row has nothing settled
-/// to enter and is skipped). On PostgreSQL an advisory lock held to the
-/// end of the transaction keeps appends in one line. A `Result<(),
+/// to enter and is skipped). The advisory lock is taken again (it nests):
+/// the caller has taken it first (see [`lock_ledger!`]). A `Result<(),
 /// sqlx::Error>`.
 macro_rules! append_ledger {
     ($tx:expr, $pg:expr, $ids:expr) => {
@@ -189,6 +207,7 @@ impl Store {
                 return Ok(0);
             }
             let mut tx = c.begin().await?;
+            lock_ledger!(tx, pg).await?;
             let first = sqlx::query(
                 "UPDATE ledger_start SET backfilled = 1 WHERE id = 1 AND backfilled = 0",
             )
@@ -427,11 +446,11 @@ impl Store {
 
     /// The first entry appended at or after `since`.
     pub async fn ledger_seq_since(&self, since: DateTime<Utc>) -> Result<Option<i64>, StoreError> {
-        run!(self, |c, _pg| sqlx::query_scalar(
-            "SELECT seq FROM ledger WHERE at >= $1 ORDER BY at, seq LIMIT 1"
+        run!(self, |c, _pg| sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT MIN(seq) FROM ledger WHERE at >= $1"
         )
         .bind(timestamp(since))
-        .fetch_optional(c)
+        .fetch_one(c)
         .await)
     }
 }

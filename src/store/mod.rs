@@ -31,7 +31,7 @@ pub use lease::{Fence, Fencing, LeaseState, NodeRow};
 pub use ledger::LedgerRow;
 #[cfg(feature = "test-support")]
 pub use ledger::bench_without_ledger;
-use ledger::{append_ledger, insert_entries};
+use ledger::{append_ledger, insert_entries, lock_ledger};
 pub use model::{
     CallRecord, Cause, GroupRecord, HistoryQuery, LastRotation, Leftover, NewRotation, Rotation,
     Settlement, Status, Trigger,

@@ -4,8 +4,8 @@
 //! [`crate::events::act`]'s to say.
 
 use super::{
-    Begun, NewRotation, Rotation, Store, StoreError, append_ledger, rotation_columns, run,
-    select_rotation, timestamp,
+    Begun, NewRotation, Rotation, Store, StoreError, append_ledger, lock_ledger, rotation_columns,
+    run, select_rotation, timestamp,
 };
 use chrono::{DateTime, Utc};
 use sqlx::Connection;
@@ -43,6 +43,7 @@ impl Store {
         let jid = change.group.group_jid;
         run!(self, |c, pg| {
             let mut tx = c.begin().await?;
+            lock_ledger!(tx, pg).await?;
             let ids: Vec<i64> = sqlx::query_scalar(
                 "INSERT INTO rotations (group_name, group_jid, instance, trigger, started_at, finished_at,
                      status, owner, old_invite_code, new_invite_code, new_invite_link, event_id)

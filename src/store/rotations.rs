@@ -5,8 +5,8 @@
 
 use super::{
     Begun, CallRecord, Fencing, NewRotation, Rotation, Settlement, Stamp, Status, Store,
-    StoreError, append_ledger, exec, insert_entries, on, rotation_columns, run, select_rotation,
-    timestamp,
+    StoreError, append_ledger, exec, insert_entries, lock_ledger, on, rotation_columns, run,
+    select_rotation, timestamp,
 };
 use chrono::Utc;
 use sqlx::Connection;
@@ -118,13 +118,24 @@ impl Store {
 
     /// Records the code the rotation is about to revoke.
     pub async fn record_old_code(&self, id: i64, code: Option<&str>) -> Result<(), StoreError> {
-        exec!(
+        // Only while the row is pending: a row another process settled
+        // meanwhile (a node frozen while reading the link) is not changed
+        // behind the ledger's back, and gets no reset.
+        let changed = exec!(
             self,
-            sqlx::query("UPDATE rotations SET old_invite_code = $1 WHERE id = $2")
-                .bind(code.map(str::to_owned))
-                .bind(id)
-        )
-        .map(drop)
+            sqlx::query(
+                "UPDATE rotations SET old_invite_code = $1 WHERE id = $2 AND status = 'pending'"
+            )
+            .bind(code.map(str::to_owned))
+            .bind(id)
+        )?;
+        if changed == 0 {
+            return Err(StoreError::new(
+                &self.name,
+                "the rotation was settled by another process: no reset is sent",
+            ));
+        }
+        Ok(())
     }
 
     /// Records that reset call number `attempts` is about to be made, and
@@ -197,11 +208,9 @@ impl Store {
         let ledger = super::ledger::enabled();
         let changed = run!(self, |c, pg| {
             let mut tx = c.begin().await?;
-            if pg && ledger {
-                // Taken before the update, whose snapshot then holds the
-                // ledger's head as it is under the lock.
-                sqlx::query(super::ledger::LOCK).execute(&mut *tx).await?;
-            }
+            // Taken before the update, whose snapshot then holds the
+            // ledger's head as it is under the lock.
+            lock_ledger!(tx, pg).await?;
             // The settled row and the ledger's head come back from the
             // update itself: entering it costs one more statement.
             let settled: Vec<Settled> = sqlx::query_as(concat!(
@@ -252,6 +261,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         run!(self, |c, pg| {
             let mut tx = c.begin().await?;
+            lock_ledger!(tx, pg).await?;
             let changed = sqlx::query(
                 "UPDATE rotations SET status = 'succeeded', new_invite_code = $2, new_invite_link = $3,
                  finished_at = $4,
@@ -299,6 +309,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         run!(self, |c, pg| {
             let mut tx = c.begin().await?;
+            lock_ledger!(tx, pg).await?;
             let changed = sqlx::query(
                 "UPDATE rotations SET status = $1, new_invite_code = $2, new_invite_link = $3,
                  error = COALESCE(error || '; ', '') || $4 WHERE id = $5 AND status = 'unknown'",

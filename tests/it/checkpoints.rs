@@ -113,6 +113,7 @@ async fn rewrite(db: &Path, seq: i64) {
     for sql in [
         "DROP TRIGGER ledger_no_update",
         "DROP TRIGGER ledger_no_delete",
+        "DROP TRIGGER checkpoints_no_delete",
         "DELETE FROM checkpoints",
     ] {
         sqlx::query(sql).execute(&mut c).await.unwrap();

@@ -295,3 +295,23 @@ async fn wait_text(cdp: &mut crate::cdp::Cdp, text: &str) {
     }
     panic!("the page never showed {text:?}: {}", cdp.text().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_only_loopback_names_are_served() {
+    let port = free_port();
+    let (_app, _daemon) = app_with_console(&format!("127.0.0.1:{port}"), false).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let http = client();
+    wait_up(&http, &base).await;
+    let r = http.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // A page elsewhere pointing its own name at 127.0.0.1 (DNS rebinding).
+    let r = http
+        .get(format!("{base}/"))
+        .header("host", format!("rebind.example:{port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(!r.text().await.unwrap().contains("group-0"));
+}

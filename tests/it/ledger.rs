@@ -83,6 +83,12 @@ fn tampered(app: &TestApp, name: &str, sql: &str) -> Option<PathBuf> {
     let sqlite3 = real_part("sqlite3", "sqlite3")?;
     let copy = app.dir.path().join(format!("{name}.db"));
     std::fs::copy(&app.db_path, &copy).unwrap();
+    // With its write-ahead log, if a closing connection has not folded it
+    // in yet.
+    let wal = app.db_path.with_extension("db-wal");
+    if wal.exists() {
+        std::fs::copy(&wal, copy.with_extension("db-wal")).unwrap();
+    }
     let out = std::process::Command::new(sqlite3)
         .arg(&copy)
         .arg(sql)
@@ -151,7 +157,10 @@ async fn every_tampering_is_named_and_the_script_agrees() {
     let Some(untouched) = untouched else { return };
     let (ours, theirs) = both_verdicts(&app, &untouched, &public).await;
     assert_eq!(ours.status.code(), Some(0), "{ours:?}");
-    assert!(String::from_utf8_lossy(&ours.stdout).contains("intact: 12 ledger entries"));
+    assert!(
+        String::from_utf8_lossy(&ours.stdout).contains("intact: 12 ledger entries"),
+        "{ours:?}"
+    );
     if let Some(theirs) = theirs {
         assert_eq!(theirs.status.code(), Some(0), "{theirs:?}");
     }
@@ -245,6 +254,13 @@ async fn a_bundle_verifies_offline_and_any_changed_byte_fails_it() {
             "the script on the bundle: {out:?}"
         );
     }
+    // The checkpoints without their entries do not pass for a bundle.
+    let only_checkpoints: String = String::from_utf8_lossy(&text)
+        .lines()
+        .filter(|l| l.contains("\"signature\":"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(bundle::verify(&only_checkpoints, &key).is_err());
     // Another key's bundle does not pass for this one.
     let other = app.dir.path().join("other.key");
     let out = keygen(&other);
