@@ -1,9 +1,9 @@
 //! `audit keygen`, `audit verify`, `audit export`: the tamper-evident
 //! ledger's commands (see [`crate::audit`]).
 
-use super::{Failure, history_exists, load_config};
+use super::{Failure, load_config, open_history};
 use crate::audit::{AuditKey, PublicKey, bundle, verify as check};
-use crate::config::{Database, Purpose};
+use crate::config::Purpose;
 use crate::exit::Exit;
 use crate::store::Store;
 use chrono::{DateTime, Utc};
@@ -86,7 +86,7 @@ pub async fn verify(config_path: &Path, args: VerifyArgs) -> Result<Exit, Failur
         }
         extra.extend(found.into_iter().map(str::to_owned));
     }
-    let store = open(config_path, args.database.as_deref()).await?;
+    let store = open_history(config_path, args.database.as_deref()).await?;
     let outcome = check::database(&store, trusted.as_ref(), &extra)
         .await
         .map_err(|e| Failure::Runtime(e.to_string()))?;
@@ -150,27 +150,4 @@ pub async fn export(config_path: &Path, since: DateTime<Utc>, out: &Path) -> Res
         }
         Err(e) => Err(Failure::Runtime(e.to_string())),
     }
-}
-
-/// The database to verify: `--database` (read-only, no config), else the
-/// config's.
-async fn open(config_path: &Path, database: Option<&Path>) -> Result<Store, Failure> {
-    let (database, named) = match database {
-        Some(p) => (Database::Sqlite(p.to_owned()), "--database"),
-        None => (
-            load_config(config_path, Purpose::Read)?.database,
-            "database.path",
-        ),
-    };
-    if let Some(path) = database.sqlite_path()
-        && !history_exists(path)?
-    {
-        return Err(Failure::NoInput(format!(
-            "no history database at {} ({named})",
-            path.display()
-        )));
-    }
-    Store::connect_read_only(&database)
-        .await
-        .map_err(|e| Failure::Runtime(e.to_string()))
 }

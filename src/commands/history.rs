@@ -4,9 +4,8 @@
 //! so a million rows cost one row of memory. The table is for people and
 //! needs every row to size its columns.
 
-use super::{Failure, history_exists, load_config, table};
+use super::{Failure, open_history, table};
 use crate::cli::{HistoryArgs, HistoryFormat};
-use crate::config::{Database, Purpose};
 use crate::exit::Exit;
 use crate::store::{HistoryQuery, Rotation, Store, StoreError};
 use std::io::{BufWriter, Write};
@@ -14,31 +13,13 @@ use std::path::Path;
 
 pub async fn run(config_path: &Path, args: &HistoryArgs) -> Result<Exit, Failure> {
     // An auditor may hold the database but not the tokens: they are not read.
-    let (database, named) = match &args.database {
-        Some(p) => (Database::Sqlite(p.clone()), "--database"),
-        None => (
-            load_config(config_path, Purpose::Read)?.database,
-            "database.path",
-        ),
-    };
-    if let Some(path) = database.sqlite_path()
-        && !history_exists(path)?
-    {
-        // A typo must not pass for an empty history.
-        return Err(Failure::NoInput(format!(
-            "no history database at {} ({named}); the daemon creates it when it first starts",
-            path.display()
-        )));
-    }
-    let store = Store::connect_read_only(&database)
-        .await
-        .map_err(|e| Failure::Runtime(e.to_string()))?;
+    let store = open_history(config_path, args.database.as_deref()).await?;
     if !store
         .has_history()
         .await
         .map_err(|e| Failure::Runtime(e.to_string()))?
     {
-        eprintln!("no rotations yet: {} holds no history", database.name());
+        eprintln!("no rotations yet: {} holds no history", store.name());
         return Ok(Exit::Success);
     }
     let query = HistoryQuery {

@@ -152,6 +152,34 @@ fn print_bytes(bytes: &[u8]) -> Result<Exit, Failure> {
     }
 }
 
+/// Opens the history read-only for an auditor's command: `--database`
+/// (a SQLite file, no config read, so no token needed), else the config's.
+/// A SQLite file that does not exist is exit 66: a typo must not pass for
+/// an empty history.
+async fn open_history(
+    config_path: &Path,
+    database: Option<&Path>,
+) -> Result<crate::store::Store, Failure> {
+    let (database, named) = match database {
+        Some(p) => (crate::config::Database::Sqlite(p.to_owned()), "--database"),
+        None => (
+            load_config(config_path, Purpose::Read)?.database,
+            "database.path",
+        ),
+    };
+    if let Some(path) = database.sqlite_path()
+        && !history_exists(path)?
+    {
+        return Err(Failure::NoInput(format!(
+            "no history database at {} ({named}); the daemon creates it when it first starts",
+            path.display()
+        )));
+    }
+    crate::store::Store::connect_read_only(&database)
+        .await
+        .map_err(|e| Failure::Runtime(e.to_string()))
+}
+
 /// Whether the history database exists yet. A directory the user may not
 /// read is an error, not "no history": the service's 0700 state directory
 /// would otherwise pass for an empty history.

@@ -4,7 +4,7 @@
 
 use super::{
     GroupRecord, HistoryQuery, LastRotation, Rotation, Stamp, Status, Store, StoreError, on,
-    rotation_columns, run, select_rotation, timestamp,
+    rotation_columns, run, select_rotation,
 };
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
@@ -194,6 +194,30 @@ impl Store {
     }
 }
 
+/// `history`'s filters of `$q` (a [`HistoryQuery`]) as the `WHERE` of the
+/// query `$sql` is building (also the console's pages').
+macro_rules! history_filters {
+    ($sql:expr, $q:expr) => {{
+        let q: &$crate::store::HistoryQuery = $q;
+        $sql.push(" WHERE 1 = 1");
+        if let Some(group) = &q.group {
+            $sql.push(" AND group_name = ").push_bind(group.clone());
+        }
+        if let Some(since) = q.since {
+            $sql.push(" AND started_at >= ")
+                .push_bind($crate::store::timestamp(since));
+        }
+        if let Some(until) = q.until {
+            $sql.push(" AND started_at < ")
+                .push_bind($crate::store::timestamp(until));
+        }
+        if let Some(status) = q.status {
+            $sql.push(" AND status = ").push_bind(status.as_str());
+        }
+    }};
+}
+pub(super) use history_filters;
+
 /// The query of `history` for `q`, after `prefix`: newest first when limited
 /// (so the limit keeps the newest), else oldest first. A macro, so that the
 /// builder is typed by the connection it runs on.
@@ -202,19 +226,7 @@ macro_rules! history_sql {
         let q: &HistoryQuery = $q;
         let mut sql = QueryBuilder::new($prefix);
         sql.push(select_rotation!());
-        sql.push(" WHERE 1 = 1");
-        if let Some(group) = &q.group {
-            sql.push(" AND group_name = ").push_bind(group.clone());
-        }
-        if let Some(since) = q.since {
-            sql.push(" AND started_at >= ").push_bind(timestamp(since));
-        }
-        if let Some(until) = q.until {
-            sql.push(" AND started_at < ").push_bind(timestamp(until));
-        }
-        if let Some(status) = q.status {
-            sql.push(" AND status = ").push_bind(status.as_str());
-        }
+        history_filters!(sql, q);
         match q.limit {
             Some(limit) => {
                 sql.push(" ORDER BY id DESC LIMIT ")

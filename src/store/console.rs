@@ -2,6 +2,7 @@
 //! rotations by keyset, rotations per day by result, the hook deliveries.
 //! SQL only; each read is an index seek bounded by its page size.
 
+use super::audit::history_filters;
 use super::{
     HistoryQuery, Rotation, Stamp, Store, StoreError, rotation_columns, run, select_rotation,
     timestamp,
@@ -41,19 +42,7 @@ impl Store {
     ) -> Result<Vec<Rotation>, StoreError> {
         run!(self, |c, _pg| {
             let mut sql = QueryBuilder::new(select_rotation!());
-            sql.push(" WHERE 1 = 1");
-            if let Some(group) = &q.group {
-                sql.push(" AND group_name = ").push_bind(group.clone());
-            }
-            if let Some(since) = q.since {
-                sql.push(" AND started_at >= ").push_bind(timestamp(since));
-            }
-            if let Some(until) = q.until {
-                sql.push(" AND started_at < ").push_bind(timestamp(until));
-            }
-            if let Some(status) = q.status {
-                sql.push(" AND status = ").push_bind(status.as_str());
-            }
+            history_filters!(sql, q);
             if let Some(before) = before {
                 sql.push(" AND id < ").push_bind(before);
             }
