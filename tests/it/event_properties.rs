@@ -33,7 +33,7 @@ fn managed(token: &str) -> Managed {
         "[[instance]]\nname = \"sales\"\ntoken = \"{token}\"\n[[group]]\nname = \"vip\"\ninstance = \"sales\"\n\
          jid = \"{JID}\"\nschedule = \"0 3 * * *\"\n"
     );
-    let config = Config::parse(&text, Path::new("p.toml"), Purpose::Read).expect("a valid config");
+    let config = Config::parse(&text, Path::new("p.toml"), Purpose::Run).expect("a valid config");
     Managed::of(&config)
 }
 
