@@ -78,6 +78,87 @@ pub(super) fn vouched(expected: Option<&TokenDigest>, given: Option<&TokenDigest
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Config, Purpose};
+    use crate::events::{Accepted, Managed, classify_from};
+
+    /// Group `1@g.us` on `sales`; `2@g.us` on `support`.
+    fn managed() -> Managed {
+        let text = "[[instance]]\nname = \"sales\"\ntoken = \"tok-sales-1234\"\n\
+                    [[instance]]\nname = \"support\"\ntoken = \"tok-support-5678\"\n\
+                    [[group]]\nname = \"a\"\ninstance = \"sales\"\njid = \"1@g.us\"\nschedule = \"@daily\"\n\
+                    [[group]]\nname = \"b\"\ninstance = \"support\"\njid = \"2@g.us\"\nschedule = \"@daily\"\n";
+        let config = Config::parse(text, std::path::Path::new("a.toml"), Purpose::Run).unwrap();
+        Managed::of(&config)
+    }
+
+    fn kind(body: serde_json::Value, own: Option<&str>) -> &'static str {
+        let body = body.to_string();
+        let accepted = classify_from(body.as_bytes(), "websocket", own, &managed()).unwrap();
+        if let Accepted::Store(e) = &accepted {
+            assert!(!format!("{e:?}").contains("tok-"), "{e:?}");
+        }
+        accepted.kind()
+    }
+
+    #[test]
+    fn an_envelope_counts_only_with_its_instance_s_token_for_its_instance_s_groups() {
+        let flow = |jid: &str, named: Option<&str>, token: Option<&str>| {
+            let mut data = serde_json::json!({});
+            if let Some(named) = named {
+                data["instance"] = named.into();
+            }
+            if let Some(token) = token {
+                data["token"] = token.into();
+            }
+            serde_json::json!({"event": "group.flow", "data": {"JID": jid, "NewInviteLink": "https://chat.whatsapp.com/AbC123"}, "instanceData": data})
+        };
+        let sales = Some("tok-sales-1234");
+        // The webhook: the named instance's token, for its groups.
+        assert_eq!(
+            kind(flow("1@g.us", Some("sales"), sales), None),
+            "link_changed"
+        );
+        assert_eq!(
+            kind(flow("1@g.us", Some("sales"), None), None),
+            "refused_token"
+        );
+        assert_eq!(
+            kind(flow("1@g.us", Some("sales"), Some("tok-sales-12345")), None),
+            "refused_token"
+        );
+        assert_eq!(
+            kind(flow("1@g.us", Some("ghost"), sales), None),
+            "refused_token"
+        );
+        assert_eq!(
+            kind(flow("2@g.us", Some("sales"), sales), None),
+            "refused_instance"
+        );
+        assert_eq!(kind(flow("1@g.us", None, sales), None), "refused_instance");
+        // The WebSocket: its own instance, which a named one must equal.
+        assert_eq!(
+            kind(flow("1@g.us", None, sales), Some("sales")),
+            "link_changed"
+        );
+        assert_eq!(
+            kind(flow("1@g.us", None, None), Some("sales")),
+            "refused_token"
+        );
+        assert_eq!(
+            kind(
+                flow("2@g.us", Some("support"), Some("tok-support-5678")),
+                Some("sales")
+            ),
+            "refused_instance"
+        );
+        assert_eq!(
+            kind(flow("2@g.us", None, sales), Some("sales")),
+            "refused_instance"
+        );
+        // instance.state: the instance spoken for.
+        let state = serde_json::json!({"event": "instance.state", "data": {"state": "disconnected"}, "instanceData": {"instance": "support", "token": "tok-sales-1234"}});
+        assert_eq!(kind(state, None), "refused_token");
+    }
 
     #[test]
     fn only_the_configured_token_of_the_instance_spoken_for_vouches() {
