@@ -352,5 +352,13 @@ async fn removals_rotate_a_group_at_most_max_rotations_per_hour() {
     let bites = log.matches("rotations an hour for this group").count();
     assert_eq!(bites, 1, "{log}");
     assert!(metrics_text(metrics).await.contains(capped));
+
+    // Other rotations are neither counted nor held back.
+    let out = app
+        .run_with(&["rotate", "group-0"], &[(SECRET_VAR, SECRET)])
+        .await;
+    assert!(out.status.success(), "{out:?}");
+    let rows = app.history().await;
+    assert_eq!(with_trigger(&rows, Trigger::Manual).len(), 1, "{rows:#?}");
     stop(&app, daemon).await;
 }
