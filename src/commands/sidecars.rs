@@ -263,7 +263,7 @@ impl Updater {
             console.send_replace(Arc::new(config.clone()));
         }
         if let Some(managed) = &self.managed {
-            managed.send_replace(Arc::new(Managed::of(config)));
+            managed.send_replace(Arc::new(Managed::of(config).reading_with(engine.clone())));
         }
     }
 }

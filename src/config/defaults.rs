@@ -54,5 +54,10 @@ pub const EVENT_DELAY: Duration = Duration::from_secs(30);
 /// The longest an event rotation waits after the first removal of a burst,
 /// however many follow.
 pub const EVENT_DELAY_CAP: Duration = Duration::from_secs(300);
+/// `[events] max_rotations_per_hour`: event-driven rotations of one group
+/// in any hour, at most.
+pub const MAX_EVENT_ROTATIONS_PER_HOUR: u32 = 6;
+/// The most `max_rotations_per_hour` may be: one a minute.
+pub const MAX_EVENT_ROTATIONS_PER_HOUR_CAP: u32 = 60;
 /// The shortest `[events]` authorization secret accepted.
 pub const MIN_EVENTS_SECRET: usize = 16;

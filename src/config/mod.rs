@@ -213,6 +213,10 @@ pub struct EventsSettings {
     pub websocket: bool,
     /// `keep`: how long raw events are kept; `None` for good.
     pub keep: Option<Duration>,
+    /// `max_rotations_per_hour`: the most rotations removals (and
+    /// departures) may cause in one group in any hour; scheduled and
+    /// manual rotations are not counted nor held back.
+    pub max_rotations_per_hour: u32,
 }
 
 /// `[console]`: the auditors' read-only console.

@@ -51,6 +51,7 @@ pub struct RawEvents {
     pub authorization_file: Option<SpannedStr>,
     pub websocket: Option<bool>,
     pub keep: Option<SpannedStr>,
+    pub max_rotations_per_hour: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default)]
@@ -279,6 +280,7 @@ fn events(r: &mut Reader<'_>, root: &mut Table<'_>) -> Option<Spanned<RawEvents>
         authorization_file: r.string(&mut t, "authorization_file"),
         websocket: r.boolean(&mut t, "websocket"),
         keep: r.string(&mut t, "keep"),
+        max_rotations_per_hour: r.integer(&mut t, "max_rotations_per_hour"),
     };
     let span = t.span();
     r.finish(t);

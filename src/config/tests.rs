@@ -366,3 +366,22 @@ fn a_database_url_carries_no_password_nor_another_host_in_its_query_and_none_is_
     );
     assert!(parse(&fine).is_ok());
 }
+
+#[test]
+fn event_rotations_per_hour_default_to_6_and_must_be_1_to_60() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("history.db");
+    let valid = VALID.replace("/tmp/x/history.db", &db.display().to_string());
+    let events = "\n[events]\nwebsocket = true\n";
+    let c = parse(&format!("{valid}{events}")).unwrap();
+    assert_eq!(c.events.unwrap().max_rotations_per_hour, 6);
+    let c = parse(&format!("{valid}{events}max_rotations_per_hour = 2\n")).unwrap();
+    assert_eq!(c.events.unwrap().max_rotations_per_hour, 2);
+    for bad in ["0", "-1", "61"] {
+        let e = error_of(&format!("{valid}{events}max_rotations_per_hour = {bad}\n"));
+        assert!(
+            e.contains("events.max_rotations_per_hour") && e.contains(bad),
+            "{e}"
+        );
+    }
+}

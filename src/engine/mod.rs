@@ -126,6 +126,16 @@ impl Engine {
         self.clients.get(instance).map(|api| api.inner().inner())
     }
 
+    /// Reads the live link of `group` as a rotation does: through its
+    /// instance's rate budget, counted, held back while the instance is
+    /// reported offline. `None` when no instance of this engine is the
+    /// group's.
+    pub async fn read_link(&self, group: &Group) -> Option<ryzeapi::Call<ryzeapi::GroupInfo>> {
+        use ryzeapi::RyzeApi;
+        let api = self.clients.get(&group.instance)?;
+        Some(api.group_info(&group.jid).await)
+    }
+
     /// Rotates one group now.
     pub async fn rotate(&self, group: &Group, cause: Cause) -> Result<Report, RotateError> {
         let trigger = cause.trigger;

@@ -8,7 +8,12 @@
 //!   clocks), so a kill -9 loses none; the daemon starts it like any
 //!   rotation (rate budget, history, coalescing with one already running).
 //!   A rotation that fails is tried again after a backoff, up to
-//!   [`MAX_FAILURES`] times (a group where we are not admin fails for good);
+//!   [`MAX_FAILURES`] times (a group where we are not admin fails for good).
+//!   Removals rotate a group at most `[events] max_rotations_per_hour` times
+//!   in any hour: beyond that the call waits until the oldest of them is an
+//!   hour old (logged and counted once per group and wait), so forged or
+//!   mass removals cannot spend the rate budget nor kill published links
+//!   again and again; scheduled rotations are not affected;
 //! - a link changed: once the group has no rotation in flight, a code the
 //!   history knows was invite-rotator's own; any other was changed elsewhere
 //!   and is recorded at once (trigger `outside`), with a warning, and the
@@ -46,6 +51,8 @@ const ASK_AGAIN: Duration = Duration::from_secs(10);
 pub struct Actor {
     /// The history.
     pub store: Store,
+    /// The most rotations removals may cause in one group in any hour.
+    pub max_rotations_per_hour: u32,
     /// The instances' holds (shared with the engines).
     pub holds: Holds,
     /// How holds probe (the `[retry]` backoff).
@@ -60,6 +67,9 @@ pub struct Actor {
     pub metrics: Option<Metrics>,
     /// When each group's call was last asked of the daemon.
     pub asked: std::sync::Mutex<std::collections::HashMap<String, tokio::time::Instant>>,
+    /// Until when each group's calls wait for the hourly cap (told once per
+    /// wait).
+    pub capped: std::sync::Mutex<std::collections::HashMap<String, DateTime<Utc>>>,
 }
 
 impl Actor {
@@ -230,6 +240,10 @@ impl Actor {
             if self.holds.is_held(&group.instance) || self.asked_lately(jid) {
                 continue;
             }
+            if let Some(until) = self.capped_until(jid, &group.name, now).await? {
+                next = Some(next.map_or(until, |n| n.min(until)));
+                continue;
+            }
             let ask = Call {
                 group: group.clone(),
                 cause: Cause::event(call.trigger, call.first_event_id),
@@ -240,6 +254,33 @@ impl Actor {
             }
         }
         Ok(next)
+    }
+
+    /// When group `jid` may rotate on a removal again, if its event
+    /// rotations of the last hour reached the cap; told (a warning, a
+    /// count) once per wait.
+    async fn capped_until(
+        &self,
+        jid: &str,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let hour = chrono::Duration::hours(1);
+        let (count, first) = self.store.event_rotations_since(jid, now - hour).await?;
+        let mut capped = self.capped.lock().unwrap_or_else(|p| p.into_inner());
+        if count < self.max_rotations_per_hour {
+            capped.remove(jid);
+            return Ok(None);
+        }
+        let until = first.map_or(now, |first| first + hour).max(now);
+        if capped.get(jid).is_none_or(|told| *told <= now) {
+            capped.insert(jid.to_owned(), until);
+            tracing::warn!(group = %name, cap = self.max_rotations_per_hour, until = %until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "events: removals reached max_rotations_per_hour rotations an hour for this group; the rotation they call for waits (scheduled rotations go on)");
+            if let Some(m) = &self.metrics {
+                m.event_rotations_capped();
+            }
+        }
+        Ok(Some(until))
     }
 
     fn asked_lately(&self, jid: &str) -> bool {

@@ -1,18 +1,29 @@
 //! A link change reported by `group.flow`: invite-rotator's own reset, or a
 //! change made elsewhere, which is recorded where it happened in the group's
-//! chain of codes.
+//! chain of codes, once an API read of the live link confirms it.
+//!
+//! An event is a report, never a fact: whoever holds the events' secret and
+//! an instance's token could report any code. So a reported code is
+//! recorded only if a read of the group's live link (`group/info`, through
+//! the instance's rate budget) returns it, or a rotation of ours already
+//! read it as the live code; the code recorded is the one read. A report
+//! that no read confirms (the API shows another code, no link, or cannot be
+//! read) is kept as an event, its outcome saying why, and nothing more: no
+//! row, no ledger entry, no hook, no join link follows it.
 //!
 //! The event of our own reset can arrive before the reset's reply is
 //! recorded, so nothing is decided while the group has a rotation in flight.
-//! Then a code the history holds as issued is ours; any other was changed
-//! outside, and it belongs:
+//! Then a code the history holds as issued is ours (no read needed); any
+//! other was changed outside, and it belongs:
 //! 1. before the first rotation of ours that read it as the live code (the
-//!    event came late, or waited for that rotation);
-//! 2. between the read and the reset of a rotation of ours that was in
-//!    flight when it came (its reset call went out after the event arrived,
-//!    or its own link change arrived after this one): that rotation revoked
-//!    the outside code, and its `old_invite_code` is corrected to it;
-//! 3. otherwise after everything the history knows.
+//!    event came late, or waited for that rotation): that read confirms it;
+//! 2. otherwise, once the read returns it, after everything the history
+//!    knows.
+//!
+//! A code changed outside while a rotation of ours was in flight, between
+//! its read and its reset, was revoked by that reset before any read could
+//! see it: its report stays unconfirmed, and the chain goes on from the
+//! code our rotation read to the one it issued.
 //!
 //! Only a change whose code is still live is told to the hooks (one placed
 //! before a rotation of ours was revoked by it already), and none counts as
@@ -23,8 +34,10 @@
 
 use super::act::Actor;
 use super::{Managed, parse};
+use crate::config::Group;
+use crate::ryzeapi::GroupInfo;
 use crate::store::{
-    Begun, Cause, NewRotation, OutsideChange, Rotation, Status, StoreError, StoredEvent, Trigger,
+    Begun, Cause, NewRotation, OutsideChange, Status, StoreError, StoredEvent, Trigger,
 };
 use crate::whatsapp::{InviteCode, fingerprint, shown};
 use chrono::{DateTime, Utc};
@@ -33,7 +46,6 @@ use chrono::{DateTime, Utc};
 struct Placement {
     old: Option<String>,
     at: DateTime<Utc>,
-    revoked_by: Option<i64>,
     /// Whether its code is the live one (the hooks hear only of those).
     live: bool,
 }
@@ -66,6 +78,14 @@ impl Actor {
             ));
         }
         let reader = self.store.rotation_that_read(jid, code.as_str()).await?;
+        let code = match reader {
+            // A read of ours saw it live already.
+            Some(_) => code,
+            None => match self.confirm(managed, group, &code).await? {
+                Ok(read) => read,
+                Err(why) => return Ok(Some(why)),
+            },
+        };
         if reader.is_none()
             && let Some(settled) = self.settle_unknown(jid, &group.name, &code).await?
         {
@@ -80,25 +100,12 @@ impl Actor {
                     .await?,
                 at: received
                     .min(parse_time(&reader.started_at) - chrono::Duration::milliseconds(1)),
-                revoked_by: None,
                 live: false,
             },
-            None => match self.reset_after(e, jid, &code, received).await? {
-                Some(ours) => Placement {
-                    old: ours.old_invite_code.clone(),
-                    at: received.min(
-                        ours.finished_at.as_deref().map_or(received, parse_time)
-                            - chrono::Duration::milliseconds(1),
-                    ),
-                    revoked_by: Some(ours.id),
-                    live: false,
-                },
-                None => Placement {
-                    old: self.store.last_issued_code(jid).await?,
-                    at: received,
-                    revoked_by: None,
-                    live: true,
-                },
+            None => Placement {
+                old: self.store.last_issued_code(jid).await?,
+                at: received,
+                live: true,
             },
         };
         let link = code.link();
@@ -113,12 +120,12 @@ impl Actor {
             new_code: code.as_str(),
             new_link: &link,
             at: place.at,
-            revoked_by: place.revoked_by,
+            revoked_by: None,
             notify: place.live,
         };
         match self.store.record_outside(&change).await? {
             Begun::Started(id) => {
-                tracing::warn!(group = %group.name, rotation = id, old = %shown(place.old.as_deref()), new = %fingerprint(code.as_str()), revoked_by = place.revoked_by, "events: the invite link was changed outside invite-rotator; recorded");
+                tracing::warn!(group = %group.name, rotation = id, old = %shown(place.old.as_deref()), new = %fingerprint(code.as_str()), "events: the invite link was changed outside invite-rotator; recorded");
                 if let Some(m) = &self.metrics {
                     m.counted(Status::Succeeded, Trigger::Outside);
                 }
@@ -165,37 +172,49 @@ impl Actor {
         )))
     }
 
-    /// A succeeded rotation of ours that was in flight when event `e`
-    /// (reporting `code`) arrived and reset the link after that change: its
-    /// reset call went out after the event arrived, or its own link change
-    /// arrived after this one.
-    async fn reset_after(
+    /// Reads the live link of `group`: `Ok` with the code read if it is
+    /// `reported`, else `Err` with why the report stays unconfirmed.
+    async fn confirm(
         &self,
-        e: &StoredEvent,
-        jid: &str,
-        code: &InviteCode,
-        received: DateTime<Utc>,
-    ) -> Result<Option<Rotation>, StoreError> {
-        if let Some(ours) = self.store.reset_after(jid, received).await? {
-            return Ok(Some(ours));
-        }
-        for data in self.store.later_link_events(jid, e.id).await? {
-            let Some(later) = serde_json::from_str(&data)
-                .ok()
-                .and_then(|d| parse::group_flow(&d))
-                .and_then(|f| f.link)
-            else {
-                continue;
-            };
-            if let Some(ours) = self.store.rotation_that_issued(jid, later.as_str()).await?
-                && ours.status == Status::Succeeded
-                && parse_time(&ours.started_at) <= received
-                && ours.old_invite_code.as_deref() != Some(code.as_str())
-            {
-                return Ok(Some(ours));
+        managed: &Managed,
+        group: &Group,
+        reported: &InviteCode,
+    ) -> Result<Result<InviteCode, String>, StoreError> {
+        let read = match &managed.engine {
+            Some(engine) => engine.read_link(group).await,
+            None => None,
+        };
+        let Some(call) = read else {
+            return Ok(Err(
+                "not confirmed: the group's instance cannot be read here; nothing recorded".into(),
+            ));
+        };
+        let why = match call.result {
+            Ok(GroupInfo { code: Some(live) }) if &live == reported => return Ok(Ok(live)),
+            Ok(GroupInfo { code: Some(live) }) => {
+                if self
+                    .store
+                    .code_issued(group.jid.as_str(), live.as_str())
+                    .await?
+                {
+                    "the live link is invite-rotator's own code"
+                } else {
+                    "the API shows another live code"
+                }
             }
-        }
-        Ok(None)
+            Ok(GroupInfo { code: None }) => "the API shows no link",
+            Err(e) => {
+                let status = call
+                    .http_status
+                    .map_or("no reply".into(), |s| format!("HTTP {s}"));
+                return Ok(Err(format!(
+                    "not confirmed: the live link could not be read ({}, {status}); nothing recorded",
+                    e.outcome()
+                )));
+            }
+        };
+        tracing::info!(group = %group.name, "events: a reported link change that the API does not confirm; kept as an event, nothing recorded");
+        Ok(Err(format!("not confirmed: {why}; nothing recorded")))
     }
 }
 

@@ -7,16 +7,21 @@
 //! The pieces:
 //! - [`parse`]: the envelope and `group.flow` in both plausible shapes, the
 //!   instance's token dropped before anything else;
+//! - [`authentic`]: who sent it: a delivery counts only with the named
+//!   instance's own token, for that instance's groups (else it is refused,
+//!   counted, and nothing is stored);
 //! - [`receiver`]: the webhook (`[events] listen`), and [`websocket`]: the
 //!   outgoing connection (`[events] websocket = true`); both hand accepted
 //!   events to the [`inbox`], which commits them before they are answered;
 //! - [`register`]: tells RyzeAPI where to post, at start and with
 //!   `invite-rotator events register`;
 //! - [`act`]: reads the inbox and acts: calls for rotations (kept in the
-//!   database until served), records outside changes (`links`: where each
-//!   belongs in the chain of codes), holds instances.
+//!   database until served, at most `max_rotations_per_hour` a group),
+//!   records outside changes once a read of the live link confirms them
+//!   (`links`: where each belongs in the chain of codes), holds instances.
 
 pub mod act;
+pub mod authentic;
 pub mod inbox;
 mod links;
 pub mod parse;
@@ -84,7 +89,9 @@ pub fn receive(
     tasks: &mut JoinSet<()>,
     stop: &watch::Receiver<bool>,
 ) -> Received {
-    let (managed_tx, managed) = watch::channel(Arc::new(Managed::of(config)));
+    let (managed_tx, managed) = watch::channel(Arc::new(
+        Managed::of(config).reading_with(receiving.engine.clone()),
+    ));
     let wake = Arc::new(Notify::new());
     let inbox = inbox::Inbox::start(store.clone(), wake.clone());
     if let (Some(listener), Some(url), Some(secret)) =
@@ -170,6 +177,7 @@ pub fn act(
     }
     let actor = act::Actor {
         store: store.clone(),
+        max_rotations_per_hour: settings.max_rotations_per_hour,
         holds: acting.engine.holds().clone(),
         retry: config.retry.clone(),
         managed: acting.managed,
@@ -177,6 +185,7 @@ pub fn act(
         wake: acting.wake,
         metrics: acting.metrics,
         asked: std::sync::Mutex::default(),
+        capped: std::sync::Mutex::default(),
     };
     tasks.spawn(actor.run(stopped(stop)));
 }
@@ -197,6 +206,11 @@ pub struct Managed {
     pub by_jid: HashMap<String, usize>,
     /// Instance names.
     pub instances: HashSet<String>,
+    /// Each instance's token, digested: what an envelope's must match.
+    pub tokens: HashMap<String, authentic::TokenDigest>,
+    /// What reads a group's live link (the running config's engine), to
+    /// confirm a reported link change; none in tests of the receivers.
+    pub engine: Option<Engine>,
 }
 
 impl Managed {
@@ -211,7 +225,25 @@ impl Managed {
                 .map(|(i, g)| (g.jid.as_str().to_owned(), i))
                 .collect(),
             instances: config.instances.iter().map(|i| i.name.clone()).collect(),
+            // A config read without its secrets has no tokens: nothing
+            // then is authentic.
+            tokens: config
+                .instances
+                .iter()
+                .filter(|i| !i.token.expose().is_empty())
+                .map(|i| {
+                    let digest = authentic::TokenDigest::of(i.token.expose());
+                    (i.name.clone(), digest)
+                })
+                .collect(),
+            engine: None,
         }
+    }
+
+    /// The same, reading live links with `engine` (the config's).
+    pub fn reading_with(mut self, engine: Engine) -> Managed {
+        self.engine = Some(engine);
+        self
     }
 
     /// The group whose JID is `jid`.
@@ -232,6 +264,15 @@ pub enum Accepted {
         /// Why (`unused`, `unmanaged`).
         kind: &'static str,
     },
+    /// Not stored, and answered as refused: the envelope's token is not
+    /// the configured token of the instance it speaks for, or that
+    /// instance is not the group's.
+    Refused {
+        /// The event's name.
+        event: String,
+        /// Why.
+        why: authentic::Refusal,
+    },
 }
 
 impl Accepted {
@@ -239,7 +280,7 @@ impl Accepted {
     pub fn event(&self) -> &str {
         match self {
             Accepted::Store(e) => &e.event,
-            Accepted::Ignored { event, .. } => event,
+            Accepted::Ignored { event, .. } | Accepted::Refused { event, .. } => event,
         }
     }
 
@@ -248,13 +289,16 @@ impl Accepted {
         match self {
             Accepted::Store(e) => e.kind,
             Accepted::Ignored { kind, .. } => kind,
+            Accepted::Refused { why, .. } => why.kind(),
         }
     }
 }
 
 /// Reads a delivery (`channel`: `webhook` or `websocket`; `instance`: the
-/// WebSocket's own instance, which an envelope without one is about) and
-/// decides whether it is stored. `Err` when it is not an envelope.
+/// WebSocket's own instance, which an envelope naming none is about) and
+/// decides whether it is stored. Refused unless its `instanceData.token` is
+/// the configured token of the instance it speaks for, and that instance is
+/// the group's. `Err` when it is not an envelope.
 pub fn classify_from(
     body: &[u8],
     channel: &'static str,
@@ -268,12 +312,28 @@ pub fn classify_from(
             kind,
         })
     };
-    let (kind, group_jid, instance) = match envelope.event.as_str() {
+    let refused = |why| {
+        Ok(Accepted::Refused {
+            event: envelope.event.clone(),
+            why,
+        })
+    };
+    let speaker = match authentic::speaker(envelope.instance.as_deref(), instance) {
+        Ok(speaker) => speaker,
+        Err(why) => return refused(why),
+    };
+    if !authentic::vouched(managed.tokens.get(speaker), envelope.token.as_ref()) {
+        return refused(authentic::Refusal::Token);
+    }
+    let (kind, group_jid) = match envelope.event.as_str() {
         "group.flow" => match parse::group_flow(&envelope.data) {
             Some(flow) => {
                 let Some(group) = managed.group(flow.group.as_str()) else {
                     return ignored("unmanaged");
                 };
+                if group.instance != speaker {
+                    return refused(authentic::Refusal::Instance);
+                }
                 let kind = if !flow.removed.is_empty() {
                     "member_removed"
                 } else if !flow.left.is_empty() {
@@ -283,37 +343,22 @@ pub fn classify_from(
                 } else {
                     "other"
                 };
-                (
-                    kind,
-                    Some(flow.group.as_str().to_owned()),
-                    group.instance.clone(),
-                )
+                (kind, Some(flow.group.as_str().to_owned()))
             }
-            None => {
-                let instance = envelope.instance.as_deref().or(instance).unwrap_or("?");
-                ("unparsed", None, instance.to_owned())
-            }
+            None => ("unparsed", None),
         },
         "instance.state" => {
-            let Some(name) = envelope.instance.as_deref().or(instance) else {
-                return Ok(Accepted::Store(new_event(
-                    channel, "?", &envelope, "unparsed", None,
-                )));
-            };
-            if !managed.instances.contains(name) {
-                return ignored("unmanaged");
-            }
             let kind = if parse::instance_state(&envelope.data).is_some() {
                 "state"
             } else {
                 "unparsed"
             };
-            (kind, None, name.to_owned())
+            (kind, None)
         }
         _ => return ignored("unused"),
     };
     Ok(Accepted::Store(new_event(
-        channel, &instance, &envelope, kind, group_jid,
+        channel, speaker, &envelope, kind, group_jid,
     )))
 }
 

@@ -6,14 +6,17 @@
 //!
 //! The instance's token travels in every envelope (`instanceData.token`): it
 //! is dropped here, before anything is stored, logged or quoted, together
-//! with any other field named like a token or an authorization.
+//! with any other field named like a token or an authorization. Only its
+//! SHA-256 is kept, to tell who sent the event ([`super::authentic`]).
 
+use super::authentic::TokenDigest;
 use crate::whatsapp::{InviteCode, Jid};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-/// The most of an event's `data` kept, as JSON text.
-pub const MAX_DATA_BYTES: usize = 64 * 1024;
+/// The most of an event's `data` kept, as JSON text: what invite-rotator
+/// reads of an event is a few hundred bytes.
+pub const MAX_DATA_BYTES: usize = 8 * 1024;
 
 /// An envelope, token-free.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +27,9 @@ pub struct Envelope {
     pub instance: Option<String>,
     /// `data`, with every token-like field removed.
     pub data: Value,
+    /// The SHA-256 of `instanceData.token`, when given (the token itself is
+    /// dropped).
+    pub token: Option<TokenDigest>,
 }
 
 /// Reads an envelope: a JSON object with a string `event`. The error says
@@ -47,17 +53,17 @@ pub fn envelope(body: &[u8]) -> Result<Envelope, String> {
         .get("instanceData")
         .and_then(|d| field(d, "token"))
         .and_then(Value::as_str)
-        .filter(|t| t.len() >= 8)
         .map(str::to_owned);
     let mut data = object.remove("data").unwrap_or(Value::Null);
     scrub(&mut data);
-    if let Some(token) = token {
-        redact(&mut data, &token);
+    if let Some(token) = token.as_deref().filter(|t| t.len() >= 8) {
+        redact(&mut data, token);
     }
     Ok(Envelope {
         event,
         instance,
         data,
+        token: token.as_deref().map(TokenDigest::of),
     })
 }
 

@@ -4,9 +4,18 @@
 //!
 //! Answers: 401 without `Authorization: Bearer <secret>` (compared in
 //! constant time), 413 over 1 MiB, 400 for a body that is not an envelope,
-//! 503 when the event cannot be stored (RyzeAPI retries), and 200 otherwise:
-//! once the event is committed to the inbox, or at once for events and
-//! groups invite-rotator does not act on (counted, not stored).
+//! 403 for an envelope whose `instanceData.token` is not the configured
+//! token of the instance it names, or whose instance is not the group's
+//! (counted, not stored: see [`super::authentic`]), 503 when the event
+//! cannot be stored (RyzeAPI retries), and 200 otherwise: once the event is
+//! committed to the inbox, or at once for events and groups invite-rotator
+//! does not act on (counted, not stored).
+//!
+//! A refusal is a 403 rather than a 2xx: the secret was right, so either
+//! the secret leaked or an instance's token changed at RyzeAPI and not in
+//! the config; a 4xx shows in RyzeAPI's delivery log and dead-letter queue
+//! where a 2xx would hide it. Its retries cost a digest each, and store
+//! nothing.
 
 use super::inbox::Inbox;
 use super::{Accepted, Managed, classify};
@@ -80,6 +89,10 @@ async fn deliver(
     }
     match accepted {
         Accepted::Ignored { .. } => (StatusCode::OK, "ignored\n"),
+        Accepted::Refused { .. } => (
+            StatusCode::FORBIDDEN,
+            "refused: not the named instance's token, or not its group\n",
+        ),
         Accepted::Store(event) => match r.inbox.store(event).await {
             Ok(_) => (StatusCode::OK, "accepted\n"),
             Err(_) => (

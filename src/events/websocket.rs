@@ -108,11 +108,19 @@ async fn session(feed: &Feed) -> String {
                 if let Some(m) = &feed.metrics {
                     m.event(accepted.event(), accepted.kind());
                 }
-                if let Accepted::Store(event) = accepted
-                    && let Err(e) = feed.inbox.store(event).await
-                {
-                    // Nothing to answer on this channel: the event is lost.
-                    tracing::error!(instance = %feed.instance, error = %e, "events: cannot store a WebSocket event");
+                match accepted {
+                    Accepted::Store(event) => {
+                        if let Err(e) = feed.inbox.store(event).await {
+                            // Nothing to answer on this channel: the event is lost.
+                            tracing::error!(instance = %feed.instance, error = %e, "events: cannot store a WebSocket event");
+                        }
+                    }
+                    // Counted above; one line per frame would let a flood
+                    // push everything else out of the journal.
+                    Accepted::Refused { why, .. } => {
+                        tracing::debug!(instance = %feed.instance, kind = why.kind(), "events: a WebSocket frame refused");
+                    }
+                    Accepted::Ignored { .. } => {}
                 }
             }
         }

@@ -35,7 +35,8 @@ struct EventLabels {
     /// `group.flow`, `instance.state`, or `other` (any other name).
     event: &'static str,
     /// What it was: `member_removed`, `member_left`, `link_changed`, `state`,
-    /// `unparsed`, `other`, or not stored: `unused`, `unmanaged`.
+    /// `unparsed`, `other`, or not stored: `unused`, `unmanaged`,
+    /// `refused_token`, `refused_instance`.
     kind: &'static str,
 }
 
@@ -62,6 +63,7 @@ struct Inner {
     unsettled: Gauge,
     events: Family<EventLabels, Counter>,
     events_backlog: Gauge,
+    event_rotations_capped: Counter,
     active: Gauge,
     takeovers: Counter,
     /// `active` or `standby` on PostgreSQL; none on SQLite (one node).
@@ -125,7 +127,7 @@ impl Metrics {
         let events = Family::<EventLabels, Counter>::default();
         registry.register(
             "events",
-            "RyzeAPI events received (webhook or WebSocket), by event and kind; unused and unmanaged ones are not stored",
+            "RyzeAPI events received (webhook or WebSocket), by event and kind; unused, unmanaged and refused ones are not stored",
             events.clone(),
         );
         let events_backlog = Gauge::default();
@@ -133,6 +135,12 @@ impl Metrics {
             "events_backlog",
             "Events stored and not yet acted on",
             events_backlog.clone(),
+        );
+        let event_rotations_capped = Counter::default();
+        registry.register(
+            "event_rotations_capped",
+            "Times a group's removals reached [events] max_rotations_per_hour (once per group and wait)",
+            event_rotations_capped.clone(),
         );
         let active = Gauge::default();
         // One daemon on SQLite is always the active one.
@@ -176,6 +184,7 @@ impl Metrics {
                 unsettled,
                 events,
                 events_backlog,
+                event_rotations_capped,
                 active,
                 takeovers,
                 role: Mutex::new(None),
@@ -288,6 +297,11 @@ impl Metrics {
             .events
             .get_or_create(&EventLabels { event, kind })
             .inc();
+    }
+
+    /// A group's removals reached the hourly cap of event rotations.
+    pub fn event_rotations_capped(&self) {
+        self.inner.event_rotations_capped.inc();
     }
 
     /// Sets the number of events waiting to be acted on.

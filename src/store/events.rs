@@ -311,6 +311,31 @@ impl Store {
         })
     }
 
+    /// The rotations removals and departures caused in the group `jid` that
+    /// started at or after `since`: how many, and when the first of them
+    /// started.
+    pub async fn event_rotations_since(
+        &self,
+        jid: &str,
+        since: DateTime<Utc>,
+    ) -> Result<(u32, Option<DateTime<Utc>>), StoreError> {
+        let (count, first): (i64, Option<Stamp>) = run!(self, |c, _pg| {
+            sqlx::query_as(
+                "SELECT COUNT(*), MIN(started_at) FROM rotations
+                 WHERE group_jid = $1 AND trigger IN ('member_removed', 'member_left')
+                   AND started_at >= $2",
+            )
+            .bind(jid)
+            .bind(timestamp(since))
+            .fetch_one(c)
+            .await
+        })?;
+        Ok((
+            u32::try_from(count).unwrap_or(u32::MAX),
+            first.as_ref().and_then(Stamp::time),
+        ))
+    }
+
     /// The rotation that event `id` called for or reported, if one was written.
     pub async fn rotation_of_event(&self, id: i64) -> Result<Option<i64>, StoreError> {
         run!(self, |c, _pg| sqlx::query_scalar(

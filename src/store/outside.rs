@@ -17,7 +17,7 @@ pub struct OutsideChange<'a> {
     pub group: NewRotation<'a>,
     /// The code the change replaced, as far as the history knows.
     pub old_code: Option<&'a str>,
-    /// The code the event reported.
+    /// The code a read of the live link confirmed.
     pub new_code: &'a str,
     /// Its link.
     pub new_link: &'a str,
@@ -25,6 +25,8 @@ pub struct OutsideChange<'a> {
     pub at: DateTime<Utc>,
     /// A rotation of ours that was in flight and reset the link after this
     /// change: it revoked `new_code`, so its `old_invite_code` becomes it.
+    /// (The events no longer place a change so: no read can confirm a code
+    /// revoked before it was read. Kept for the store's callers.)
     pub revoked_by: Option<i64>,
     /// Whether the hooks hear of it: not when a later code is already live
     /// (a hook that publishes the link must not publish a dead one).
@@ -161,40 +163,6 @@ impl Store {
         .bind(jid.to_owned())
         .bind(timestamp(before))
         .fetch_optional(c)
-        .await)
-    }
-
-    /// A succeeded rotation of ours of `jid` that had started by `at` and
-    /// sent its (last) reset call at or after it: in flight when an event
-    /// received at `at` was, its reset still to come.
-    pub async fn reset_after(
-        &self,
-        jid: &str,
-        at: DateTime<Utc>,
-    ) -> Result<Option<Rotation>, StoreError> {
-        run!(self, |c, _pg| {
-            sqlx::query_as(concat!(
-            select_rotation!(),
-            " WHERE group_jid = $1 AND status = 'succeeded' AND trigger != 'outside' AND attempts > 0
-               AND started_at <= $2 AND last_reset_at >= $2 ORDER BY id DESC LIMIT 1"
-        ))
-        .bind(jid.to_owned())
-        .bind(timestamp(at))
-        .fetch_optional(c)
-            .await
-        })
-    }
-
-    /// The data of the link changes of `jid` that arrived after event `id`,
-    /// in order.
-    pub async fn later_link_events(&self, jid: &str, id: i64) -> Result<Vec<String>, StoreError> {
-        run!(self, |c, _pg| sqlx::query_scalar(
-            "SELECT data FROM events WHERE group_jid = $1 AND id > $2 AND kind = 'link_changed'
-             ORDER BY id LIMIT 100",
-        )
-        .bind(jid.to_owned())
-        .bind(id)
-        .fetch_all(c)
         .await)
     }
 }

@@ -25,14 +25,17 @@ fn cases(n: u32) -> ProptestConfig {
 }
 
 /// What the running config manages: one group (`JID`) on instance `sales`.
-static MANAGED: LazyLock<Managed> = LazyLock::new(|| {
+static MANAGED: LazyLock<Managed> = LazyLock::new(|| managed("t"));
+
+/// One group (`JID`) on instance `sales`, whose token is `token`.
+fn managed(token: &str) -> Managed {
     let text = format!(
-        "[[instance]]\nname = \"sales\"\ntoken = \"t\"\n[[group]]\nname = \"vip\"\ninstance = \"sales\"\n\
+        "[[instance]]\nname = \"sales\"\ntoken = \"{token}\"\n[[group]]\nname = \"vip\"\ninstance = \"sales\"\n\
          jid = \"{JID}\"\nschedule = \"0 3 * * *\"\n"
     );
-    let config = Config::parse(&text, Path::new("p.toml"), Purpose::Read).expect("a valid config");
+    let config = Config::parse(&text, Path::new("p.toml"), Purpose::Run).expect("a valid config");
     Managed::of(&config)
-});
+}
 
 /// Field names the parser looks for, in any case, and some it does not.
 fn key() -> impl Strategy<Value = String> {
@@ -156,10 +159,20 @@ proptest! {
         let envelope = parse::envelope(body.as_bytes()).expect("an envelope");
         let kept = format!("{envelope:?} {}", parse::stored_data(&envelope.data));
         prop_assert!(!kept.contains(&token), "{kept}");
-        if let Ok(Accepted::Store(stored)) = classify(body.as_bytes(), "webhook", &MANAGED) {
-            let kept = format!("{stored:?}");
-            prop_assert!(!kept.contains(&token), "{kept}");
+        // Authentic (the configured token): stored, token-free.
+        match classify(body.as_bytes(), "webhook", &managed(&token)) {
+            Ok(Accepted::Store(stored)) => {
+                let kept = format!("{stored:?}");
+                prop_assert!(!kept.contains(&token), "{kept}");
+            }
+            other => prop_assert!(false, "an authentic event is stored: {other:?}"),
         }
+        // Anyone else's: refused.
+        let refused = matches!(
+            classify(body.as_bytes(), "webhook", &MANAGED),
+            Ok(Accepted::Refused { .. })
+        );
+        prop_assert!(refused);
     }
 
     #[test]

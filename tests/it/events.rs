@@ -391,7 +391,7 @@ async fn while_the_instance_is_reported_disconnected_no_group_call_is_made_and_t
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_link_changed_outside_while_our_rotation_was_in_flight_is_placed_before_its_reset() {
+async fn a_link_changed_outside_and_revoked_by_our_rotation_in_flight_is_kept_unconfirmed() {
     // Every reply takes 1 s: between our read of the link and our reset
     // there is a second in which the link changes elsewhere.
     let slow = EmulatorOptions {
@@ -407,7 +407,7 @@ async fn a_link_changed_outside_while_our_rotation_was_in_flight_is_placed_befor
     settled(&app).await;
 
     // Act: our rotation reads the link; the link changes elsewhere; our
-    // reset follows.
+    // reset follows and revokes it before any read could see it.
     let reads = || {
         app.emulator
             .calls()
@@ -424,33 +424,34 @@ async fn a_link_changed_outside_while_our_rotation_was_in_flight_is_placed_befor
         .await;
         app.emulator.reset_outside(&group.jid)
     };
-    let (ours, outside_code) = tokio::join!(ours, outside);
+    let (ours, _) = tokio::join!(ours, outside);
     assert!(ours.status.success(), "{ours:?}");
-    app.wait_for("the outside row", Duration::from_secs(20), |rows| {
-        rows.iter().any(|r| r.trigger == Trigger::Outside)
+    wait_until("the report judged", Duration::from_secs(20), || async {
+        events(&app).await.iter().any(|e| {
+            e.outcome.as_deref()
+                == Some(
+                    "not confirmed: the live link is invite-rotator's own code; nothing recorded",
+                )
+        })
     })
     .await;
-    settled(&app).await;
 
-    // Assert: the outside code sits between the two rotations of ours, and
-    // the second one revoked it.
+    // Assert: a report no read confirmed records nothing; the history goes
+    // from the code our rotation read to the one it issued, without the
+    // code that lived between them.
     let rows = app.history().await;
-    let outside = &with_trigger(&rows, Trigger::Outside)[0];
-    assert_eq!(
-        outside.new_invite_code.as_deref(),
-        Some(outside_code.as_str())
-    );
-    assert_eq!(
-        outside.old_invite_code, rows[0].new_invite_code,
+    assert!(
+        with_trigger(&rows, Trigger::Outside).is_empty(),
         "{rows:#?}"
     );
-    assert_eq!(
-        rows[1].old_invite_code.as_deref(),
-        Some(outside_code.as_str()),
-        "{rows:#?}"
-    );
+    assert_eq!(rows[1].old_invite_code, rows[0].new_invite_code);
+    let chain = app.emulator.code_chain(&group.jid);
+    let issued: Vec<_> = rows
+        .iter()
+        .filter_map(|r| r.new_invite_code.clone())
+        .collect();
+    assert_eq!(issued, [chain[1].clone(), chain[3].clone()], "{chain:?}");
     let store = app.store().await;
-    app.assert_chain_complete(&store, &group).await;
     let live = app.emulator.current_code(&group.jid);
     assert_eq!(store.last_issued_code(&group.jid).await.unwrap(), live);
     stop(&app, daemon).await;

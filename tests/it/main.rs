@@ -18,6 +18,7 @@ mod disconnected;
 mod disk_faults;
 mod ecosystem;
 mod event_edges;
+mod event_forgery;
 mod event_properties;
 mod events;
 mod faults;

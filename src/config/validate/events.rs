@@ -78,12 +78,27 @@ impl Validator<'_> {
             }
             None => Some(defaults::EVENTS_KEEP),
         };
+        let max_rotations_per_hour = self.positive(
+            "events.max_rotations_per_hour",
+            raw.max_rotations_per_hour.as_ref(),
+            defaults::MAX_EVENT_ROTATIONS_PER_HOUR,
+        );
+        if let Some(value) = raw.max_rotations_per_hour.as_ref()
+            && max_rotations_per_hour > defaults::MAX_EVENT_ROTATIONS_PER_HOUR_CAP
+        {
+            let message = format!(
+                "must be at most {} (one a minute), got {max_rotations_per_hour}",
+                defaults::MAX_EVENT_ROTATIONS_PER_HOUR_CAP
+            );
+            self.error("events.max_rotations_per_hour", value, message);
+        }
         Some(EventsSettings {
             listen,
             public_url,
             secret,
             websocket,
             keep,
+            max_rotations_per_hour,
         })
     }
 
