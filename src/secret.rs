@@ -35,7 +35,7 @@ impl Token {
 
     /// Whether two tokens are the same credential (and so share one rate budget).
     pub fn same_as(&self, other: &Token) -> bool {
-        self.expose() == other.expose()
+        same_secret(self.expose().as_bytes(), other.expose().as_bytes())
     }
 }
 

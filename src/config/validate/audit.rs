@@ -17,17 +17,17 @@ pub(crate) const MIN_TOKEN_BITS: f64 = 128.0;
 /// digits 10, other printable ASCII 32). An estimate from above: it
 /// assumes the characters were drawn at random.
 pub(crate) fn estimated_bits(token: &str) -> f64 {
-    let classes: [(fn(&u8) -> bool, u32); 4] = [
-        (u8::is_ascii_lowercase, 26),
-        (u8::is_ascii_uppercase, 26),
-        (u8::is_ascii_digit, 10),
-        (u8::is_ascii_punctuation, 32),
-    ];
-    let alphabet: u32 = classes
-        .iter()
-        .filter(|(is, _)| token.as_bytes().iter().any(is))
-        .map(|(_, size)| size)
-        .sum();
+    let bytes = token.as_bytes();
+    let alphabet: u32 = [
+        (bytes.iter().any(u8::is_ascii_lowercase), 26),
+        (bytes.iter().any(u8::is_ascii_uppercase), 26),
+        (bytes.iter().any(u8::is_ascii_digit), 10),
+        (bytes.iter().any(u8::is_ascii_punctuation), 32),
+    ]
+    .iter()
+    .filter(|(used, _)| *used)
+    .map(|(_, size)| size)
+    .sum();
     token.len() as f64 * f64::from(alphabet.max(1)).log2()
 }
 
