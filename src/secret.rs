@@ -1,7 +1,21 @@
 //! API tokens, wrapped so that they cannot be printed by accident.
 
 use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
 use std::fmt;
+use subtle::ConstantTimeEq;
+
+/// Whether `given` (from outside) is `expected` (a secret), in time that
+/// tells nothing about either: both are hashed (SHA-256) and the digests,
+/// always 32 bytes, compared in constant time. A plain constant-time
+/// comparison of the texts returns at once on a length mismatch, which
+/// tells a prober the secret's length. Every comparison of a secret with
+/// what a request carries goes through here.
+pub(crate) fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    let given = Sha256::digest(given);
+    let expected = Sha256::digest(expected);
+    bool::from(given[..].ct_eq(&expected[..]))
+}
 
 /// A RyzeAPI token. `Debug` and `Display` print `[redacted]`; the only way to the
 /// text is [`Token::expose`], which the HTTP client calls to build its header.
@@ -21,7 +35,7 @@ impl Token {
 
     /// Whether two tokens are the same credential (and so share one rate budget).
     pub fn same_as(&self, other: &Token) -> bool {
-        self.expose() == other.expose()
+        same_secret(self.expose().as_bytes(), other.expose().as_bytes())
     }
 }
 
@@ -40,6 +54,22 @@ impl fmt::Display for Token {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_secret_is_equality_whatever_the_lengths() {
+        assert!(same_secret(b"Bearer s3cret", b"Bearer s3cret"));
+        assert!(same_secret(b"", b""));
+        for other in [
+            &b""[..],
+            b"Bearer",
+            b"Bearer s3cre",
+            b"Bearer s3cret ",
+            b"bearer s3cret",
+        ] {
+            assert!(!same_secret(other, b"Bearer s3cret"), "{other:?}");
+            assert!(!same_secret(b"Bearer s3cret", other), "{other:?}");
+        }
+    }
 
     #[test]
     fn a_token_never_shows_in_debug_or_display() {

@@ -5,22 +5,33 @@
 //! is asked for on loopback too when one is set. Without one, only
 //! loopback names are served (`Host`), against DNS rebinding. Every
 //! answer carries a strict Content-Security-Policy and is never cached.
+//!
+//! Wrong tokens slow their address down ([`super::throttle`]); the form is
+//! [`FORM_LIMIT`] at most. Secrets are compared by digest
+//! (`secret::same_secret`). The one POST that shows something, the live
+//! code's, must come from the console's own pages ([`same_origin`]).
 
 use super::Console;
-use crate::secret::Token;
+use crate::secret::{Token, same_secret};
 use askama::Template;
 use axum::Form;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
+use std::time::Duration;
 
 /// The session cookie's name.
 const COOKIE: &str = "ir_console";
+/// The largest form the console reads (the sign-in's, the live code's):
+/// 413 beyond.
+pub(super) const FORM_LIMIT: usize = 4096;
+/// The POSTs the console serves.
+const POSTS: [&str; 2] = ["/signin", "/reveal"];
 
 /// The session cookie's value for `token`: hex HMAC-SHA256.
 pub(super) fn session_of(token: &Token) -> String {
@@ -34,16 +45,38 @@ pub(super) fn session_of(token: &Token) -> String {
 #[template(path = "signin.html")]
 struct SignInPage {
     failed: bool,
+    /// Seconds to wait before the next try.
+    wait: Option<u64>,
 }
 
 fn sign_in_page(status: StatusCode, failed: bool) -> Response {
-    match (SignInPage { failed }).render() {
+    render_sign_in(status, SignInPage { failed, wait: None })
+}
+
+fn render_sign_in(status: StatusCode, page: SignInPage) -> Response {
+    match page.render() {
         Ok(html) => (status, Html(html)).into_response(),
         Err(_) => status.into_response(),
     }
 }
 
-/// Refuses any method but GET and HEAD (and the sign-in's POST), asks for
+/// 429: the address waits `wait` before its next sign-in.
+fn wait_page(wait: Duration) -> Response {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut response = render_sign_in(
+        StatusCode::TOO_MANY_REQUESTS,
+        SignInPage {
+            failed: false,
+            wait: Some(seconds),
+        },
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
+/// Refuses any method but GET and HEAD (and the POSTs of [`POSTS`]), asks for
 /// the session where a token is set, and adds the headers every answer
 /// carries.
 pub(super) async fn guard(
@@ -53,8 +86,9 @@ pub(super) async fn guard(
 ) -> Response {
     let signing_in = request.uri().path() == "/signin";
     let method = request.method().clone();
-    let allowed =
-        method == Method::GET || method == Method::HEAD || (method == Method::POST && signing_in);
+    let allowed = method == Method::GET
+        || method == Method::HEAD
+        || (method == Method::POST && POSTS.contains(&request.uri().path()));
     let mut response = if !allowed {
         let mut r = (StatusCode::METHOD_NOT_ALLOWED, "read-only: GET only\n").into_response();
         r.headers_mut()
@@ -84,13 +118,49 @@ pub(super) async fn guard(
             "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        // Not `no-referrer`: with it a browser sends `Origin: null` on the
+        // console's own POSTs, and [`same_origin`] could not tell them from
+        // another site's. Nothing goes to other sites still.
+        (header::REFERRER_POLICY, "same-origin"),
         (header::CACHE_CONTROL, "no-store"),
         (header::X_FRAME_OPTIONS, "DENY"),
     ] {
         headers.insert(name, HeaderValue::from_static(value));
     }
     response
+}
+
+/// Whether a POST comes from the console's own pages: not marked
+/// cross-site by the browser (`Sec-Fetch-Site`), and its `Origin` (or,
+/// without one, its `Referer`) names the host the request is addressed to
+/// (`Host`). A request that says neither is refused: a browser always
+/// says one on a form's POST (the console's referrer policy is
+/// `same-origin`).
+pub(super) fn same_origin(headers: &HeaderMap) -> bool {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    if text(header::HeaderName::from_static("sec-fetch-site"))
+        .is_some_and(|site| !matches!(site, "same-origin" | "none"))
+    {
+        return false;
+    }
+    let Some(host) = text(header::HOST) else {
+        return false;
+    };
+    let from = text(header::ORIGIN).or_else(|| text(header::REFERER));
+    from.and_then(|url| url::Url::parse(url).ok())
+        .filter(|url| matches!(url.scheme(), "http" | "https"))
+        .and_then(|url| {
+            let name = url.host_str()?.to_owned();
+            Some(match url.port() {
+                Some(port) => format!("{name}:{port}"),
+                None => name,
+            })
+        })
+        .is_some_and(|authority| authority.eq_ignore_ascii_case(host))
 }
 
 /// Whether the request's `Host` is a loopback name or address.
@@ -115,9 +185,7 @@ fn has_session(headers: &HeaderMap, session: &str) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .any(|(name, value)| {
-            name == COOKIE && bool::from(value.as_bytes().ct_eq(session.as_bytes()))
-        })
+        .any(|(name, value)| name == COOKIE && same_secret(value.as_bytes(), session.as_bytes()))
 }
 
 /// `GET /signin`.
@@ -131,20 +199,33 @@ pub(super) struct SignIn {
     token: String,
 }
 
-/// `POST /signin`: the right token sets the session and goes to the groups.
-pub(super) async fn sign_in(
-    State(console): State<Arc<Console>>,
-    Form(form): Form<SignIn>,
-) -> Response {
+/// `POST /signin`: the right token sets the session and goes to the
+/// groups. An address that sent too many wrong ones waits (429, the form
+/// unread).
+pub(super) async fn sign_in(State(console): State<Arc<Console>>, request: Request) -> Response {
     let (Some(token), Some(session)) = (&console.token, &console.session) else {
         // No token set (loopback): nothing to sign in to.
         return (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
     };
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Err(wait) = console.throttle.check(peer, tokio::time::Instant::now()) {
+        return wait_page(wait);
+    }
+    let form = match Form::<SignIn>::from_request(request, &()).await {
+        Ok(Form(form)) => form,
+        Err(rejection) => return rejection.into_response(),
+    };
     let given = Token::new(&form.token);
-    if !bool::from(given.expose().as_bytes().ct_eq(token.expose().as_bytes())) {
-        tracing::warn!("console: a sign-in with a wrong token");
+    if !same_secret(given.expose().as_bytes(), token.expose().as_bytes()) {
+        if let Some(s) = console.throttle.failed(peer, tokio::time::Instant::now()) {
+            super::log_failures(&s);
+        }
         return sign_in_page(StatusCode::UNAUTHORIZED, true);
     }
+    console.throttle.succeeded(peer);
     tracing::info!("console: a browser signed in");
     let cookie = format!("{COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict");
     match HeaderValue::from_str(&cookie) {

@@ -11,21 +11,25 @@
 //! nor the hourly verification holds up a rotation. Beyond loopback every
 //! request needs the session cookie that signing in with `token_file`'s
 //! token sets (HttpOnly, SameSite=Strict); without it the answer is 401
-//! and the sign-in form. Only GET (and HEAD) are served, and the sign-in's
-//! POST. A live code is shown only when asked for, and each showing is
-//! logged.
+//! and the sign-in form. Only GET (and HEAD) are served, and two POSTs:
+//! the sign-in's and the live code's. A live code is shown only when asked
+//! for by a POST from the console's own page, and each showing is logged.
+//! Wrong tokens slow their address down and are logged once a minute in
+//! aggregate.
 
 mod auth;
 pub mod chart;
 mod pages;
 mod rows;
+mod throttle;
 
 use crate::audit::PublicKey;
 use crate::config::{Config, ConsoleSettings};
 use crate::listener::{self, Limits};
 use crate::store::{Store, StoreError};
 use axum::Router;
-use axum::routing::get;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use std::future::Future;
 use std::sync::{Arc, RwLock};
@@ -48,6 +52,8 @@ struct Console {
     session: Option<String>,
     /// The token, to check a sign-in.
     token: Option<crate::secret::Token>,
+    /// Wrong tokens per address.
+    throttle: throttle::Throttle,
     /// The chart and the last verification, kept fresh in the background.
     cache: RwLock<Cache>,
 }
@@ -79,6 +85,7 @@ pub async fn serve(
         store: open().await?,
         session: settings.token.as_ref().map(auth::session_of),
         token: settings.token.clone(),
+        throttle: throttle::Throttle::default(),
         config,
         cache: RwLock::default(),
     });
@@ -87,6 +94,7 @@ pub async fn serve(
     let app = Router::new()
         .route("/", get(pages::groups))
         .route("/group", get(pages::group))
+        .route("/reveal", post(pages::reveal))
         .route("/history", get(pages::history))
         .route("/history.csv", get(pages::history_csv))
         .route("/history.json", get(pages::history_json))
@@ -95,6 +103,7 @@ pub async fn serve(
         .route("/ledger", get(pages::ledger))
         .route("/signin", get(auth::form).post(auth::sign_in))
         .fallback(pages::not_found)
+        .layer(DefaultBodyLimit::max(auth::FORM_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
             console.clone(),
             auth::guard,
@@ -106,11 +115,26 @@ pub async fn serve(
     served
 }
 
+/// One line for the wrong tokens counted since the last.
+fn log_failures(s: &throttle::Summary) {
+    tracing::warn!(
+        failed = s.failed,
+        refused_while_waiting = s.refused,
+        addresses_waiting = s.waiting,
+        most_failures_from = %s.top,
+        "console: wrong tokens at sign-in (counted since the last such line)"
+    );
+}
+
 /// Redraws the chart every minute and verifies the history every hour, on
-/// a connection of its own (`verifier`).
+/// a connection of its own (`verifier`); logs the wrong tokens at sign-in
+/// not logged yet.
 async fn keep_fresh(console: Arc<Console>, verifier: Store, mut stopped: watch::Receiver<bool>) {
     let mut last_verify: Option<tokio::time::Instant> = None;
     loop {
+        if let Some(s) = console.throttle.flush(tokio::time::Instant::now()) {
+            log_failures(&s);
+        }
         match console
             .store
             .rotations_per_day(Utc::now() - chrono::Duration::days(chart::DAYS))

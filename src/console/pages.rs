@@ -7,8 +7,9 @@ use super::{Console, store_error};
 use crate::cli::HistoryFormat;
 use crate::store::{HistoryQuery, Status};
 use askama::Template;
+use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{Duration, SecondsFormat, Utc};
 use serde::Deserialize;
@@ -121,7 +122,12 @@ pub(super) async fn groups(State(console): Shared) -> Response {
 pub(super) struct GroupQuery {
     name: String,
     before: Option<i64>,
-    reveal: Option<String>,
+}
+
+/// The live code's form: `name=N`.
+#[derive(Deserialize)]
+pub(super) struct RevealForm {
+    name: String,
 }
 
 #[derive(Template)]
@@ -139,11 +145,33 @@ struct GroupPage {
     older: Option<i64>,
 }
 
-/// `/group?name=N`: its codes as a timeline, newest first; `&reveal=1`
-/// shows the live code (logged).
+/// `/group?name=N`: its codes as a timeline, newest first, the live code
+/// hidden.
 pub(super) async fn group(State(console): Shared, Query(q): Query<GroupQuery>) -> Response {
+    group_page(&console, &q.name, q.before, false).await
+}
+
+/// `POST /reveal` (`name=N`), from the console's own page: the group's
+/// page with its live code shown, and the showing logged. From anywhere
+/// else (another site's form or image): 403, nothing shown or logged.
+pub(super) async fn reveal(
+    State(console): Shared,
+    headers: HeaderMap,
+    Form(form): Form<RevealForm>,
+) -> Response {
+    if !super::auth::same_origin(&headers) {
+        return (
+            StatusCode::FORBIDDEN,
+            "the live code is shown only from the console's own pages\n",
+        )
+            .into_response();
+    }
+    group_page(&console, &form.name, None, true).await
+}
+
+async fn group_page(console: &Console, name: &str, before: Option<i64>, reveal: bool) -> Response {
     let config = console.config.borrow().clone();
-    let Some(g) = config.groups.iter().find(|g| g.name == q.name) else {
+    let Some(g) = config.groups.iter().find(|g| g.name == name) else {
         return not_found().await;
     };
     let query = HistoryQuery {
@@ -151,11 +179,11 @@ pub(super) async fn group(State(console): Shared, Query(q): Query<GroupQuery>) -
         limit: Some(PAGE),
         ..HistoryQuery::default()
     };
-    let rows = match console.store.history_page(&query, q.before).await {
+    let rows = match console.store.history_page(&query, before).await {
         Ok(r) => r,
         Err(e) => return failed(&e),
     };
-    let revealed = if q.reveal.is_some() {
+    let revealed = if reveal {
         tracing::info!(group = %g.name, "console: the live code was shown");
         match console.store.live_code_of(&g.name).await {
             Ok(code) => Some(code.unwrap_or_else(|| "(none recorded yet)".into())),
@@ -167,7 +195,7 @@ pub(super) async fn group(State(console): Shared, Query(q): Query<GroupQuery>) -
     let older = (rows.len() as u64 == PAGE)
         .then(|| rows.last().map(|r| r.id))
         .flatten();
-    let rows = match views(&console, &rows).await {
+    let rows = match views(console, &rows).await {
         Ok(v) => v,
         Err(e) => return failed(&e),
     };

@@ -2,14 +2,15 @@
 //! (and that path plus `/{event}`, for `byEvents`), behind every listener's
 //! defences ([`crate::listener`]).
 //!
-//! Answers: 401 without `Authorization: Bearer <secret>` (compared in
-//! constant time), 413 over 1 MiB, 400 for a body that is not an envelope,
-//! 403 for an envelope whose `instanceData.token` is not the configured
-//! token of the instance it names, or whose instance is not the group's
-//! (counted, not stored: see [`super::authentic`]), 503 when the event
-//! cannot be stored (RyzeAPI retries), and 200 otherwise: once the event is
-//! committed to the inbox, or at once for events and groups invite-rotator
-//! does not act on (counted, not stored).
+//! Answers: 401 without `Authorization: Bearer <secret>` (their SHA-256
+//! digests compared in constant time, `secret::same_secret`), 413 over
+//! 1 MiB, 408 for a body slower than the listener's bound, 400 for a body
+//! that is not an envelope, 403 for an envelope whose `instanceData.token`
+//! is not the configured token of the instance it names, or whose instance
+//! is not the group's (counted, not stored: see [`super::authentic`]), 503
+//! when the event cannot be stored (RyzeAPI retries), and 200 otherwise:
+//! once the event is committed to the inbox, or at once for events and
+//! groups invite-rotator does not act on (counted, not stored).
 //!
 //! A refusal is a 403 rather than a 2xx: the secret was right, so either
 //! the secret leaked or an instance's token changed at RyzeAPI and not in
@@ -27,7 +28,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::post;
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
 /// The largest delivery accepted.
@@ -72,7 +72,7 @@ async fn deliver(
     let given = headers
         .get(header::AUTHORIZATION)
         .map_or(&b""[..], |v| v.as_bytes());
-    if !bool::from(given.ct_eq(r.expected.as_slice())) {
+    if !crate::secret::same_secret(given, &r.expected) {
         return (StatusCode::UNAUTHORIZED, "unauthorized\n");
     }
     // Read only once authorized: a stranger's body is never buffered.

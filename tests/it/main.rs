@@ -12,6 +12,7 @@ mod cli;
 mod client;
 mod config_errors;
 mod console;
+mod console_defences;
 mod crash;
 mod daemon;
 mod disconnected;
