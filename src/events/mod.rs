@@ -86,7 +86,7 @@ pub fn receive(
 ) -> Received {
     let (managed_tx, managed) = watch::channel(Arc::new(Managed::of(config)));
     let wake = Arc::new(Notify::new());
-    let inbox = inbox::Inbox::start(store.clone(), wake.clone());
+    let inbox = inbox::Inbox::start(store.clone(), wake.clone(), managed.clone());
     if let (Some(listener), Some(url), Some(secret)) =
         (receiving.listener, &settings.public_url, &settings.secret)
     {
@@ -197,6 +197,10 @@ pub struct Managed {
     pub by_jid: HashMap<String, usize>,
     /// Instance names.
     pub instances: HashSet<String>,
+    /// Masks every configured token and secret (and the codes the history
+    /// knows) in events' data before it is stored, whatever the envelope
+    /// says: redaction by `instanceData.token` trusts the sender.
+    pub masker: crate::mask::Masker,
 }
 
 impl Managed {
@@ -211,6 +215,7 @@ impl Managed {
                 .map(|(i, g)| (g.jid.as_str().to_owned(), i))
                 .collect(),
             instances: config.instances.iter().map(|i| i.name.clone()).collect(),
+            masker: crate::mask::Masker::of(config),
         }
     }
 
