@@ -212,3 +212,67 @@ async fn csv_cells_a_spreadsheet_would_run_are_neutralised_alike_by_the_cli_and_
         assert_eq!(row["group_name"], "=1+2", "{line}");
     }
 }
+
+#[tokio::test]
+async fn an_api_error_quoting_the_token_and_a_known_code_keeps_neither() {
+    // Arrange: a history that knows a code; an API that quotes it back with
+    // the instance's token and another configured secret.
+    use invite_rotator::mask::Masker;
+    use invite_rotator::ryzeapi::{Client, RyzeApi, http_client};
+    use invite_rotator::secret::Token;
+    use invite_rotator::store::{Begun, Cause, NewRotation, Store};
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    const CODE: &str = "KnownCode0123456789abc";
+    const API_TOKEN: &str = "sk-api-token-4d5e6f";
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("h.db")).await.unwrap();
+    let new = NewRotation {
+        group_name: "vip",
+        group_jid: "120363406289005073@g.us",
+        instance: "sales",
+        cause: Cause::manual(),
+    };
+    let Begun::Started(id) = store.begin(&new).await.unwrap() else {
+        panic!("not started")
+    };
+    store.record_old_code(id, Some(CODE)).await.unwrap();
+    let server = MockServer::start().await;
+    let message =
+        format!("bad token {API_TOKEN} for https://chat.whatsapp.com/{CODE} (secret {SECRET})");
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(403).set_body_json(
+                serde_json::json!({"success": false, "error": {"message": message}}),
+            ),
+        )
+        .mount(&server)
+        .await;
+    let client = Client::new(
+        http_client(Duration::from_secs(5), None).unwrap(),
+        reqwest::Url::parse(&format!("{}/api", server.uri())).unwrap(),
+        "sales",
+        Token::new(API_TOKEN),
+        std::sync::Arc::new(invite_rotator::ratelimit::RateLimiter::per_minute(6000)),
+    )
+    .masking(
+        std::sync::Arc::new(Masker::new([API_TOKEN, SECRET])),
+        store.clone(),
+    );
+
+    // Act
+    let jid = invite_rotator::whatsapp::Jid::parse("120363406289005073@g.us").unwrap();
+    let call = client.reset_link(&jid).await;
+
+    // Assert: the error says what happened, without the secrets or the code.
+    let error = call.result.unwrap_err().to_string();
+    assert!(
+        error.starts_with("HTTP 403: bad token [redacted]"),
+        "{error}"
+    );
+    assert!(error.contains("chat.whatsapp.com/[code …"), "{error}");
+    for secret in [API_TOKEN, SECRET, CODE] {
+        assert!(!error.contains(secret), "{secret} in {error}");
+    }
+}
