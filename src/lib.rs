@@ -27,7 +27,8 @@
 //! - [`hooks`]: tells webhooks and commands of each rotation; [`metrics`]:
 //!   `/metrics` and `/healthz`, served like every listener by [`listener`]
 //!   (connection cap, header timeouts, descriptors kept for rotations);
-//!   `retention`: prunes the call log;
+//!   `retention`: prunes the call log; [`mask`]: masks tokens and known
+//!   invite codes in outside text before it is stored, logged or shown;
 //! - [`emulator`]: a RyzeAPI stand-in for trying configs and for tests;
 //! - [`commands`]: what each CLI command does ([`cli`] parses the line);
 //!   [`telemetry`] sets up logging (journal, terminal or JSON);
@@ -53,6 +54,7 @@ pub(crate) mod health;
 pub mod hooks;
 pub mod join;
 pub mod listener;
+pub mod mask;
 pub mod memory;
 pub mod metrics;
 pub(crate) mod owner;

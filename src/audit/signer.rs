@@ -79,7 +79,7 @@ impl Signer {
                 let seq_at = Checkpoint::verify(&line, None)
                     .map(|cp| format!("checkpoint-{}-{}", cp.seq, cp.at))
                     .unwrap_or_default();
-                let hooks = self.hooks.borrow().hooks.clone();
+                let hooks = self.hooks.borrow().clone();
                 crate::hooks::announce_checkpoint(&self.http, &hooks, &line, &seq_at, tries).await;
                 Some(line)
             }

@@ -26,7 +26,8 @@ struct Line<'a> {
     kind: &'a str,
     processed_at: Option<&'a str>,
     outcome: Option<&'a str>,
-    /// `data` as RyzeAPI sent it, the token removed (`null` once pruned).
+    /// `data` as RyzeAPI sent it, every configured token and secret and
+    /// every code the history knows masked (`null` once pruned).
     data: serde_json::Value,
 }
 
@@ -44,10 +45,24 @@ pub async fn list(config_path: &Path, limit: u32, format: StatusFormat) -> Resul
     let store = Store::connect_read_only(&config.database)
         .await
         .map_err(|e| Failure::Runtime(e.to_string()))?;
-    let events = store
+    let mut events = store
         .recent_events(limit)
         .await
         .map_err(|e| Failure::Runtime(e.to_string()))?;
+    if format == StatusFormat::Json {
+        // Stored with the secrets masked, the codes kept for the actor:
+        // shown without the codes the history knows.
+        let mut data: Vec<String> = events
+            .iter_mut()
+            .map(|e| std::mem::take(&mut e.data))
+            .collect();
+        crate::mask::Masker::default()
+            .mask_known_all(&store, &mut data)
+            .await;
+        for (e, data) in events.iter_mut().zip(data) {
+            e.data = data;
+        }
+    }
     if events.is_empty() {
         eprintln!("no events yet: {} holds none", config.database.name());
         return Ok(Exit::Success);

@@ -95,10 +95,15 @@ pub(crate) async fn write_stream(
     })
 }
 
-/// The row with every control character in its text shown as U+FFFD (see
-/// [`table::printable`]): a CSV is opened in terminals and spreadsheets.
+/// The row as a CSV cell may hold it (a CSV is opened in terminals and
+/// spreadsheets): a cell a spreadsheet would run as a formula (starting
+/// with `=`, `+`, `-`, `@`, a tab or a carriage return) gets a leading `'`,
+/// as OWASP's "CSV injection" advises, and every control character is shown
+/// as U+FFFD (see [`table::printable`]). `history --format csv` and the
+/// console's download both write through here.
 fn printable_row(mut r: Rotation) -> Rotation {
     let clean = |s: &mut String| {
+        neutralise(s);
         if let std::borrow::Cow::Owned(c) = table::printable(s) {
             *s = c;
         }
@@ -132,6 +137,13 @@ fn printable_row(mut r: Rotation) -> Rotation {
         clean(s);
     }
     r
+}
+
+/// Prefixes `'` to a cell a spreadsheet would take for a formula.
+fn neutralise(cell: &mut String) {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        cell.insert(0, '\'');
+    }
 }
 
 /// What can stop a stream of rows half way.
@@ -176,4 +188,28 @@ pub(super) fn write_table(mut out: impl Write, rows: &[Rotation]) -> std::io::Re
     ];
     out.write_all(table::render(&headers, &cells).as_bytes())?;
     out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::neutralise;
+
+    #[test]
+    fn cells_a_spreadsheet_would_run_get_a_leading_quote_and_no_other_cell_does() {
+        for (cell, shown) in [
+            ("=1+2", "'=1+2"),
+            ("+1", "'+1"),
+            ("-1", "'-1"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\rx", "'\rx"),
+            ("vip=1", "vip=1"),
+            ("2026-12-07T00:00:00Z", "2026-12-07T00:00:00Z"),
+            ("", ""),
+        ] {
+            let mut c = cell.to_owned();
+            neutralise(&mut c);
+            assert_eq!(c, shown);
+        }
+    }
 }

@@ -272,6 +272,7 @@ fn settings(config: &Config) -> Settings {
     Settings {
         hooks: config.hooks.clone(),
         retry: config.retry.clone(),
+        masker: crate::mask::Masker::of(config),
     }
 }
 

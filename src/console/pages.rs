@@ -368,8 +368,8 @@ struct EventsPage {
     deliveries: Vec<DeliveryView>,
 }
 
-/// `/events`: RyzeAPI's latest events (never their data: it holds the
-/// instance's token) and the latest hook deliveries.
+/// `/events`: RyzeAPI's latest events (never their data) and the latest
+/// hook deliveries, their errors masked of secrets and known codes.
 pub(super) async fn events(State(console): Shared) -> Response {
     let config = console.config.borrow().clone();
     let events_on = config.events.is_some();
@@ -382,10 +382,22 @@ pub(super) async fn events(State(console): Shared) -> Response {
     } else {
         Vec::new()
     };
-    let deliveries = match console.store.recent_deliveries(100).await {
+    let mut deliveries = match console.store.recent_deliveries(100).await {
         Ok(d) => d,
         Err(e) => return failed(&e),
     };
+    // Receivers' words: masked when stored; masked again for rows stored
+    // before that (or by an older version).
+    let mut errors: Vec<String> = deliveries
+        .iter_mut()
+        .map(|d| d.last_error.take().unwrap_or_default())
+        .collect();
+    crate::mask::Masker::of(&config)
+        .mask_known_all(&console.store, &mut errors)
+        .await;
+    for (d, error) in deliveries.iter_mut().zip(errors) {
+        d.last_error = Some(error);
+    }
     render(&EventsPage {
         nav: "events",
         events_on,

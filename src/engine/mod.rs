@@ -70,6 +70,7 @@ impl Engine {
         let http = ryzeapi::http_client(config.api.timeout, config.api.proxy.as_ref())?;
         let mut budgets: Vec<(Token, Arc<RateLimiter>)> = Vec::new();
         let mut clients = HashMap::new();
+        let masker = Arc::new(crate::mask::Masker::of(config));
         for instance in &config.instances {
             let limiter = match budgets.iter().find(|(t, _)| t.same_as(&instance.token)) {
                 Some((_, limiter)) => limiter.clone(),
@@ -89,7 +90,8 @@ impl Engine {
                 &instance.name,
                 instance.token.clone(),
                 limiter,
-            );
+            )
+            .masking(masker.clone(), store.clone());
             let held = Held::new(
                 Observed::new(client, metrics.clone()),
                 &instance.name,

@@ -7,10 +7,22 @@
 //! one transaction, and only then answers each: under load the batches grow,
 //! and the rate grows with them, while a lone delivery still waits only for
 //! its own commit.
+//!
+//! Each event's data is masked here, just before it is stored (see
+//! [`crate::mask`]): every configured token and secret, whatever field
+//! quotes it and whatever the envelope says. Codes stay, even those the
+//! history knows: the actor reads the reported link from the stored data,
+//! and a link that is invite-rotator's own reset, or the code a rotation in
+//! flight read as live, is told apart by that very code (masked, it would
+//! be "no usable link" and an outside change would go unrecorded). The
+//! database holds every code anyway; what shows the data (`events list`)
+//! masks the codes the history knows.
 
+use super::Managed;
 use crate::store::{NewEvent, Store};
+use std::collections::HashSet;
 use std::sync::Arc;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 /// The most deliveries one commit takes.
 const BATCH: usize = 256;
@@ -27,10 +39,15 @@ pub struct Inbox {
 
 impl Inbox {
     /// Starts the writer on `store`, which wakes `stored` after each commit
-    /// of new events; it ends when every `Inbox` is dropped.
-    pub fn start(store: Store, stored: Arc<Notify>) -> Inbox {
+    /// of new events, and masks their data with `managed`'s masker; it ends
+    /// when every `Inbox` is dropped.
+    pub fn start(
+        store: Store,
+        stored: Arc<Notify>,
+        managed: watch::Receiver<Arc<Managed>>,
+    ) -> Inbox {
         let (to_writer, from_callers) = mpsc::channel(4 * BATCH);
-        tokio::spawn(write(store, from_callers, stored));
+        tokio::spawn(write(store, from_callers, stored, managed));
         Inbox { to_writer }
     }
 
@@ -51,11 +68,16 @@ async fn write(
     store: Store,
     mut from_callers: mpsc::Receiver<(NewEvent, oneshot::Sender<Stored>)>,
     stored: Arc<Notify>,
+    managed: watch::Receiver<Arc<Managed>>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     while from_callers.recv_many(&mut batch, BATCH).await > 0 {
-        let (events, answers): (Vec<NewEvent>, Vec<oneshot::Sender<Stored>>) =
+        let (mut events, answers): (Vec<NewEvent>, Vec<oneshot::Sender<Stored>>) =
             batch.drain(..).unzip();
+        let masker = managed.borrow().masker.clone();
+        for event in &mut events {
+            event.data = masker.mask(&event.data, &HashSet::new());
+        }
         match store.accept_events(&events).await {
             Ok(new) => {
                 if new.iter().any(|n| *n) {

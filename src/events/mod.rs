@@ -93,7 +93,7 @@ pub fn receive(
         Managed::of(config).reading_with(receiving.engine.clone()),
     ));
     let wake = Arc::new(Notify::new());
-    let inbox = inbox::Inbox::start(store.clone(), wake.clone());
+    let inbox = inbox::Inbox::start(store.clone(), wake.clone(), managed.clone());
     if let (Some(listener), Some(url), Some(secret)) =
         (receiving.listener, &settings.public_url, &settings.secret)
     {
@@ -211,6 +211,11 @@ pub struct Managed {
     /// What reads a group's live link (the running config's engine), to
     /// confirm a reported link change; none in tests of the receivers.
     pub engine: Option<Engine>,
+    /// Masks every configured token and secret in events' data before it
+    /// is stored, whatever the envelope says (redaction by
+    /// `instanceData.token` trusts the sender); codes are masked where the
+    /// data is shown, as the actor reads them from the stored data.
+    pub masker: crate::mask::Masker,
 }
 
 impl Managed {
@@ -237,6 +242,7 @@ impl Managed {
                 })
                 .collect(),
             engine: None,
+            masker: crate::mask::Masker::of(config),
         }
     }
 

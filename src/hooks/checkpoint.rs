@@ -4,8 +4,8 @@
 //! back). Sent directly, not through the outbox: a checkpoint is also in
 //! the log and the database, and the next one covers this one.
 
-use super::{command, webhook};
-use crate::config::{Hook, HookAction};
+use super::{Settings, command, webhook};
+use crate::config::HookAction;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ struct CheckpointNote<'a> {
 /// `tries` times (a few seconds apart); failures are logged.
 pub async fn announce_checkpoint(
     http: &reqwest::Client,
-    hooks: &[Hook],
+    settings: &Settings,
     line: &str,
     key: &str,
     tries: u32,
@@ -31,7 +31,7 @@ pub async fn announce_checkpoint(
         event: "ledger.checkpoint",
         line,
     };
-    for hook in hooks.iter().filter(|h| h.on_checkpoint) {
+    for hook in settings.hooks.iter().filter(|h| h.on_checkpoint) {
         let mut error = None;
         for attempt in 1..=tries.max(1) {
             let outcome = match &hook.action {
@@ -57,7 +57,8 @@ pub async fn announce_checkpoint(
                 tokio::time::sleep(Duration::from_secs(5 * u64::from(attempt))).await;
             }
         }
-        if let Some(e) = error {
+        // The line holds no code: the receiver's words lose the secrets only.
+        if let Some(e) = error.map(|e| settings.masker.mask(&e, &Default::default())) {
             tracing::warn!(hook = %hook.name, error = %e, "cannot tell a hook of the ledger's checkpoint (it is in the log and the database)");
         }
     }

@@ -20,6 +20,7 @@ pub use webhook::{client, signature};
 
 use crate::backoff;
 use crate::config::{Hook, HookAction, RetryPolicy};
+use crate::mask::Masker;
 use crate::store::{Attempt, Delivery, Recipient, Store, StoreError};
 use crate::whatsapp::InviteCode;
 use chrono::{DateTime, Utc};
@@ -118,6 +119,25 @@ struct Outcome {
     output: Option<String>,
 }
 
+impl Outcome {
+    /// The receiver's words (error, output) masked of secrets and of the
+    /// codes the history knows, before anything logs or stores them.
+    async fn mask(&mut self, masker: &Masker, store: &Store) {
+        let (had_error, had_output) = (self.error.is_some(), self.output.is_some());
+        if !had_error && !had_output {
+            return;
+        }
+        let mut texts = [
+            self.error.take().unwrap_or_default(),
+            self.output.take().unwrap_or_default(),
+        ];
+        masker.mask_known_all(store, &mut texts).await;
+        let [error, output] = texts;
+        self.error = had_error.then_some(error);
+        self.output = had_output.then_some(output);
+    }
+}
+
 /// What the worker works with; replaced when the config is reloaded.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -125,6 +145,9 @@ pub struct Settings {
     pub hooks: Vec<Hook>,
     /// Whose backoff spaces the retries of a delivery.
     pub retry: RetryPolicy,
+    /// Masks what receivers answer and commands print (a receiver may echo
+    /// the notification, codes and all) before it is logged or stored.
+    pub masker: Masker,
 }
 
 /// Delivers the hooks' notifications until shutdown.
@@ -239,7 +262,7 @@ impl Worker {
             return Ok(());
         }
         let note = Notification::of(&d);
-        let outcome = match &hook.action {
+        let mut outcome = match &hook.action {
             HookAction::Webhook { url, secret } => {
                 webhook::post(
                     &self.http,
@@ -255,6 +278,7 @@ impl Worker {
                 command::run(argv, hook.timeout, &d.idempotency_key, &note).await
             }
         };
+        outcome.mask(&settings.masker, &self.store).await;
         let attempts = u32::try_from(d.delivery_attempts)
             .unwrap_or(u32::MAX)
             .saturating_add(1);

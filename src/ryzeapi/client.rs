@@ -2,8 +2,10 @@
 
 use super::reply::{self, Endpoint, RateHeaders};
 use super::{Call, CallError, GroupInfo, ResetReply, RyzeApi};
+use crate::mask::Masker;
 use crate::ratelimit::RateLimiter;
 use crate::secret::Token;
+use crate::store::Store;
 use crate::whatsapp::Jid;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use std::sync::{Arc, Once};
@@ -25,6 +27,8 @@ pub struct Client {
     pub(super) instance: String,
     pub(super) token: Token,
     pub(super) limiter: Arc<RateLimiter>,
+    /// What masks error messages, and the history it asks for codes.
+    pub(super) masking: Option<(Arc<Masker>, Store)>,
 }
 
 impl std::fmt::Debug for Client {
@@ -85,7 +89,16 @@ impl Client {
             instance: instance.to_owned(),
             token,
             limiter,
+            masking: None,
         }
+    }
+
+    /// The same client, its error messages (the API's words, quoted into
+    /// the history and the logs) masked by `masker` of every configured
+    /// secret and every code `store` knows.
+    pub fn masking(mut self, masker: Arc<Masker>, store: Store) -> Self {
+        self.masking = Some((masker, store));
+        self
     }
 
     /// Whether both clients draw on one rate budget (they use the same token).
@@ -150,6 +163,14 @@ impl Client {
                 };
                 (result, Some(status))
             }
+        };
+        let result = match (result, &self.masking) {
+            (Err(mut e), Some((masker, store))) => {
+                let message = e.message_mut();
+                *message = masker.mask_known(store, message).await;
+                Err(e)
+            }
+            (result, _) => result,
         };
         Call {
             result,

@@ -75,6 +75,16 @@ impl CallError {
             CallError::Unknown(_) => "unknown",
         }
     }
+
+    /// Its message, to be masked before it is kept (see [`crate::mask`]).
+    pub fn message_mut(&mut self) -> &mut String {
+        match self {
+            CallError::Permanent(m)
+            | CallError::Transient(m)
+            | CallError::Unknown(m)
+            | CallError::RateLimited { message: m, .. } => m,
+        }
+    }
 }
 
 /// One HTTP exchange: its result plus what an audit wants to know of it.

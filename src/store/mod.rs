@@ -8,6 +8,7 @@
 mod audit;
 mod backend;
 mod budget;
+mod codes;
 mod console;
 mod copy;
 mod daemon;

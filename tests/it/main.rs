@@ -26,6 +26,7 @@ mod faults;
 mod join;
 mod ledger;
 mod listeners;
+mod masking;
 mod nodes;
 mod operations;
 mod operator;
