@@ -10,7 +10,8 @@
 //! - [`verify`]: the chain, the checkpoints and the `rotations` table
 //!   checked against each other, the first discrepancy named;
 //! - [`bundle`]: `audit export` and the offline check of its file;
-//! - [`signer`]: the daemon's hourly (and at stop) checkpoint, published to
+//! - [`signer`]: the daemon's checkpoints (after 100 entries or 5 minutes,
+//!   and at stop), published to
 //!   the log and the hooks.
 //!
 //! docs/audit.md describes the encoding for auditors, and

@@ -285,6 +285,16 @@ impl Store {
         .await)
     }
 
+    /// The newest `n` stored checkpoints' lines, newest first.
+    pub async fn recent_checkpoint_lines(&self, n: i64) -> Result<Vec<String>, StoreError> {
+        run!(self, |c, _pg| sqlx::query_scalar(
+            "SELECT line FROM checkpoints ORDER BY id DESC LIMIT $1"
+        )
+        .bind(n)
+        .fetch_all(c)
+        .await)
+    }
+
     /// The last stored checkpoint: when it was signed and its line.
     pub async fn last_checkpoint(&self) -> Result<Option<(Stamp, String)>, StoreError> {
         run!(self, |c, _pg| sqlx::query_as(
