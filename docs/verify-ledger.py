@@ -30,14 +30,47 @@ def parse(line, keys=ENTRY_KEYS):
     if any(type(o[k]) is not int for k in INTS & keys) or any(type(v) not in (str, int, type(None)) for v in o.values()): fail(f"a value of the wrong type: {line[:60]}")
     return o
 
+FACTS = ["group", "jid", "instance", "trigger", "due", "started", "finished", "status", "attempts",
+         "old_code", "new_code", "new_link", "error", "rotation"]
+UNKNOWN_SETTLED = {"status", "attempts", "new_code", "new_link", "error", "finished"}
+LATE_RESET = {"status", "new_code", "new_link", "error", "finished"}
+
+def wrong_restatement(p, n, before):
+    """The fact in which n restates p (the rotation's entry before) otherwise than the workflow
+    does (an unknown settled, a late reset of a failed row, an outside change placed just before
+    it: docs/audit.md), "" when it changes nothing, None when it is such a step."""
+    changed = [f for f in FACTS if p[f] != n[f]]
+    if not changed: return ""
+    if n["status"] == "pending": return "status"
+    appended = n["error"] is not None and (p["error"] is None or n["error"].startswith(p["error"] + "; "))
+    placed = (before is not None and before["trigger"] == "outside" and before["jid"] == n["jid"]
+              and before["rotation"] != n["rotation"] and before["new_code"] is not None
+              and before["new_code"] == n["old_code"])
+    if "old_code" in changed and set(changed) <= {"old_code", "error"}:
+        if p["trigger"] == "outside" or not placed: return "old_code"
+        return None if appended else "error"
+    unknown, late = p["status"] == "unknown", p["status"] == "failed" and p["new_code"] is None
+    allowed = UNKNOWN_SETTLED if unknown else LATE_RESET if late else set()
+    bad = [f for f in changed if f not in allowed]
+    if bad: return bad[0]
+    if unknown: return "attempts" if n["attempts"] < p["attempts"] else None
+    if n["status"] != "succeeded": return "status"
+    if n["new_code"] is None or n["new_link"] is None: return "new_code"
+    return None if appended else "error"
+
 def chain(lines, first_prev=None):
     """Entries in order -> ({seq: hash}, {rotation: latest entry}, anchor)."""
-    hashes, latest, prev, anchor = {}, {}, (0, first_prev) if first_prev else None, first_prev
+    hashes, latest, prev, anchor, before = {}, {}, (0, first_prev) if first_prev else None, first_prev, None
     for line in lines:
         e = parse(line)
         if prev is None: prev, anchor = (e["seq"] - 1, e["prev"]), e["prev"]
         if e["seq"] != prev[0] + 1 or e["prev"] != prev[1]: fail(f"ledger entry {prev[0] + 1}: the chain breaks")
-        prev = (e["seq"], sha(line)); hashes[e["seq"]] = prev[1]; latest[e["rotation"]] = e
+        p = latest.get(e["rotation"])
+        if p is not None:
+            field = wrong_restatement(p, e, before)
+            if field == "": fail(f"ledger entry {e['seq']} restates rotation {e['rotation']} as entry {p['seq']} had it")
+            if field: fail(f"ledger entry {e['seq']} restates rotation {e['rotation']}: {field} was {p[field]!r} (entry {p['seq']}), it says {e[field]!r}")
+        prev = (e["seq"], sha(line)); hashes[e["seq"]] = prev[1]; latest[e["rotation"]] = e; before = e
     return hashes, latest, (anchor if prev else None)
 
 def checkpoints(lines, hashes, anchor, key):
@@ -70,11 +103,12 @@ else:
         if r["seq"] != i or sha(r["entry"]) != r["hash"]: fail(f"ledger entry {i} is missing or changed")
         if json.loads(r["entry"]).get("rotation") != r["rotation_id"]: fail(f"ledger entry {i} is filed under another rotation")
     hashes, latest, anchor = chain([r["entry"] for r in rows], GENESIS)
-    checkpoints([r[0] for r in db.execute("SELECT line FROM checkpoints ORDER BY id")], hashes, GENESIS, key)
+    covered = checkpoints([r[0] for r in db.execute("SELECT line FROM checkpoints ORDER BY id")], hashes, GENESIS, key)
     for row in db.execute("SELECT * FROM rotations ORDER BY id"):
         e = latest.pop(row["id"], None)
         if (e is None) != (row["status"] == "pending"): fail(f"rotation {row['id']} is {row['status']} but the ledger disagrees")
         for fact, column in COLUMNS.items():
             if e and e[fact] != row[column]: fail(f"rotation {row['id']}: {fact} is {row[column]!r}, the ledger says {e[fact]!r}")
     if latest: fail(f"rotation {min(latest)} is in the ledger but not in the rotations table")
+    if key and not covered: fail("no checkpoint: nothing in this history is signed by the given key")
 print("intact")

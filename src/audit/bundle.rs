@@ -4,7 +4,8 @@
 //! entry, signed at export), one per line, each line ending in `\n`.
 //! Every byte counts: a line must be canonical, the entries must chain,
 //! the checkpoints must verify with the given key and land on entries of
-//! the bundle, so that changing any byte fails the check.
+//! the bundle, so that changing any byte fails the check; a rotation
+//! entered twice in it must be restated as the workflow does.
 
 use super::checkpoint::{AuditKey, Checkpoint, PublicKey};
 use super::entry::{Entry, hash};
@@ -120,6 +121,10 @@ pub fn verify(text: &str, trusted: &PublicKey) -> Result<Bundle, Discrepancy> {
     let mut last: Option<(i64, String)> = None;
     let mut hashes: Vec<String> = Vec::new();
     let mut checkpoints: Vec<(usize, Checkpoint)> = Vec::new();
+    // Per rotation, its latest entry in the bundle (`seq`, line); and the
+    // entry before: a restatement is checked against them.
+    let mut latest: std::collections::HashMap<i64, (i64, &str)> = std::collections::HashMap::new();
+    let mut before: Option<&str> = None;
     for (i, line) in body.split('\n').enumerate() {
         let n = i + 1;
         let is_checkpoint = serde_json::from_str::<serde_json::Value>(line)
@@ -162,6 +167,17 @@ pub fn verify(text: &str, trusted: &PublicKey) -> Result<Bundle, Discrepancy> {
                 }
             }
         }
+        if let Some((earlier, was)) = latest.insert(entry.rotation, (entry.seq, line)) {
+            let prev = Entry::parse(was).map_err(Discrepancy)?;
+            let before = before.and_then(|b| Entry::parse(b).ok());
+            if let Err(w) = super::transition::check(&prev, &entry, before.as_ref()) {
+                return fail(
+                    n,
+                    super::transition::describe(entry.seq, entry.rotation, earlier, &w),
+                );
+            }
+        }
+        before = Some(line);
         let h = hash(line);
         hashes.push(h.clone());
         last = Some((entry.seq, h));

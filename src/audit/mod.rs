@@ -5,10 +5,13 @@
 //! - [`entry`]: one ledger entry and its canonical encoding (the store
 //!   appends entries in the same transaction as each settlement);
 //! - [`checkpoint`]: Ed25519 keys and the signed checkpoints;
+//! - `transition`: which restatements of a settled rotation the workflow
+//!   makes (any other is tampering);
 //! - [`verify`]: the chain, the checkpoints and the `rotations` table
 //!   checked against each other, the first discrepancy named;
 //! - [`bundle`]: `audit export` and the offline check of its file;
-//! - [`signer`]: the daemon's hourly (and at stop) checkpoint, published to
+//! - [`signer`]: the daemon's checkpoints (after 100 entries or 5 minutes,
+//!   and at stop), published to
 //!   the log and the hooks.
 //!
 //! docs/audit.md describes the encoding for auditors, and
@@ -18,6 +21,7 @@ pub mod bundle;
 pub mod checkpoint;
 pub mod entry;
 pub mod signer;
+pub(crate) mod transition;
 pub mod verify;
 
 pub use checkpoint::{AuditKey, Checkpoint, PublicKey};

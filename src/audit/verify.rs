@@ -1,7 +1,8 @@
 //! `audit verify` on a database: the hash chain recomputed from the first
 //! entry, every checkpoint's signature checked and the ledger shown to
-//! still reach it, and the `rotations` table compared with the ledger's
-//! last word on each rotation. The first discrepancy is named: which entry
+//! still reach it, every restatement of a rotation checked to be a step
+//! the workflow makes ([`super::transition`]), and the `rotations` table
+//! compared with the ledger's last word on each rotation. The first discrepancy is named: which entry
 //! or rotation, which field, what the ledger says.
 
 use super::checkpoint::{Checkpoint, PublicKey};
@@ -37,6 +38,9 @@ struct Chain {
     latest: HashMap<i64, (i64, [u8; 32])>,
     /// The hashes at the `seq`s checkpoints name.
     wanted: HashMap<i64, String>,
+    /// Rotations entered again: the rotation, its entry before, the entry
+    /// that restates it (in ledger order).
+    restated: Vec<(i64, i64, i64)>,
     broken: Option<String>,
 }
 
@@ -127,6 +131,9 @@ async fn once(
             ))));
         }
     }
+    if let Some(problem) = restatements(store, &chain.restated).await? {
+        return Ok(Err(Discrepancy(problem)));
+    }
     let (rotations, problem) = table(store, rows, chain.latest).await?;
     if let Some(problem) = problem {
         return Ok(Err(Discrepancy(problem)));
@@ -155,6 +162,7 @@ async fn chain(store: &Store, wanted: impl Iterator<Item = i64>) -> Result<Chain
             usize::try_from(store.ledger_len().await?).map_or(0, |n| n.min(1 << 22)),
         ),
         wanted: wanted.map(|seq| (seq, String::new())).collect(),
+        restated: Vec::new(),
         broken: None,
     };
     store
@@ -163,7 +171,9 @@ async fn chain(store: &Store, wanted: impl Iterator<Item = i64>) -> Result<Chain
             match link(&row, expected, &chain.head) {
                 Ok((rotation, digest)) => {
                     chain.entries = expected;
-                    chain.latest.insert(rotation, (row.seq, digest));
+                    if let Some((earlier, _)) = chain.latest.insert(rotation, (row.seq, digest)) {
+                        chain.restated.push((rotation, earlier, row.seq));
+                    }
                     if let Some(h) = chain.wanted.get_mut(&row.seq) {
                         h.clone_from(&row.hash);
                     }
@@ -179,6 +189,30 @@ async fn chain(store: &Store, wanted: impl Iterator<Item = i64>) -> Result<Chain
         .await?;
     chain.wanted.retain(|_, h| !h.is_empty());
     Ok(chain)
+}
+
+/// The first restatement (of `restated`: rotation, entry before, entry)
+/// that the workflow does not make (see [`super::transition`]).
+async fn restatements(
+    store: &Store,
+    restated: &[(i64, i64, i64)],
+) -> Result<Option<String>, StoreError> {
+    for &(rotation, earlier, seq) in restated {
+        let (Some(prev), Some(next)) =
+            (entry_at(store, earlier).await?, entry_at(store, seq).await?)
+        else {
+            return Ok(Some(format!(
+                "ledger entry {seq} (rotation {rotation}) changed while it was being verified"
+            )));
+        };
+        let before = entry_at(store, seq - 1).await?;
+        if let Err(w) = super::transition::check(&prev, &next, before.as_ref()) {
+            return Ok(Some(super::transition::describe(
+                seq, rotation, earlier, &w,
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// Checks one stored row as the entry `expected` following `prev`; the

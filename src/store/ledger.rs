@@ -96,6 +96,13 @@ macro_rules! insert_entries {
 }
 pub(super) use insert_entries;
 
+/// Whether the `ledger` table exists (a count), on SQLite.
+pub(super) const LEDGER_EXISTS_SQLITE: &str =
+    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'ledger'";
+/// Whether the `ledger` table exists (a count), on PostgreSQL.
+pub(super) const LEDGER_EXISTS_PG: &str = "SELECT COUNT(*) FROM information_schema.tables
+     WHERE table_schema = current_schema() AND table_name = 'ledger'";
+
 /// Serialises appends on PostgreSQL, to the end of the transaction.
 pub(super) const LOCK: &str = "SELECT pg_advisory_xact_lock(7264014)";
 /// The ledger's head: its last `seq` and `hash`.
@@ -193,23 +200,19 @@ pub struct LedgerRow {
 }
 
 impl Store {
-    /// Enters, once, the rotations settled before the ledger existed (the
-    /// first open after migration 0012): returns how many. An emptied
-    /// ledger is never refilled from the table.
-    pub async fn backfill_ledger(&self) -> Result<u64, StoreError> {
+    /// Enters the rotations settled before the ledger existed: called only
+    /// by the open that created the ledger (applied migration 0012), so
+    /// that nothing stored in the database re-arms it. Returns how many.
+    /// Never when the ledger holds an entry or a checkpoint: an emptied
+    /// ledger is `audit verify`'s to report, never refilled from the table.
+    pub(super) async fn backfill_ledger(&self) -> Result<u64, StoreError> {
         run!(self, |c, pg| {
-            // A read first: an open beside another writer must not wait for
-            // its lock when there is nothing to enter.
-            let done: i64 = sqlx::query_scalar("SELECT backfilled FROM ledger_start WHERE id = 1")
-                .fetch_one(&mut *c)
-                .await?;
-            if done != 0 {
-                return Ok(0);
-            }
             let mut tx = c.begin().await?;
             lock_ledger!(tx, pg).await?;
+            // Once, even when two nodes created the ledger at once.
             let first = sqlx::query(
-                "UPDATE ledger_start SET backfilled = 1 WHERE id = 1 AND backfilled = 0",
+                "UPDATE ledger_start SET backfilled = 1 WHERE id = 1 AND backfilled = 0
+                 AND NOT EXISTS (SELECT 1 FROM ledger) AND NOT EXISTS (SELECT 1 FROM checkpoints)",
             )
             .execute(&mut *tx)
             .await?
@@ -225,6 +228,22 @@ impl Store {
             append_ledger!(tx, pg, &ids).await?;
             tx.commit().await?;
             Ok(ids.len() as u64)
+        })
+    }
+
+    /// Whether the database has the ledger's tables (a history from before
+    /// the ledger, not migrated yet, has not).
+    pub async fn has_ledger(&self) -> Result<bool, StoreError> {
+        run!(self, |c, pg| {
+            let sql = if pg {
+                LEDGER_EXISTS_PG
+            } else {
+                LEDGER_EXISTS_SQLITE
+            };
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(c)
+                .await
+                .map(|n| n > 0)
         })
     }
 
@@ -262,6 +281,16 @@ impl Store {
         run!(self, |c, _pg| sqlx::query_scalar(
             "SELECT line FROM checkpoints ORDER BY id"
         )
+        .fetch_all(c)
+        .await)
+    }
+
+    /// The newest `n` stored checkpoints' lines, newest first.
+    pub async fn recent_checkpoint_lines(&self, n: i64) -> Result<Vec<String>, StoreError> {
+        run!(self, |c, _pg| sqlx::query_scalar(
+            "SELECT line FROM checkpoints ORDER BY id DESC LIMIT $1"
+        )
+        .bind(n)
         .fetch_all(c)
         .await)
     }

@@ -188,6 +188,12 @@ impl Store {
         .await
         .map_err(|e| fail(format!("cannot lock for migrations: {e}")))?;
         let mut conn = options.connect().await.map_err(|e| fail(e.to_string()))?;
+        // Whether this open creates the ledger: only then is the history
+        // from before it entered (nothing stored can ask for that again).
+        let had_ledger: i64 = sqlx::query_scalar(ledger::LEDGER_EXISTS_SQLITE)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&mut conn)
             .await
@@ -202,7 +208,9 @@ impl Store {
             fence: Arc::default(),
             lease_until: Arc::default(),
         };
-        store.backfill_ledger().await?;
+        if had_ledger == 0 {
+            store.backfill_ledger().await?;
+        }
         Ok(store)
     }
 
@@ -234,7 +242,13 @@ impl Store {
         let pool = backend::postgres_pool(settings, read_only)
             .await
             .map_err(|e| StoreError::new(&name, e))?;
+        let mut had_ledger = true;
         if !read_only {
+            had_ledger = sqlx::query_scalar::<_, i64>(ledger::LEDGER_EXISTS_PG)
+                .fetch_one(&pool)
+                .await
+                .map_err(|e| StoreError::new(&name, e.to_string()))?
+                > 0;
             // sqlx's migrator holds an advisory lock while it applies: two
             // nodes starting at once apply each migration once.
             sqlx::migrate!("./migrations/postgres")
@@ -249,7 +263,7 @@ impl Store {
             fence: Arc::default(),
             lease_until: Arc::default(),
         };
-        if !read_only {
+        if !had_ledger {
             store.backfill_ledger().await?;
         }
         Ok(store)

@@ -87,11 +87,18 @@ async fn the_stop_signs_the_head_and_its_copy_outside_catches_a_rewrite() {
     // A thorough forger: a code changed in the table and the ledger, every
     // later hash recomputed, the stored checkpoints deleted.
     rewrite(&app.db_path, 2).await;
+    // With the key, a history with no checkpoint left is not intact.
     let out = app.run(&verify).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("NOT INTACT: no checkpoint"),
+        "{out:?}"
+    );
+    let out = app.run(&["audit", "verify"]).await;
     assert_eq!(
         out.status.code(),
         Some(0),
-        "the database alone cannot tell: {out:?}"
+        "without the key, the database alone cannot tell: {out:?}"
     );
     let out = app.run(&with_journal).await;
     assert_eq!(out.status.code(), Some(1), "{out:?}");

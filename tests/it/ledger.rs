@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 /// An app with 3 groups and `[audit] signing_key_file`; the public key's file.
-async fn audited_app() -> (TestApp, PathBuf) {
+pub(crate) async fn audited_app() -> (TestApp, PathBuf) {
     let app = spawn_app(
         &[Setup::Admin, Setup::Admin, Setup::Admin],
         EmulatorOptions::default(),
@@ -32,7 +32,7 @@ async fn audited_app() -> (TestApp, PathBuf) {
 }
 
 /// `python3` with `cryptography`, or `None` (after one line) on a bare machine.
-fn python() -> Option<PathBuf> {
+pub(crate) fn python() -> Option<PathBuf> {
     let python = real_part("python3", "python3-cryptography")?;
     let ok = std::process::Command::new(&python)
         .args(["-c", "import cryptography"])
@@ -49,13 +49,17 @@ fn python() -> Option<PathBuf> {
     Some(python)
 }
 
-fn script() -> PathBuf {
+pub(crate) fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/verify-ledger.py")
 }
 
 /// `audit verify` and the script on the SQLite file `db`: both exit codes
 /// and `audit verify`'s output.
-async fn both_verdicts(app: &TestApp, db: &Path, public: &Path) -> (Output, Option<Output>) {
+pub(crate) async fn both_verdicts(
+    app: &TestApp,
+    db: &Path,
+    public: &Path,
+) -> (Output, Option<Output>) {
     let ours = app
         .run(&[
             "audit",
@@ -279,7 +283,7 @@ async fn a_bundle_verifies_offline_and_any_changed_byte_fails_it() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
 
-async fn verify_bundle(app: &TestApp, bundle: &Path, public: &Path) -> Output {
+pub(crate) async fn verify_bundle(app: &TestApp, bundle: &Path, public: &Path) -> Output {
     app.run(&[
         "audit",
         "verify",
@@ -366,18 +370,32 @@ async fn concurrent_writers_keep_one_chain_and_an_edit_is_found(backend: crate::
     );
 }
 
-/// A history from before the ledger (rows written by an older version) is
-/// entered once, at the first open by this one, and then verifies; a
-/// ledger emptied later is not refilled from the table.
+/// A history from before the ledger (rows written by an older version,
+/// migrated up to 0011) is entered once, at the first open by this one,
+/// and then verifies; the backfill flag set back by hand re-arms nothing;
+/// a ledger emptied later is not refilled from the table.
 #[tokio::test]
 async fn a_history_from_before_the_ledger_is_entered_once() {
     use invite_rotator::store::Store;
-    use sqlx::Connection;
+    use sqlx::{ConnectOptions, Connection};
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("old.db");
-    drop(Store::open(&db).await.unwrap());
     let url = format!("sqlite://{}", db.display());
-    let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let mut c = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&db)
+        .create_if_missing(true)
+        .connect()
+        .await
+        .unwrap();
+    let mut before_the_ledger = sqlx::migrate!("./migrations/sqlite");
+    before_the_ledger.migrations = before_the_ledger
+        .migrations
+        .iter()
+        .filter(|m| m.version < 12)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    before_the_ledger.run(&mut c).await.unwrap();
     for i in 0..3 {
         sqlx::query(
             "INSERT INTO rotations (group_name, group_jid, instance, trigger, started_at, finished_at,
@@ -391,10 +409,6 @@ async fn a_history_from_before_the_ledger_is_entered_once() {
         .await
         .unwrap();
     }
-    sqlx::query("UPDATE ledger_start SET backfilled = 0")
-        .execute(&mut c)
-        .await
-        .unwrap();
     c.close().await.unwrap();
     let store = Store::open(&db).await.unwrap();
     let verified = invite_rotator::audit::verify::database(&store, None, &[])
@@ -402,6 +416,16 @@ async fn a_history_from_before_the_ledger_is_entered_once() {
         .unwrap()
         .unwrap();
     assert_eq!((verified.entries, verified.rotations), (3, 3));
+    drop(store);
+    // The flag set back: nothing entered again.
+    let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("UPDATE ledger_start SET backfilled = 0")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    c.close().await.unwrap();
+    let store = Store::open(&db).await.unwrap();
+    assert_eq!(store.ledger_head().await.unwrap().unwrap().0, 3);
     drop(store);
     // Emptied behind its back: found, and never refilled.
     let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();

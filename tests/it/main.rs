@@ -24,6 +24,7 @@ mod event_properties;
 mod events;
 mod faults;
 mod join;
+mod laundering;
 mod ledger;
 mod listeners;
 mod masking;
