@@ -55,6 +55,7 @@ pub mod join;
 pub mod listener;
 pub mod memory;
 pub mod metrics;
+pub(crate) mod outfile;
 pub(crate) mod owner;
 pub mod ratelimit;
 pub(crate) mod retention;

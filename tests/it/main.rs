@@ -27,6 +27,7 @@ mod listeners;
 mod nodes;
 mod operations;
 mod operator;
+mod output_files;
 mod pg;
 mod pg_down;
 mod properties;
