@@ -21,6 +21,7 @@ mod event_edges;
 mod event_properties;
 mod events;
 mod faults;
+mod forged_holds;
 mod join;
 mod ledger;
 mod listeners;
