@@ -57,6 +57,7 @@ pub mod listener;
 pub mod mask;
 pub mod memory;
 pub mod metrics;
+pub(crate) mod outfile;
 pub(crate) mod owner;
 pub mod ratelimit;
 pub(crate) mod retention;

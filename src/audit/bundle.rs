@@ -10,6 +10,7 @@
 use super::checkpoint::{AuditKey, Checkpoint, PublicKey};
 use super::entry::{Entry, hash};
 use super::verify::Discrepancy;
+use crate::outfile::{Output, PRIVATE, Replace};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use std::io::Write;
@@ -69,16 +70,9 @@ pub async fn export(
         .min(head)
         .max(1);
     let io = |e: std::io::Error| ExportError::Io(format!("cannot write {}: {e}", out.display()));
-    let file = {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(out)
-            .map_err(io)?
-    };
+    // A temporary file beside `out`, renamed over it once whole: never
+    // through a symlink, 0600 whatever was there (see crate::outfile).
+    let file = Output::create(out, PRIVATE, Replace::Yes).map_err(ExportError::Io)?;
     let mut w = std::io::BufWriter::new(file);
     let mut written: std::io::Result<()> = Ok(());
     store
@@ -101,8 +95,10 @@ pub async fn export(
             checkpoints += 1;
         }
     }
-    w.flush().map_err(io)?;
-    w.get_ref().sync_all().map_err(io)?;
+    w.into_inner()
+        .map_err(|e| io(e.into_error()))?
+        .commit()
+        .map_err(ExportError::Io)?;
     Ok(Bundle {
         entries: (first <= head).then_some((first, head)),
         checkpoints,

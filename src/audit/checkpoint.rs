@@ -13,7 +13,6 @@ use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::Path;
 
 /// A checkpoint; `signature` is `None` only while it is being signed.
@@ -75,20 +74,12 @@ impl AuditKey {
     /// Writes the key to a new file `path`, mode 0600 (an existing file is
     /// never overwritten: it may be the key that signed a history).
     pub fn write_new(&self, path: &Path) -> Result<(), String> {
-        use std::os::unix::fs::OpenOptionsExt;
+        use crate::outfile::{PRIVATE, Replace};
         let pem = self
             .key
             .to_pkcs8_pem(LineEnding::LF)
             .map_err(|e| format!("cannot encode the key: {e}"))?;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-        file.write_all(pem.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        crate::outfile::write(path, pem.as_bytes(), PRIVATE, Replace::Never)
     }
 
     /// The public key as PEM (what `--public-key FILE` reads).

@@ -48,7 +48,8 @@ pub enum AuditCommand {
         /// The first entry's time: RFC 3339, a date, or a span back from now (`30d`).
         #[arg(long, value_name = "TIME|SPAN", value_parser = parse_time)]
         since: DateTime<Utc>,
-        /// The bundle's file (written 0600: it holds codes).
+        /// The bundle's file: written 0600 (it holds codes) to a new file
+        /// beside it, then renamed over it; a symlink there is refused.
         #[arg(long, value_name = "FILE")]
         output: PathBuf,
         #[command(flatten)]

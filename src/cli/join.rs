@@ -31,7 +31,9 @@ pub enum JoinCommand {
         /// `terminal` (to stdout).
         #[arg(long, value_enum)]
         qr: Option<QrFormat>,
-        /// The QR code's file (with `--qr png|svg`).
+        /// The QR code's file (with `--qr png|svg`): written 0600 (the slug
+        /// in it is the credential) to a new file beside it, renamed over it
+        /// once the link is made; a symlink there is refused.
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
         #[command(flatten)]

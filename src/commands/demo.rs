@@ -11,8 +11,6 @@ use crate::daemon::Quiet;
 use crate::emulator::{Emulator, EmulatorOptions, Membership};
 use crate::exit::Exit;
 use crate::store::{HistoryQuery, Store};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -131,12 +129,12 @@ fn write_secret(dir: &Path) -> std::io::Result<std::path::PathBuf> {
     let secret: String = (0..32)
         .map(|_| char::from(b'a' + fastrand::u8(..26)))
         .collect();
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)?;
-    file.write_all(secret.as_bytes())?;
+    crate::outfile::write(
+        &path,
+        secret.as_bytes(),
+        crate::outfile::PRIVATE,
+        crate::outfile::Replace::Yes,
+    )
+    .map_err(std::io::Error::other)?;
     Ok(path)
 }

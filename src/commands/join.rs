@@ -6,8 +6,10 @@ use crate::cli::{QrFormat, StatusFormat};
 use crate::config::{Config, Database, Purpose};
 use crate::exit::Exit;
 use crate::join::{LinkState, qr, slug};
+use crate::outfile::{Output, PRIVATE, Replace};
 use crate::store::{JoinLink, NewJoinLink, Store};
 use chrono::{DateTime, Utc};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// What `join create` was asked for.
@@ -103,21 +105,33 @@ pub async fn create(config_path: &Path, args: Create) -> Result<Exit, Failure> {
         Some(QrFormat::Svg) => Some(qr::svg(&url).map_err(|e| runtime(&e))?.into_bytes()),
         None => None,
     };
-    if let (Some(bytes), Some(path)) = (&image, &args.output) {
-        std::fs::write(path, bytes)
-            .map_err(|e| Failure::Runtime(format!("cannot write {}: {e}", path.display())))?;
-    }
+    // Written to a temporary file (0600: the slug in it is the credential)
+    // and put in place only once the link is made; on any failure only the
+    // temporary file goes, never a file that was at --output.
+    let file = match (&image, &args.output) {
+        (Some(bytes), Some(path)) => {
+            let mut file = Output::create(path, PRIVATE, Replace::Yes).map_err(Failure::Runtime)?;
+            file.write_all(bytes)
+                .map_err(|e| Failure::Runtime(format!("cannot write {}: {e}", path.display())))?;
+            Some(file)
+        }
+        _ => None,
+    };
     if !store
         .create_join_link(&new)
         .await
         .map_err(|e| runtime(&e))?
     {
-        if let (Some(_), Some(path)) = (&image, &args.output) {
-            let _ = std::fs::remove_file(path);
-        }
         return Err(Failure::Runtime(format!(
             "a join link named {name:?} exists already: choose another --name"
         )));
+    }
+    if let Some(file) = file {
+        file.commit().map_err(|e| {
+            Failure::Runtime(format!(
+                "join link {name:?} made, but its QR code was not: {e} (`join revoke {name}` withdraws the link)"
+            ))
+        })?;
     }
     eprintln!("join link {name:?} for group {} made", group.name);
     if let Some(path) = args.output.as_ref().filter(|_| image.is_some()) {

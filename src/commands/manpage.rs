@@ -25,8 +25,9 @@ pub fn run(dir: Option<&Path>) -> Result<Exit, Failure> {
         .map_err(|e| Failure::Runtime(format!("cannot create {}: {e}", dir.display())))?;
     for (name, page) in &pages {
         let path = dir.join(name);
-        std::fs::write(&path, page)
-            .map_err(|e| Failure::Runtime(format!("cannot write {}: {e}", path.display())))?;
+        // Pages are public (0644), and never written through a symlink.
+        crate::outfile::write(&path, page, 0o644, crate::outfile::Replace::Yes)
+            .map_err(Failure::Runtime)?;
         println!("{}", path.display());
     }
     Ok(Exit::Success)

@@ -168,11 +168,16 @@ impl Actor {
             .and_then(|data| parse::instance_state(&data));
         match state {
             Some((State::Down, name)) => {
-                self.holds.hold(
+                if !self.holds.hold(
                     &e.instance,
                     self.retry.backoff_initial,
                     self.retry.backoff_max,
-                );
+                ) {
+                    // Reports alone hold calls for REPORTED_TRUST at most
+                    // between two answers of the API (see ryzeapi/hold.rs).
+                    tracing::info!(instance = %e.instance, state = %name, "events: instance reported not connected again; not held: the report's 10 minutes are spent until RyzeAPI answers a call");
+                    return format!("not held: reports spent until the API answers ({name})");
+                }
                 tracing::warn!(instance = %e.instance, state = %name, "events: instance reported not connected; its calls are held");
                 format!("instance held ({name})")
             }

@@ -14,10 +14,15 @@
 //! RyzeAPI's `instance.state` events start the same hold without a wasted
 //! call, and `connected` releases it at once ([`Holds`]). While the events
 //! say the instance is not connected, not even probes go, for up to
-//! [`REPORTED_TRUST`]: should the `connected` event be lost, probes resume
-//! then, so a lost event never holds calls for longer. Holds are kept per
-//! instance name in a registry shared by every engine of the process, so a
-//! reload (a new engine) keeps them.
+//! [`REPORTED_TRUST`] counted from the first report. An event is a claim
+//! (anyone holding the events secret can send one), so reports alone never
+//! hold calls for longer than that between two answers of the API itself:
+//! later reports do not restart the window, and once it has run out (or a
+//! `connected` event has ended it) no report holds anything again until the
+//! API has answered a call. After the window a probe decides, and only the
+//! API's own "not connected" extends the hold (doubling, as above). Holds are
+//! kept per instance name in a registry shared by every engine of the
+//! process, so a reload (a new engine) keeps them.
 
 use super::{Call, CallError, GroupInfo, ResetReply, RyzeApi};
 use crate::whatsapp::Jid;
@@ -49,10 +54,19 @@ impl Holds {
     }
 
     /// An event said `instance` is not connected: hold its calls as a
-    /// "not connected" answer would (probes after `initial`, doubling).
-    pub fn hold(&self, instance: &str, initial: Duration, max: Duration) {
+    /// "not connected" answer would (probes after `initial`, doubling), and
+    /// not even a probe for [`REPORTED_TRUST`] from this report. Only the
+    /// first report since the API last answered opens that window; later
+    /// ones change nothing. Returns whether the instance's calls are held by
+    /// a report now (false: this report was not trusted, the window having
+    /// been spent since the API's last answer).
+    pub fn hold(&self, instance: &str, initial: Duration, max: Duration) -> bool {
         let hold = self.of(instance);
         let mut hold = hold.lock().unwrap_or_else(|p| p.into_inner());
+        if hold.trust_spent {
+            return hold.reported_now();
+        }
+        hold.trust_spent = true;
         hold.reported = Some(Instant::now());
         if hold.until.is_none() {
             let initial = initial.max(Duration::from_millis(1));
@@ -61,12 +75,19 @@ impl Holds {
             hold.since = Some(Utc::now());
             hold.probing = false;
         }
+        true
     }
 
     /// An event said `instance` is connected: its calls go again at once.
+    /// A report after this is trusted again only once the API has answered
+    /// (a forged `connected` then `disconnected` does not open a new window).
     pub fn release(&self, instance: &str) {
         let hold = self.of(instance);
-        *hold.lock().unwrap_or_else(|p| p.into_inner()) = Hold::default();
+        let mut hold = hold.lock().unwrap_or_else(|p| p.into_inner());
+        *hold = Hold {
+            trust_spent: hold.trust_spent,
+            ..Hold::default()
+        };
     }
 
     /// Whether `instance`'s calls are held back now: while an event's word
@@ -80,13 +101,18 @@ impl Holds {
 }
 
 /// How long an event's word that an instance is not connected stops every
-/// call, probes included; after it, probes decide as usual.
+/// call, probes included, counted from the first report since the API last
+/// answered; after it, probes decide as usual.
 pub const REPORTED_TRUST: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Default)]
 pub(crate) struct Hold {
-    /// When an event last said the instance is not connected.
+    /// When the report that opened the current window came: the first since
+    /// the API last answered (later reports do not move it).
     reported: Option<Instant>,
+    /// A report has opened a window since the API last answered: no other
+    /// report opens one until the API answers a call.
+    trust_spent: bool,
     /// No call goes before this (a probe in flight also holds the others).
     until: Option<Instant>,
     /// The wait after the next probe that finds the instance disconnected.
@@ -141,10 +167,12 @@ impl<A: RyzeApi> Held<A> {
             let since = hold.since.map_or_else(String::new, |t| {
                 format!(" since {}", t.to_rfc3339_opts(SecondsFormat::Secs, true))
             });
-            if hold.reported_now() {
+            if let Some(at) = hold.reported.filter(|_| hold.reported_now()) {
+                let probe = Utc::now() + (at + REPORTED_TRUST).saturating_duration_since(now);
                 return Err(format!(
-                    "instance {:?} is not connected to WhatsApp{since}, as RyzeAPI's events report; not called until it is reported connected",
-                    self.instance
+                    "instance {:?} is not connected to WhatsApp{since}, as RyzeAPI's events report; not called until it is reported connected (a probe after {} at the latest)",
+                    self.instance,
+                    probe.to_rfc3339_opts(SecondsFormat::Secs, true)
                 ));
             }
             return Err(format!(
@@ -179,8 +207,12 @@ impl<A: RyzeApi> Held<A> {
             hold.until = Some(Instant::now() + wait);
             hold.wait = (wait * 2).min(self.max);
             hold.probing = false;
-        } else if call.http_status.is_some() && hold.until.is_some() {
-            tracing::info!(instance = %self.instance, "instance connected again; calls resume");
+            // The API has answered: a later report may open a window again.
+            hold.trust_spent = false;
+        } else if call.http_status.is_some() {
+            if hold.until.is_some() {
+                tracing::info!(instance = %self.instance, "instance connected again; calls resume");
+            }
             *hold = Hold::default();
         }
     }
@@ -239,5 +271,109 @@ mod tests {
             "a lost `connected` holds no longer than the trust"
         );
         assert!(!holds.is_held("other"), "holds are per instance");
+    }
+}
+
+#[cfg(test)]
+mod bound {
+    use super::*;
+    use crate::whatsapp::InviteCode;
+
+    /// An instance that is connected: every call succeeds.
+    #[derive(Default)]
+    struct Connected {
+        calls: Mutex<Vec<Instant>>,
+    }
+
+    impl RyzeApi for Connected {
+        async fn reset_link(&self, _jid: &Jid) -> Call<ResetReply> {
+            unreachable!("only group/info is called here")
+        }
+
+        async fn group_info(&self, _jid: &Jid) -> Call<GroupInfo> {
+            self.calls.lock().unwrap().push(Instant::now());
+            Call {
+                result: Ok(GroupInfo {
+                    code: Some(InviteCode::parse("LIVE").unwrap()),
+                }),
+                http_status: Some(200),
+                elapsed: Duration::ZERO,
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reports_every_nine_minutes_hold_a_connected_instance_for_ten_minutes_not_for_ever() {
+        // Arrange: a connected instance, and a report that it is not every 9 minutes.
+        let holds = Holds::default();
+        let (initial, max) = (Duration::from_secs(2), Duration::from_secs(300));
+        let api = Held::new(Connected::default(), "sales", initial, max, &holds);
+        let jid = Jid::parse("120363000000000001@g.us").unwrap();
+        let start = Instant::now();
+
+        // Act: two hours; a call tried every minute, a report every 9.
+        let mut went = Vec::new();
+        for minute in 0..120u64 {
+            tokio::time::sleep_until(start + Duration::from_secs(60 * minute)).await;
+            if minute % 9 == 0 {
+                holds.hold("sales", initial, max);
+            }
+            let call = api.group_info(&jid).await;
+            if call.http_status.is_some() {
+                assert!(call.result.is_ok(), "{:?}", call.result);
+                went.push(minute);
+            }
+        }
+
+        // Assert: the first report holds calls for its 10 minutes, no more;
+        assert_eq!(went.first(), Some(&10), "{went:?}");
+        // a report never holds calls longer than that between two answers;
+        let longest = went.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        assert!(longest <= 11, "calls held for {longest} minutes: {went:?}");
+        // and the connected instance answered most of the two hours.
+        assert!(
+            went.len() >= 50,
+            "{} calls in two hours: {went:?}",
+            went.len()
+        );
+        assert_eq!(api.inner().calls.lock().unwrap().len(), went.len());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_report_after_the_bound_or_after_a_connected_report_holds_nothing_until_the_api_answers()
+     {
+        let holds = Holds::default();
+        let (initial, max) = (Duration::from_secs(2), Duration::from_secs(300));
+        let api = Held::new(Connected::default(), "sales", initial, max, &holds);
+        let jid = Jid::parse("120363000000000001@g.us").unwrap();
+
+        assert!(holds.hold("sales", initial, max), "the first report holds");
+        tokio::time::advance(REPORTED_TRUST - Duration::from_secs(1)).await;
+        assert!(
+            holds.hold("sales", initial, max),
+            "a report within the bound leaves the first report's hold as it is"
+        );
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(
+            !holds.is_held("sales"),
+            "the bound counts from the first report"
+        );
+        assert!(
+            !holds.hold("sales", initial, max),
+            "a report after the bound, the API silent since, holds nothing"
+        );
+        assert!(!holds.is_held("sales"));
+
+        // A forged `connected` then `disconnected` does not open a new window.
+        holds.release("sales");
+        assert!(!holds.hold("sales", initial, max));
+        assert!(!holds.is_held("sales"));
+
+        // Once the API has answered, a report may hold again, bounded anew.
+        assert!(api.group_info(&jid).await.result.is_ok());
+        assert!(holds.hold("sales", initial, max));
+        assert!(holds.is_held("sales"));
+        tokio::time::advance(REPORTED_TRUST).await;
+        assert!(!holds.is_held("sales"));
     }
 }

@@ -13,9 +13,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Whether this process could create or write the database at `path`,
-/// without creating anything: the nearest existing directory on the way
-/// must be writable (to create the rest, the database and the files SQLite
-/// keeps beside it), and an existing database must be a writable file.
+/// leaving nothing behind: the nearest existing directory on the way must
+/// be writable (to create the rest, the database and the files SQLite keeps
+/// beside it), and an existing database must be a writable file. Where the
+/// database is still to be made, a directory is made there and removed at
+/// once: access(2) answers yes to root everywhere, and to everyone on file
+/// systems that take no new entries (`/proc`, `/sys`), so only trying tells.
 pub fn preflight(path: &Path) -> Result<(), String> {
     if path.file_name().is_none() {
         return Err("names a directory, not a database file".into());
@@ -38,16 +41,23 @@ pub fn preflight(path: &Path) -> Result<(), String> {
         Ok(_) => {}
         Err(e) => return Err(format!("cannot read {}: {e}", shown.display())),
     }
+    let what = if existing == dir {
+        "cannot create files in"
+    } else {
+        "cannot create the directory, for lack of access to"
+    };
     if let Err(e) = may(shown, libc::W_OK | libc::X_OK) {
-        let what = if existing == dir {
-            "cannot create files in"
-        } else {
-            "cannot create the directory, for lack of access to"
-        };
         return Err(format!("{what} {}: {e}", shown.display()));
     }
     match std::fs::symlink_metadata(path) {
-        Err(_) => Ok(()),
+        Err(_) => probe(shown).map_err(|e| {
+            let made = if existing == dir {
+                "the database"
+            } else {
+                "its directory"
+            };
+            format!("cannot create {made} in {}: {e}", shown.display())
+        }),
         Ok(_) => {
             let m = std::fs::metadata(path).map_err(|e| format!("cannot read it: {e}"))?;
             if !m.is_file() {
@@ -56,6 +66,17 @@ pub fn preflight(path: &Path) -> Result<(), String> {
             may(path, libc::R_OK | libc::W_OK).map_err(|e| format!("cannot write it: {e}"))
         }
     }
+}
+
+/// Makes a directory in `dir` and removes it: whether `dir` takes new entries.
+fn probe(dir: &Path) -> std::io::Result<()> {
+    let name = dir.join(format!(
+        ".invite-rotator-probe-{}-{:016x}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::DirBuilder::new().mode(0o700).create(&name)?;
+    std::fs::remove_dir(&name)
 }
 
 /// `faccessat(2)` with the effective ids: what this process may do, read-only
@@ -201,6 +222,14 @@ mod tests {
             !dir.path().join("new").exists(),
             "the preflight creates nothing"
         );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "nor leaves its probe behind"
+        );
+        // No new entry in /proc, whoever asks (root included).
+        let e = preflight(Path::new("/proc/x/history.db")).unwrap_err();
+        assert!(e.contains("/proc"), "{e}");
     }
 
     #[test]

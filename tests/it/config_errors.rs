@@ -191,3 +191,38 @@ fn a_syntax_error_on_a_token_line_does_not_print_the_token() {
     assert_eq!(code, Some(78), "{stderr}");
     assert!(!stderr.contains("sk-LEAK"), "{stderr}");
 }
+
+/// `check` or `run` with `config` (the process ends by itself: a config
+/// error stops it before anything starts).
+fn command(config: &str, command: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_invite-rotator"))
+        .arg("--config")
+        .arg(&path)
+        .arg(command)
+        .env("IR_CFG_ERR_TOKEN", "tok-cfg")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (out.status.code(), stderr)
+}
+
+#[test]
+fn a_database_under_a_directory_that_cannot_be_created_fails_check_and_run_with_78() {
+    // /proc takes no new entries, even from root (whom access(2) lets write
+    // anywhere): only trying tells.
+    let config = VALID.replace(
+        "/tmp/invite-rotator-config-errors/history.db",
+        "/proc/x/history.db",
+    );
+    for cmd in ["check", "run"] {
+        let (code, stderr) = command(&config, cmd);
+        assert_eq!(code, Some(78), "{cmd}: {stderr}");
+        assert!(stderr.contains("database.path"), "{cmd}: {stderr}");
+        assert!(stderr.contains("/proc"), "{cmd}: {stderr}");
+    }
+    assert!(!std::path::Path::new("/proc/x").exists());
+}

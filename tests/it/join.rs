@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 const PUBLIC: &str = "https://join.example.org";
 
 /// An app with `[join]` on a free port; the redirector's base URL.
-async fn app_with_join() -> (TestApp, String) {
+pub(crate) async fn app_with_join() -> (TestApp, String) {
     let app = spawn_app(
         &[Setup::Admin],
         EmulatorOptions::default(),
