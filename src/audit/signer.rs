@@ -288,6 +288,7 @@ mod tests {
                 backoff_max: Duration::from_secs(1),
                 read_back_delay: Duration::from_secs(1),
             },
+            masker: crate::mask::Masker::default(),
         };
         let (_settings, hooks) = watch::channel(Arc::new(settings));
         let key = Arc::new(AuditKey::generate().unwrap());

@@ -19,6 +19,7 @@
 
 mod auth;
 pub mod chart;
+mod group;
 mod pages;
 mod rows;
 mod throttle;
@@ -93,8 +94,8 @@ pub async fn serve(
     let keeper = tokio::spawn(keep_fresh(console.clone(), open().await?, stopped));
     let app = Router::new()
         .route("/", get(pages::groups))
-        .route("/group", get(pages::group))
-        .route("/reveal", post(pages::reveal))
+        .route("/group", get(group::group))
+        .route("/reveal", post(group::reveal))
         .route("/history", get(pages::history))
         .route("/history.csv", get(pages::history_csv))
         .route("/history.json", get(pages::history_json))
