@@ -15,9 +15,10 @@
 //!   mass removals cannot spend the rate budget nor kill published links
 //!   again and again; scheduled rotations are not affected;
 //! - a link changed: once the group has no rotation in flight, a code the
-//!   history knows was invite-rotator's own; any other was changed elsewhere
-//!   and is recorded at once (trigger `outside`), with a warning, and the
-//!   hooks hear of it;
+//!   history knows was invite-rotator's own; any other is recorded (trigger
+//!   `outside`, with a warning, and the hooks hear of it) only once a read
+//!   of the live link confirms it (at most one read a group every 30 s,
+//!   answering every report that came before it);
 //! - an instance reported disconnected, logged out, banned or waiting for a
 //!   QR scan is held (no calls); reported connected, released at once: what
 //!   events called for meanwhile then runs.
@@ -70,6 +71,9 @@ pub struct Actor {
     /// Until when each group's calls wait for the hourly cap (told once per
     /// wait).
     pub capped: std::sync::Mutex<std::collections::HashMap<String, DateTime<Utc>>>,
+    /// Each group's latest read confirming a reported link change (at most
+    /// one every 30 s a group; see `confirm`).
+    pub(crate) reads: super::confirm::Reads,
 }
 
 impl Actor {

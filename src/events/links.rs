@@ -33,9 +33,8 @@
 //! instead: the link moved on from the code it revoked, so it happened.
 
 use super::act::Actor;
+use super::confirm::Confirmation;
 use super::{Managed, parse};
-use crate::config::Group;
-use crate::ryzeapi::GroupInfo;
 use crate::store::{
     Begun, Cause, NewRotation, OutsideChange, Status, StoreError, StoredEvent, Trigger,
 };
@@ -81,9 +80,10 @@ impl Actor {
         let code = match reader {
             // A read of ours saw it live already.
             Some(_) => code,
-            None => match self.confirm(managed, group, &code).await? {
-                Ok(read) => read,
-                Err(why) => return Ok(Some(why)),
+            None => match self.confirm(e, managed, group, &code).await? {
+                Confirmation::Confirmed(read) => read,
+                Confirmation::Refuted(why) => return Ok(Some(why)),
+                Confirmation::Later => return Ok(None),
             },
         };
         if reader.is_none()
@@ -171,53 +171,8 @@ impl Actor {
             prev.id
         )))
     }
-
-    /// Reads the live link of `group`: `Ok` with the code read if it is
-    /// `reported`, else `Err` with why the report stays unconfirmed.
-    async fn confirm(
-        &self,
-        managed: &Managed,
-        group: &Group,
-        reported: &InviteCode,
-    ) -> Result<Result<InviteCode, String>, StoreError> {
-        let read = match &managed.engine {
-            Some(engine) => engine.read_link(group).await,
-            None => None,
-        };
-        let Some(call) = read else {
-            return Ok(Err(
-                "not confirmed: the group's instance cannot be read here; nothing recorded".into(),
-            ));
-        };
-        let why = match call.result {
-            Ok(GroupInfo { code: Some(live) }) if &live == reported => return Ok(Ok(live)),
-            Ok(GroupInfo { code: Some(live) }) => {
-                if self
-                    .store
-                    .code_issued(group.jid.as_str(), live.as_str())
-                    .await?
-                {
-                    "the live link is invite-rotator's own code"
-                } else {
-                    "the API shows another live code"
-                }
-            }
-            Ok(GroupInfo { code: None }) => "the API shows no link",
-            Err(e) => {
-                let status = call
-                    .http_status
-                    .map_or("no reply".into(), |s| format!("HTTP {s}"));
-                return Ok(Err(format!(
-                    "not confirmed: the live link could not be read ({}, {status}); nothing recorded",
-                    e.outcome()
-                )));
-            }
-        };
-        tracing::info!(group = %group.name, "events: a reported link change that the API does not confirm; kept as an event, nothing recorded");
-        Ok(Err(format!("not confirmed: {why}; nothing recorded")))
-    }
 }
 
-fn parse_time(t: &str) -> DateTime<Utc> {
+pub(super) fn parse_time(t: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(t).map_or_else(|_| Utc::now(), |t| t.with_timezone(&Utc))
 }

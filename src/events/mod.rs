@@ -22,6 +22,7 @@
 
 pub mod act;
 pub mod authentic;
+mod confirm;
 pub mod inbox;
 mod links;
 pub mod parse;
@@ -186,6 +187,7 @@ pub fn act(
         metrics: acting.metrics,
         asked: std::sync::Mutex::default(),
         capped: std::sync::Mutex::default(),
+        reads: confirm::Reads::default(),
     };
     tasks.spawn(actor.run(stopped(stop)));
 }
