@@ -178,16 +178,24 @@ impl Actor {
                     self.retry.backoff_max,
                 ) {
                     // Reports alone hold calls for REPORTED_TRUST at most
-                    // between two answers of the API (see ryzeapi/hold.rs).
-                    tracing::info!(instance = %e.instance, state = %name, "events: instance reported not connected again; not held: the report's 10 minutes are spent until RyzeAPI answers a call");
-                    return format!("not held: reports spent until the API answers ({name})");
+                    // between two answers of the API, and in any hour (see
+                    // ryzeapi/hold).
+                    tracing::info!(instance = %e.instance, state = %name, "events: instance reported not connected again; not held: reports hold calls 10 minutes at most, once until RyzeAPI answers a call and 10 minutes an hour in all");
+                    return format!(
+                        "not held: reports spent until the API answers or for the hour ({name})"
+                    );
                 }
                 tracing::warn!(instance = %e.instance, state = %name, "events: instance reported not connected; its calls are held");
                 format!("instance held ({name})")
             }
             Some((State::Connected, _)) => {
                 let was = self.holds.is_held(&e.instance);
-                self.holds.release(&e.instance);
+                if !self.holds.release(&e.instance) {
+                    // RyzeAPI itself said not connected: its answer, not an
+                    // event, ends the hold (one probe may go now).
+                    tracing::info!(instance = %e.instance, "events: instance reported connected; RyzeAPI said it was not, so a probe decides");
+                    return "probe due (connected; RyzeAPI said not connected)".into();
+                }
                 if was {
                     tracing::info!(instance = %e.instance, "events: instance reported connected; its calls resume");
                 }

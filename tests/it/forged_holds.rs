@@ -2,8 +2,9 @@
 //! forged `disconnected` holds a connected instance's calls once, and a
 //! forged `connected` then `disconnected` does not hold them again until the
 //! API has answered a call. (That reports alone hold calls for at most 10
-//! minutes between two answers of the API is tested under paused time in
-//! `ryzeapi::hold`: the bound is 10 minutes of real time in the binary.)
+//! minutes in any hour, and that forged `connected` reports do not call a
+//! disconnected instance beyond its backoff, is tested under paused time in
+//! `ryzeapi::hold`: the bounds are minutes of real time in the binary.)
 
 use crate::common::{INSTANCE, Setup, TOKEN};
 use crate::events::{PATH, SECRET, events, events_app, start, stop, wait_until};

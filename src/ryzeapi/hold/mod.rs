@@ -12,15 +12,27 @@
 //! one per group per fire per retry.
 //!
 //! RyzeAPI's `instance.state` events start the same hold without a wasted
-//! call, and `connected` releases it at once ([`Holds`]). While the events
-//! say the instance is not connected, not even probes go, for up to
-//! [`REPORTED_TRUST`] counted from the first report. An event is a claim
-//! (anyone holding the events secret can send one), so reports alone never
-//! hold calls for longer than that between two answers of the API itself:
-//! later reports do not restart the window, and once it has run out (or a
-//! `connected` event has ended it) no report holds anything again until the
-//! API has answered a call. After the window a probe decides, and only the
-//! API's own "not connected" extends the hold (doubling, as above). Holds are
+//! call ([`Holds`]). While the events say the instance is not connected, not
+//! even probes go, for up to [`REPORTED_TRUST`] counted from the first report.
+//! An event is a claim (anyone holding the events secret can send one), so
+//! reports alone are bounded twice. Between two answers of the API only the
+//! first report opens a window: later reports do not restart it, and once it
+//! has run out (or a `connected` event has ended it) no report holds anything
+//! until the API has answered a call. And in any [`REPORTED_PER`] (an hour)
+//! reports hold an instance for [`REPORTED_TRUST`] in all, across the API's
+//! answers: a window opens only for what is left of that, so answers the
+//! attacker can provoke (a probe, a confirming read) do not buy a new 10
+//! minutes. This bound, rather than trusting reports again only after the
+//! API's own "not connected", keeps a genuine report holding calls without a
+//! wasted call (a real disconnect rarely comes twice within the hour's
+//! 10 minutes). After the window a probe decides, and only the API's own
+//! "not connected" extends the hold (doubling, as above).
+//!
+//! `connected` ends a hold that only reports started at once. A hold the API
+//! itself started ("not connected" answered) only an answer of the API ends:
+//! the first `connected` during it makes the next probe due now, keeping the
+//! doubling wait, and later ones change nothing, so a stream of forged
+//! `connected` costs one call more than the backoff's schedule. Holds are
 //! kept per instance name in a registry shared by every engine of the
 //! process, so a reload (a new engine) keeps them.
 
@@ -55,22 +67,28 @@ impl Holds {
 
     /// An event said `instance` is not connected: hold its calls as a
     /// "not connected" answer would (probes after `initial`, doubling), and
-    /// not even a probe for [`REPORTED_TRUST`] from this report. Only the
-    /// first report since the API last answered opens that window; later
-    /// ones change nothing. Returns whether the instance's calls are held by
-    /// a report now (false: this report was not trusted, the window having
-    /// been spent since the API's last answer).
+    /// not even a probe for [`REPORTED_TRUST`] from this report, less what
+    /// reports have held it in the last [`REPORTED_PER`]. Only the first
+    /// report since the API last answered opens that window; later ones
+    /// change nothing. Returns whether the instance's calls are held by a
+    /// report now (false: this report was not trusted, the window having been
+    /// spent since the API's last answer, or the hour's 10 minutes).
     pub fn hold(&self, instance: &str, initial: Duration, max: Duration) -> bool {
         let hold = self.of(instance);
         let mut hold = hold.lock().unwrap_or_else(|p| p.into_inner());
         if hold.trust_spent {
             return hold.reported_now();
         }
+        let now = Instant::now();
+        let left = REPORTED_TRUST.saturating_sub(hold.reported_within(now));
+        if left.is_zero() {
+            return false;
+        }
         hold.trust_spent = true;
-        hold.reported = Some(Instant::now());
+        hold.windows.push((now, now + left));
         if hold.until.is_none() {
             let initial = initial.max(Duration::from_millis(1));
-            hold.until = Some(Instant::now() + initial);
+            hold.until = Some(now + initial);
             hold.wait = (initial * 2).min(max.max(initial));
             hold.since = Some(Utc::now());
             hold.probing = false;
@@ -78,16 +96,30 @@ impl Holds {
         true
     }
 
-    /// An event said `instance` is connected: its calls go again at once.
-    /// A report after this is trusted again only once the API has answered
-    /// (a forged `connected` then `disconnected` does not open a new window).
-    pub fn release(&self, instance: &str) {
+    /// An event said `instance` is connected. A hold that only reports
+    /// started ends at once. A hold the API itself started ("not connected"
+    /// answered) is a fact an event cannot undo: the first `connected` of
+    /// that hold makes its next probe due now, keeping the doubling wait,
+    /// and later ones change nothing (a stream of forged `connected` costs
+    /// one call more than the backoff, not a call each). Either way a
+    /// report's window ends, and a report after this is trusted again only
+    /// once the API has answered (a forged `connected` then `disconnected`
+    /// does not open a new window). Returns whether the hold has ended
+    /// (false: the API's own hold stands).
+    pub fn release(&self, instance: &str) -> bool {
         let hold = self.of(instance);
         let mut hold = hold.lock().unwrap_or_else(|p| p.into_inner());
-        *hold = Hold {
-            trust_spent: hold.trust_spent,
-            ..Hold::default()
-        };
+        let now = Instant::now();
+        hold.end_report(now);
+        if !hold.by_api {
+            hold.clear();
+            return true;
+        }
+        if !hold.advanced && !hold.probing {
+            hold.advanced = true;
+            hold.until = hold.until.map(|until| until.min(now));
+        }
+        false
     }
 
     /// Whether `instance`'s calls are held back now: while an event's word
@@ -102,14 +134,20 @@ impl Holds {
 
 /// How long an event's word that an instance is not connected stops every
 /// call, probes included, counted from the first report since the API last
-/// answered; after it, probes decide as usual.
+/// answered; after it, probes decide as usual. It is also what reports may
+/// hold an instance in all within any [`REPORTED_PER`].
 pub const REPORTED_TRUST: Duration = Duration::from_secs(600);
+
+/// The rolling span in which reports hold an instance for [`REPORTED_TRUST`]
+/// at most, however often the API answers in between.
+pub(crate) const REPORTED_PER: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Default)]
 pub(crate) struct Hold {
-    /// When the report that opened the current window came: the first since
-    /// the API last answered (later reports do not move it).
-    reported: Option<Instant>,
+    /// The windows in which reports held calls lately (from, to), oldest
+    /// first; the last may still run. Kept across the API's answers: they
+    /// bound what reports hold within [`REPORTED_PER`].
+    windows: Vec<(Instant, Instant)>,
     /// A report has opened a window since the API last answered: no other
     /// report opens one until the API answers a call.
     trust_spent: bool,
@@ -122,13 +160,59 @@ pub(crate) struct Hold {
     /// A probe is out: its answer, not those of calls sent before the hold,
     /// decides the next wait.
     probing: bool,
+    /// The API itself has answered "not connected" during this hold: no
+    /// event ends it, only an answer of the API.
+    by_api: bool,
+    /// A `connected` report has made this hold's next probe due already.
+    advanced: bool,
 }
 
 impl Hold {
+    /// When the report window running now ends, if one runs.
+    fn reported_until(&self) -> Option<Instant> {
+        let now = Instant::now();
+        self.windows
+            .last()
+            .filter(|(from, to)| *from <= now && now < *to)
+            .map(|(_, to)| *to)
+    }
+
     /// Whether an event's word that the instance is not connected stands.
     fn reported_now(&self) -> bool {
-        self.reported
-            .is_some_and(|at| at.elapsed() < REPORTED_TRUST)
+        self.reported_until().is_some()
+    }
+
+    /// How long reports have held calls within the [`REPORTED_PER`] up to
+    /// `now`; forgets the windows that ended before it.
+    fn reported_within(&mut self, now: Instant) -> Duration {
+        let Some(since) = now.checked_sub(REPORTED_PER) else {
+            return self
+                .windows
+                .iter()
+                .map(|(f, t)| t.min(&now).saturating_duration_since(*f))
+                .sum();
+        };
+        self.windows.retain(|(_, to)| *to > since);
+        self.windows
+            .iter()
+            .map(|(from, to)| (*to).min(now).saturating_duration_since((*from).max(since)))
+            .sum()
+    }
+
+    /// Ends the report window running now, if one runs.
+    fn end_report(&mut self, now: Instant) {
+        if let Some((_, to)) = self.windows.last_mut() {
+            *to = (*to).min(now);
+        }
+    }
+
+    /// Ends the hold itself (what reports held lately is kept).
+    fn clear(&mut self) {
+        *self = Hold {
+            windows: std::mem::take(&mut self.windows),
+            trust_spent: self.trust_spent,
+            ..Hold::default()
+        };
     }
 }
 
@@ -167,8 +251,8 @@ impl<A: RyzeApi> Held<A> {
             let since = hold.since.map_or_else(String::new, |t| {
                 format!(" since {}", t.to_rfc3339_opts(SecondsFormat::Secs, true))
             });
-            if let Some(at) = hold.reported.filter(|_| hold.reported_now()) {
-                let probe = Utc::now() + (at + REPORTED_TRUST).saturating_duration_since(now);
+            if let Some(to) = hold.reported_until() {
+                let probe = Utc::now() + to.saturating_duration_since(now);
                 return Err(format!(
                     "instance {:?} is not connected to WhatsApp{since}, as RyzeAPI's events report; not called until it is reported connected (a probe after {} at the latest)",
                     self.instance,
@@ -201,19 +285,29 @@ impl<A: RyzeApi> Held<A> {
                     self.initial
                 }
                 (Some(_), true) => hold.wait,
-                // A call sent before the hold began: the hold stands as it is.
-                (Some(_), false) => return,
+                // A call sent before the hold began: the hold stands as it
+                // is, but it is the API's now.
+                (Some(_), false) => {
+                    hold.by_api = true;
+                    return;
+                }
             };
             hold.until = Some(Instant::now() + wait);
             hold.wait = (wait * 2).min(self.max);
             hold.probing = false;
-            // The API has answered: a later report may open a window again.
+            hold.by_api = true;
+            // The API has answered: a later report may open a window again
+            // (within what is left of the hour's REPORTED_TRUST).
             hold.trust_spent = false;
         } else if call.http_status.is_some() {
             if hold.until.is_some() {
                 tracing::info!(instance = %self.instance, "instance connected again; calls resume");
             }
-            *hold = Hold::default();
+            // The API has answered: its word ends the reports' window and
+            // the hold, but what reports held lately still counts.
+            hold.end_report(Instant::now());
+            hold.clear();
+            hold.trust_spent = false;
         }
     }
 
@@ -247,133 +341,4 @@ impl<A: RyzeApi> RyzeApi for Held<A> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn an_event_hold_stops_even_probes_until_connected_or_until_its_trust_runs_out() {
-        let holds = Holds::default();
-        let (initial, max) = (Duration::from_secs(1), Duration::from_secs(60));
-
-        holds.hold("sales", initial, max);
-        tokio::time::advance(Duration::from_secs(120)).await;
-        assert!(
-            holds.is_held("sales"),
-            "no probe while the event's word stands"
-        );
-        holds.release("sales");
-        assert!(!holds.is_held("sales"), "connected releases at once");
-
-        holds.hold("sales", initial, max);
-        tokio::time::advance(REPORTED_TRUST + Duration::from_secs(1)).await;
-        assert!(
-            !holds.is_held("sales"),
-            "a lost `connected` holds no longer than the trust"
-        );
-        assert!(!holds.is_held("other"), "holds are per instance");
-    }
-}
-
-#[cfg(test)]
-mod bound {
-    use super::*;
-    use crate::whatsapp::InviteCode;
-
-    /// An instance that is connected: every call succeeds.
-    #[derive(Default)]
-    struct Connected {
-        calls: Mutex<Vec<Instant>>,
-    }
-
-    impl RyzeApi for Connected {
-        async fn reset_link(&self, _jid: &Jid) -> Call<ResetReply> {
-            unreachable!("only group/info is called here")
-        }
-
-        async fn group_info(&self, _jid: &Jid) -> Call<GroupInfo> {
-            self.calls.lock().unwrap().push(Instant::now());
-            Call {
-                result: Ok(GroupInfo {
-                    code: Some(InviteCode::parse("LIVE").unwrap()),
-                }),
-                http_status: Some(200),
-                elapsed: Duration::ZERO,
-            }
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn reports_every_nine_minutes_hold_a_connected_instance_for_ten_minutes_not_for_ever() {
-        // Arrange: a connected instance, and a report that it is not every 9 minutes.
-        let holds = Holds::default();
-        let (initial, max) = (Duration::from_secs(2), Duration::from_secs(300));
-        let api = Held::new(Connected::default(), "sales", initial, max, &holds);
-        let jid = Jid::parse("120363000000000001@g.us").unwrap();
-        let start = Instant::now();
-
-        // Act: two hours; a call tried every minute, a report every 9.
-        let mut went = Vec::new();
-        for minute in 0..120u64 {
-            tokio::time::sleep_until(start + Duration::from_secs(60 * minute)).await;
-            if minute % 9 == 0 {
-                holds.hold("sales", initial, max);
-            }
-            let call = api.group_info(&jid).await;
-            if call.http_status.is_some() {
-                assert!(call.result.is_ok(), "{:?}", call.result);
-                went.push(minute);
-            }
-        }
-
-        // Assert: the first report holds calls for its 10 minutes, no more;
-        assert_eq!(went.first(), Some(&10), "{went:?}");
-        // a report never holds calls longer than that between two answers;
-        let longest = went.windows(2).map(|w| w[1] - w[0]).max().unwrap();
-        assert!(longest <= 11, "calls held for {longest} minutes: {went:?}");
-        // and the connected instance answered most of the two hours.
-        assert!(
-            went.len() >= 50,
-            "{} calls in two hours: {went:?}",
-            went.len()
-        );
-        assert_eq!(api.inner().calls.lock().unwrap().len(), went.len());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_report_after_the_bound_or_after_a_connected_report_holds_nothing_until_the_api_answers()
-     {
-        let holds = Holds::default();
-        let (initial, max) = (Duration::from_secs(2), Duration::from_secs(300));
-        let api = Held::new(Connected::default(), "sales", initial, max, &holds);
-        let jid = Jid::parse("120363000000000001@g.us").unwrap();
-
-        assert!(holds.hold("sales", initial, max), "the first report holds");
-        tokio::time::advance(REPORTED_TRUST - Duration::from_secs(1)).await;
-        assert!(
-            holds.hold("sales", initial, max),
-            "a report within the bound leaves the first report's hold as it is"
-        );
-        tokio::time::advance(Duration::from_secs(2)).await;
-        assert!(
-            !holds.is_held("sales"),
-            "the bound counts from the first report"
-        );
-        assert!(
-            !holds.hold("sales", initial, max),
-            "a report after the bound, the API silent since, holds nothing"
-        );
-        assert!(!holds.is_held("sales"));
-
-        // A forged `connected` then `disconnected` does not open a new window.
-        holds.release("sales");
-        assert!(!holds.hold("sales", initial, max));
-        assert!(!holds.is_held("sales"));
-
-        // Once the API has answered, a report may hold again, bounded anew.
-        assert!(api.group_info(&jid).await.result.is_ok());
-        assert!(holds.hold("sales", initial, max));
-        assert!(holds.is_held("sales"));
-        tokio::time::advance(REPORTED_TRUST).await;
-        assert!(!holds.is_held("sales"));
-    }
-}
+mod tests;
