@@ -56,7 +56,9 @@ pub async fn list(config_path: &Path, limit: u32, format: StatusFormat) -> Resul
             .iter_mut()
             .map(|e| std::mem::take(&mut e.data))
             .collect();
-        crate::mask::Masker::default()
+        // Every configured secret too: rows stored by an older version
+        // were redacted only as the envelope said.
+        crate::mask::Masker::of(&config)
             .mask_known_all(&store, &mut data)
             .await;
         for (e, data) in events.iter_mut().zip(data) {
