@@ -121,6 +121,10 @@ pub fn verify(text: &str, trusted: &PublicKey) -> Result<Bundle, Discrepancy> {
     // entry before: a restatement is checked against them.
     let mut latest: std::collections::HashMap<i64, (i64, &str)> = std::collections::HashMap::new();
     let mut before: Option<&str> = None;
+    // Per group (JID), its latest entry's `seq`; per outside change, its
+    // group's latest entry before it.
+    let mut by_group: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    let mut outside: std::collections::HashMap<i64, Option<i64>> = std::collections::HashMap::new();
     for (i, line) in body.split('\n').enumerate() {
         let n = i + 1;
         let is_checkpoint = serde_json::from_str::<serde_json::Value>(line)
@@ -166,12 +170,17 @@ pub fn verify(text: &str, trusted: &PublicKey) -> Result<Bundle, Discrepancy> {
         if let Some((earlier, was)) = latest.insert(entry.rotation, (entry.seq, line)) {
             let prev = Entry::parse(was).map_err(Discrepancy)?;
             let before = before.and_then(|b| Entry::parse(b).ok());
-            if let Err(w) = super::transition::check(&prev, &entry, before.as_ref()) {
+            let group_latest = outside.get(&(entry.seq - 1)).copied().flatten();
+            if let Err(w) = super::transition::check(&prev, &entry, before.as_ref(), group_latest) {
                 return fail(
                     n,
                     super::transition::describe(entry.seq, entry.rotation, earlier, &w),
                 );
             }
+        }
+        let group = by_group.insert(entry.jid.clone(), entry.seq);
+        if entry.trigger == "outside" {
+            outside.insert(entry.seq, group);
         }
         before = Some(line);
         let h = hash(line);

@@ -4,15 +4,24 @@
 //! src/store/outside.rs make them, each in the transaction that appends
 //! the entry):
 //!
-//! - an `unknown` settled: its status, `attempts` (never fewer),
-//!   `new_code`, `new_link`, `error` and `finished` may change (a later read
-//!   of the link, a leftover settled at the next start, a late reset);
+//! - an `unknown` settled: its status (to `succeeded` or `failed`, never
+//!   `unknown` again), `attempts` (never fewer), `new_code`, `new_link`,
+//!   `error` and `finished` may change (a later read of the link, a
+//!   leftover settled at the next start, a late reset);
 //! - a late reset: a `failed` row without a code becomes `succeeded` with
 //!   one (`new_code`, `new_link`, `finished`), a note appended to `error`;
-//! - an outside change placed before a reset of ours: `old_code` becomes
-//!   the code the outside change issued, a note appended to `error`, and
-//!   the entry just before it is that outside change (trigger `outside`,
-//!   same group, its `new_code` the new `old_code`).
+//! - an outside change placed before a reset of ours (made by older
+//!   versions only; the store no longer makes this step): `old_code`
+//!   becomes the code the outside change issued, a note appended to
+//!   `error`, and the entry just before it is that outside change (trigger
+//!   `outside`, same group, its `new_code` the new `old_code`), made while
+//!   the rotation was in flight (started before the rotation finished),
+//!   replacing the code the rotation had replaced (the same `old_code`),
+//!   and following the rotation's latest entry directly among the group's
+//!   entries (the rotation was the group's latest).
+//!
+//! Wherever `new_code` or `new_link` changes, `new_link` is the link of
+//! `new_code` (`https://chat.whatsapp.com/<code>`, none without a code).
 //!
 //! Nothing else is ever restated: the group, JID, instance, trigger, due
 //! and start time of a rotation never change, a settled rotation is never
@@ -21,6 +30,7 @@
 //! same rules.
 
 use super::entry::Entry;
+use crate::whatsapp::INVITE_LINK_PREFIX;
 
 /// Facts that may change when an `unknown` is settled.
 const UNKNOWN_SETTLED: [&str; 6] = [
@@ -46,8 +56,15 @@ pub(crate) struct Wrong {
 }
 
 /// Whether `next` restates the rotation of `prev` (its latest entry before)
-/// as the workflow does; `before` is the entry just before `next`.
-pub(crate) fn check(prev: &Entry, next: &Entry, before: Option<&Entry>) -> Result<(), Wrong> {
+/// as the workflow does; `before` is the entry just before `next`, and
+/// `group_latest` (when `before` is an outside change) the `seq` of its
+/// group's latest entry before it.
+pub(crate) fn check(
+    prev: &Entry,
+    next: &Entry,
+    before: Option<&Entry>,
+    group_latest: Option<i64>,
+) -> Result<(), Wrong> {
     let changed: Vec<&'static str> = super::entry::FACTS
         .iter()
         .copied()
@@ -84,12 +101,15 @@ pub(crate) fn check(prev: &Entry, next: &Entry, before: Option<&Entry>) -> Resul
             && b.rotation != next.rotation
             && b.new_code.is_some()
             && b.new_code == next.old_code
+            && b.old_code == prev.old_code
+            && group_latest == Some(prev.seq)
+            && earlier(&b.started, prev.finished.as_deref())
     });
     if changed.contains(&"old_code") && within(&PLACED) {
         if prev.trigger == "outside" || !placed {
             return Err(wrong(
                 "old_code",
-                "only an outside change placed just before it (the entry before) changes a rotation's old code",
+                "only an outside change placed just before it changes a rotation's old code: the entry before is an outside change of its group that issued that code, replaced the code the rotation had replaced, started before the rotation finished, and directly follows the rotation's latest entry among the group's entries",
             ));
         }
         if !appended {
@@ -117,7 +137,25 @@ pub(crate) fn check(prev: &Entry, next: &Entry, before: Option<&Entry>) -> Resul
         };
         return Err(wrong(field, why));
     }
+    if (changed.contains(&"new_code") || changed.contains(&"new_link"))
+        && next.new_link
+            != next
+                .new_code
+                .as_ref()
+                .map(|c| format!("{INVITE_LINK_PREFIX}{c}"))
+    {
+        return Err(wrong(
+            "new_link",
+            "a rotation's new link is the link of its new code",
+        ));
+    }
     if unknown {
+        if next.status == "unknown" {
+            return Err(wrong(
+                "status",
+                "an unknown outcome is settled as succeeded or failed, never restated as unknown again",
+            ));
+        }
         if next.attempts < prev.attempts {
             return Err(wrong(
                 "attempts",
@@ -148,6 +186,13 @@ pub(crate) fn check(prev: &Entry, next: &Entry, before: Option<&Entry>) -> Resul
     Ok(())
 }
 
+/// Whether the time `at` is before `finished` (both RFC 3339; `false` when
+/// either is missing or unreadable).
+fn earlier(at: &str, finished: Option<&str>) -> bool {
+    let read = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
+    matches!((read(at), finished.and_then(read)), (Some(a), Some(f)) if a < f)
+}
+
 /// The report of a wrong restatement: entry `seq` restating `rotation`,
 /// entered last in entry `earlier`.
 pub(crate) fn describe(seq: i64, rotation: i64, earlier: i64, w: &Wrong) -> String {
@@ -164,255 +209,5 @@ pub(crate) fn describe(seq: i64, rotation: i64, earlier: i64, w: &Wrong) -> Stri
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::audit::entry::GENESIS;
-
-    fn settled(status: &str, new_code: Option<&str>) -> Entry {
-        Entry {
-            at: "2026-12-01T00:00:00.000Z".into(),
-            attempts: 1,
-            due: None,
-            error: None,
-            finished: Some("2026-12-01T00:00:01.000Z".into()),
-            group: "vip".into(),
-            instance: "i1".into(),
-            jid: "1203@g.us".into(),
-            new_code: new_code.map(Into::into),
-            new_link: new_code.map(|c| format!("https://chat.whatsapp.com/{c}")),
-            old_code: Some("A".into()),
-            prev: GENESIS.into(),
-            rotation: 7,
-            seq: 1,
-            started: "2026-12-01T00:00:00.000Z".into(),
-            status: status.into(),
-            trigger: "schedule".into(),
-        }
-    }
-
-    fn outside(code: &str) -> Entry {
-        Entry {
-            rotation: 8,
-            trigger: "outside".into(),
-            new_code: Some(code.into()),
-            ..settled("succeeded", Some(code))
-        }
-    }
-
-    #[test]
-    fn the_workflows_restatements_pass() {
-        // An unknown settled, either way.
-        let prev = settled("unknown", None);
-        let mut next = prev.clone();
-        next.status = "succeeded".into();
-        next.new_code = Some("B".into());
-        next.new_link = Some("https://chat.whatsapp.com/B".into());
-        next.error = Some("the next rotation found the link changed".into());
-        assert_eq!(check(&prev, &next, None), Ok(()));
-        next.status = "failed".into();
-        next.attempts = 3;
-        assert_eq!(check(&prev, &next, None), Ok(()));
-        // A late reset of a failed row.
-        let mut prev = settled("failed", None);
-        prev.error = Some("timeout".into());
-        let mut next = prev.clone();
-        next.status = "succeeded".into();
-        next.new_code = Some("B".into());
-        next.new_link = Some("https://chat.whatsapp.com/B".into());
-        next.error = Some("timeout; its reset landed late".into());
-        assert_eq!(check(&prev, &next, None), Ok(()));
-        // An outside change placed before a reset of ours.
-        let prev = settled("succeeded", Some("C"));
-        let mut next = prev.clone();
-        next.old_code = Some("X".into());
-        next.error = Some("the link was changed outside".into());
-        assert_eq!(check(&prev, &next, Some(&outside("X"))), Ok(()));
-    }
-
-    #[test]
-    fn any_other_restatement_is_named() {
-        let prev = settled("succeeded", Some("B"));
-        let mut next = prev.clone();
-        next.new_code = Some("Forged".into());
-        let w = check(&prev, &next, None).unwrap_err();
-        assert_eq!(
-            (w.field, w.was.as_str(), w.now.as_str()),
-            (Some("new_code"), "\"B\"", "\"Forged\"")
-        );
-        assert!(describe(13, 7, 4, &w).starts_with(
-            "ledger entry 13 restates rotation 7: its new_code was \"B\" (entry 4), entry 13 says \"Forged\""
-        ));
-        // Nothing changed.
-        assert_eq!(check(&prev, &prev, None).unwrap_err().field, None);
-        // Pending again.
-        let mut pending = prev.clone();
-        pending.status = "pending".into();
-        assert_eq!(
-            check(&prev, &pending, None).unwrap_err().field,
-            Some("status")
-        );
-        // The old code, without an outside change just before it, or
-        // another group's, or with the error replaced.
-        let mut placed = prev.clone();
-        placed.old_code = Some("X".into());
-        placed.error = Some("note".into());
-        for before in [
-            None,
-            Some(outside("Y")),
-            Some(settled("succeeded", Some("X"))),
-        ] {
-            let w = check(&prev, &placed, before.as_ref()).unwrap_err();
-            assert_eq!(w.field, Some("old_code"), "{before:?}");
-        }
-        let mut elsewhere = outside("X");
-        elsewhere.jid = "other@g.us".into();
-        assert!(check(&prev, &placed, Some(&elsewhere)).is_err());
-        let mut noted = prev.clone();
-        noted.error = Some("first".into());
-        let mut replaced = noted.clone();
-        replaced.old_code = Some("X".into());
-        replaced.error = Some("other".into());
-        assert_eq!(
-            check(&noted, &replaced, Some(&outside("X")))
-                .unwrap_err()
-                .field,
-            Some("error")
-        );
-        // Fixed facts of an unknown.
-        let unknown = settled("unknown", None);
-        for (field, edit) in [
-            (
-                "group",
-                (|e: &mut Entry| e.group = "other".into()) as fn(&mut Entry),
-            ),
-            ("trigger", |e| e.trigger = "manual".into()),
-            ("started", |e| e.started = "2026-12-02T00:00:00.000Z".into()),
-            ("old_code", |e| e.old_code = Some("Z".into())),
-        ] {
-            let mut next = unknown.clone();
-            next.status = "succeeded".into();
-            edit(&mut next);
-            assert_eq!(check(&unknown, &next, None).unwrap_err().field, Some(field));
-        }
-        let mut fewer = unknown.clone();
-        fewer.status = "failed".into();
-        fewer.attempts = 0;
-        assert_eq!(
-            check(&unknown, &fewer, None).unwrap_err().field,
-            Some("attempts")
-        );
-        // A failed row late-reset to anything but succeeded-with-a-code.
-        let failed = settled("failed", None);
-        let mut late = failed.clone();
-        late.status = "unknown".into();
-        late.error = Some("note".into());
-        assert_eq!(
-            check(&failed, &late, None).unwrap_err().field,
-            Some("status")
-        );
-        late.status = "succeeded".into();
-        assert_eq!(
-            check(&failed, &late, None).unwrap_err().field,
-            Some("new_code")
-        );
-        // A succeeded row's code, restated as a late reset would: no.
-        let mut relate = prev.clone();
-        relate.new_code = Some("D".into());
-        relate.error = Some("note".into());
-        assert_eq!(
-            check(&prev, &relate, None).unwrap_err().field,
-            Some("new_code")
-        );
-    }
-
-    /// The store's own steps (an unknown settled, a late reset, an outside
-    /// change placed) restate rotations, and the history still verifies.
-    #[tokio::test]
-    async fn the_stores_restatements_verify() {
-        use crate::store::{Begun, Cause, NewRotation, OutsideChange, Settlement, Status, Store};
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("h.db")).await.unwrap();
-        let group = NewRotation {
-            group_name: "vip",
-            group_jid: "1@g.us",
-            instance: "sales",
-            cause: Cause::manual(),
-        };
-        let settle = |status: Status, code: Option<&str>| Settlement {
-            status,
-            attempts: 1,
-            new_code: code.map(Into::into),
-            new_link: code.map(|c| format!("https://chat.whatsapp.com/{c}")),
-            error: Some("first".into()),
-        };
-        let mut ids = Vec::new();
-        for (status, code) in [
-            (Status::Unknown, None),
-            (Status::Failed, None),
-            (Status::Succeeded, Some("CodeCCCCCCCCCCCCCCCCCC")),
-        ] {
-            let Begun::Started(id) = store.begin(&group).await.unwrap() else {
-                panic!("busy")
-            };
-            store.settle(id, &settle(status, code)).await.unwrap();
-            ids.push(id);
-        }
-        let code = Some("CodeBBBBBBBBBBBBBBBBBB");
-        let link = "https://chat.whatsapp.com/CodeBBBBBBBBBBBBBBBBBB";
-        store
-            .resolve(
-                ids[0],
-                Status::Succeeded,
-                code,
-                Some(link),
-                "it had happened",
-            )
-            .await
-            .unwrap();
-        assert!(
-            store
-                .record_late_reset(ids[1], "CodeDDDDDDDDDDDDDDDDDD", link)
-                .await
-                .unwrap()
-        );
-        let placed = OutsideChange {
-            group: NewRotation {
-                cause: Cause::manual(),
-                ..group.clone()
-            },
-            old_code: None,
-            new_code: "CodeXXXXXXXXXXXXXXXXXX",
-            new_link: "https://chat.whatsapp.com/CodeXXXXXXXXXXXXXXXXXX",
-            at: chrono::Utc::now(),
-            revoked_by: Some(ids[2]),
-            notify: false,
-        };
-        store.record_outside(&placed).await.unwrap();
-        let v = crate::audit::verify::database(&store, None, &[])
-            .await
-            .unwrap()
-            .unwrap();
-        // Three settled, three restated, one outside.
-        assert_eq!((v.entries, v.rotations), (7, 4));
-        // The same in a bundle, checked offline.
-        let key = crate::audit::AuditKey::generate().unwrap();
-        let out = dir.path().join("bundle.jsonl");
-        let since = chrono::Utc::now() - chrono::Duration::days(1);
-        crate::audit::bundle::export(&store, &key, since, &out)
-            .await
-            .unwrap();
-        let text = std::fs::read_to_string(&out).unwrap();
-        let b = crate::audit::bundle::verify(&text, &key.public()).unwrap();
-        assert_eq!(b.entries, Some((1, 7)));
-        // And the script agrees, where it can run.
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/verify-ledger.py");
-        if let Ok(o) = std::process::Command::new("python3")
-            .args([script, "--database"])
-            .arg(dir.path().join("h.db"))
-            .output()
-            && !String::from_utf8_lossy(&o.stderr).contains("No module named")
-        {
-            assert!(o.status.success(), "{o:?}");
-        }
-    }
-}
+#[path = "transition_tests.rs"]
+mod tests;

@@ -41,12 +41,18 @@ struct Chain {
     /// Rotations entered again: the rotation, its entry before, the entry
     /// that restates it (in ledger order).
     restated: Vec<(i64, i64, i64)>,
+    /// Per group (JID): its latest entry's `seq` so far.
+    by_group: HashMap<String, i64>,
+    /// Per entry of an outside change: its group's latest entry before it.
+    outside: HashMap<i64, Option<i64>>,
     broken: Option<String>,
 }
 
 /// Verifies the history in `store`; `extra` are checkpoint lines kept
 /// elsewhere (`--checkpoint FILE`), `trusted` the key they must be signed
-/// with (`--public-key`). `Ok(Err(_))` is a history that does not hold.
+/// with (`--public-key`). `Ok(Err(_))` is a history that does not hold
+/// (one without the ledger's tables holds only while it has no settled
+/// rotation).
 ///
 /// The ledger and the table are read one after the other: a rotation the
 /// daemon settles in between looks unentered. A discrepancy found while
@@ -56,6 +62,13 @@ pub async fn database(
     trusted: Option<&PublicKey>,
     extra: &[String],
 ) -> Result<Result<Verified, Discrepancy>, StoreError> {
+    if let Some(settled) = store.settled_without_ledger().await?
+        && settled > 0
+    {
+        return Ok(Err(Discrepancy(format!(
+            "no ledger: the history holds {settled} settled rotation(s) but not the ledger's tables (a history from before the ledger, or a ledger dropped); nothing in it can be verified. Starting the daemon creates the ledger and enters these rotations as they now stand: only checkpoints kept outside the database can tell whether they were changed"
+        ))));
+    }
     let mut tries = 0;
     loop {
         let before = store.ledger_head().await?.map_or(0, |(seq, _)| seq);
@@ -131,7 +144,7 @@ async fn once(
             ))));
         }
     }
-    if let Some(problem) = restatements(store, &chain.restated).await? {
+    if let Some(problem) = restatements(store, &chain.restated, &chain.outside).await? {
         return Ok(Err(Discrepancy(problem)));
     }
     let (rotations, problem) = table(store, rows, chain.latest).await?;
@@ -163,13 +176,27 @@ async fn chain(store: &Store, wanted: impl Iterator<Item = i64>) -> Result<Chain
         ),
         wanted: wanted.map(|seq| (seq, String::new())).collect(),
         restated: Vec::new(),
+        by_group: HashMap::new(),
+        outside: HashMap::new(),
         broken: None,
     };
     store
         .each_ledger_row(1, |row| {
             let expected = chain.entries + 1;
             match link(&row, expected, &chain.head) {
-                Ok((rotation, digest)) => {
+                Ok(entry) => {
+                    let facts = entry.facts();
+                    let (rotation, digest) = (facts.rotation, facts.digest());
+                    let group = match chain.by_group.get_mut(facts.jid) {
+                        Some(seq) => Some(std::mem::replace(seq, row.seq)),
+                        None => {
+                            chain.by_group.insert(facts.jid.to_owned(), row.seq);
+                            None
+                        }
+                    };
+                    if facts.trigger == "outside" {
+                        chain.outside.insert(row.seq, group);
+                    }
                     chain.entries = expected;
                     if let Some((earlier, _)) = chain.latest.insert(rotation, (row.seq, digest)) {
                         chain.restated.push((rotation, earlier, row.seq));
@@ -196,6 +223,7 @@ async fn chain(store: &Store, wanted: impl Iterator<Item = i64>) -> Result<Chain
 async fn restatements(
     store: &Store,
     restated: &[(i64, i64, i64)],
+    outside: &HashMap<i64, Option<i64>>,
 ) -> Result<Option<String>, StoreError> {
     for &(rotation, earlier, seq) in restated {
         let (Some(prev), Some(next)) =
@@ -206,7 +234,8 @@ async fn restatements(
             )));
         };
         let before = entry_at(store, seq - 1).await?;
-        if let Err(w) = super::transition::check(&prev, &next, before.as_ref()) {
+        let group_latest = outside.get(&(seq - 1)).copied().flatten();
+        if let Err(w) = super::transition::check(&prev, &next, before.as_ref(), group_latest) {
             return Ok(Some(super::transition::describe(
                 seq, rotation, earlier, &w,
             )));
@@ -216,12 +245,12 @@ async fn restatements(
 }
 
 /// Checks one stored row as the entry `expected` following `prev`; the
-/// rotation and the digest of its facts.
-fn link(
-    row: &crate::store::LedgerRow,
+/// entry.
+fn link<'r>(
+    row: &'r crate::store::LedgerRow,
     expected: i64,
     prev: &str,
-) -> Result<(i64, [u8; 32]), String> {
+) -> Result<EntryRef<'r>, String> {
     if row.seq != expected {
         return Err(format!(
             "ledger entry {expected} is missing (the next one stored is {}): entries were removed",
@@ -257,7 +286,7 @@ fn link(
             row.rotation_id, entry.rotation
         ));
     }
-    Ok((entry.rotation, entry.facts().digest()))
+    Ok(entry)
 }
 
 /// The first problem, by rotation id, of the table against the ledger.

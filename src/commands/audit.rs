@@ -146,8 +146,21 @@ pub async fn export(config_path: &Path, since: DateTime<Utc>, out: &Path) -> Res
         let reader = Store::connect_read_only(&config.database)
             .await
             .map_err(runtime)?;
-        // A history from before the ledger has none to verify yet: the
-        // open for writing enters it (once, as it creates the ledger).
+        // Without the ledger's tables, the open for writing would create
+        // them and enter the history as it now stands, whatever was done to
+        // it: that is the daemon's to do at its first start after an
+        // upgrade, never an export's (it would sign the result).
+        if reader
+            .settled_without_ledger()
+            .await
+            .map_err(runtime)?
+            .is_some_and(|n| n > 0)
+        {
+            eprintln!(
+                "error: this history has no ledger: start the daemon once, then export (nothing was exported or signed)"
+            );
+            return Ok(Exit::Failure);
+        }
         if reader.has_ledger().await.map_err(runtime)? {
             let checked = check::database(&reader, Some(&key.public()), &[])
                 .await

@@ -120,7 +120,6 @@ impl Actor {
             new_code: code.as_str(),
             new_link: &link,
             at: place.at,
-            revoked_by: None,
             notify: place.live,
         };
         match self.store.record_outside(&change).await? {

@@ -11,6 +11,21 @@ use futures_util::TryStreamExt;
 use sqlx::QueryBuilder;
 
 impl Store {
+    /// How many settled rotations a history without the ledger's tables
+    /// holds (`None` when it has the ledger): a history from before the
+    /// ledger, or one whose ledger was dropped. Read-only.
+    pub async fn settled_without_ledger(&self) -> Result<Option<i64>, StoreError> {
+        if self.has_ledger().await? {
+            return Ok(None);
+        }
+        run!(self, |c, _pg| sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM rotations WHERE status != 'pending'"
+        )
+        .fetch_one(c)
+        .await)
+        .map(Some)
+    }
+
     /// Each group's reference for being overdue, handed to `each` row by row
     /// as read (100,000 groups cost no memory here): first when the daemon
     /// first saw each group, then, overriding those, when each group's

@@ -23,11 +23,6 @@ pub struct OutsideChange<'a> {
     pub new_link: &'a str,
     /// When it happened (its `started_at` and `finished_at`).
     pub at: DateTime<Utc>,
-    /// A rotation of ours that was in flight and reset the link after this
-    /// change: it revoked `new_code`, so its `old_invite_code` becomes it.
-    /// (The events no longer place a change so: no read can confirm a code
-    /// revoked before it was read. Kept for the store's callers.)
-    pub revoked_by: Option<i64>,
     /// Whether the hooks hear of it: not when a later code is already live
     /// (a hook that publishes the link must not publish a dead one).
     pub notify: bool,
@@ -77,24 +72,7 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
-            if let Some(ours) = change.revoked_by {
-                sqlx::query(
-                    "UPDATE rotations SET old_invite_code = $1,
-                     error = COALESCE(error || '; ', '') || $2 WHERE id = $3 AND group_jid = $4",
-                )
-                .bind(change.new_code)
-                .bind(format!(
-                    "the link was changed outside invite-rotator while this rotation was in flight (rotation {id}): its reset revoked that code"
-                ))
-                .bind(ours)
-                .bind(jid)
-                .execute(&mut *tx)
-                .await?;
-            }
-            // The outside change, then the rotation of ours it revised
-            // (entered only if settled: a pending one is entered when it is).
-            let entered: Vec<i64> = std::iter::once(id).chain(change.revoked_by).collect();
-            append_ledger!(tx, pg, &entered).await?;
+            append_ledger!(tx, pg, &[id]).await?;
             tx.commit().await?;
             Ok(Begun::Started(id))
         })
