@@ -25,6 +25,15 @@ pub struct Cdp {
 
 impl Cdp {
     pub async fn call(&mut self, method: &str, params: Value) -> Value {
+        match self.try_call(method, params).await {
+            Ok(result) => result,
+            Err(m) => panic!("{method}: {m}"),
+        }
+    }
+
+    /// As [`Cdp::call`], the browser's error returned (a page navigating
+    /// away answers an evaluation with one).
+    pub async fn try_call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
         self.next += 1;
         let mut message = json!({"id": self.next, "method": method, "params": params});
         if let Some(session) = &self.session {
@@ -37,8 +46,10 @@ impl Cdp {
         loop {
             let m = self.read().await;
             if m["id"] == json!(self.next) {
-                assert!(m.get("error").is_none(), "{method}: {m}");
-                return m["result"].clone();
+                if m.get("error").is_some() {
+                    return Err(m);
+                }
+                return Ok(m["result"].clone());
             }
             self.events.push_back(m);
         }
@@ -107,6 +118,19 @@ impl Cdp {
             )
             .await;
         r["result"]["value"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// The page's text, or `None` while it is navigating away.
+    pub async fn try_text(&mut self) -> Option<String> {
+        let expression = "document.readyState === 'complete' ? document.body.innerText : null";
+        let r = self
+            .try_call(
+                "Runtime.evaluate",
+                json!({"expression": expression, "returnByValue": true}),
+            )
+            .await
+            .ok()?;
+        r["result"]["value"].as_str().map(str::to_owned)
     }
 }
 

@@ -294,8 +294,8 @@ async fn eval(cdp: &mut crate::cdp::Cdp, expression: &str) -> serde_json::Value 
 /// Waits for the page (after a click) to show `text`.
 async fn wait_text(cdp: &mut crate::cdp::Cdp, text: &str) {
     for _ in 0..200 {
-        let ready = eval(cdp, "document.readyState").await;
-        if ready == json!("complete") && cdp.text().await.contains(text) {
+        // A click's navigation may close the page under an evaluation.
+        if cdp.try_text().await.is_some_and(|t| t.contains(text)) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
