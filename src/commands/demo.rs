@@ -2,8 +2,8 @@
 //! groups on 5-second schedules, the real daemon for N seconds with its log on
 //! screen, a stop as SIGTERM would do it, and the history. RyzeAPI's events
 //! are on: an admin removes a member from `vip` (which has no schedule of
-//! its own) and it rotates after its quiet period; then someone resets the
-//! link of `support` in WhatsApp itself, and the history records it.
+//! its own) and it rotates after its quiet period; then someone resets its
+//! link in WhatsApp itself, and the history records it.
 
 use super::{Failure, history, serve as daemon};
 use crate::config::{Config, Purpose};
@@ -109,7 +109,9 @@ pub async fn run(seconds: u64) -> Result<Exit, Failure> {
 }
 
 /// What happens in the groups meanwhile: a removal from `vip` early on, and
-/// a link of `support` reset in WhatsApp itself a little later.
+/// its link reset in WhatsApp itself a little later (after its rotation: a
+/// group rotating every 5 s could revoke an outside code before the read
+/// that confirms it, and an unconfirmed report is not recorded).
 async fn happen(emulator: Emulator, jids: Vec<String>, seconds: u64) {
     let removal = Duration::from_secs((seconds / 4).clamp(1, 5));
     tokio::time::sleep(removal).await;
@@ -117,9 +119,9 @@ async fn happen(emulator: Emulator, jids: Vec<String>, seconds: u64) {
     emulator.remove_member(&jids[2], "5511999990001@s.whatsapp.net");
     tokio::time::sleep(removal).await;
     eprintln!(
-        "\ndemo: someone resets the link of support in WhatsApp itself; the history records it\n"
+        "\ndemo: someone resets the link of vip in WhatsApp itself; the history records it\n"
     );
-    emulator.reset_outside(&jids[1]);
+    emulator.reset_outside(&jids[2]);
 }
 
 /// The webhook's secret, in a file only this user reads.
