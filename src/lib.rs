@@ -38,6 +38,7 @@
 
 pub mod audit;
 pub mod backoff;
+pub mod checkpoint;
 pub mod cli;
 pub mod clock;
 pub mod commands;
@@ -60,6 +61,7 @@ pub mod metrics;
 pub(crate) mod outfile;
 pub(crate) mod owner;
 pub mod ratelimit;
+pub mod report;
 pub(crate) mod retention;
 pub mod rotation;
 pub mod ryzeapi;

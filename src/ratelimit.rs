@@ -25,6 +25,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// The longest the API can pause a token; a far-future `X-RateLimit-Reset` is capped.
+pub const MAX_RATE_WAIT: Duration = Duration::from_secs(300);
+
+/// No grant of a shared budget is further away than this, whatever its row
+/// says: the longest pause plus a minute.
+const LONGEST_WAIT: Duration = MAX_RATE_WAIT.saturating_add(Duration::from_secs(60));
+
 /// The share of the budget kept in reserve for arrival jitter.
 const MARGIN: f64 = 0.02;
 const WINDOW: Duration = Duration::from_secs(60);
@@ -111,7 +118,7 @@ impl RateLimiter {
                 .max(1);
             match shared
                 .store
-                .reserve_grant(&shared.key, now_us, interval_us)
+                .reserve_grant(&shared.key, now_us, interval_us, LONGEST_WAIT)
                 .await
             {
                 Ok(grant_us) => {
@@ -292,30 +299,42 @@ mod tests {
         assert_eq!(key(&a), key(&b));
         assert_ne!(key(&a), key(&other));
         assert!(!key(&a).contains("shared-token"));
-        let g1 = store.reserve_grant(&key(&a), now, 1020).await.unwrap();
-        let g2 = store.reserve_grant(&key(&b), now, 1020).await.unwrap();
-        let g3 = store.reserve_grant(&key(&other), now, 1020).await.unwrap();
+        let g1 = store
+            .reserve_grant(&key(&a), now, 1020, LONGEST_WAIT)
+            .await
+            .unwrap();
+        let g2 = store
+            .reserve_grant(&key(&b), now, 1020, LONGEST_WAIT)
+            .await
+            .unwrap();
+        let g3 = store
+            .reserve_grant(&key(&other), now, 1020, LONGEST_WAIT)
+            .await
+            .unwrap();
         assert_eq!((g1, g2 - g1, g3), (now, 1020, now));
         store.pause_budget(&key(&a), now + 30_000).await.unwrap();
-        let g4 = store.reserve_grant(&key(&b), now, 1020).await.unwrap();
+        let g4 = store
+            .reserve_grant(&key(&b), now, 1020, LONGEST_WAIT)
+            .await
+            .unwrap();
         assert_eq!(g4, now + 30_000);
         // A clock stepped back by a day does not stall the budget: the pause
         // and the pacing go on from the new clock, by as much as was left.
         let yesterday = now - 86_400_000_000;
         let g5 = store
-            .reserve_grant(&key(&b), yesterday, 1020)
+            .reserve_grant(&key(&b), yesterday, 1020, LONGEST_WAIT)
             .await
             .unwrap();
         assert!(g5 - yesterday <= 30_000 + 1020, "{}", g5 - yesterday);
         let g6 = store
-            .reserve_grant(&key(&b), yesterday + 1, 1020)
+            .reserve_grant(&key(&b), yesterday + 1, 1020, LONGEST_WAIT)
             .await
             .unwrap();
         assert_eq!(g6 - g5, 1020, "pacing goes on from the new clock");
         // A `now` read a second before the last reservation's (it waited for
         // the store) is no clock step: nothing shifts.
         let g7 = store
-            .reserve_grant(&key(&b), yesterday + 1 - 1_000_000, 1020)
+            .reserve_grant(&key(&b), yesterday + 1 - 1_000_000, 1020, LONGEST_WAIT)
             .await
             .unwrap();
         assert_eq!(g7 - g6, 1020, "a lock wait does not shift the bucket back");

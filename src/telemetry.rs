@@ -10,12 +10,21 @@
 //! Times in log fields are written with [`utc`] (RFC 3339, UTC); `status`
 //! and `check` show each group's own zone, for people.
 
-use crate::cli::LogFormat;
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event (under systemd: journal entries with
+    /// structured fields).
+    Text,
+    /// One JSON object per event.
+    Json,
+}
 
 /// Where log lines go, as [`init`] decides it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,8 +18,8 @@
 //! docs/verify-ledger.py checks a history without this program.
 
 pub mod bundle;
-pub mod checkpoint;
-pub mod entry;
+pub use crate::checkpoint;
+pub use crate::store::entry;
 pub mod signer;
 pub(crate) mod transition;
 pub mod verify;

@@ -66,15 +66,7 @@ pub struct LogArgs {
     pub log_format: Option<LogFormat>,
 }
 
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// One readable line per event (under systemd: journal entries with
-    /// structured fields).
-    Text,
-    /// One JSON object per event.
-    Json,
-}
+pub use crate::telemetry::LogFormat;
 
 /// The environment variable naming the config when `--config` does not.
 pub const CONFIG_VAR: &str = "INVITE_ROTATOR_CONFIG";
@@ -301,16 +293,7 @@ pub enum StatusFormat {
     Json,
 }
 
-/// Output of `history`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum HistoryFormat {
-    /// Aligned columns.
-    Table,
-    /// JSON Lines, keys named as the database columns.
-    Json,
-    /// CSV with a header row of the database column names.
-    Csv,
-}
+pub use crate::report::Format as HistoryFormat;
 
 /// Filters and format of `history`.
 #[derive(Debug, Args)]
@@ -340,44 +323,7 @@ pub struct HistoryArgs {
     pub common: ConfigArgs,
 }
 
-/// A time for `--since`/`--until`: RFC 3339 (`2026-12-01T10:00:00-03:00`),
-/// a date and time without an offset (`2026-12-01T10:00`, UTC), a date
-/// (`2026-12-01`, midnight UTC), or a span back from now (`7d`, `12h`, `30m`).
-pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
-    if let Some(t) = parse_absolute(s) {
-        return Ok(t);
-    }
-    let span = humantime::parse_duration(s).map_err(|_| {
-        format!(
-            "{s:?} is not a time: give a date (2026-12-01), a date and time in UTC (2026-12-01T10:00), RFC 3339 (2026-12-01T10:00:00-03:00) or a span back from now (7d, 12h)"
-        )
-    })?;
-    let span = chrono::Duration::from_std(span).map_err(|_| format!("{s:?} is too long a span"))?;
-    Utc::now()
-        .checked_sub_signed(span)
-        .ok_or_else(|| format!("{s:?} is too long a span"))
-}
-
-/// A date, a date and time in UTC, or RFC 3339.
-pub(crate) fn parse_absolute(s: &str) -> Option<DateTime<Utc>> {
-    use chrono::{NaiveDate, NaiveDateTime};
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&Utc));
-    }
-    for format in [
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%d %H:%M",
-    ] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(s, format) {
-            return Some(t.and_utc());
-        }
-    }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
-}
+pub use crate::report::time::{parse_absolute, parse_time};
 
 /// An address to listen on, such as `127.0.0.1:8080`.
 pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
@@ -399,24 +345,6 @@ fn parse_status(s: &str) -> Result<Status, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_are_rfc3339_or_spans_back_from_now() {
-        let t = parse_time("2026-11-27T03:00:00-03:00").unwrap();
-        assert_eq!(t.to_rfc3339(), "2026-11-27T06:00:00+00:00");
-        assert_eq!(
-            parse_time("2026-12-01").unwrap().to_rfc3339(),
-            "2026-12-01T00:00:00+00:00"
-        );
-        assert_eq!(
-            parse_time("2026-12-01T10:00").unwrap().to_rfc3339(),
-            "2026-12-01T10:00:00+00:00"
-        );
-        let week_ago = parse_time("7d").unwrap();
-        let expected = Utc::now() - chrono::Duration::days(7);
-        assert!((week_ago - expected).num_seconds().abs() < 5);
-        assert!(parse_time("last tuesday").is_err());
-    }
 
     #[test]
     fn the_cli_definition_is_consistent() {

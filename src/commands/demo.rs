@@ -5,7 +5,7 @@
 //! its own) and it rotates after its quiet period; then someone resets its
 //! link in WhatsApp itself, and the history records it.
 
-use super::{Failure, history, serve as daemon};
+use super::{Failure, serve as daemon};
 use crate::config::{Config, Purpose};
 use crate::daemon::Quiet;
 use crate::emulator::{Emulator, EmulatorOptions, Membership};
@@ -88,7 +88,7 @@ pub async fn run(seconds: u64) -> Result<Exit, Failure> {
         .await
         .map_err(|e| runtime(&e))?;
     println!("\nThe history ({} rotations):\n", rows.len());
-    history::write_table(std::io::stdout().lock(), &rows).map_err(|e| runtime(&e))?;
+    crate::report::write_table(std::io::stdout().lock(), &rows).map_err(|e| runtime(&e))?;
     drop(store);
     // Kept, for the newcomer to open (the system removes old temporary files).
     let me = std::env::current_exe()

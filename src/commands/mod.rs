@@ -17,11 +17,11 @@ mod run;
 mod serve;
 mod sidecars;
 mod status;
-mod table;
 
 use crate::cli::{AuditCommand, Cli, Command, DbCommand, EventsCommand, JoinCommand};
 use crate::config::{Config, ConfigError, Purpose};
 use crate::exit::Exit;
+use crate::report::table;
 use std::path::Path;
 
 /// Runs the command `cli` names.

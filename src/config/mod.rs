@@ -49,7 +49,7 @@ pub struct Config {
     pub join: Option<JoinSettings>,
     /// `[audit] signing_key_file`: the key that signs the ledger's
     /// checkpoints (none: the hash chain alone).
-    pub audit_key: Option<std::sync::Arc<crate::audit::AuditKey>>,
+    pub audit_key: Option<std::sync::Arc<crate::checkpoint::AuditKey>>,
     /// `[console]`: the auditors' read-only console; off when absent.
     pub console: Option<ConsoleSettings>,
     /// Things that are allowed but unwise (an inline token); shown by `check`
@@ -57,43 +57,7 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-/// `[database]`: where the history lives.
-#[derive(Debug, Clone)]
-pub enum Database {
-    /// `path`: an embedded SQLite file (the default).
-    Sqlite(PathBuf),
-    /// `url`: a PostgreSQL database, which several nodes may share.
-    Postgres(PostgresSettings),
-}
-
-impl Database {
-    /// How logs and errors name it: the file, or the URL (which holds no
-    /// password: the config refuses one).
-    pub fn name(&self) -> String {
-        match self {
-            Database::Sqlite(path) => path.display().to_string(),
-            Database::Postgres(pg) => pg.url.to_string(),
-        }
-    }
-
-    /// The SQLite file, if the history is in one.
-    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
-        match self {
-            Database::Sqlite(path) => Some(path),
-            Database::Postgres(_) => None,
-        }
-    }
-}
-
-/// `[database]` with `url`.
-#[derive(Debug, Clone)]
-pub struct PostgresSettings {
-    /// `url`, without a password; `sslmode` made explicit (`verify-full`
-    /// unless set; `disable` only to loopback).
-    pub url: reqwest::Url,
-    /// `password_env` or `password_file`.
-    pub password: Option<Token>,
-}
+pub use crate::store::{Database, PostgresSettings};
 
 /// `[ha]`.
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@
 
 use super::rows::{Filters, RowView, link, views};
 use super::{Console, store_error};
-use crate::cli::HistoryFormat;
+use crate::report::Format as HistoryFormat;
 use crate::store::{HistoryQuery, Status};
 use askama::Template;
 use axum::extract::{Query, State};
@@ -176,8 +176,8 @@ async fn download(console: &Console, f: &Filters, format: HistoryFormat) -> Resp
         Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
     };
     let mut body = Vec::new();
-    if let Err(crate::commands::history::Streamed::Read(e)) =
-        crate::commands::history::write_stream(&console.store, &q, format, &mut body).await
+    if let Err(crate::report::Streamed::Read(e)) =
+        crate::report::write_stream(&console.store, &q, format, &mut body).await
     {
         return failed(&e);
     }

@@ -3,7 +3,7 @@
 //! history's filters that choose them.
 
 use super::Console;
-use crate::cli::parse_time;
+use crate::report::time::parse_time;
 use crate::store::{HistoryQuery, Rotation, Status};
 use serde::Deserialize;
 use std::collections::HashMap;

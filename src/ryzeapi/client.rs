@@ -14,8 +14,7 @@ use tokio::time::Instant;
 
 /// No real reply is near this size; a larger body is cut off and treated as unreadable.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// The longest the API can pause a token; a far-future `X-RateLimit-Reset` is capped.
-pub const MAX_RATE_WAIT: Duration = Duration::from_secs(300);
+pub use crate::ratelimit::MAX_RATE_WAIT;
 
 /// A RyzeAPI client bound to one instance and its token. Every call first takes
 /// a grant from the token's [`RateLimiter`] and feeds the reply's

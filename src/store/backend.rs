@@ -16,7 +16,7 @@
 //! goes in as [`At`] (text on SQLite, `timestamptz` on PostgreSQL) and comes
 //! out as [`Stamp`] (RFC 3339 UTC text with milliseconds on both).
 
-use crate::config::PostgresSettings;
+use super::PostgresSettings;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use sqlx::error::BoxDynError;

@@ -34,12 +34,14 @@ impl Store {
     /// A wall clock stepped back (NTP, a VM resumed) would leave the bucket's
     /// next grant and pause in the future by the size of the step: a
     /// reservation made before the time it last reserved from shifts both back
-    /// by that step, so pacing goes on as if the clock had not moved.
+    /// by that step, so pacing goes on as if the clock had not moved. Whatever
+    /// else happened to the row, no grant is further than `longest_wait` away.
     pub async fn reserve_grant(
         &self,
         token_key: &str,
         now_us: i64,
         interval_us: i64,
+        longest_wait: Duration,
     ) -> Result<i64, StoreError> {
         let grants: Vec<i64> = run!(self, |c, pg| {
             let sql = if pg {
@@ -52,13 +54,8 @@ impl Store {
                 .bind(now_us)
                 .bind(interval_us)
                 // And whatever else happened to the row, nobody waits longer
-                // than the longest pause plus a minute.
-                .bind(
-                    i64::try_from(
-                        (crate::ryzeapi::MAX_RATE_WAIT + Duration::from_secs(60)).as_micros(),
-                    )
-                    .unwrap_or(i64::MAX),
-                )
+                // than `longest_wait`.
+                .bind(i64::try_from(longest_wait.as_micros()).unwrap_or(i64::MAX))
                 // A reservation can be made with a `now` read before it waited
                 // for the store (up to its busy timeout): an earlier `now` than
                 // the last reservation's by less than this is that wait, not a

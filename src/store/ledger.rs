@@ -5,7 +5,7 @@
 use super::{
     Rotation, Stamp, Store, StoreError, rotation_columns, run, select_rotation, timestamp,
 };
-use crate::audit::entry::Facts;
+use crate::store::entry::Facts;
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use sqlx::Connection;
@@ -68,16 +68,16 @@ macro_rules! insert_entries {
     ($tx:expr, $head:expr, $rows:expr) => {
         async {
             let (mut seq, mut prev) =
-                $head.unwrap_or((0, $crate::audit::entry::GENESIS.to_owned()));
+                $head.unwrap_or((0, $crate::store::entry::GENESIS.to_owned()));
             let now = chrono::Utc::now();
             let at = $crate::store::timestamp_text(now);
             let rows: &[$crate::store::Rotation] = $rows;
             for row in rows.iter().filter(|r| r.status != $crate::store::Status::Pending) {
                 seq += 1;
-                let line = $crate::audit::entry::Entry::of(row, seq, &prev, &at)
+                let line = $crate::store::entry::Entry::of(row, seq, &prev, &at)
                     .line()
                     .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-                let digest = $crate::audit::entry::hash(&line);
+                let digest = $crate::store::entry::hash(&line);
                 sqlx::query(
                     "INSERT INTO ledger (seq, rotation_id, at, entry, hash) VALUES ($1, $2, $3, $4, $5)",
                 )

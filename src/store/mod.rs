@@ -12,6 +12,7 @@ mod codes;
 mod console;
 mod copy;
 mod daemon;
+pub mod entry;
 mod events;
 mod files;
 mod join;
@@ -22,6 +23,7 @@ mod outbox;
 mod outside;
 mod prune;
 mod rotations;
+mod settings;
 
 pub use console::DeliveryRow;
 pub use copy::Copied;
@@ -41,10 +43,10 @@ pub use outbox::{Attempt, Delivery, Recipient};
 pub use outside::OutsideChange;
 pub use prune::Pruned;
 
-use crate::config::{Database, PostgresSettings};
 pub use backend::{At, Stamp, text as timestamp_text};
 use backend::{Db, exec, on, run};
 use chrono::{DateTime, Utc};
+pub use settings::{Database, PostgresSettings};
 use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use std::collections::HashMap;

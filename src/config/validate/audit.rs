@@ -2,7 +2,7 @@
 //! (the auditors' read-only console).
 
 use super::{Validator, read_secret_file};
-use crate::audit::AuditKey;
+use crate::checkpoint::AuditKey;
 use crate::config::ConsoleSettings;
 use crate::config::raw::{RawAudit, RawConsole};
 use crate::secret::Token;

@@ -7,7 +7,7 @@
 //! separators=(",", ":"), ensure_ascii=False)` writes, so that an auditor
 //! reproduces every hash without this program.
 
-use crate::store::Rotation;
+use super::Rotation;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
