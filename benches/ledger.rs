@@ -17,9 +17,7 @@
 
 mod common;
 
-use invite_rotator::store::{
-    CallRecord, Cause, NewRotation, Settlement, Status, Store, bench_without_ledger,
-};
+use invite_rotator::store::{CallRecord, Cause, NewRotation, Settlement, Status, Store};
 use std::time::{Duration, Instant};
 
 const ROTATIONS: u32 = 1_000_000;
@@ -80,12 +78,12 @@ async fn append_cost() -> Result<(), Box<dyn std::error::Error>> {
         )
         .map_err(|e| e.to_string())?;
         let engine = invite_rotator::engine::Engine::new(&config, store.clone())?;
-        let (w, wo) = compare(|| whole_rotations_per_second(&engine, &config)).await?;
+        let (w, wo) = compare(store, || whole_rotations_per_second(&engine, &config)).await?;
         println!(
             "{name}: the whole rotation (emulator on loopback, no latency), median of {ROUNDS} rounds of {PER_ROUND}: {wo:.0}/s without the ledger, {w:.0}/s with it: {:.1}% more time per rotation",
             (wo / w - 1.0) * 100.0
         );
-        let (w, wo) = compare(|| rotations_per_second(store)).await?;
+        let (w, wo) = compare(store, || rotations_per_second(store)).await?;
         println!(
             "{name}: the store's part alone (no API), median of {ROUNDS} rounds of {PER_ROUND}: {wo:.0}/s without the ledger, {w:.0}/s with it: {:.1}% more time per rotation",
             (wo / w - 1.0) * 100.0
@@ -97,7 +95,7 @@ async fn append_cost() -> Result<(), Box<dyn std::error::Error>> {
 /// The median rates of `round` with the ledger and without, over
 /// [`ROUNDS`] interleaved rounds (alternating which goes first, so that
 /// drift favours neither).
-async fn compare<F, Fut>(round: F) -> Result<(f64, f64), Box<dyn std::error::Error>>
+async fn compare<F, Fut>(store: &Store, round: F) -> Result<(f64, f64), Box<dyn std::error::Error>>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<f64, Box<dyn std::error::Error>>>,
@@ -110,7 +108,7 @@ where
             [true, false]
         };
         for off in order {
-            bench_without_ledger(off);
+            store.keep_ledger_for_bench(!off);
             let rate = round().await?;
             if off {
                 without.push(rate);
@@ -119,7 +117,7 @@ where
             }
         }
     }
-    bench_without_ledger(false);
+    store.keep_ledger_for_bench(true);
     with.sort_by(f64::total_cmp);
     without.sort_by(f64::total_cmp);
     Ok((with[ROUNDS / 2], without[ROUNDS / 2]))

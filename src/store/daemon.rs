@@ -90,9 +90,10 @@ impl Store {
     /// daemon reached through another name of the file included, are left
     /// to their writer. Returns how many.
     pub async fn record_stopped(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let keeps = self.keeps_ledger();
         run!(self, |c, pg| {
             let mut tx = c.begin().await?;
-            lock_ledger!(tx, pg).await?;
+            lock_ledger!(tx, pg, keeps).await?;
             let ids: Vec<i64> = sqlx::query_scalar(
                 "UPDATE rotations SET finished_at = $1,
                     status = CASE WHEN attempts = 0 THEN 'failed' ELSE 'unknown' END,
@@ -108,7 +109,7 @@ impl Store {
             .await?;
             let mut ids = ids;
             ids.sort_unstable();
-            append_ledger!(tx, pg, &ids).await?;
+            append_ledger!(tx, pg, keeps, &ids).await?;
             tx.commit().await?;
             Ok(ids.len() as u64)
         })

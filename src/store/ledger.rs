@@ -16,9 +16,9 @@ use sqlx::Row;
 /// first statement, before any row lock, so that two of them never wait
 /// on each other in opposite orders. A no-op on SQLite (one writer).
 macro_rules! lock_ledger {
-    ($tx:expr, $pg:expr) => {
+    ($tx:expr, $pg:expr, $keeps:expr) => {
         async {
-            if $pg && $crate::store::ledger::enabled() {
+            if $pg && $keeps {
                 sqlx::query($crate::store::ledger::LOCK)
                     .execute(&mut *$tx)
                     .await?;
@@ -35,9 +35,9 @@ pub(super) use lock_ledger;
 /// the caller has taken it first (see [`lock_ledger!`]). A `Result<(),
 /// sqlx::Error>`.
 macro_rules! append_ledger {
-    ($tx:expr, $pg:expr, $ids:expr) => {
+    ($tx:expr, $pg:expr, $keeps:expr, $ids:expr) => {
         async {
-            if !$crate::store::ledger::enabled() {
+            if !$keeps {
                 return Ok::<(), sqlx::Error>(());
             }
             if $pg {
@@ -109,30 +109,6 @@ pub(super) const LOCK: &str = "SELECT pg_advisory_xact_lock(7264014)";
 pub(super) const HEAD: &str = "SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1";
 
 pub(super) use append_ledger;
-
-/// Whether settlements are entered in the ledger: always, except in a
-/// benchmark that measures what entering costs (`test-support` only).
-pub(crate) fn enabled() -> bool {
-    #[cfg(feature = "test-support")]
-    {
-        !BENCH_WITHOUT_LEDGER.load(std::sync::atomic::Ordering::Relaxed)
-    }
-    #[cfg(not(feature = "test-support"))]
-    {
-        true
-    }
-}
-
-#[cfg(feature = "test-support")]
-static BENCH_WITHOUT_LEDGER: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
-
-/// For `cargo bench --bench ledger` only: settle without entering the
-/// ledger (`true`), to measure the rotation path with and without it.
-#[cfg(feature = "test-support")]
-pub fn bench_without_ledger(off: bool) {
-    BENCH_WITHOUT_LEDGER.store(off, std::sync::atomic::Ordering::Relaxed);
-}
 
 /// Rows per batch of the SQLite passes over the whole history.
 const BATCH: i64 = 4096;
@@ -206,9 +182,10 @@ impl Store {
     /// Never when the ledger holds an entry or a checkpoint: an emptied
     /// ledger is `audit verify`'s to report, never refilled from the table.
     pub(super) async fn backfill_ledger(&self) -> Result<u64, StoreError> {
+        let keeps = self.keeps_ledger();
         run!(self, |c, pg| {
             let mut tx = c.begin().await?;
-            lock_ledger!(tx, pg).await?;
+            lock_ledger!(tx, pg, keeps).await?;
             // Once, even when two nodes created the ledger at once.
             let first = sqlx::query(
                 "UPDATE ledger_start SET backfilled = 1 WHERE id = 1 AND backfilled = 0
@@ -225,7 +202,7 @@ impl Store {
             )
             .fetch_all(&mut *tx)
             .await?;
-            append_ledger!(tx, pg, &ids).await?;
+            append_ledger!(tx, pg, keeps, &ids).await?;
             tx.commit().await?;
             Ok(ids.len() as u64)
         })

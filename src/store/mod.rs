@@ -32,8 +32,6 @@ pub use files::{LockError, preflight};
 pub use join::{JoinLink, NewJoinLink, Spent};
 pub use lease::{Fence, Fencing, LeaseState, NodeRow};
 pub use ledger::LedgerRow;
-#[cfg(feature = "test-support")]
-pub use ledger::bench_without_ledger;
 use ledger::{append_ledger, insert_entries, lock_ledger};
 pub use model::{
     CallRecord, Cause, GroupRecord, HistoryQuery, LastRotation, Leftover, NewRotation, Rotation,
@@ -136,6 +134,9 @@ pub struct Store {
     /// Until when, by this process's monotonic clock, the active node's
     /// lease surely holds (set by the lease keeper at each renewal).
     lease_until: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    /// Whether settlements are entered in the ledger: always, except in a
+    /// benchmark that measures what entering costs (shared by clones).
+    keeps_ledger: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Store {
@@ -147,6 +148,23 @@ impl std::fmt::Debug for Store {
 /// A time as the store binds it (see [`At`]).
 pub fn timestamp(t: DateTime<Utc>) -> At {
     At(t)
+}
+
+impl Store {
+    /// Whether settlements are entered in the ledger (always, but in the
+    /// ledger benchmark's rounds without it).
+    fn keeps_ledger(&self) -> bool {
+        self.keeps_ledger.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// For `cargo bench --bench ledger` only: this store and its clones
+    /// settle without entering the ledger (`false`), to measure the
+    /// rotation path with and without it.
+    #[cfg(feature = "test-support")]
+    pub fn keep_ledger_for_bench(&self, keep: bool) {
+        self.keeps_ledger
+            .store(keep, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Store {
@@ -209,6 +227,7 @@ impl Store {
             name: name.into(),
             fence: Arc::default(),
             lease_until: Arc::default(),
+            keeps_ledger: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         };
         if had_ledger == 0 {
             store.backfill_ledger().await?;
@@ -264,6 +283,7 @@ impl Store {
             name: name.into(),
             fence: Arc::default(),
             lease_until: Arc::default(),
+            keeps_ledger: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         };
         if !had_ledger {
             store.backfill_ledger().await?;
@@ -293,6 +313,7 @@ impl Store {
             name: name.into(),
             fence: Arc::default(),
             lease_until: Arc::default(),
+            keeps_ledger: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         })
     }
 

@@ -38,9 +38,10 @@ impl Store {
     pub async fn record_outside(&self, change: &OutsideChange<'_>) -> Result<Begun, StoreError> {
         let at = timestamp(change.at);
         let jid = change.group.group_jid;
+        let keeps = self.keeps_ledger();
         run!(self, |c, pg| {
             let mut tx = c.begin().await?;
-            lock_ledger!(tx, pg).await?;
+            lock_ledger!(tx, pg, keeps).await?;
             let ids: Vec<i64> = sqlx::query_scalar(
                 "INSERT INTO rotations (group_name, group_jid, instance, trigger, started_at, finished_at,
                      status, owner, old_invite_code, new_invite_code, new_invite_link, event_id)
@@ -72,7 +73,7 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
-            append_ledger!(tx, pg, &[id]).await?;
+            append_ledger!(tx, pg, keeps, &[id]).await?;
             tx.commit().await?;
             Ok(Begun::Started(id))
         })

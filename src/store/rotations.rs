@@ -205,12 +205,12 @@ impl Store {
         s: &Settlement,
     ) -> Result<bool, StoreError> {
         self.injected_fault("store::settle")?;
-        let ledger = super::ledger::enabled();
+        let keeps = self.keeps_ledger();
         let changed = run!(self, |c, pg| {
             let mut tx = c.begin().await?;
             // Taken before the update, whose snapshot then holds the
             // ledger's head as it is under the lock.
-            lock_ledger!(tx, pg).await?;
+            lock_ledger!(tx, pg, keeps).await?;
             // The settled row and the ledger's head come back from the
             // update itself: entering it costs one more statement.
             let settled: Vec<Settled> = sqlx::query_as(concat!(
@@ -237,7 +237,7 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?;
             if let Some(row) = settled.first()
-                && ledger
+                && keeps
             {
                 let head = row.head_seq.zip(row.head_hash.clone());
                 insert_entries!(tx, head, std::slice::from_ref(&row.rotation)).await?;
@@ -259,9 +259,10 @@ impl Store {
         code: &str,
         link: &str,
     ) -> Result<bool, StoreError> {
+        let keeps = self.keeps_ledger();
         run!(self, |c, pg| {
             let mut tx = c.begin().await?;
-            lock_ledger!(tx, pg).await?;
+            lock_ledger!(tx, pg, keeps).await?;
             let changed = sqlx::query(
                 "UPDATE rotations SET status = 'succeeded', new_invite_code = $2, new_invite_link = $3,
                  finished_at = $4,
@@ -276,7 +277,7 @@ impl Store {
             .await?
             .rows_affected();
             if changed > 0 {
-                append_ledger!(tx, pg, &[id]).await?;
+                append_ledger!(tx, pg, keeps, &[id]).await?;
             }
             tx.commit().await.map(|()| changed > 0)
         })
@@ -307,9 +308,10 @@ impl Store {
         new_link: Option<&str>,
         note: &str,
     ) -> Result<(), StoreError> {
+        let keeps = self.keeps_ledger();
         run!(self, |c, pg| {
             let mut tx = c.begin().await?;
-            lock_ledger!(tx, pg).await?;
+            lock_ledger!(tx, pg, keeps).await?;
             let changed = sqlx::query(
                 "UPDATE rotations SET status = $1, new_invite_code = $2, new_invite_link = $3,
                  error = COALESCE(error || '; ', '') || $4 WHERE id = $5 AND status = 'unknown'",
@@ -323,7 +325,7 @@ impl Store {
             .await?
             .rows_affected();
             if changed > 0 {
-                append_ledger!(tx, pg, &[id]).await?;
+                append_ledger!(tx, pg, keeps, &[id]).await?;
             }
             tx.commit().await
         })
