@@ -1,40 +1,49 @@
 //! invite-rotator: rotates WhatsApp group invite links through RyzeAPI on a
 //! schedule and keeps an audit history of every code.
 //!
-//! The pieces, each owning one thing:
-//! - [`config`]: the TOML file, read key by key into validated values, every
-//!   problem reported at once;
-//! - [`ryzeapi`]: the RyzeAPI client (the only code that speaks HTTP to it);
-//!   [`ratelimit`] paces it per token;
-//! - [`store`]: the history database, the only code that speaks SQL;
-//! - [`rotation`]: the rotation workflow, top to bottom (and settling one
-//!   that was interrupted);
-//! - [`engine`]: wires those into rotations of many groups at once, and
-//!   settles what a crash left behind (`owner` tells whose a row is);
-//! - [`daemon`]: the schedule loop over [`timers`] (one per group, each from
-//!   its [`schedule`]), catch-up, reloads and the graceful stop;
-//! - [`ha`]: more than one node on one PostgreSQL database: the lease that
-//!   makes one of them active, and the fencing of its writes;
-//! - [`events`]: RyzeAPI's events (a member removed, a link changed
-//!   elsewhere, an instance gone offline): received, kept in an inbox and
-//!   acted on;
-//! - [`join`]: join links that survive rotation: stable URLs served by
-//!   their own listener, leading to a group's live invite (QR codes too);
-//! - [`audit`]: the tamper-evident ledger (entries chained by SHA-256,
-//!   appended by the store with each settlement), signed checkpoints,
-//!   `audit verify` and bundles; [`console`]: the auditors' read-only
-//!   website over the history;
-//! - [`hooks`]: tells webhooks and commands of each rotation; [`metrics`]:
-//!   `/metrics` and `/healthz`, served like every listener by [`listener`]
-//!   (connection cap, header timeouts, descriptors kept for rotations);
-//!   `retention`: prunes the call log; [`mask`]: masks tokens and known
-//!   invite codes in outside text before it is stored, logged or shown;
-//! - [`emulator`]: a RyzeAPI stand-in for trying configs and for tests;
-//! - [`commands`]: what each CLI command does ([`cli`] parses the line);
-//!   [`telemetry`] sets up logging (journal, terminal or JSON);
+//! The modules, each owning one thing, from the bottom up: a module uses
+//! only those named before it in this list (`tests/it/architecture.rs`
+//! checks that, and fails on an import cycle; docs/design.md explains the
+//! layers).
 //! - [`whatsapp`]: JIDs and invite codes, parsed at the edge;
-//! - [`failpoint`]: where the crash tests make the process fail; `testing`
-//!   (with the `test-support` feature): a throwaway PostgreSQL for the tests.
+//! - [`secret`]: tokens and passwords, hidden from `Debug` and compared in
+//!   constant time;
+//! - [`clock`]: time as an input (the system's, or tokio's paused one);
+//! - `owner`: which process a row belongs to; [`failpoint`]: where the crash
+//!   tests make the process fail; `outfile`: files written 0600 through a
+//!   rename; [`exit`]: the exit codes; [`memory`]: giving memory back;
+//! - [`checkpoint`]: Ed25519 keys and the ledger's signed checkpoints;
+//! - [`store`]: the history database, the only code that speaks SQL (with
+//!   the ledger entries' canonical format and the database settings);
+//! - [`schedule`]: a group's cron schedule and zone;
+//! - [`config`]: the TOML file, read key by key into validated values,
+//!   every problem reported at once;
+//! - [`backoff`]: retry delays; [`timers`]: one timer per group;
+//! - [`mask`]: masks tokens and known invite codes in outside text;
+//! - [`ratelimit`]: the per-token request budget, shared through the store;
+//! - [`ryzeapi`]: the RyzeAPI client (the only code that speaks HTTP to it);
+//! - [`emulator`]: a RyzeAPI stand-in for trying configs and for tests;
+//! - [`rotation`]: the rotation workflow, top to bottom, and settling one
+//!   that was interrupted;
+//! - [`listener`]: every listener's connection cap and timeouts; `health`:
+//!   what `/healthz` judges; [`metrics`]: `/metrics` and `/healthz`;
+//! - [`telemetry`]: logging (journal, terminal or JSON);
+//! - [`daemon`]: the schedule loop, catch-up, reloads, the graceful stop;
+//! - [`engine`]: rotations of many groups at once, and what a crash left;
+//! - [`ha`]: several nodes on one PostgreSQL database, one active (lease
+//!   and fencing); `systemd`: readiness and the watchdog; `signals`;
+//! - [`hooks`]: webhooks and commands told of each rotation (the outbox);
+//! - [`events`]: RyzeAPI's events, authenticated, kept in an inbox,
+//!   confirmed through the API and acted on;
+//! - [`join`]: join links that survive rotation, and their QR codes;
+//! - [`audit`]: the tamper-evident ledger's checks, the signer, bundles;
+//! - [`report`]: the history as a table, JSON Lines or CSV, and the times
+//!   a reader types;
+//! - [`console`]: the auditors' read-only website; `retention`: pruning;
+//! - [`node`]: the running node (all of the above that runs), which `run`
+//!   and `demo` wire and the tests start in process;
+//! - [`cli`]: the command line; [`commands`]: what each command does;
+//! - [`testing`] (`test-support` feature): a throwaway PostgreSQL.
 
 pub mod audit;
 pub mod backoff;

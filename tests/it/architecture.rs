@@ -48,6 +48,41 @@ fn the_top_level_modules_form_no_cycle_and_only_the_commands_reach_the_cli() {
 }
 
 #[test]
+fn the_map_in_lib_rs_names_every_module_below_those_that_use_it() {
+    let lib = std::fs::read_to_string(src().join("lib.rs")).unwrap();
+    let mut order: Vec<String> = Vec::new();
+    for line in lib.lines().filter_map(|l| l.strip_prefix("//!")) {
+        for (i, part) in line.split('`').enumerate() {
+            let name = part.trim_start_matches('[').trim_end_matches(']');
+            if i % 2 == 1
+                && name.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                && src().join(format!("{name}.rs")).exists()
+                    | src().join(name).join("mod.rs").exists()
+                && !order.iter().any(|o| o == name)
+            {
+                order.push(name.to_owned());
+            }
+        }
+    }
+    let edges = edges();
+    for module in edges.keys().filter(|m| *m != "main") {
+        assert!(
+            order.contains(module),
+            "lib.rs's map does not name `{module}`"
+        );
+    }
+    let at = |m: &str| order.iter().position(|o| o == m).unwrap();
+    for (from, to) in edges.iter().filter(|(m, _)| *m != "main") {
+        for (to, files) in to {
+            assert!(
+                at(to) < at(from),
+                "{from} uses {to} (in {files:?}), which lib.rs's map names after it"
+            );
+        }
+    }
+}
+
+#[test]
 fn the_cycle_finder_finds_a_cycle_and_the_reader_ignores_tests_and_comments() {
     // The checks above cannot pass by reading nothing.
     let mut knot = Edges::new();
