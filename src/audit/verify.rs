@@ -116,9 +116,9 @@ async fn once(
         took_s = started.elapsed().as_secs_f64(),
         "audit verify: the chain's pass"
     );
-    let rows = table_pass
-        .await
-        .map_err(|e| StoreError::other(store.name(), format!("the table's pass failed: {e}")))??;
+    let rows = table_pass.await.map_err(|e| {
+        StoreError::invalid(store.name(), format!("the table's pass failed: {e}"))
+    })??;
     if let Some(broken) = chain.broken {
         return Ok(Err(Discrepancy(broken)));
     }

@@ -68,7 +68,7 @@ impl Store {
         grants
             .first()
             .copied()
-            .ok_or_else(|| StoreError::new(&self.name, "the rate budget returned no grant"))
+            .ok_or_else(|| StoreError::invalid(&self.name, "the rate budget returned no grant"))
     }
 
     /// Holds a shared token bucket until `until_us` (the API said its window is spent).

@@ -213,7 +213,7 @@ impl Store {
     /// every table's count matches.
     pub async fn copy_from(&self, from: &Store) -> Result<Copied, StoreError> {
         let (Db::Sqlite(source), Db::Postgres(pool)) = (&*from.db, &*self.db) else {
-            return Err(StoreError::new(
+            return Err(StoreError::invalid(
                 &self.name,
                 "copies go from a SQLite file into PostgreSQL",
             ));
@@ -261,7 +261,7 @@ impl Store {
                 .await
                 .map_err(|e| self.err(e))?;
             if usize::try_from(there).ok() != Some(read) {
-                return Err(StoreError::new(
+                return Err(StoreError::invalid(
                     &self.name,
                     format!(
                         "{table}: {read} rows read, {there} there after the copy; nothing was committed"
@@ -291,7 +291,7 @@ fn read_row(
 ) -> Result<Vec<Value>, StoreError> {
     let mut out = Vec::with_capacity(columns.len());
     for (i, (name, kind)) in columns.iter().enumerate() {
-        let bad = |e: sqlx::Error| StoreError::new(source, format!("{table}.{name}: {e}"));
+        let bad = |e: sqlx::Error| StoreError::invalid(source, format!("{table}.{name}: {e}"));
         out.push(match kind {
             Int => Value::Int(row.try_get(i).map_err(bad)?),
             Text => Value::Text(row.try_get(i).map_err(bad)?),
@@ -301,7 +301,7 @@ fn read_row(
                     None => None,
                     Some(t) => Some(At(DateTime::parse_from_rfc3339(&t)
                         .map_err(|e| {
-                            StoreError::new(
+                            StoreError::invalid(
                                 source,
                                 format!("{table}.{name}: {t:?} is not a time: {e}"),
                             )

@@ -13,6 +13,7 @@ mod console;
 mod copy;
 mod daemon;
 pub mod entry;
+mod error;
 mod events;
 mod files;
 mod join;
@@ -27,6 +28,7 @@ mod settings;
 
 pub use console::DeliveryRow;
 pub use copy::Copied;
+pub use error::StoreError;
 pub use events::{CallProgress, EventRotation, EventSource, NewEvent, StoredEvent};
 pub use files::{LockError, preflight};
 pub use join::{JoinLink, NewJoinLink, Spent};
@@ -75,48 +77,6 @@ pub enum Begun {
     Fenced,
     /// The due time was already served (by another node): nothing written.
     Served,
-}
-
-/// A store failure; the message names the database (a SQLite file, or a
-/// PostgreSQL database without its password), and the driver's error is
-/// kept as the source.
-#[derive(Debug, thiserror::Error)]
-#[error("history database {name}: {message}")]
-pub struct StoreError {
-    name: String,
-    message: String,
-    #[source]
-    source: Option<sqlx::Error>,
-    /// Refused because this node no longer holds the lease (fencing).
-    fenced: bool,
-}
-
-impl StoreError {
-    /// An error of the database `name` that the driver did not raise.
-    pub fn other(name: &str, message: impl Into<String>) -> StoreError {
-        StoreError::new(name, message)
-    }
-
-    fn new(name: &str, message: impl Into<String>) -> StoreError {
-        StoreError {
-            name: name.to_owned(),
-            message: message.into(),
-            source: None,
-            fenced: false,
-        }
-    }
-
-    /// Whether the write was refused because this node no longer holds
-    /// the lease: not a database failure, the node is standing by.
-    pub fn is_fenced(&self) -> bool {
-        self.fenced
-    }
-
-    /// Whether the database refused a write for the unique constraint
-    /// (index) `name`.
-    fn violates(&self, name: &str) -> bool {
-        matches!(&self.source, Some(sqlx::Error::Database(e)) if e.constraint() == Some(name))
-    }
 }
 
 /// The history database. Cloning is shallow: clones share the connection
@@ -177,10 +137,10 @@ impl Store {
     /// As [`Store::open`], waiting at most `busy_timeout` for another writer.
     pub async fn open_with(path: &Path, busy_timeout: Duration) -> Result<Store, StoreError> {
         let name = path.display().to_string();
-        let fail = |message: String| StoreError::new(&name, message);
-        let new = files::prepare(path)
-            .map_err(|e| fail(format!("cannot create it (directory 0700, file 0600): {e}")))?;
-        let real = files::canonical(path).map_err(|e| fail(e.to_string()))?;
+        let new = files::prepare(path).map_err(|e| {
+            StoreError::open(&name, "cannot create it (directory 0700, file 0600)", e)
+        })?;
+        let real = files::canonical(path).map_err(|e| StoreError::open(&name, "", e))?;
         let mut options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -206,18 +166,21 @@ impl Store {
             MIGRATION_PATIENCE,
         )
         .await
-        .map_err(|e| fail(format!("cannot lock for migrations: {e}")))?;
-        let mut conn = options.connect().await.map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| StoreError::open(&name, "cannot lock for migrations", e))?;
+        let mut conn = options
+            .connect()
+            .await
+            .map_err(|e| StoreError::open(&name, "", e))?;
         // Whether this open creates the ledger: only then is the history
         // from before it entered (nothing stored can ask for that again).
         let had_ledger: i64 = sqlx::query_scalar(ledger::LEDGER_EXISTS_SQLITE)
             .fetch_one(&mut conn)
             .await
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| StoreError::open(&name, "", e))?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&mut conn)
             .await
-            .map_err(|e| fail(format!("migration failed: {e}")))?;
+            .map_err(|e| StoreError::open(&name, "migration failed", e))?;
         drop(migrating);
         // SQLite gives the WAL files the database's mode; make sure of it.
         files::restrict_companions(&real);
@@ -262,20 +225,20 @@ impl Store {
         let name = settings.url.to_string();
         let pool = backend::postgres_pool(settings, read_only)
             .await
-            .map_err(|e| StoreError::new(&name, e))?;
+            .map_err(|e| StoreError::open(&name, "", e))?;
         let mut had_ledger = true;
         if !read_only {
             had_ledger = sqlx::query_scalar::<_, i64>(ledger::LEDGER_EXISTS_PG)
                 .fetch_one(&pool)
                 .await
-                .map_err(|e| StoreError::new(&name, e.to_string()))?
+                .map_err(|e| StoreError::open(&name, "", e))?
                 > 0;
             // sqlx's migrator holds an advisory lock while it applies: two
             // nodes starting at once apply each migration once.
             sqlx::migrate!("./migrations/postgres")
                 .run(&pool)
                 .await
-                .map_err(|e| StoreError::new(&name, format!("migration failed: {e}")))?;
+                .map_err(|e| StoreError::open(&name, "migration failed", e))?;
         }
         let store = Store {
             db: Arc::new(Db::Postgres(pool)),
@@ -306,7 +269,7 @@ impl Store {
         let conn = options
             .connect()
             .await
-            .map_err(|e| StoreError::new(&name, e.to_string()))?;
+            .map_err(|e| StoreError::open(&name, "", e))?;
         Ok(Store {
             db: Arc::new(Db::Sqlite(Mutex::new(conn))),
             path: Some(path.to_owned()),
@@ -367,7 +330,7 @@ impl Store {
     /// The error a failpoint injects for a write (see [`crate::failpoint`]).
     fn injected_fault(&self, point: &str) -> Result<(), StoreError> {
         if crate::failpoint::fails(point) {
-            return Err(StoreError::new(
+            return Err(StoreError::invalid(
                 &self.name,
                 format!("database or disk is full (injected at failpoint {point})"),
             ));
@@ -376,18 +339,13 @@ impl Store {
     }
 
     fn err(&self, e: sqlx::Error) -> StoreError {
-        StoreError {
-            name: self.name.to_string(),
-            message: e.to_string(),
-            source: Some(e),
-            fenced: false,
-        }
+        StoreError::query(&self.name, e)
     }
 
     /// `values` as one JSON array, bound as one parameter (`json_each` on
     /// SQLite, `json_array_elements_text` on PostgreSQL).
     fn json<T: serde::Serialize + ?Sized>(&self, values: &T) -> Result<String, StoreError> {
-        serde_json::to_string(values).map_err(|e| StoreError::new(&self.name, e.to_string()))
+        serde_json::to_string(values).map_err(|e| StoreError::invalid(&self.name, e.to_string()))
     }
 
     /// The call log of one rotation, in order.

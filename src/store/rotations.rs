@@ -130,10 +130,7 @@ impl Store {
             .bind(id)
         )?;
         if changed == 0 {
-            return Err(StoreError::new(
-                &self.name,
-                "the rotation was settled by another process: no reset is sent",
-            ));
+            return Err(self.settled_elsewhere());
         }
         Ok(())
     }
@@ -173,21 +170,22 @@ impl Store {
         })?;
         match (changed, fence) {
             (0, Some(_)) => Err(self.lost_lease()),
-            (0, None) => Err(StoreError::new(
-                &self.name,
-                "the rotation was settled by another process: no reset is sent",
-            )),
+            (0, None) => Err(self.settled_elsewhere()),
             _ => Ok(()),
         }
     }
 
     fn lost_lease(&self) -> StoreError {
-        StoreError {
-            fenced: true,
-            ..StoreError::new(
-                &self.name,
-                "this node no longer holds the lease: no reset is sent (the active node settles the rotation from the live link)",
-            )
+        StoreError::Fenced {
+            name: self.name.to_string(),
+            what: "this node no longer holds the lease: no reset is sent (the active node settles the rotation from the live link)".to_owned(),
+        }
+    }
+
+    fn settled_elsewhere(&self) -> StoreError {
+        StoreError::Conflict {
+            name: self.name.to_string(),
+            what: "the rotation was settled by another process: no reset is sent",
         }
     }
 
