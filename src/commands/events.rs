@@ -99,7 +99,7 @@ fn write(
                     group: group_name(e.group_jid.as_deref()),
                     group_jid: e.group_jid.as_deref(),
                     event: &e.event,
-                    kind: &e.kind,
+                    kind: e.kind.as_str(),
                     processed_at: e.processed_at.as_deref(),
                     outcome: e.outcome.as_deref(),
                     data: serde_json::from_str(&e.data).unwrap_or(serde_json::Value::Null),
@@ -121,7 +121,7 @@ fn write(
                             .unwrap_or("-")
                             .to_owned(),
                         e.event.clone(),
-                        e.kind.clone(),
+                        e.kind.to_string(),
                         e.outcome.clone().unwrap_or_else(|| "waiting".into()),
                     ]
                 })

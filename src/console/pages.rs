@@ -312,7 +312,7 @@ pub(super) async fn events(State(console): Shared) -> Response {
                 received: e.received_at.to_string(),
                 instance: e.instance,
                 group: e.group_jid.unwrap_or_default(),
-                kind: e.kind,
+                kind: e.kind.to_string(),
                 outcome: e.outcome.unwrap_or_else(|| "waiting".into()),
             })
             .collect(),
@@ -324,7 +324,7 @@ pub(super) async fn events(State(console): Shared) -> Response {
                 hook: d.hook_name,
                 rotation: d.rotation_id,
                 status: d.status,
-                state: d.state,
+                state: d.state.to_string(),
                 attempts: d.attempts,
                 result: d.last_result.unwrap_or_default(),
                 error: d.last_error.unwrap_or_default(),

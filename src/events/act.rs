@@ -29,7 +29,7 @@ use crate::config::{RetryPolicy, defaults};
 use crate::daemon::Call;
 use crate::metrics::Metrics;
 use crate::ryzeapi::Holds;
-use crate::store::{Cause, Store, StoreError, StoredEvent, Trigger};
+use crate::store::{Cause, EventKind, Store, StoreError, StoredEvent, Trigger};
 use chrono::{DateTime, Utc};
 use std::future::Future;
 use std::sync::Arc;
@@ -107,13 +107,15 @@ impl Actor {
         let events = self.store.waiting_events(BATCH).await?;
         for e in events {
             let managed = self.managed.borrow().clone();
-            let outcome = match (e.event.as_str(), e.kind.as_str()) {
-                ("group.flow", "member_removed" | "member_left") => {
+            let outcome = match (e.event.as_str(), e.kind) {
+                ("group.flow", EventKind::MemberRemoved | EventKind::MemberLeft) => {
                     self.removal(&e, &managed).await?
                 }
-                ("group.flow", "link_changed") => self.link_changed(&e, &managed).await?,
-                ("instance.state", "state") => Some(self.state(&e)),
-                (_, "unparsed") => Some("unparsed: kept as received, for inspection".to_owned()),
+                ("group.flow", EventKind::LinkChanged) => self.link_changed(&e, &managed).await?,
+                ("instance.state", EventKind::State) => Some(self.state(&e)),
+                (_, EventKind::Unparsed) => {
+                    Some("unparsed: kept as received, for inspection".to_owned())
+                }
                 _ => Some("nothing to do".to_owned()),
             };
             if let Some(outcome) = outcome {
@@ -138,7 +140,7 @@ impl Actor {
         let Some(group) = e.group_jid.as_deref().and_then(|jid| managed.group(jid)) else {
             return Ok(Some("the group is no longer configured".into()));
         };
-        let (trigger, wanted) = if e.kind == "member_removed" {
+        let (trigger, wanted) = if e.kind == EventKind::MemberRemoved {
             (Trigger::MemberRemoved, group.events.on_removed)
         } else {
             (Trigger::MemberLeft, group.events.on_left)

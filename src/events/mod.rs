@@ -35,7 +35,7 @@ use crate::daemon::Call;
 use crate::engine::Engine;
 use crate::listener::Limits;
 use crate::metrics::Metrics;
-use crate::store::{NewEvent, Store};
+use crate::store::{EventKind, NewEvent, Store};
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
@@ -295,7 +295,7 @@ impl Accepted {
     /// Its kind, for the metrics.
     pub fn kind(&self) -> &'static str {
         match self {
-            Accepted::Store(e) => e.kind,
+            Accepted::Store(e) => e.kind.as_str(),
             Accepted::Ignored { kind, .. } => kind,
             Accepted::Refused { why, .. } => why.kind(),
         }
@@ -343,23 +343,23 @@ pub fn classify_from(
                     return refused(authentic::Refusal::Instance);
                 }
                 let kind = if !flow.removed.is_empty() {
-                    "member_removed"
+                    EventKind::MemberRemoved
                 } else if !flow.left.is_empty() {
-                    "member_left"
+                    EventKind::MemberLeft
                 } else if flow.link.is_some() {
-                    "link_changed"
+                    EventKind::LinkChanged
                 } else {
-                    "other"
+                    EventKind::Other
                 };
                 (kind, Some(flow.group.as_str().to_owned()))
             }
-            None => ("unparsed", None),
+            None => (EventKind::Unparsed, None),
         },
         "instance.state" => {
             let kind = if parse::instance_state(&envelope.data).is_some() {
-                "state"
+                EventKind::State
             } else {
-                "unparsed"
+                EventKind::Unparsed
             };
             (kind, None)
         }
@@ -379,7 +379,7 @@ fn new_event(
     channel: &'static str,
     instance: &str,
     envelope: &parse::Envelope,
-    kind: &'static str,
+    kind: EventKind,
     group_jid: Option<String>,
 ) -> NewEvent {
     let data = parse::stored_data(&envelope.data);

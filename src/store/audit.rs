@@ -2,6 +2,7 @@
 //! group's record (`status`), with the plans that prove they use an index.
 //! Read-only; SQL only.
 
+use super::dialect::json_ints;
 use super::{
     GroupRecord, HistoryQuery, LastRotation, Rotation, Stamp, Status, Store, StoreError, on,
     rotation_columns, run, select_rotation,
@@ -82,29 +83,25 @@ impl Store {
         let open = self.json(open)?;
         let rows: Vec<(i64, String, String, Option<Stamp>)> = on!(self, |c, pg| {
             let sql = if pg {
-                "SELECT id, group_name, status, COALESCE(finished_at, started_at) FROM rotations
-                 WHERE (id > $1 OR id IN (SELECT value::bigint FROM json_array_elements_text($2::json)))
-                   AND trigger != 'outside'
-                 ORDER BY id"
+                rotations_after_sql!(pg)
             } else {
-                "SELECT id, group_name, status, COALESCE(finished_at, started_at) FROM rotations
-                 WHERE (id > $1 OR id IN (SELECT value FROM json_each($2))) AND trigger != 'outside'
-                 ORDER BY id"
+                rotations_after_sql!(sqlite)
             };
-            sqlx::query_as(sql).bind(after).bind(&open).fetch_all(c).await
+            sqlx::query_as(sql)
+                .bind(after)
+                .bind(&open)
+                .fetch_all(c)
+                .await
         })
         .map_err(|e| self.err(e))?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(id, group, status, at)| {
-                Some((
-                    id,
-                    group,
-                    Status::parse(&status)?,
-                    at.as_ref().and_then(Stamp::time),
-                ))
+        rows.into_iter()
+            .map(|(id, group, status, at)| {
+                let status = Status::parse(&status).ok_or_else(|| {
+                    StoreError::invalid(&self.name, format!("rotation {id}: no status {status:?}"))
+                })?;
+                Ok((id, group, status, at.as_ref().and_then(Stamp::time)))
             })
-            .collect())
+            .collect()
     }
 
     /// The rotations matching `q`, oldest first. With a limit, the newest
@@ -328,3 +325,17 @@ impl RecordRow {
         }
     }
 }
+
+/// [`Store::rotations_after`]'s query.
+macro_rules! rotations_after_sql {
+    ($d:ident) => {
+        concat!(
+            "SELECT id, group_name, status, COALESCE(finished_at, started_at) FROM rotations
+             WHERE (id > $1 OR id IN (",
+            json_ints!($d, "$2"),
+            ")) AND trigger != 'outside'
+             ORDER BY id"
+        )
+    };
+}
+use rotations_after_sql;

@@ -2,6 +2,7 @@
 //! process using the database draws on one budget (see [`crate::ratelimit`]).
 //! SQL only.
 
+use super::dialect::greatest;
 use super::{BUSY_TIMEOUT, Store, StoreError, run};
 use std::time::Duration;
 
@@ -75,13 +76,9 @@ impl Store {
     pub async fn pause_budget(&self, token_key: &str, until_us: i64) -> Result<(), StoreError> {
         run!(self, |c, pg| {
             let sql = if pg {
-                "INSERT INTO rate_budget (token_key, next_grant_us, paused_until_us) VALUES ($1, 0, $2)
-                 ON CONFLICT (token_key) DO UPDATE
-                 SET paused_until_us = GREATEST(rate_budget.paused_until_us, $2)"
+                pause_sql!(pg)
             } else {
-                "INSERT INTO rate_budget (token_key, next_grant_us, paused_until_us) VALUES ($1, 0, $2)
-                 ON CONFLICT (token_key) DO UPDATE
-                 SET paused_until_us = MAX(rate_budget.paused_until_us, $2)"
+                pause_sql!(sqlite)
             };
             sqlx::query(sql)
                 .bind(token_key)
@@ -92,3 +89,17 @@ impl Store {
         })
     }
 }
+
+/// [`Store::pause_budget`]'s upsert.
+macro_rules! pause_sql {
+    ($d:ident) => {
+        concat!(
+            "INSERT INTO rate_budget (token_key, next_grant_us, paused_until_us) VALUES ($1, 0, $2)
+             ON CONFLICT (token_key) DO UPDATE
+             SET paused_until_us = ",
+            greatest!($d),
+            "(rate_budget.paused_until_us, $2)"
+        )
+    };
+}
+use pause_sql;

@@ -4,8 +4,8 @@
 
 use super::audit::history_filters;
 use super::{
-    HistoryQuery, Rotation, Stamp, Store, StoreError, rotation_columns, run, select_rotation,
-    timestamp,
+    DeliveryState, HistoryQuery, Rotation, Stamp, Store, StoreError, rotation_columns, run,
+    select_rotation, timestamp,
 };
 use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
@@ -19,8 +19,9 @@ pub struct DeliveryRow {
     pub rotation_id: i64,
     /// `status`: the rotation's status it tells of.
     pub status: String,
-    /// `state`: `pending`, `delivered`, `abandoned`.
-    pub state: String,
+    /// `state`.
+    #[sqlx(try_from = "String")]
+    pub state: DeliveryState,
     /// `attempts`.
     pub attempts: i64,
     /// `created_at`.

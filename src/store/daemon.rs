@@ -2,6 +2,7 @@
 //! each was served, the rotations left unsettled) and writes at its stop.
 //! SQL only.
 
+use super::dialect::json_texts;
 use super::{
     Leftover, Stamp, Store, StoreError, append_ledger, lock_ledger, rotation_columns, run,
     times_by_group, timestamp,
@@ -22,11 +23,9 @@ impl Store {
         let names = self.json(names)?;
         let rows: Vec<(String, Stamp)> = run!(self, |c, pg| {
             let sql = if pg {
-                "INSERT INTO groups_seen (group_name, first_seen_at)
-                 SELECT value, $1 FROM json_array_elements_text($2::json) ON CONFLICT DO NOTHING"
+                mark_seen_sql!(pg)
             } else {
-                "INSERT INTO groups_seen (group_name, first_seen_at)
-                 SELECT value, $1 FROM json_each($2) WHERE true ON CONFLICT DO NOTHING"
+                mark_seen_sql!(sqlite)
             };
             sqlx::query(sql)
                 .bind(timestamp(now))
@@ -37,7 +36,7 @@ impl Store {
                 .fetch_all(&mut *c)
                 .await
         })?;
-        Ok(times_by_group(rows))
+        times_by_group(&self.name, rows)
     }
 
     /// Until when each group counts as served, for catch-up: the latest due
@@ -60,7 +59,7 @@ impl Store {
         )
         .fetch_all(c)
         .await)?;
-        Ok(times_by_group(rows))
+        times_by_group(&self.name, rows)
     }
 
     /// Rotations possibly left unsettled, oldest first (of one group if `jid`
@@ -115,3 +114,17 @@ impl Store {
         })
     }
 }
+
+/// [`Store::mark_seen`]'s insert (`WHERE true`: SQLite's parser needs it
+/// between a `SELECT` and its upsert clause).
+macro_rules! mark_seen_sql {
+    ($d:ident) => {
+        concat!(
+            "INSERT INTO groups_seen (group_name, first_seen_at)
+             SELECT value, $1 FROM (",
+            json_texts!($d, "$2"),
+            ") AS names WHERE true ON CONFLICT DO NOTHING"
+        )
+    };
+}
+use mark_seen_sql;

@@ -3,7 +3,7 @@
 //! instance's event sources ([`super::outside`] records links changed
 //! elsewhere). SQL only; what an event means is [`crate::events`]'s to say.
 
-use super::{Stamp, Store, StoreError, Trigger, exec, run, timestamp};
+use super::{EventKind, Stamp, Store, StoreError, Trigger, exec, run, timestamp};
 use chrono::{DateTime, Utc};
 use sqlx::Connection;
 
@@ -16,8 +16,8 @@ pub struct NewEvent {
     pub instance: String,
     /// `group.flow`, `instance.state`.
     pub event: String,
-    /// `member_removed`, `member_left`, `link_changed`, `state`, `unparsed`, `other`.
-    pub kind: &'static str,
+    /// What it says.
+    pub kind: EventKind,
     /// The group, for `group.flow`.
     pub group_jid: Option<String>,
     /// SHA-256 of instance, event and data: the same delivery twice is one row.
@@ -45,7 +45,8 @@ pub struct StoredEvent {
     /// `event`.
     pub event: String,
     /// `kind`.
-    pub kind: String,
+    #[sqlx(try_from = "String")]
+    pub kind: EventKind,
     /// `group_jid`.
     pub group_jid: Option<String>,
     /// `data`.
@@ -122,7 +123,7 @@ impl Store {
                 .bind(e.channel)
                 .bind(&e.instance)
                 .bind(&e.event)
-                .bind(e.kind)
+                .bind(e.kind.as_str())
                 .bind(&e.group_jid)
                 .bind(&e.digest)
                 .bind(&e.data)
@@ -252,21 +253,27 @@ impl Store {
             )
             .fetch_all(c)
             .await)?;
-        Ok(rows
-            .into_iter()
-            .filter_map(
+        let bad =
+            |what: String| StoreError::invalid(&self.name, format!("event_rotations: {what}"));
+        rows.into_iter()
+            .map(
                 |(group_jid, trigger, first_event_id, first, due, watermark)| {
-                    Some(EventRotation {
-                        group_jid,
-                        trigger: Trigger::parse(&trigger)?,
+                    let time = |t: &Stamp| {
+                        t.time()
+                            .ok_or_else(|| bad(format!("{group_jid}: {:?} is not a time", t.0)))
+                    };
+                    Ok(EventRotation {
+                        trigger: Trigger::parse(&trigger)
+                            .ok_or_else(|| bad(format!("{group_jid}: no trigger {trigger:?}")))?,
                         first_event_id,
-                        first_at: first.time()?,
-                        due_at: due.time()?,
+                        first_at: time(&first)?,
+                        due_at: time(&due)?,
                         watermark,
+                        group_jid,
                     })
                 },
             )
-            .collect())
+            .collect()
     }
 
     /// The call for a rotation of `jid` is answered (or dropped): unless a

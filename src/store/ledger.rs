@@ -9,7 +9,6 @@ use crate::store::entry::Facts;
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use sqlx::Connection;
-use sqlx::Row;
 
 /// On PostgreSQL, takes the ledger's advisory lock, held to the end of the
 /// transaction `$tx`: every transaction that appends takes it as its
@@ -113,26 +112,47 @@ pub(super) use append_ledger;
 /// Rows per batch of the SQLite passes over the whole history.
 const BATCH: i64 = 4096;
 
-/// A row of `rotations` as SQLite's `json_array` of the columns of a
-/// [`Rotation`] (the last, `event_id`, ignored).
-#[derive(serde::Deserialize)]
-struct JsonRow(
+/// A row of `rotations`, the columns of a [`Rotation`] in order (the last,
+/// `event_id`, ignored), its times as `T`: text from SQLite's `json_array`
+/// (see [`Store::each_rotation_facts`]), [`Stamp`]s from PostgreSQL.
+type RowOf<T> = (
     i64,
     String,
     String,
     String,
     String,
-    Option<String>,
-    String,
-    Option<String>,
+    Option<T>,
+    T,
+    Option<T>,
     String,
     i64,
     Option<String>,
     Option<String>,
     Option<String>,
     Option<String>,
-    #[allow(dead_code)] Option<i64>,
+    Option<i64>,
 );
+
+/// The facts of a row, borrowed from it, and whether it is pending.
+fn facts_of<T: std::ops::Deref<Target = str>>(r: &RowOf<T>) -> (bool, Facts<'_>) {
+    let facts = Facts {
+        rotation: r.0,
+        group: &r.1,
+        jid: &r.2,
+        instance: &r.3,
+        trigger: &r.4,
+        due: r.5.as_deref(),
+        started: &r.6,
+        finished: r.7.as_deref(),
+        status: &r.8,
+        attempts: r.9,
+        old_code: r.10.as_deref(),
+        new_code: r.11.as_deref(),
+        new_link: r.12.as_deref(),
+        error: r.13.as_deref(),
+    };
+    (r.8 == "pending", facts)
+}
 
 /// The ledger rows of a batch framed by lengths (see
 /// [`Store::each_ledger_row`]), in their order; `None` if it does not parse.
@@ -378,30 +398,15 @@ impl Store {
                     .bind(BATCH)
                     .fetch_one(&mut *c)
                     .await?;
-                    let mut rows: Vec<JsonRow> =
+                    let mut rows: Vec<RowOf<String>> =
                         serde_json::from_str(&batch).map_err(|e| sqlx::Error::Decode(e.into()))?;
                     // In id order already (the subquery's); made sure of.
                     rows.sort_unstable_by_key(|r| r.0);
                     let full = rows.len() as i64 == BATCH;
                     for r in &rows {
                         after = r.0;
-                        let facts = Facts {
-                            rotation: r.0,
-                            group: &r.1,
-                            jid: &r.2,
-                            instance: &r.3,
-                            trigger: &r.4,
-                            due: r.5.as_deref(),
-                            started: &r.6,
-                            finished: r.7.as_deref(),
-                            status: &r.8,
-                            attempts: r.9,
-                            old_code: r.10.as_deref(),
-                            new_code: r.11.as_deref(),
-                            new_link: r.12.as_deref(),
-                            error: r.13.as_deref(),
-                        };
-                        if !each(r.8 == "pending", facts) {
+                        let (pending, facts) = facts_of(r);
+                        if !each(pending, facts) {
                             return Ok(());
                         }
                     }
@@ -410,29 +415,12 @@ impl Store {
                     }
                 }
             }
-            let mut rows = sqlx::query(concat!(select_rotation!(), " ORDER BY id")).fetch(c);
+            let mut rows =
+                sqlx::query_as::<_, RowOf<Stamp>>(concat!(select_rotation!(), " ORDER BY id"))
+                    .fetch(c);
             while let Some(row) = rows.try_next().await? {
-                let due: Option<Stamp> = row.try_get(5)?;
-                let started: Stamp = row.try_get(6)?;
-                let finished: Option<Stamp> = row.try_get(7)?;
-                let status: &str = row.try_get(8)?;
-                let facts = Facts {
-                    rotation: row.try_get(0)?,
-                    group: row.try_get(1)?,
-                    jid: row.try_get(2)?,
-                    instance: row.try_get(3)?,
-                    trigger: row.try_get(4)?,
-                    due: due.as_deref(),
-                    started: &started,
-                    finished: finished.as_deref(),
-                    status,
-                    attempts: row.try_get(9)?,
-                    old_code: row.try_get(10)?,
-                    new_code: row.try_get(11)?,
-                    new_link: row.try_get(12)?,
-                    error: row.try_get(13)?,
-                };
-                if !each(status == "pending", facts) {
+                let (pending, facts) = facts_of(&row);
+                if !each(pending, facts) {
                     break;
                 }
             }

@@ -12,11 +12,13 @@ mod codes;
 mod console;
 mod copy;
 mod daemon;
+mod dialect;
 pub mod entry;
 mod error;
 mod events;
 mod files;
 mod join;
+mod kinds;
 mod lease;
 pub(crate) mod ledger;
 mod model;
@@ -32,6 +34,7 @@ pub use error::StoreError;
 pub use events::{CallProgress, EventRotation, EventSource, NewEvent, StoredEvent};
 pub use files::{LockError, preflight};
 pub use join::{JoinLink, NewJoinLink, Spent};
+pub use kinds::{DeliveryState, EventKind, UnknownName};
 pub use lease::{Fence, Fencing, LeaseState, NodeRow};
 pub use ledger::LedgerRow;
 use ledger::{append_ledger, insert_entries, lock_ledger};
@@ -385,10 +388,19 @@ use select_rotation;
 const SELECT_ROTATION_BY_ID: &str = concat!(select_rotation!(), " WHERE id = $1");
 
 /// `(group, time)` rows as a map; a time that does not parse (only a
-/// hand-edited database has one) is left out.
-fn times_by_group(rows: Vec<(String, Stamp)>) -> HashMap<String, DateTime<Utc>> {
+/// hand-edited database has one) is an error naming the group.
+fn times_by_group(
+    name: &str,
+    rows: Vec<(String, Stamp)>,
+) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
     rows.into_iter()
-        .filter_map(|(group, t)| Some((group, t.time()?)))
+        .map(|(group, t)| match t.time() {
+            Some(time) => Ok((group, time)),
+            None => Err(StoreError::invalid(
+                name,
+                format!("{group}: {:?} is not a time", t.0),
+            )),
+        })
         .collect()
 }
 

@@ -1,7 +1,11 @@
 //! The hooks' outbox: turning rotation events into deliveries, and keeping
 //! each delivery's state. SQL only; what a hook wants is the caller's to say.
 
-use super::{Fencing, Rotation, Stamp, Store, StoreError, exec, rotation_columns, run, timestamp};
+use super::dialect::{fence, json_texts};
+use super::{
+    DeliveryState, Fencing, Rotation, Stamp, Store, StoreError, exec, rotation_columns, run,
+    timestamp,
+};
 use chrono::{DateTime, Utc};
 use sqlx::Connection;
 
@@ -118,15 +122,9 @@ impl Store {
         let keys = self.json(keys)?;
         run!(self, |c, pg| {
             let sql = if pg {
-                "SELECT EXISTS (SELECT 1 FROM rotation_events)
-                     OR EXISTS (SELECT 1 FROM hook_deliveries WHERE state = 'pending'
-                                AND next_attempt_at <= $2
-                                AND hook_key IN (SELECT value FROM json_array_elements_text($1::json)))"
+                has_work_sql!(pg)
             } else {
-                "SELECT EXISTS (SELECT 1 FROM rotation_events)
-                     OR EXISTS (SELECT 1 FROM hook_deliveries WHERE state = 'pending'
-                                AND next_attempt_at <= $2
-                                AND hook_key IN (SELECT value FROM json_each($1)))"
+                has_work_sql!(sqlite)
             };
             sqlx::query_scalar(sql)
                 .bind(&keys)
@@ -145,11 +143,7 @@ impl Store {
     ) -> Result<Vec<Delivery>, StoreError> {
         let keys = self.json(keys)?;
         run!(self, |c, pg| {
-            let sql = if pg {
-                due_sql!("SELECT value FROM json_array_elements_text($1::json)")
-            } else {
-                due_sql!("SELECT value FROM json_each($1)")
-            };
+            let sql = if pg { due_sql!(pg) } else { due_sql!(sqlite) };
             sqlx::query_as(sql)
                 .bind(&keys)
                 .bind(timestamp(now))
@@ -169,13 +163,9 @@ impl Store {
         let keys = self.json(keys)?;
         run!(self, |c, pg| {
             let sql = if pg {
-                "UPDATE hook_deliveries SET state = 'abandoned', last_error = 'the hook is no longer configured'
-                 WHERE state = 'pending' AND created_at < $2
-                   AND hook_key NOT IN (SELECT value FROM json_array_elements_text($1::json))"
+                abandon_sql!(pg)
             } else {
-                "UPDATE hook_deliveries SET state = 'abandoned', last_error = 'the hook is no longer configured'
-                 WHERE state = 'pending' AND created_at < $2
-                   AND hook_key NOT IN (SELECT value FROM json_each($1))"
+                abandon_sql!(sqlite)
             };
             sqlx::query(sql)
                 .bind(&keys)
@@ -201,13 +191,9 @@ impl Store {
         };
         let claimed = run!(self, |c, pg| {
             let sql = if pg {
-                "UPDATE hook_deliveries SET next_attempt_at = $2 WHERE id = $1 AND state = 'pending'
-                 AND next_attempt_at <= $5
-                 AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM lease WHERE id = 1
-                     AND holder = $3 AND term = $4 AND expires_at > clock_timestamp()))"
+                claim_sql!(pg)
             } else {
-                "UPDATE hook_deliveries SET next_attempt_at = $2 WHERE id = $1 AND state = 'pending'
-                 AND next_attempt_at <= $5 AND ($3 IS NULL OR $4 IS NULL OR true)"
+                claim_sql!(sqlite)
             };
             sqlx::query(sql)
                 .bind(id)
@@ -225,9 +211,9 @@ impl Store {
     /// Records an attempt of delivery `id`.
     pub async fn record_delivery(&self, id: i64, a: &Attempt<'_>) -> Result<(), StoreError> {
         let state = match (a.delivered, a.retry_at) {
-            (true, _) => "delivered",
-            (false, Some(_)) => "pending",
-            (false, None) => "abandoned",
+            (true, _) => DeliveryState::Delivered,
+            (false, Some(_)) => DeliveryState::Pending,
+            (false, None) => DeliveryState::Abandoned,
         };
         exec!(
             self,
@@ -237,7 +223,7 @@ impl Store {
                  delivered_at = CASE WHEN $3 THEN $4 ELSE delivered_at END,
                  last_result = $5, last_error = $6, output = $7 WHERE id = $8",
             )
-            .bind(state)
+            .bind(state.as_str())
             .bind(a.retry_at.map(timestamp))
             .bind(a.delivered)
             .bind(timestamp(Utc::now()))
@@ -251,15 +237,25 @@ impl Store {
 
     /// Deliveries of the hook `key` by state, for tests and audits:
     /// `(idempotency_key, state, attempts)`, oldest first.
-    pub async fn deliveries_of(&self, key: &str) -> Result<Vec<(String, String, i64)>, StoreError> {
-        run!(self, |c, _pg| {
+    pub async fn deliveries_of(
+        &self,
+        key: &str,
+    ) -> Result<Vec<(String, DeliveryState, i64)>, StoreError> {
+        let rows: Vec<(String, String, i64)> = run!(self, |c, _pg| {
             sqlx::query_as(
             "SELECT idempotency_key, state, attempts FROM hook_deliveries WHERE hook_key = $1 ORDER BY id",
         )
         .bind(key)
         .fetch_all(c)
         .await
-        })
+        })?;
+        rows.into_iter()
+            .map(|(k, state, attempts)| {
+                let state = DeliveryState::try_from(state)
+                    .map_err(|e| StoreError::invalid(&self.name, e.to_string()))?;
+                Ok((k, state, attempts))
+            })
+            .collect()
     }
 
     /// Proves the database takes a write (for `/healthz`).
@@ -287,10 +283,9 @@ impl Store {
     }
 }
 
-/// Due deliveries with their rotations, the hook keys read by `$keys` (the
-/// dialects read a JSON array differently).
+/// Due deliveries with their rotations, for the hooks whose keys are `$1`.
 macro_rules! due_sql {
-    ($keys:literal) => {
+    ($d:ident) => {
         concat!(
             "SELECT d.id AS delivery_id, d.idempotency_key, d.hook_key, d.status AS event_status,
              d.attempts AS delivery_attempts, d.created_at AS queued_at, r.*
@@ -299,10 +294,49 @@ macro_rules! due_sql {
             " FROM rotations) r ON r.id = d.rotation_id
              WHERE d.state = 'pending' AND d.next_attempt_at <= $2
                AND d.hook_key IN (",
-            $keys,
+            json_texts!($d, "$1"),
             ")
              ORDER BY d.next_attempt_at LIMIT $3"
         )
     };
 }
 use due_sql;
+
+/// [`Store::outbox_has_work`]'s query.
+macro_rules! has_work_sql {
+    ($d:ident) => {
+        concat!(
+            "SELECT EXISTS (SELECT 1 FROM rotation_events)
+                 OR EXISTS (SELECT 1 FROM hook_deliveries WHERE state = 'pending'
+                            AND next_attempt_at <= $2 AND hook_key IN (",
+            json_texts!($d, "$1"),
+            "))"
+        )
+    };
+}
+use has_work_sql;
+
+/// [`Store::abandon_orphans`]'s update.
+macro_rules! abandon_sql {
+    ($d:ident) => {
+        concat!(
+            "UPDATE hook_deliveries SET state = 'abandoned', last_error = 'the hook is no longer configured'
+             WHERE state = 'pending' AND created_at < $2 AND hook_key NOT IN (",
+            json_texts!($d, "$1"),
+            ")"
+        )
+    };
+}
+use abandon_sql;
+
+/// [`Store::claim_delivery`]'s update, fenced by the lease (`$3`, `$4`).
+macro_rules! claim_sql {
+    ($d:ident) => {
+        concat!(
+            "UPDATE hook_deliveries SET next_attempt_at = $2 WHERE id = $1 AND state = 'pending'
+             AND next_attempt_at <= $5 AND ",
+            fence!($d, "$3", "$4")
+        )
+    };
+}
+use claim_sql;

@@ -3,6 +3,7 @@
 //! happen, settled at the end (or later, from the live link), and the call
 //! log beside it. SQL only; the workflow is [`crate::rotation`]'s.
 
+use super::dialect::fence;
 use super::{
     Begun, CallRecord, Fencing, NewRotation, Rotation, Settlement, Stamp, Status, Store,
     StoreError, append_ledger, exec, insert_entries, lock_ledger, on, rotation_columns, run,
@@ -44,20 +45,9 @@ impl Store {
             // On PostgreSQL, the active node's lease is checked in the same
             // statement (fencing): a node past its lease writes nothing.
             let sql = if pg {
-                "INSERT INTO rotations (group_name, group_jid, instance, trigger, scheduled_for,
-                     started_at, status, owner, event_id, term)
-                 SELECT $1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9
-                 WHERE $10::text IS NULL OR EXISTS (SELECT 1 FROM lease WHERE id = 1
-                     AND holder = $10 AND term = $9 AND expires_at > clock_timestamp())
-                 ON CONFLICT (group_jid) WHERE status = 'pending' DO NOTHING
-                 RETURNING id"
+                begin_sql!(pg)
             } else {
-                "INSERT INTO rotations (group_name, group_jid, instance, trigger, scheduled_for,
-                     started_at, status, owner, event_id, term)
-                 SELECT $1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9
-                 WHERE $10 IS NULL OR $10 IS NOT NULL
-                 ON CONFLICT (group_jid) WHERE status = 'pending' DO NOTHING
-                 RETURNING id"
+                begin_sql!(sqlite)
             };
             let ids: Vec<i64> = sqlx::query_scalar(sql)
                 .bind(new.group_name)
@@ -150,13 +140,9 @@ impl Store {
             // Only while the row is pending: a row another process settled
             // gets no more resets.
             let sql = if pg {
-                "UPDATE rotations SET attempts = $1, last_reset_at = $2 WHERE id = $3
-                 AND status = 'pending'
-                 AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM lease WHERE id = 1
-                     AND holder = $4 AND term = $5 AND expires_at > clock_timestamp()))"
+                attempt_sql!(pg)
             } else {
-                "UPDATE rotations SET attempts = $1, last_reset_at = $2 WHERE id = $3
-                 AND status = 'pending' AND ($4 IS NULL OR $5 IS NULL OR true)"
+                attempt_sql!(sqlite)
             };
             sqlx::query(sql)
                 .bind(i64::from(attempts))
@@ -377,3 +363,33 @@ impl Store {
         .map_err(|e| self.err(e))
     }
 }
+
+/// [`Store::begin`]'s insert of the pending row, fenced by the lease
+/// (`$10`, `$9`).
+macro_rules! begin_sql {
+    ($d:ident) => {
+        concat!(
+            "INSERT INTO rotations (group_name, group_jid, instance, trigger, scheduled_for,
+                 started_at, status, owner, event_id, term)
+             SELECT $1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9
+             WHERE ",
+            fence!($d, "$10", "$9"),
+            "
+             ON CONFLICT (group_jid) WHERE status = 'pending' DO NOTHING
+             RETURNING id"
+        )
+    };
+}
+use begin_sql;
+
+/// [`Store::record_attempt`]'s update, fenced by the lease (`$4`, `$5`).
+macro_rules! attempt_sql {
+    ($d:ident) => {
+        concat!(
+            "UPDATE rotations SET attempts = $1, last_reset_at = $2 WHERE id = $3
+             AND status = 'pending' AND ",
+            fence!($d, "$4", "$5")
+        )
+    };
+}
+use attempt_sql;

@@ -1,0 +1,171 @@
+//! The names the store keeps in text columns, decoded into enums: an
+//! event's kind (`events.kind`) and a hook delivery's state
+//! (`hook_deliveries.state`). A stored name that is none of these is an
+//! error when read, never a row skipped.
+
+use std::fmt;
+
+/// What an event in the inbox says, as the receiver classified it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// `member_removed`: an admin removed a member.
+    MemberRemoved,
+    /// `member_left`: a member left by themselves.
+    MemberLeft,
+    /// `link_changed`: the group's link changed elsewhere.
+    LinkChanged,
+    /// `state`: the instance's connection changed.
+    State,
+    /// `unparsed`: kept as received, for inspection.
+    Unparsed,
+    /// `other`: a group event we do not act on.
+    Other,
+}
+
+impl EventKind {
+    /// Every kind.
+    pub const ALL: [EventKind; 6] = [
+        EventKind::MemberRemoved,
+        EventKind::MemberLeft,
+        EventKind::LinkChanged,
+        EventKind::State,
+        EventKind::Unparsed,
+        EventKind::Other,
+    ];
+
+    /// The name stored in `events.kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::MemberRemoved => "member_removed",
+            EventKind::MemberLeft => "member_left",
+            EventKind::LinkChanged => "link_changed",
+            EventKind::State => "state",
+            EventKind::Unparsed => "unparsed",
+            EventKind::Other => "other",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Where a hook's delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryState {
+    /// `pending`: to be tried (again).
+    Pending,
+    /// `delivered`: the hook took it.
+    Delivered,
+    /// `abandoned`: given up (out of tries, or the hook is gone).
+    Abandoned,
+}
+
+impl DeliveryState {
+    /// Every state.
+    pub const ALL: [DeliveryState; 3] = [
+        DeliveryState::Pending,
+        DeliveryState::Delivered,
+        DeliveryState::Abandoned,
+    ];
+
+    /// The name stored in `hook_deliveries.state`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Abandoned => "abandoned",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<DeliveryState> {
+        DeliveryState::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// A stored name that is no known value.
+#[derive(Debug, thiserror::Error)]
+#[error("{column} holds {value:?}, which is none of the names it may hold")]
+pub struct UnknownName {
+    column: &'static str,
+    value: String,
+}
+
+impl TryFrom<String> for EventKind {
+    type Error = UnknownName;
+    fn try_from(value: String) -> Result<Self, UnknownName> {
+        EventKind::parse(&value).ok_or(UnknownName {
+            column: "events.kind",
+            value,
+        })
+    }
+}
+
+impl TryFrom<String> for DeliveryState {
+    type Error = UnknownName;
+    fn try_from(value: String) -> Result<Self, UnknownName> {
+        DeliveryState::parse(&value).ok_or(UnknownName {
+            column: "hook_deliveries.state",
+            value,
+        })
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for DeliveryState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<str> for EventKind {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for EventKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<str> for DeliveryState {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for DeliveryState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_reads_back_as_itself_and_an_unknown_one_is_an_error() {
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::try_from(k.as_str().to_owned()).unwrap(), k);
+        }
+        for s in DeliveryState::ALL {
+            assert_eq!(DeliveryState::try_from(s.as_str().to_owned()).unwrap(), s);
+        }
+        let e = EventKind::try_from("member_kicked".to_owned()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "events.kind holds \"member_kicked\", which is none of the names it may hold"
+        );
+        assert!(DeliveryState::try_from("sent".to_owned()).is_err());
+    }
+}
