@@ -52,7 +52,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .fetch_one(&mut conn)
         .await?;
     // The daemon's hooks worker empties this queue as it goes; no worker ran here.
-    sqlx::query("DELETE FROM rotation_events")
+    sqlx::query("DELETE FROM hook_outbox")
         .execute(&mut conn)
         .await?;
     let all = compacted(&mut conn, &dir.path().join("all.db")).await?;

@@ -1,10 +1,14 @@
-//! Settling a rotation that a crash, a kill or a lost lease interrupted:
-//! what its row says was done, and the live link, tell how it ended.
+//! Settling, in one place: the outcome of a rotation this process ran
+//! ([`Run::settle`]), and a rotation that a crash, a kill or a lost lease
+//! interrupted ([`settle_interrupted`]: what its row says was done, and the
+//! live link, tell how it ended). Which rows were left behind is the
+//! engine's to find (`engine/leftovers.rs`).
 
-use super::{Live, Run};
+use super::{Live, Report, Run};
 use crate::config::RetryPolicy;
 use crate::ryzeapi::RyzeApi;
 use crate::store::{Leftover, Settlement, Status, Store, StoreError};
+use crate::whatsapp::shown;
 use crate::whatsapp::{InviteCode, Jid, fingerprint};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -107,3 +111,92 @@ fn still_landing(
     let wait = (read_from - now).to_std().ok()?;
     Some(wait.min(read_back_delay))
 }
+
+impl<A: RyzeApi> Run<'_, A> {
+    /// Writes the outcome. A result that cannot be written is retried a few
+    /// times; if the database stays unwritable the row is left `pending`, to be
+    /// settled from the live link by the next process that meets it (the
+    /// issued code's fingerprint is logged; the code itself only with
+    /// `INVITE_ROTATOR_LOG_CODES=1`: until then it is the group's live link,
+    /// which the settlement reads).
+    pub(super) async fn settle(
+        &mut self,
+        status: Status,
+        issued: Option<InviteCode>,
+        error: Option<String>,
+    ) -> Result<Report, StoreError> {
+        // The link is rebuilt from the validated code, never taken from a reply.
+        let new_link = issued.as_ref().map(InviteCode::link);
+        let new_code = issued.map(|code| code.as_str().to_owned());
+        let settlement = Settlement {
+            status,
+            attempts: self.attempts,
+            new_code,
+            new_link,
+            error: error.or_else(|| {
+                self.last_error
+                    .take()
+                    .filter(|_| status != Status::Succeeded)
+            }),
+        };
+        crate::failpoint::crash("rotation::before_settle");
+        let mut tries = 0;
+        loop {
+            let e = match self
+                .store
+                .settle_from(self.id, self.from, &settlement)
+                .await
+            {
+                Ok(true) => break,
+                Ok(false) => {
+                    // Another process settled the row meanwhile (the active
+                    // node, while this one was frozen past its lease). A
+                    // code this reset's reply issued must not be lost: it
+                    // goes on the row, unless that process recorded one
+                    // already. A code read back is not: the link may have
+                    // been changed since by the active node's own rotation.
+                    if let (true, Some(code), Some(link)) = (
+                        self.told_by_reply,
+                        &settlement.new_code,
+                        &settlement.new_link,
+                    ) {
+                        let recorded = self.store.record_late_reset(self.id, code, link).await?;
+                        if recorded {
+                            tracing::warn!(group = %self.name, rotation = self.id, new = %shown(Some(code.as_str())), "this reset landed after another process had settled its rotation; its code is recorded on the row");
+                        }
+                    }
+                    tracing::info!(group = %self.name, rotation = self.id, "already settled by another process; left as it wrote it");
+                    break;
+                }
+                Err(e) => e,
+            };
+            tries += 1;
+            if tries >= SETTLE_TRIES {
+                tracing::error!(
+                    group = %self.name,
+                    rotation = self.id,
+                    status = status.as_str(),
+                    new_code = %shown(settlement.new_code.as_deref()),
+                    error = %e,
+                    "cannot record the rotation's outcome; the row stays pending and is settled from the live link later"
+                );
+                return Err(e);
+            }
+            tracing::warn!(group = %self.name, error = %e, "cannot record the rotation's outcome yet; retrying");
+            tokio::time::sleep(Duration::from_millis(100) * 2u32.pow(tries)).await;
+        }
+        Ok(Report {
+            id: self.id,
+            group: self.name.to_owned(),
+            status,
+            attempts: self.attempts,
+            old_code: self.old_code.clone(),
+            new_code: settlement.new_code,
+            error: settlement.error,
+            elapsed: self.started.elapsed(),
+        })
+    }
+}
+
+/// Writes of an outcome tried before giving up (waits 0.2 s, 0.4 s, ... between).
+const SETTLE_TRIES: u32 = 5;

@@ -86,7 +86,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
         ],
     ),
     (
-        "rotation_events",
+        "hook_outbox",
         &[
             ("id", Int),
             ("rotation_id", Int),
@@ -323,7 +323,7 @@ async fn insert(
     rows: &[Vec<Value>],
 ) -> Result<(), sqlx::Error> {
     let mut insert = QueryBuilder::new(format!("INSERT INTO {table} ({}) ", names.join(", ")));
-    if table == "rotation_events" {
+    if table == "hook_outbox" {
         insert.push("OVERRIDING SYSTEM VALUE ");
     }
     insert.push_values(rows, |mut b, row| {

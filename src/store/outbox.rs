@@ -65,7 +65,7 @@ impl Store {
         let queued = run!(self, |c, _pg| {
             let mut tx = c.begin().await?;
             let events: Vec<(i64, i64, String, String)> = sqlx::query_as(
-                "SELECT e.id, e.rotation_id, e.status, r.group_name FROM rotation_events e
+                "SELECT e.id, e.rotation_id, e.status, r.group_name FROM hook_outbox e
                  JOIN rotations r ON r.id = e.rotation_id ORDER BY e.id LIMIT 1000",
             )
             .fetch_all(&mut *tx)
@@ -101,7 +101,7 @@ impl Store {
             // in commit order, so one with a lower id may commit after this
             // read; it is read by the next pass.
             for (id, ..) in &events {
-                sqlx::query("DELETE FROM rotation_events WHERE id = $1")
+                sqlx::query("DELETE FROM hook_outbox WHERE id = $1")
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
@@ -306,7 +306,7 @@ use due_sql;
 macro_rules! has_work_sql {
     ($d:ident) => {
         concat!(
-            "SELECT EXISTS (SELECT 1 FROM rotation_events)
+            "SELECT EXISTS (SELECT 1 FROM hook_outbox)
                  OR EXISTS (SELECT 1 FROM hook_deliveries WHERE state = 'pending'
                             AND next_attempt_at <= $2 AND hook_key IN (",
             json_texts!($d, "$1"),

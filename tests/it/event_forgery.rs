@@ -81,7 +81,7 @@ async fn heard(app: &TestApp) -> i64 {
     wait_until(
         "the hooks' outbox drained",
         Duration::from_secs(10),
-        || async { count(app, "SELECT COUNT(*) FROM rotation_events").await == 0 },
+        || async { count(app, "SELECT COUNT(*) FROM hook_outbox").await == 0 },
     )
     .await;
     count(app, "SELECT COUNT(*) FROM hook_deliveries").await

@@ -72,7 +72,7 @@ async fn raw_events_past_keep_go_and_those_a_rotation_names_keep_their_row_witho
         channel: "webhook",
         instance: "sales".into(),
         event: "group.flow".into(),
-        kind: "member_removed",
+        kind: invite_rotator::store::EventKind::MemberRemoved,
         group_jid: Some("1@g.us".into()),
         digest: format!("digest-{n}"),
         repeat_window: Duration::from_secs(60),
