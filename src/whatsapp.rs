@@ -223,6 +223,10 @@ mod tests {
             e.contains("is not a group JID") && e.contains("digits@g.us"),
             "{e}"
         );
+        assert_eq!(
+            e,
+            "\"12345\" is not a group JID; a group JID has the form digits@g.us, such as 120363406289005073@g.us"
+        );
         assert!(Jid::parse("5511999999999@s.whatsapp.net").is_err());
         assert!(Jid::parse("@g.us").is_err());
         assert!(Jid::parse("12a@g.us").is_err());
@@ -249,7 +253,16 @@ mod tests {
         assert!(InviteCode::parse("a'; DROP TABLE rotations;--").is_err());
         assert!(InviteCode::parse("abc\n\u{1b}[31m").is_err());
         assert!(InviteCode::parse(&"A".repeat(MAX_CODE_LEN + 1)).is_err());
-        assert!(InviteCode::from_link("https://evil.example/ABC").is_err());
+        assert_eq!(
+            InviteCode::parse(&"A".repeat(65)).unwrap_err().to_string(),
+            "invite code is 65 bytes long (at most 64)"
+        );
+        assert_eq!(
+            InviteCode::from_link("https://evil.example/ABC")
+                .unwrap_err()
+                .to_string(),
+            "invite link is not an https://chat.whatsapp.com/ link"
+        );
         assert!(InviteCode::from_link("http://chat.whatsapp.com/ABC").is_err());
         let c = InviteCode::from_link("https://chat.whatsapp.com/ABC?x=\"><script>").unwrap();
         assert_eq!(c.link(), "https://chat.whatsapp.com/ABC");

@@ -367,6 +367,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_refused_flag_says_what_was_given_and_what_is_wanted() {
+        let said = |e: &dyn std::error::Error| e.to_string();
+        assert_eq!(
+            said(&parse_listen("x").unwrap_err()),
+            "\"x\" is not an address to listen on, such as 127.0.0.1:8080"
+        );
+        assert_eq!(
+            said(&parse_duration("x").unwrap_err()),
+            "\"x\" is not a duration such as 300ms, 2s or 1m"
+        );
+        assert_eq!(
+            said(&parse_expiry("2000-01-01").unwrap_err()),
+            "\"2000-01-01\" is in the past"
+        );
+        assert_eq!(
+            said(&parse_expiry("x").unwrap_err()),
+            "\"x\" is not a time: give a date (2027-01-31), a date and time in UTC (2027-01-31T18:00), RFC 3339 or a span ahead from now (30d, 12h)"
+        );
+        assert_eq!(
+            said(&parse_time("x").unwrap_err()),
+            "\"x\" is not a time: give a date (2026-12-01), a date and time in UTC (2026-12-01T10:00), RFC 3339 (2026-12-01T10:00:00-03:00) or a span back from now (7d, 12h)"
+        );
+        assert_eq!(
+            said(&parse_time("300000000y").unwrap_err()),
+            "\"300000000y\" is too long a span"
+        );
+    }
+
+    #[test]
     fn the_cli_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
