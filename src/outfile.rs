@@ -42,19 +42,66 @@ pub(crate) struct Output {
 /// The file mode of files holding secrets or credentials.
 pub(crate) const PRIVATE: u32 = 0o600;
 
+/// Why a file could not be written (each names its target).
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The file system refused.
+    #[error("cannot write {target}: {source}")]
+    Io {
+        target: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The temporary file could not be created beside the target.
+    #[error("cannot write {target}: cannot create a file in {dir}: {source}")]
+    Create {
+        target: PathBuf,
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The path ends in no file name (`..`, `/`).
+    #[error("{target}: names no file")]
+    NoFileName { target: PathBuf },
+    /// Written to after it was committed.
+    #[error("cannot write {target}: already closed")]
+    Closed { target: PathBuf },
+    /// A symlink is at the target.
+    #[error(
+        "cannot write {target}: it is a symlink; refused (it would be written in place of the link, not where it points): name the file itself"
+    )]
+    Symlink { target: PathBuf },
+    /// A file is at the target, and [`Replace::Never`].
+    #[error("cannot write {target}: it exists already, and is never overwritten")]
+    Exists { target: PathBuf },
+    /// Something other than a regular file is at the target.
+    #[error("cannot write {target}: it exists and is not a regular file")]
+    NotAFile { target: PathBuf },
+}
+
+impl WriteError {
+    /// `source`, met writing `target`.
+    pub(crate) fn io(target: &Path, source: std::io::Error) -> WriteError {
+        WriteError::Io {
+            target: target.to_owned(),
+            source,
+        }
+    }
+}
+
 impl Output {
     /// Starts writing `target` (with `mode`): refuses a symlink or anything
     /// but a regular file there (and any file at all with
     /// [`Replace::Never`]), then creates the temporary file beside it.
-    pub(crate) fn create(target: &Path, mode: u32, replace: Replace) -> Result<Output, String> {
+    pub(crate) fn create(target: &Path, mode: u32, replace: Replace) -> Result<Output, WriteError> {
         check(target, replace)?;
         let dir = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        let name = target
-            .file_name()
-            .ok_or_else(|| format!("{}: names no file", target.display()))?;
+        let name = target.file_name().ok_or_else(|| WriteError::NoFileName {
+            target: target.to_owned(),
+        })?;
         let mut tries = 0;
         loop {
             let mut temp_name = std::ffi::OsString::from(".");
@@ -78,51 +125,50 @@ impl Output {
                     // The umask may have taken bits the caller asked for.
                     out.file()?
                         .set_permissions(std::fs::Permissions::from_mode(mode))
-                        .map_err(|e| out.fail(&e))?;
+                        .map_err(|e| out.fail(e))?;
                     return Ok(out);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 8 => {
                     tries += 1;
                 }
-                Err(e) => {
-                    return Err(format!(
-                        "cannot write {}: cannot create a file in {}: {e}",
-                        target.display(),
-                        dir.display()
-                    ));
+                Err(source) => {
+                    return Err(WriteError::Create {
+                        target: target.to_owned(),
+                        dir: dir.to_owned(),
+                        source,
+                    });
                 }
             }
         }
     }
 
-    fn file(&mut self) -> Result<&mut File, String> {
-        let target = self.target.display().to_string();
-        self.file
-            .as_mut()
-            .ok_or_else(|| format!("cannot write {target}: already closed"))
+    fn file(&mut self) -> Result<&mut File, WriteError> {
+        let target = &self.target;
+        self.file.as_mut().ok_or_else(|| WriteError::Closed {
+            target: target.clone(),
+        })
     }
 
-    fn fail(&self, e: &dyn std::fmt::Display) -> String {
-        format!("cannot write {}: {e}", self.target.display())
+    fn fail(&self, source: std::io::Error) -> WriteError {
+        WriteError::io(&self.target, source)
     }
 
     /// Syncs the file and puts it in place of the target (for
     /// [`Replace::Never`], only if nothing has appeared there meanwhile).
-    pub(crate) fn commit(mut self) -> Result<(), String> {
-        let file = self
-            .file
-            .take()
-            .ok_or_else(|| self.fail(&"already closed"))?;
-        file.sync_all().map_err(|e| self.fail(&e))?;
+    pub(crate) fn commit(mut self) -> Result<(), WriteError> {
+        let file = self.file.take().ok_or_else(|| WriteError::Closed {
+            target: self.target.clone(),
+        })?;
+        file.sync_all().map_err(|e| self.fail(e))?;
         drop(file);
         // Again: a symlink may have been put there while the file was written.
         check(&self.target, self.replace)?;
         match self.replace {
             // rename(2) replaces a name, never what a symlink points at.
-            Replace::Yes => std::fs::rename(&self.temp, &self.target).map_err(|e| self.fail(&e))?,
+            Replace::Yes => std::fs::rename(&self.temp, &self.target).map_err(|e| self.fail(e))?,
             // link(2) fails if the name exists, whatever it is.
             Replace::Never => {
-                std::fs::hard_link(&self.temp, &self.target).map_err(|e| self.fail(&e))?;
+                std::fs::hard_link(&self.temp, &self.target).map_err(|e| self.fail(e))?;
                 let _ = std::fs::remove_file(&self.temp);
             }
         }
@@ -169,30 +215,22 @@ pub(crate) fn write(
     bytes: &[u8],
     mode: u32,
     replace: Replace,
-) -> Result<(), String> {
+) -> Result<(), WriteError> {
     let mut out = Output::create(target, mode, replace)?;
-    out.write_all(bytes).map_err(|e| out.fail(&e))?;
+    out.write_all(bytes).map_err(|e| out.fail(e))?;
     out.commit()
 }
 
 /// Whether `target` may be written: nothing there, or (with
 /// [`Replace::Yes`]) a regular file; never a symlink.
-fn check(target: &Path, replace: Replace) -> Result<(), String> {
+fn check(target: &Path, replace: Replace) -> Result<(), WriteError> {
+    let named = || target.to_owned();
     match std::fs::symlink_metadata(target) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(format!("cannot write {}: {e}", target.display())),
-        Ok(m) if m.file_type().is_symlink() => Err(format!(
-            "cannot write {}: it is a symlink; refused (it would be written in place of the link, not where it points): name the file itself",
-            target.display()
-        )),
-        Ok(_) if replace == Replace::Never => Err(format!(
-            "cannot write {}: it exists already, and is never overwritten",
-            target.display()
-        )),
-        Ok(m) if !m.is_file() => Err(format!(
-            "cannot write {}: it exists and is not a regular file",
-            target.display()
-        )),
+        Err(e) => Err(WriteError::io(target, e)),
+        Ok(m) if m.file_type().is_symlink() => Err(WriteError::Symlink { target: named() }),
+        Ok(_) if replace == Replace::Never => Err(WriteError::Exists { target: named() }),
+        Ok(m) if !m.is_file() => Err(WriteError::NotAFile { target: named() }),
         Ok(_) => Ok(()),
     }
 }
@@ -233,7 +271,9 @@ mod tests {
         std::fs::write(&victim, b"precious").unwrap();
         let link = dir.path().join("link");
         symlink(&victim, &link).unwrap();
-        let e = write(&link, b"x", PRIVATE, Replace::Yes).unwrap_err();
+        let e = write(&link, b"x", PRIVATE, Replace::Yes)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("symlink"), "{e}");
         assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
 

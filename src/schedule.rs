@@ -3,6 +3,7 @@
 use chrono::{DateTime, Offset, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
+use croner::errors::CronError;
 use croner::parser::{CronParser, Seconds, Year};
 use std::fmt;
 use std::sync::Arc;
@@ -20,23 +21,65 @@ struct Parsed {
     text: String,
 }
 
+/// Why a text is not a schedule (each holds the text as given).
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    /// Neither 5 nor 6 fields, nor a nickname.
+    #[error("{text:?} has {fields} fields; a schedule has 5, or 6 with seconds first")]
+    Fields {
+        /// The schedule as given.
+        text: String,
+        /// How many fields it has.
+        fields: usize,
+    },
+    /// croner refused it, and a field is found wrong: `why` says which and
+    /// how (`hour 25 is out of range 0-23`).
+    #[error("{text:?} is not a valid cron schedule: {why}")]
+    Field {
+        /// The schedule as given.
+        text: String,
+        /// What is wrong with which field, in words.
+        why: String,
+        /// What croner said.
+        #[source]
+        source: CronError,
+    },
+    /// croner refused it, for a reason no field check knows of.
+    #[error("{text:?} is not a valid cron schedule: {source}")]
+    Cron {
+        /// The schedule as given.
+        text: String,
+        /// What croner said.
+        #[source]
+        source: CronError,
+    },
+}
+
 impl Schedule {
     /// Parses a schedule; the error says what croner disliked.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, ScheduleError> {
         let fields = text.split_whitespace().count();
         if !text.trim_start().starts_with('@') && !(5..=6).contains(&fields) {
-            return Err(format!(
-                "{text:?} has {fields} fields; a schedule has 5, or 6 with seconds first"
-            ));
+            return Err(ScheduleError::Fields {
+                text: text.to_owned(),
+                fields,
+            });
         }
         let cron = CronParser::builder()
             .seconds(Seconds::Optional)
             .year(Year::Disallowed)
             .build()
             .parse(text)
-            .map_err(|e| {
-                let why = explain(text).unwrap_or_else(|| e.to_string());
-                format!("{text:?} is not a valid cron schedule: {why}")
+            .map_err(|source| match explain(text) {
+                Some(why) => ScheduleError::Field {
+                    text: text.to_owned(),
+                    why,
+                    source,
+                },
+                None => ScheduleError::Cron {
+                    text: text.to_owned(),
+                    source,
+                },
             })?;
         Ok(Schedule(Arc::new(Parsed {
             cron,
@@ -49,7 +92,7 @@ impl Schedule {
     pub fn parse_shared(
         text: &str,
         cache: &mut std::collections::HashMap<String, Schedule>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ScheduleError> {
         if let Some(s) = cache.get(text) {
             return Ok(s.clone());
         }
@@ -215,7 +258,7 @@ mod tests {
 
     #[test]
     fn a_refused_schedule_names_the_field_and_its_range() {
-        let e = |text| Schedule::parse(text).unwrap_err();
+        let e = |text| Schedule::parse(text).unwrap_err().to_string();
         assert!(
             e("0 25 * * *").ends_with("hour 25 is out of range 0-23"),
             "{}",

@@ -14,32 +14,44 @@ pub const INVITE_LINK_PREFIX: &str = "https://chat.whatsapp.com/";
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Jid(String);
 
+/// The form a group JID has, as errors say it.
+const JID_FORM: &str = "a group JID has the form digits@g.us, such as 120363406289005073@g.us";
+
+/// Why a text is not a group JID (each holds the text, trimmed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JidError {
+    /// An invite link where the JID belongs.
+    #[error("{0:?} is an invite link, which changes at every rotation; {JID_FORM}", JID_FORM = JID_FORM)]
+    InviteLink(String),
+    /// An invite code where the JID belongs.
+    #[error("{0:?} looks like an invite code, which changes at every rotation; {JID_FORM}", JID_FORM = JID_FORM)]
+    InviteCode(String),
+    /// Anything else.
+    #[error("{0:?} is not a group JID; {JID_FORM}", JID_FORM = JID_FORM)]
+    NotAJid(String),
+}
+
 impl Jid {
     /// Parses a group JID: digits, optionally `-digits` (old-style groups), then `@g.us`.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        const FORM: &str = "a group JID has the form digits@g.us, such as 120363406289005073@g.us";
+    pub fn parse(s: &str) -> Result<Self, JidError> {
         let s = s.trim();
         if s.contains("chat.whatsapp.com") || s.contains('/') {
-            return Err(format!(
-                "{s:?} is an invite link, which changes at every rotation; {FORM}"
-            ));
+            return Err(JidError::InviteLink(s.to_owned()));
         }
         let Some(local) = s.strip_suffix("@g.us") else {
             // Real codes are 22 letters and digits; digits alone are a JID
             // without its domain or a phone number, never a code.
             let code_like = s.len() >= 16 && s.bytes().any(|b| b.is_ascii_alphabetic());
             if !s.contains('@') && code_like && InviteCode::parse(s).is_ok() {
-                return Err(format!(
-                    "{s:?} looks like an invite code, which changes at every rotation; {FORM}"
-                ));
+                return Err(JidError::InviteCode(s.to_owned()));
             }
-            return Err(format!("{s:?} is not a group JID; {FORM}"));
+            return Err(JidError::NotAJid(s.to_owned()));
         };
         let mut parts = local.splitn(2, '-');
         let valid =
             parts.all(|p| !p.is_empty() && p.len() <= 32 && p.bytes().all(|b| b.is_ascii_digit()));
         if !valid {
-            return Err(format!("{s:?} is not a group JID; {FORM}"));
+            return Err(JidError::NotAJid(s.to_owned()));
         }
         Ok(Jid(s.to_owned()))
     }
@@ -73,23 +85,38 @@ pub struct InviteCode(String);
 /// The longest code accepted; real codes are 22 characters.
 pub const MAX_CODE_LEN: usize = 64;
 
+/// Why a text is not an invite code, or a link is not an invite link
+/// (never quoting it: it may come from a hostile reply).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InviteCodeError {
+    /// No characters.
+    #[error("invite code is empty")]
+    Empty,
+    /// Longer than [`MAX_CODE_LEN`] (its length in bytes).
+    #[error("invite code is {0} bytes long (at most {MAX_CODE_LEN})", MAX_CODE_LEN = MAX_CODE_LEN)]
+    TooLong(usize),
+    /// Characters outside `[A-Za-z0-9_-]`.
+    #[error("invite code has characters outside [A-Za-z0-9_-]")]
+    Characters,
+    /// A link that is not `https://chat.whatsapp.com/...`.
+    #[error("invite link is not an https://chat.whatsapp.com/ link")]
+    NotALink,
+}
+
 impl InviteCode {
     /// Parses a bare invite code.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, InviteCodeError> {
         if s.is_empty() {
-            return Err("invite code is empty".into());
+            return Err(InviteCodeError::Empty);
         }
         if s.len() > MAX_CODE_LEN {
-            return Err(format!(
-                "invite code is {} bytes long (at most {MAX_CODE_LEN})",
-                s.len()
-            ));
+            return Err(InviteCodeError::TooLong(s.len()));
         }
         if !s
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         {
-            return Err("invite code has characters outside [A-Za-z0-9_-]".into());
+            return Err(InviteCodeError::Characters);
         }
         Ok(InviteCode(s.to_owned()))
     }
@@ -98,10 +125,10 @@ impl InviteCode {
     /// trailing slash, query string or fragment is ignored). Only the code is
     /// kept: whatever else the link held is dropped with it, and
     /// [`InviteCode::link`] rebuilds the one canonical link.
-    pub fn from_link(link: &str) -> Result<Self, String> {
+    pub fn from_link(link: &str) -> Result<Self, InviteCodeError> {
         let rest = link
             .strip_prefix(INVITE_LINK_PREFIX)
-            .ok_or_else(|| "invite link is not an https://chat.whatsapp.com/ link".to_owned())?;
+            .ok_or(InviteCodeError::NotALink)?;
         let code = rest
             .split(['?', '#'])
             .next()
@@ -183,14 +210,22 @@ mod tests {
 
     #[test]
     fn an_invite_link_or_code_where_a_jid_belongs_is_named_as_such() {
-        let e = Jid::parse("https://chat.whatsapp.com/ABCdef123").unwrap_err();
+        let e = Jid::parse("https://chat.whatsapp.com/ABCdef123")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("invite link"), "{e}");
-        let e = Jid::parse("AbCdEf123456GhIjKl7890").unwrap_err();
+        let e = Jid::parse("AbCdEf123456GhIjKl7890")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("invite code"), "{e}");
-        let e = Jid::parse("12345").unwrap_err();
+        let e = Jid::parse("12345").unwrap_err().to_string();
         assert!(
             e.contains("is not a group JID") && e.contains("digits@g.us"),
             "{e}"
+        );
+        assert_eq!(
+            e,
+            "\"12345\" is not a group JID; a group JID has the form digits@g.us, such as 120363406289005073@g.us"
         );
         assert!(Jid::parse("5511999999999@s.whatsapp.net").is_err());
         assert!(Jid::parse("@g.us").is_err());
@@ -218,7 +253,16 @@ mod tests {
         assert!(InviteCode::parse("a'; DROP TABLE rotations;--").is_err());
         assert!(InviteCode::parse("abc\n\u{1b}[31m").is_err());
         assert!(InviteCode::parse(&"A".repeat(MAX_CODE_LEN + 1)).is_err());
-        assert!(InviteCode::from_link("https://evil.example/ABC").is_err());
+        assert_eq!(
+            InviteCode::parse(&"A".repeat(65)).unwrap_err().to_string(),
+            "invite code is 65 bytes long (at most 64)"
+        );
+        assert_eq!(
+            InviteCode::from_link("https://evil.example/ABC")
+                .unwrap_err()
+                .to_string(),
+            "invite link is not an https://chat.whatsapp.com/ link"
+        );
         assert!(InviteCode::from_link("http://chat.whatsapp.com/ABC").is_err());
         let c = InviteCode::from_link("https://chat.whatsapp.com/ABC?x=\"><script>").unwrap();
         assert_eq!(c.link(), "https://chat.whatsapp.com/ABC");

@@ -7,7 +7,7 @@
 //! the bundle, so that changing any byte fails the check; a rotation
 //! entered twice in it must be restated as the workflow does.
 
-use super::checkpoint::{AuditKey, Checkpoint, PublicKey};
+use super::checkpoint::{AuditKey, Checkpoint, KeyError, PublicKey, WriteError};
 use super::entry::{Entry, hash};
 use super::verify::Discrepancy;
 use crate::outfile::{Output, PRIVATE, Replace};
@@ -34,9 +34,12 @@ pub enum ExportError {
     /// The history does not verify: it is not signed over.
     #[error("the history does not verify, nothing exported: {0}")]
     Broken(Discrepancy),
+    /// The head could not be signed.
+    #[error(transparent)]
+    Sign(KeyError),
     /// The file could not be written.
-    #[error("{0}")]
-    Io(String),
+    #[error(transparent)]
+    Io(#[from] WriteError),
 }
 
 /// Writes the entries appended since `since` and the checkpoints covering
@@ -58,7 +61,7 @@ pub async fn export(
     let now = Utc::now();
     let signed = key
         .sign(head, &head_hash, &crate::store::timestamp_text(now))
-        .map_err(ExportError::Io)?;
+        .map_err(ExportError::Sign)?;
     store
         .record_checkpoint(head, &head_hash, now, &signed)
         .await?;
@@ -69,10 +72,10 @@ pub async fn export(
         .unwrap_or(head)
         .min(head)
         .max(1);
-    let io = |e: std::io::Error| ExportError::Io(format!("cannot write {}: {e}", out.display()));
+    let io = |e: std::io::Error| ExportError::Io(WriteError::io(out, e));
     // A temporary file beside `out`, renamed over it once whole: never
     // through a symlink, 0600 whatever was there (see crate::outfile).
-    let file = Output::create(out, PRIVATE, Replace::Yes).map_err(ExportError::Io)?;
+    let file = Output::create(out, PRIVATE, Replace::Yes)?;
     let mut w = std::io::BufWriter::new(file);
     let mut written: std::io::Result<()> = Ok(());
     store
@@ -95,10 +98,7 @@ pub async fn export(
             checkpoints += 1;
         }
     }
-    w.into_inner()
-        .map_err(|e| io(e.into_error()))?
-        .commit()
-        .map_err(ExportError::Io)?;
+    w.into_inner().map_err(|e| io(e.into_error()))?.commit()?;
     Ok(Bundle {
         entries: (first <= head).then_some((first, head)),
         checkpoints,
@@ -133,7 +133,7 @@ pub fn verify(text: &str, trusted: &PublicKey) -> Result<Bundle, Discrepancy> {
         if is_checkpoint {
             match Checkpoint::verify(line, Some(trusted)) {
                 Ok(cp) => checkpoints.push((n, cp)),
-                Err(e) => return fail(n, e),
+                Err(e) => return fail(n, e.to_string()),
             }
             continue;
         }

@@ -24,6 +24,6 @@ pub mod signer;
 pub(crate) mod transition;
 pub mod verify;
 
-pub use checkpoint::{AuditKey, Checkpoint, PublicKey};
+pub use checkpoint::{AuditKey, Checkpoint, CheckpointError, KeyError, PublicKey};
 pub use entry::Entry;
 pub use verify::{Discrepancy, Verified};

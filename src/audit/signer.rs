@@ -141,7 +141,8 @@ impl Signer {
         let now = Utc::now();
         let line = self
             .key
-            .sign(seq, &head_hash, &crate::store::timestamp_text(now))?;
+            .sign(seq, &head_hash, &crate::store::timestamp_text(now))
+            .map_err(|e| e.to_string())?;
         self.store
             .record_checkpoint(seq, &head_hash, now, &line)
             .await

@@ -80,24 +80,57 @@ pub enum QrFormat {
 
 /// `join create --expires`: a time as [`parse_time`] takes it, or a span
 /// ahead from now (`30d`, `12h`); never in the past.
-pub fn parse_expiry(s: &str) -> Result<DateTime<Utc>, String> {
+pub fn parse_expiry(s: &str) -> Result<DateTime<Utc>, ParseExpiryError> {
+    let text = || s.to_owned();
     let at = match parse_absolute(s) {
         Some(t) => t,
         None => {
-            let span = humantime::parse_duration(s).map_err(|_| {
-                format!(
-                    "{s:?} is not a time: give a date (2027-01-31), a date and time in UTC (2027-01-31T18:00), RFC 3339 or a span ahead from now (30d, 12h)"
-                )
-            })?;
-            let span = chrono::Duration::from_std(span)
-                .map_err(|_| format!("{s:?} is too long a span"))?;
+            let span =
+                humantime::parse_duration(s).map_err(|source| ParseExpiryError::NotATime {
+                    text: text(),
+                    source,
+                })?;
+            let too_long = |source| ParseExpiryError::TooLong {
+                text: text(),
+                source,
+            };
+            let span = chrono::Duration::from_std(span).map_err(|e| too_long(Some(e)))?;
             Utc::now()
                 .checked_add_signed(span)
-                .ok_or_else(|| format!("{s:?} is too long a span"))?
+                .ok_or_else(|| too_long(None))?
         }
     };
     if at <= Utc::now() {
-        return Err(format!("{s:?} is in the past"));
+        return Err(ParseExpiryError::Past { text: text() });
     }
     Ok(at)
+}
+
+/// Why a text is not an expiry for [`parse_expiry`] (each holds the text).
+#[derive(Debug, thiserror::Error)]
+pub enum ParseExpiryError {
+    /// Neither a time nor a span.
+    #[error(
+        "{text:?} is not a time: give a date (2027-01-31), a date and time in UTC (2027-01-31T18:00), RFC 3339 or a span ahead from now (30d, 12h)"
+    )]
+    NotATime {
+        /// The text.
+        text: String,
+        /// Why it is not a span.
+        source: humantime::DurationError,
+    },
+    /// A span reaching past the latest time there is.
+    #[error("{text:?} is too long a span")]
+    TooLong {
+        /// The text.
+        text: String,
+        /// When the span does not even fit in a `chrono::Duration`.
+        source: Option<chrono::OutOfRangeError>,
+    },
+    /// A time already past.
+    #[error("{text:?} is in the past")]
+    Past {
+        /// The text.
+        text: String,
+    },
 }

@@ -12,7 +12,7 @@ mod audit;
 mod join;
 
 pub use audit::AuditCommand;
-pub use join::{JoinCommand, QrFormat, parse_expiry};
+pub use join::{JoinCommand, ParseExpiryError, QrFormat, parse_expiry};
 
 /// `--version`: the crate's version and the git revision it was built from
 /// ("unknown" outside a git checkout; see build.rs).
@@ -323,18 +323,38 @@ pub struct HistoryArgs {
     pub common: ConfigArgs,
 }
 
-pub use crate::report::time::{parse_absolute, parse_time};
+pub use crate::report::time::{ParseTimeError, parse_absolute, parse_time};
 
 /// An address to listen on, such as `127.0.0.1:8080`.
-pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
-    s.parse()
-        .map_err(|_| format!("{s:?} is not an address to listen on, such as 127.0.0.1:8080"))
+pub fn parse_listen(s: &str) -> Result<SocketAddr, ParseListenError> {
+    s.parse().map_err(|source| ParseListenError {
+        text: s.to_owned(),
+        source,
+    })
+}
+
+/// Why a flag's text is not an address to listen on.
+#[derive(Debug, thiserror::Error)]
+#[error("{text:?} is not an address to listen on, such as 127.0.0.1:8080")]
+pub struct ParseListenError {
+    text: String,
+    source: std::net::AddrParseError,
 }
 
 /// A duration for a flag: `300ms`, `2s`, `1m`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|_| format!("{s:?} is not a duration such as 300ms, 2s or 1m"))
+pub fn parse_duration(s: &str) -> Result<Duration, ParseDurationError> {
+    humantime::parse_duration(s).map_err(|source| ParseDurationError {
+        text: s.to_owned(),
+        source,
+    })
+}
+
+/// Why a flag's text is not a duration.
+#[derive(Debug, thiserror::Error)]
+#[error("{text:?} is not a duration such as 300ms, 2s or 1m")]
+pub struct ParseDurationError {
+    text: String,
+    source: humantime::DurationError,
 }
 
 fn parse_status(s: &str) -> Result<Status, String> {
@@ -345,6 +365,35 @@ fn parse_status(s: &str) -> Result<Status, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_flag_says_what_was_given_and_what_is_wanted() {
+        let said = |e: &dyn std::error::Error| e.to_string();
+        assert_eq!(
+            said(&parse_listen("x").unwrap_err()),
+            "\"x\" is not an address to listen on, such as 127.0.0.1:8080"
+        );
+        assert_eq!(
+            said(&parse_duration("x").unwrap_err()),
+            "\"x\" is not a duration such as 300ms, 2s or 1m"
+        );
+        assert_eq!(
+            said(&parse_expiry("2000-01-01").unwrap_err()),
+            "\"2000-01-01\" is in the past"
+        );
+        assert_eq!(
+            said(&parse_expiry("x").unwrap_err()),
+            "\"x\" is not a time: give a date (2027-01-31), a date and time in UTC (2027-01-31T18:00), RFC 3339 or a span ahead from now (30d, 12h)"
+        );
+        assert_eq!(
+            said(&parse_time("x").unwrap_err()),
+            "\"x\" is not a time: give a date (2026-12-01), a date and time in UTC (2026-12-01T10:00), RFC 3339 (2026-12-01T10:00:00-03:00) or a span back from now (7d, 12h)"
+        );
+        assert_eq!(
+            said(&parse_time("300000000y").unwrap_err()),
+            "\"300000000y\" is too long a span"
+        );
+    }
 
     #[test]
     fn the_cli_definition_is_consistent() {

@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 
 /// `audit keygen --output FILE`: a new key, its public half on stdout.
 pub fn keygen(output: &Path) -> Result<Exit, Failure> {
-    let key = AuditKey::generate().map_err(Failure::Runtime)?;
-    key.write_new(output).map_err(Failure::Runtime)?;
-    let public = key.public_pem().map_err(Failure::Runtime)?;
+    let runtime = |e: crate::audit::KeyError| Failure::Runtime(e.to_string());
+    let key = AuditKey::generate().map_err(runtime)?;
+    key.write_new(output).map_err(runtime)?;
+    let public = key.public_pem().map_err(runtime)?;
     eprintln!(
         "wrote the signing key to {} (mode 0600); set [audit] signing_key_file to it. Its public key, for `audit verify --public-key`:",
         output.display()
@@ -43,7 +44,7 @@ pub async fn verify(config_path: &Path, args: VerifyArgs) -> Result<Exit, Failur
         .as_deref()
         .map(PublicKey::load)
         .transpose()
-        .map_err(Failure::NoInput)?;
+        .map_err(|e| Failure::NoInput(e.to_string()))?;
     if let Some(path) = &args.bundle {
         let bytes = std::fs::read(path)
             .map_err(|e| Failure::NoInput(format!("cannot read {}: {e}", path.display())))?;

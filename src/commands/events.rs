@@ -169,7 +169,7 @@ pub async fn register(config_path: &Path) -> Result<Exit, Failure> {
                 "failed"
             }
             .to_owned(),
-            outcome.err().unwrap_or_default(),
+            outcome.err().map(|e| e.to_string()).unwrap_or_default(),
         ]);
     }
     print!(

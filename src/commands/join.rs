@@ -110,7 +110,7 @@ pub async fn create(config_path: &Path, args: Create) -> Result<Exit, Failure> {
     // temporary file goes, never a file that was at --output.
     let file = match (&image, &args.output) {
         (Some(bytes), Some(path)) => {
-            let mut file = Output::create(path, PRIVATE, Replace::Yes).map_err(Failure::Runtime)?;
+            let mut file = Output::create(path, PRIVATE, Replace::Yes).map_err(|e| runtime(&e))?;
             file.write_all(bytes)
                 .map_err(|e| Failure::Runtime(format!("cannot write {}: {e}", path.display())))?;
             Some(file)

@@ -27,7 +27,7 @@ pub fn run(dir: Option<&Path>) -> Result<Exit, Failure> {
         let path = dir.join(name);
         // Pages are public (0644), and never written through a symlink.
         crate::outfile::write(&path, page, 0o644, crate::outfile::Replace::Yes)
-            .map_err(Failure::Runtime)?;
+            .map_err(|e| Failure::Runtime(e.to_string()))?;
         println!("{}", path.display());
     }
     Ok(Exit::Success)

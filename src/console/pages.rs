@@ -132,7 +132,7 @@ struct HistoryPage<'a> {
 pub(super) async fn history(State(console): Shared, Query(f): Query<Filters>) -> Response {
     let statuses = ["any", "succeeded", "failed", "unknown", "pending"];
     let (rows, older, error) = match f.query() {
-        Err(e) => (Vec::new(), None, Some(e)),
+        Err(e) => (Vec::new(), None, Some(e.to_string())),
         Ok(mut q) => {
             let page = q.limit.unwrap_or(PAGE).clamp(1, MAX_PAGE);
             q.limit = Some(page);
@@ -173,7 +173,7 @@ pub(super) async fn history_json(State(console): Shared, Query(f): Query<Filters
 async fn download(console: &Console, f: &Filters, format: HistoryFormat) -> Response {
     let q = match f.query() {
         Ok(q) => q,
-        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     };
     let mut body = Vec::new();
     if let Err(crate::report::Streamed::Read(e)) =

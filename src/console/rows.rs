@@ -3,7 +3,7 @@
 //! history's filters that choose them.
 
 use super::Console;
-use crate::report::time::parse_time;
+use crate::report::time::{ParseTimeError, parse_time};
 use crate::store::{HistoryQuery, Rotation, Status};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -85,6 +85,23 @@ pub(super) async fn views(
     Ok(out)
 }
 
+/// What is wrong with the history's filters.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum FilterError {
+    /// `since` or `until` is not a time.
+    #[error(transparent)]
+    Time(#[from] ParseTimeError),
+    /// `status` is none of the statuses.
+    #[error("{0:?} is not a status")]
+    Status(String),
+    /// `limit` is not a number.
+    #[error("{text:?} is not a number of rows")]
+    Limit {
+        text: String,
+        source: std::num::ParseIntError,
+    },
+}
+
 /// `history`'s filters, as the form sends them.
 #[derive(Deserialize, Default)]
 pub(super) struct Filters {
@@ -103,18 +120,18 @@ pub(super) struct Filters {
 
 impl Filters {
     /// The query they make, or what is wrong with them.
-    pub(super) fn query(&self) -> Result<HistoryQuery, String> {
+    pub(super) fn query(&self) -> Result<HistoryQuery, FilterError> {
         let time = |s: &str| (!s.is_empty()).then(|| parse_time(s)).transpose();
         let status = match self.status.as_str() {
             "" | "any" => None,
-            s => Some(Status::parse(s).ok_or_else(|| format!("{s:?} is not a status"))?),
+            s => Some(Status::parse(s).ok_or_else(|| FilterError::Status(s.to_owned()))?),
         };
         let limit = match self.limit.as_str() {
             "" => None,
-            l => Some(
-                l.parse::<u64>()
-                    .map_err(|_| format!("{l:?} is not a number of rows"))?,
-            ),
+            l => Some(l.parse::<u64>().map_err(|source| FilterError::Limit {
+                text: l.to_owned(),
+                source,
+            })?),
         };
         Ok(HistoryQuery {
             group: (!self.group.is_empty()).then(|| self.group.clone()),

@@ -19,7 +19,7 @@
 //! masks the codes the history knows.
 
 use super::Managed;
-use crate::store::{NewEvent, Store};
+use crate::store::{NewEvent, Store, StoreError};
 use std::collections::HashSet;
 use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
@@ -29,7 +29,22 @@ const BATCH: usize = 256;
 
 /// Whether a stored event was new (a repeat is dropped), or why it could
 /// not be stored.
-pub type Stored = Result<bool, String>;
+pub type Stored = Result<bool, InboxError>;
+
+/// Why an event could not be stored.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InboxError {
+    /// Every writer is gone (the node is stopping).
+    #[error("the inbox is closed")]
+    Closed,
+    /// The writer stopped before it answered.
+    #[error("the inbox writer stopped")]
+    Stopped,
+    /// The database refused the batch the event was in (shared by every
+    /// event of that batch).
+    #[error(transparent)]
+    Store(Arc<StoreError>),
+}
 
 /// Hands events to the writer. Cloning is shallow.
 #[derive(Clone)]
@@ -57,10 +72,8 @@ impl Inbox {
         self.to_writer
             .send((event, done))
             .await
-            .map_err(|_| "the inbox is closed".to_owned())?;
-        answer
-            .await
-            .map_err(|_| "the inbox writer stopped".to_owned())?
+            .map_err(|_| InboxError::Closed)?;
+        answer.await.map_err(|_| InboxError::Stopped)?
     }
 }
 
@@ -89,8 +102,9 @@ async fn write(
             }
             Err(e) => {
                 tracing::error!(error = %e, events = events.len(), "events: cannot store accepted events; their deliveries are refused (RyzeAPI retries)");
+                let e = Arc::new(e);
                 for answer in answers {
-                    let _ = answer.send(Err(e.to_string()));
+                    let _ = answer.send(Err(InboxError::Store(Arc::clone(&e))));
                 }
             }
         }

@@ -312,7 +312,7 @@ pub fn classify_from(
     channel: &'static str,
     instance: Option<&str>,
     managed: &Managed,
-) -> Result<Accepted, String> {
+) -> Result<Accepted, parse::EnvelopeError> {
     let envelope = parse::envelope(body)?;
     let ignored = |kind| {
         Ok(Accepted::Ignored {
@@ -371,7 +371,11 @@ pub fn classify_from(
 }
 
 /// As [`classify_from`], for a webhook delivery.
-pub fn classify(body: &[u8], channel: &'static str, managed: &Managed) -> Result<Accepted, String> {
+pub fn classify(
+    body: &[u8],
+    channel: &'static str,
+    managed: &Managed,
+) -> Result<Accepted, parse::EnvelopeError> {
     classify_from(body, channel, None, managed)
 }
 

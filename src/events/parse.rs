@@ -32,13 +32,27 @@ pub struct Envelope {
     pub token: Option<TokenDigest>,
 }
 
+/// Why a body is not an envelope. Its words never quote the body (it may
+/// hold a token); the JSON parser's own error is kept as the source only.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    /// Not JSON (said as `serde_json`'s category of error).
+    #[error("not JSON ({})", .0.classify_name())]
+    NotJson(#[source] serde_json::Error),
+    /// JSON, but not an object.
+    #[error("not a JSON object")]
+    NotAnObject,
+    /// No `event`, or not a name (a string of 1 to 64 bytes).
+    #[error("no \"event\" name")]
+    NoEvent,
+}
+
 /// Reads an envelope: a JSON object with a string `event`. The error says
 /// why it is not one (never quoting the body).
-pub fn envelope(body: &[u8]) -> Result<Envelope, String> {
-    let mut value: Value =
-        serde_json::from_slice(body).map_err(|e| format!("not JSON ({})", e.classify_name()))?;
+pub fn envelope(body: &[u8]) -> Result<Envelope, EnvelopeError> {
+    let mut value: Value = serde_json::from_slice(body).map_err(EnvelopeError::NotJson)?;
     let Some(object) = value.as_object_mut() else {
-        return Err("not a JSON object".into());
+        return Err(EnvelopeError::NotAnObject);
     };
     let instance = object
         .get("instanceData")
@@ -47,7 +61,7 @@ pub fn envelope(body: &[u8]) -> Result<Envelope, String> {
         .map(str::to_owned);
     let event = match object.get("event") {
         Some(Value::String(e)) if !e.is_empty() && e.len() <= 64 => e.clone(),
-        _ => return Err("no \"event\" name".into()),
+        _ => return Err(EnvelopeError::NoEvent),
     };
     let token = object
         .get("instanceData")
@@ -383,7 +397,7 @@ mod tests {
     #[test]
     fn what_is_not_an_envelope_says_so_without_quoting_it() {
         for body in [&b"{\"event\": 5}"[..], b"[1,2]", b"{\"even", b"SECRET"] {
-            let e = envelope(body).unwrap_err();
+            let e = envelope(body).unwrap_err().to_string();
             assert!(!e.contains("SECRET"), "{e}");
         }
     }

@@ -6,7 +6,7 @@
 
 use super::{LABEL, SUBSCRIBED};
 use crate::config::RetryPolicy;
-use crate::ryzeapi::Client;
+use crate::ryzeapi::{CallError, Client};
 use crate::secret::Token;
 use crate::store::Store;
 use std::future::Future;
@@ -19,16 +19,14 @@ pub async fn once(
     url: &reqwest::Url,
     secret: &Token,
     store: &Store,
-) -> Result<(), String> {
+) -> Result<(), CallError> {
     let authorization = format!("Bearer {}", secret.expose());
     let call = client
         .register_webhook(LABEL, url, &authorization, &SUBSCRIBED)
         .await;
-    let result = call.result.map_err(|e| e.to_string());
-    if let Err(e) = store
-        .record_registration(instance, result.as_ref().err().map(String::as_str))
-        .await
-    {
+    let result = call.result;
+    let error = result.as_ref().err().map(ToString::to_string);
+    if let Err(e) = store.record_registration(instance, error.as_deref()).await {
         tracing::warn!(instance, error = %e, "events: cannot record the webhook's registration");
     }
     result

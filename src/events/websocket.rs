@@ -92,7 +92,7 @@ async fn session(feed: &Feed) -> String {
     loop {
         let frame = match socket.next_frame().await {
             Ok(frame) => frame,
-            Err(why) => return why,
+            Err(why) => return why.to_string(),
         };
         let managed = feed.managed.borrow().clone();
         match classify_from(

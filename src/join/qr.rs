@@ -10,13 +10,26 @@ const PNG_SCALE: usize = 10;
 /// The quiet zone around the code, in modules (the standard's minimum).
 const QUIET: usize = 4;
 
-fn code(url: &str) -> Result<QrCode, String> {
-    QrCode::with_error_correction_level(url.as_bytes(), EcLevel::M)
-        .map_err(|e| format!("cannot draw a QR code of the link: {e}"))
+/// Why a link could not be drawn.
+#[derive(Debug, thiserror::Error)]
+pub enum QrError {
+    /// The link does not fit in a QR code.
+    #[error("cannot draw a QR code of the link: {0}")]
+    Draw(#[source] qrcode::types::QrError),
+    /// The image would be wider than a PNG may be.
+    #[error("the QR code is too large")]
+    TooLarge(#[source] std::num::TryFromIntError),
+    /// The PNG encoder failed.
+    #[error("cannot write the PNG: {0}")]
+    Png(#[source] png::EncodingError),
+}
+
+fn code(url: &str) -> Result<QrCode, QrError> {
+    QrCode::with_error_correction_level(url.as_bytes(), EcLevel::M).map_err(QrError::Draw)
 }
 
 /// The link as an SVG image.
-pub fn svg(url: &str) -> Result<String, String> {
+pub fn svg(url: &str) -> Result<String, QrError> {
     Ok(code(url)?
         .render::<svg::Color<'_>>()
         .min_dimensions(300, 300)
@@ -26,7 +39,7 @@ pub fn svg(url: &str) -> Result<String, String> {
 
 /// The link drawn with half blocks, for a terminal with a dark background
 /// (its modules drawn in the background colour, the rest in the text's).
-pub fn terminal(url: &str) -> Result<String, String> {
+pub fn terminal(url: &str) -> Result<String, QrError> {
     let mut text = code(url)?
         .render::<unicode::Dense1x2>()
         .dark_color(unicode::Dense1x2::Light)
@@ -38,7 +51,7 @@ pub fn terminal(url: &str) -> Result<String, String> {
 }
 
 /// The link as a PNG image (8-bit grey).
-pub fn png(url: &str) -> Result<Vec<u8>, String> {
+pub fn png(url: &str) -> Result<Vec<u8>, QrError> {
     let code = code(url)?;
     let modules = code.width();
     let colors = code.to_colors();
@@ -56,19 +69,13 @@ pub fn png(url: &str) -> Result<Vec<u8>, String> {
             pixels[row * side + x..row * side + x + PNG_SCALE].fill(0);
         }
     }
-    let side = u32::try_from(side).map_err(|_| "the QR code is too large".to_owned())?;
+    let side = u32::try_from(side).map_err(QrError::TooLarge)?;
     let mut out = Vec::new();
     let mut encoder = png::Encoder::new(&mut out, side, side);
     encoder.set_color(png::ColorType::Grayscale);
     encoder.set_depth(png::BitDepth::Eight);
-    let mut writer = encoder
-        .write_header()
-        .map_err(|e| format!("cannot write the PNG: {e}"))?;
-    writer
-        .write_image_data(&pixels)
-        .map_err(|e| format!("cannot write the PNG: {e}"))?;
-    writer
-        .finish()
-        .map_err(|e| format!("cannot write the PNG: {e}"))?;
+    let mut writer = encoder.write_header().map_err(QrError::Png)?;
+    writer.write_image_data(&pixels).map_err(QrError::Png)?;
+    writer.finish().map_err(QrError::Png)?;
     Ok(out)
 }

@@ -5,19 +5,45 @@ use chrono::{DateTime, Utc};
 /// A time for `--since`/`--until`: RFC 3339 (`2026-12-01T10:00:00-03:00`),
 /// a date and time without an offset (`2026-12-01T10:00`, UTC), a date
 /// (`2026-12-01`, midnight UTC), or a span back from now (`7d`, `12h`, `30m`).
-pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, ParseTimeError> {
     if let Some(t) = parse_absolute(s) {
         return Ok(t);
     }
-    let span = humantime::parse_duration(s).map_err(|_| {
-        format!(
-            "{s:?} is not a time: give a date (2026-12-01), a date and time in UTC (2026-12-01T10:00), RFC 3339 (2026-12-01T10:00:00-03:00) or a span back from now (7d, 12h)"
-        )
+    let span = humantime::parse_duration(s).map_err(|source| ParseTimeError::NotATime {
+        text: s.to_owned(),
+        source,
     })?;
-    let span = chrono::Duration::from_std(span).map_err(|_| format!("{s:?} is too long a span"))?;
+    let too_long = |source| ParseTimeError::TooLong {
+        text: s.to_owned(),
+        source,
+    };
+    let span = chrono::Duration::from_std(span).map_err(|e| too_long(Some(e)))?;
     Utc::now()
         .checked_sub_signed(span)
-        .ok_or_else(|| format!("{s:?} is too long a span"))
+        .ok_or_else(|| too_long(None))
+}
+
+/// Why a text is not a time for [`parse_time`] (each holds the text).
+#[derive(Debug, thiserror::Error)]
+pub enum ParseTimeError {
+    /// Neither a time nor a span.
+    #[error(
+        "{text:?} is not a time: give a date (2026-12-01), a date and time in UTC (2026-12-01T10:00), RFC 3339 (2026-12-01T10:00:00-03:00) or a span back from now (7d, 12h)"
+    )]
+    NotATime {
+        /// The text.
+        text: String,
+        /// Why it is not a span.
+        source: humantime::DurationError,
+    },
+    /// A span reaching back before the earliest time there is.
+    #[error("{text:?} is too long a span")]
+    TooLong {
+        /// The text.
+        text: String,
+        /// When the span does not even fit in a `chrono::Duration`.
+        source: Option<chrono::OutOfRangeError>,
+    },
 }
 
 /// A date, a date and time in UTC, or RFC 3339.

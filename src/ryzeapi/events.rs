@@ -21,6 +21,28 @@ pub enum Upgrade {
     Failed(String),
 }
 
+/// Why an open WebSocket gave no frame: it ended, failed, or stayed silent.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// No frame, and no pong to a ping, for this long.
+    #[error("no frame and no pong for {} s", .0.as_secs())]
+    Silent(std::time::Duration),
+    /// The connection failed (the message cleaned of control characters
+    /// and cut short, as RyzeAPI's messages are).
+    #[error("{}", cleaned(.0))]
+    Failed(#[source] Box<tungstenite::Error>),
+    /// A binary frame that is not UTF-8.
+    #[error("a binary frame that is not text")]
+    NotText(#[source] std::string::FromUtf8Error),
+    /// RyzeAPI closed it.
+    #[error("closed by RyzeAPI")]
+    Closed,
+}
+
+fn cleaned(e: &tungstenite::Error) -> String {
+    reply::clean(&e.to_string())
+}
+
 /// An open WebSocket of one instance.
 pub struct Socket(
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
@@ -45,12 +67,12 @@ impl Socket {
     /// without any answer for another [`IDLE`] the connection is given up
     /// (a half-open TCP connection would otherwise wait for ever). Pings
     /// from RyzeAPI are answered as they come.
-    pub async fn next_frame(&mut self) -> Result<String, String> {
+    pub async fn next_frame(&mut self) -> Result<String, FrameError> {
         let mut pinged = false;
         loop {
             let Ok(next) = tokio::time::timeout(IDLE, self.0.next()).await else {
                 if pinged {
-                    return Err(format!("no frame and no pong for {} s", 2 * IDLE.as_secs()));
+                    return Err(FrameError::Silent(2 * IDLE));
                 }
                 pinged = true;
                 if let Err(e) = self
@@ -58,7 +80,7 @@ impl Socket {
                     .send(tungstenite::Message::Ping(Vec::new().into()))
                     .await
                 {
-                    return Err(reply::clean(&e.to_string()));
+                    return Err(FrameError::Failed(Box::new(e)));
                 }
                 continue;
             };
@@ -66,17 +88,16 @@ impl Socket {
             match next {
                 Some(Ok(tungstenite::Message::Text(text))) => return Ok(text.as_str().to_owned()),
                 Some(Ok(tungstenite::Message::Binary(bytes))) => {
-                    return String::from_utf8(bytes.to_vec())
-                        .map_err(|_| "a binary frame that is not text".to_owned());
+                    return String::from_utf8(bytes.to_vec()).map_err(FrameError::NotText);
                 }
                 Some(Ok(tungstenite::Message::Ping(payload))) => {
                     let _ = self.0.send(tungstenite::Message::Pong(payload)).await;
                 }
                 Some(Ok(tungstenite::Message::Close(_))) | None => {
-                    return Err("closed by RyzeAPI".into());
+                    return Err(FrameError::Closed);
                 }
                 Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(reply::clean(&e.to_string())),
+                Some(Err(e)) => return Err(FrameError::Failed(Box::new(e))),
             }
         }
     }

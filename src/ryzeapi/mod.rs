@@ -14,7 +14,7 @@ mod hold;
 mod reply;
 
 pub use client::{Client, MAX_BODY_BYTES, MAX_RATE_WAIT, http_client};
-pub use events::{Socket, Upgrade};
+pub use events::{FrameError, Socket, Upgrade};
 pub use hold::{Held, Holds};
 pub use reply::{parse_info, parse_reset};
 

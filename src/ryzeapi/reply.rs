@@ -123,14 +123,14 @@ pub fn parse_reset(jid: &Jid, body: &[u8]) -> Result<ResetReply, CallError> {
     let code = match (v.get("inviteCode").and_then(Value::as_str), link) {
         (Some(code), _) => InviteCode::parse(code),
         (None, Some(link)) => InviteCode::from_link(link),
-        (None, None) => Err("inviteCode and inviteLink are missing".to_owned()),
+        (None, None) => return Err(unknown("inviteCode and inviteLink are missing")),
     }
-    .map_err(|e| unknown(&e))?;
+    .map_err(|e| unknown(&e.to_string()))?;
     match link.map(InviteCode::from_link) {
         Some(Ok(linked)) if linked != code => {
             return Err(unknown("inviteLink does not match inviteCode"));
         }
-        Some(Err(e)) => return Err(unknown(&e)),
+        Some(Err(e)) => return Err(unknown(&e.to_string())),
         _ => {}
     }
     Ok(ResetReply { code })

@@ -382,7 +382,7 @@ impl Validator<'_> {
                     Some(jid)
                 }
                 Err(message) => {
-                    self.error(format!("group[{i}].jid"), v, message);
+                    self.error(format!("group[{i}].jid"), v, message.to_string());
                     None
                 }
             });
@@ -390,7 +390,7 @@ impl Validator<'_> {
                 match Schedule::parse_shared(v.get_ref(), &mut schedules) {
                     Ok(s) => Some(s),
                     Err(message) => {
-                        self.error(format!("group[{i}].schedule"), v, message);
+                        self.error(format!("group[{i}].schedule"), v, message.to_string());
                         None
                     }
                 }
