@@ -142,7 +142,7 @@ pub fn verify(text: &str, trusted: &PublicKey) -> Result<Bundle, Discrepancy> {
         }
         let entry = match Entry::parse(line) {
             Ok(e) => e,
-            Err(e) => return fail(n, e),
+            Err(e) => return fail(n, e.to_string()),
         };
         match &last {
             None => first = Some((entry.seq, entry.prev.clone())),
@@ -168,7 +168,7 @@ pub fn verify(text: &str, trusted: &PublicKey) -> Result<Bundle, Discrepancy> {
             }
         }
         if let Some((earlier, was)) = latest.insert(entry.rotation, (entry.seq, line)) {
-            let prev = Entry::parse(was).map_err(Discrepancy)?;
+            let prev = Entry::parse(was).map_err(|e| Discrepancy(e.to_string()))?;
             let before = before.and_then(|b| Entry::parse(b).ok());
             let group_latest = outside.get(&(entry.seq - 1)).copied().flatten();
             if let Err(w) = super::transition::check(&prev, &entry, before.as_ref(), group_latest) {

@@ -56,6 +56,17 @@ pub struct Entry {
     pub trigger: String,
 }
 
+/// Why a stored line is not a ledger entry.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryError {
+    /// Not JSON with exactly an entry's keys.
+    #[error("not a ledger entry: {0}")]
+    NotAnEntry(#[source] serde_json::Error),
+    /// An entry, but not in the canonical encoding (re-encoded or edited).
+    #[error("not in the canonical encoding")]
+    NotCanonical,
+}
+
 /// The facts an entry records, by name, for reports: `(field, value)`, the
 /// value as text (`null` when absent).
 pub const FACTS: [&str; 14] = [
@@ -94,12 +105,11 @@ impl Entry {
 
     /// Parses a stored line; `Err` says why it is not an entry, or not in
     /// the canonical encoding (a line re-encoded or edited by hand).
-    pub fn parse(line: &str) -> Result<Entry, String> {
-        let entry: Entry =
-            serde_json::from_str(line).map_err(|e| format!("not a ledger entry: {e}"))?;
+    pub fn parse(line: &str) -> Result<Entry, EntryError> {
+        let entry: Entry = serde_json::from_str(line).map_err(EntryError::NotAnEntry)?;
         match entry.line() {
             Ok(canonical) if canonical == line => Ok(entry),
-            _ => Err("not in the canonical encoding".to_owned()),
+            _ => Err(EntryError::NotCanonical),
         }
     }
 
@@ -297,16 +307,15 @@ pub struct EntryRef<'a> {
 impl<'a> EntryRef<'a> {
     /// Parses `line` and checks that it is canonical, re-encoding it into a
     /// comparison rather than a copy.
-    pub fn parse(line: &'a str) -> Result<EntryRef<'a>, String> {
-        let entry: EntryRef<'a> =
-            serde_json::from_str(line).map_err(|e| format!("not a ledger entry: {e}"))?;
+    pub fn parse(line: &'a str) -> Result<EntryRef<'a>, EntryError> {
+        let entry: EntryRef<'a> = serde_json::from_str(line).map_err(EntryError::NotAnEntry)?;
         let mut same = SameAs {
             rest: line.as_bytes(),
             same: true,
         };
         let written = serde_json::to_writer(&mut same, &entry);
         if written.is_err() || !same.same || !same.rest.is_empty() {
-            return Err("not in the canonical encoding".to_owned());
+            return Err(EntryError::NotCanonical);
         }
         Ok(entry)
     }

@@ -19,9 +19,9 @@ use std::time::Duration;
 /// database is still to be made, a directory is made there and removed at
 /// once: access(2) answers yes to root everywhere, and to everyone on file
 /// systems that take no new entries (`/proc`, `/sys`), so only trying tells.
-pub fn preflight(path: &Path) -> Result<(), String> {
+pub fn preflight(path: &Path) -> Result<(), PreflightError> {
     if path.file_name().is_none() {
-        return Err("names a directory, not a database file".into());
+        return Err(PreflightError::Directory);
     }
     let dir = parent(path);
     let mut existing = dir.as_path();
@@ -36,36 +36,76 @@ pub fn preflight(path: &Path) -> Result<(), String> {
     } else {
         existing
     };
+    let at = shown.to_owned();
     match std::fs::metadata(shown) {
-        Ok(m) if !m.is_dir() => return Err(format!("{} is not a directory", shown.display())),
+        Ok(m) if !m.is_dir() => return Err(PreflightError::NotADirectory(at)),
         Ok(_) => {}
-        Err(e) => return Err(format!("cannot read {}: {e}", shown.display())),
+        Err(source) => return Err(PreflightError::Unreadable { at, source }),
     }
-    let what = if existing == dir {
-        "cannot create files in"
-    } else {
-        "cannot create the directory, for lack of access to"
-    };
-    if let Err(e) = may(shown, libc::W_OK | libc::X_OK) {
-        return Err(format!("{what} {}: {e}", shown.display()));
+    let making = existing == dir;
+    if let Err(source) = may(shown, libc::W_OK | libc::X_OK) {
+        return Err(PreflightError::NoAccess { at, making, source });
     }
     match std::fs::symlink_metadata(path) {
-        Err(_) => probe(shown).map_err(|e| {
-            let made = if existing == dir {
-                "the database"
-            } else {
-                "its directory"
-            };
-            format!("cannot create {made} in {}: {e}", shown.display())
-        }),
+        Err(_) => {
+            probe(shown).map_err(|source| PreflightError::CannotCreate { at, making, source })
+        }
         Ok(_) => {
-            let m = std::fs::metadata(path).map_err(|e| format!("cannot read it: {e}"))?;
+            let m = std::fs::metadata(path).map_err(PreflightError::CannotRead)?;
             if !m.is_file() {
-                return Err("exists and is not a file".into());
+                return Err(PreflightError::NotAFile);
             }
-            may(path, libc::R_OK | libc::W_OK).map_err(|e| format!("cannot write it: {e}"))
+            may(path, libc::R_OK | libc::W_OK).map_err(PreflightError::CannotWrite)
         }
     }
+}
+
+/// Why [`preflight`] says the database cannot be made or written.
+#[derive(Debug, thiserror::Error)]
+pub enum PreflightError {
+    /// The path ends in a directory.
+    #[error("names a directory, not a database file")]
+    Directory,
+    /// The nearest existing ancestor is not a directory.
+    #[error("{} is not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    /// The nearest existing ancestor cannot be read.
+    #[error("cannot read {}: {source}", at.display())]
+    Unreadable {
+        /// The ancestor.
+        at: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No write access to the nearest existing ancestor.
+    #[error("{} {}: {source}", if *making { "cannot create files in" } else { "cannot create the directory, for lack of access to" }, at.display())]
+    NoAccess {
+        /// The ancestor.
+        at: PathBuf,
+        /// Whether it is the database's own directory.
+        making: bool,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The ancestor takes no new entries (a read-only or virtual file system).
+    #[error("cannot create {} in {}: {source}", if *making { "the database" } else { "its directory" }, at.display())]
+    CannotCreate {
+        /// The ancestor.
+        at: PathBuf,
+        /// Whether it is the database's own directory.
+        making: bool,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The existing database cannot be read.
+    #[error("cannot read it: {0}")]
+    CannotRead(#[source] std::io::Error),
+    /// The path exists and is not a file.
+    #[error("exists and is not a file")]
+    NotAFile,
+    /// The existing database cannot be written.
+    #[error("cannot write it: {0}")]
+    CannotWrite(#[source] std::io::Error),
 }
 
 /// Makes a directory in `dir` and removes it: whether `dir` takes new entries.
@@ -209,10 +249,10 @@ mod tests {
     #[test]
     fn a_path_under_a_file_or_a_read_only_directory_fails_the_preflight() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(preflight(&dir.path().join("new/deeper/h.db")), Ok(()));
+        assert!(preflight(&dir.path().join("new/deeper/h.db")).is_ok());
         let file = dir.path().join("plain");
         std::fs::write(&file, b"x").unwrap();
-        let e = preflight(&file.join("h.db")).unwrap_err();
+        let e = preflight(&file.join("h.db")).unwrap_err().to_string();
         assert!(e.contains("not a directory"), "{e}");
         assert!(
             preflight(dir.path()).is_err(),
@@ -228,7 +268,9 @@ mod tests {
             "nor leaves its probe behind"
         );
         // No new entry in /proc, whoever asks (root included).
-        let e = preflight(Path::new("/proc/x/history.db")).unwrap_err();
+        let e = preflight(Path::new("/proc/x/history.db"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("/proc"), "{e}");
     }
 

@@ -3,8 +3,6 @@
 //! (`hook_deliveries.state`). A stored name that is none of these is an
 //! error when read, never a row skipped.
 
-use std::fmt;
-
 /// What an event in the inbox says, as the receiver classified it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
@@ -85,45 +83,7 @@ impl DeliveryState {
     }
 }
 
-/// A stored name that is no known value.
-#[derive(Debug, thiserror::Error)]
-#[error("{column} holds {value:?}, which is none of the names it may hold")]
-pub struct UnknownName {
-    column: &'static str,
-    value: String,
-}
-
-impl TryFrom<String> for EventKind {
-    type Error = UnknownName;
-    fn try_from(value: String) -> Result<Self, UnknownName> {
-        EventKind::parse(&value).ok_or(UnknownName {
-            column: "events.kind",
-            value,
-        })
-    }
-}
-
-impl TryFrom<String> for DeliveryState {
-    type Error = UnknownName;
-    fn try_from(value: String) -> Result<Self, UnknownName> {
-        DeliveryState::parse(&value).ok_or(UnknownName {
-            column: "hook_deliveries.state",
-            value,
-        })
-    }
-}
-
-impl fmt::Display for EventKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl fmt::Display for DeliveryState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+super::model::decoded_from_text!(EventKind: "event kind", DeliveryState: "delivery state");
 
 impl PartialEq<str> for EventKind {
     fn eq(&self, other: &str) -> bool {
@@ -164,7 +124,7 @@ mod tests {
         let e = EventKind::try_from("member_kicked".to_owned()).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "events.kind holds \"member_kicked\", which is none of the names it may hold"
+            "\"member_kicked\" is not a stored event kind name"
         );
         assert!(DeliveryState::try_from("sent".to_owned()).is_err());
     }

@@ -32,15 +32,15 @@ pub use console::DeliveryRow;
 pub use copy::Copied;
 pub use error::StoreError;
 pub use events::{CallProgress, EventRotation, EventSource, NewEvent, StoredEvent};
-pub use files::{LockError, preflight};
+pub use files::{LockError, PreflightError, preflight};
 pub use join::{JoinLink, NewJoinLink, Spent};
-pub use kinds::{DeliveryState, EventKind, UnknownName};
+pub use kinds::{DeliveryState, EventKind};
 pub use lease::{Fence, Fencing, LeaseState, NodeRow};
 pub use ledger::LedgerRow;
 use ledger::{append_ledger, insert_entries, lock_ledger};
 pub use model::{
     CallRecord, Cause, GroupRecord, HistoryQuery, LastRotation, Leftover, NewRotation, Rotation,
-    Settlement, Status, Trigger,
+    Settlement, Status, Trigger, UnknownName,
 };
 pub use outbox::{Attempt, Delivery, Recipient};
 pub use outside::OutsideChange;

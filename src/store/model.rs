@@ -95,16 +95,24 @@ impl Status {
     }
 }
 
-/// Decoding a stored name: the schema's CHECK constraints admit only known
-/// names, so an error here means a database edited by hand.
+/// A stored name that is none of the names its column may hold: the
+/// schema's CHECK constraints admit only known names, so this means a
+/// database edited by hand.
+#[derive(Debug, thiserror::Error)]
+#[error("{value:?} is not a stored {what} name")]
+pub struct UnknownName {
+    what: &'static str,
+    value: String,
+}
+
+/// Decoding a stored name (`TryFrom<String>`, the error an
+/// [`UnknownName`]), and `Display` as that name.
 macro_rules! decoded_from_text {
-    ($($ty:ident),*) => {$(
+    ($($ty:ident: $what:literal),*) => {$(
         impl TryFrom<String> for $ty {
-            type Error = String;
-            fn try_from(s: String) -> Result<Self, String> {
-                $ty::parse(&s).ok_or_else(|| {
-                    format!("{s:?} is not a stored {} name", stringify!($ty).to_lowercase())
-                })
+            type Error = $crate::store::UnknownName;
+            fn try_from(value: String) -> Result<Self, $crate::store::UnknownName> {
+                $ty::parse(&value).ok_or($crate::store::UnknownName::of($what, value))
             }
         }
 
@@ -115,7 +123,14 @@ macro_rules! decoded_from_text {
         }
     )*};
 }
-decoded_from_text!(Trigger, Status);
+pub(super) use decoded_from_text;
+decoded_from_text!(Trigger: "trigger", Status: "status");
+
+impl UnknownName {
+    pub(super) fn of(what: &'static str, value: String) -> UnknownName {
+        UnknownName { what, value }
+    }
+}
 
 /// Why a rotation runs, as its row records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
