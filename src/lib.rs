@@ -45,33 +45,35 @@
 //! - [`cli`]: the command line; [`commands`]: what each command does;
 //! - [`testing`] (`test-support` feature): a throwaway PostgreSQL.
 
+#![warn(unreachable_pub)]
+
 pub mod audit;
 pub mod backoff;
-pub mod checkpoint;
+pub(crate) mod checkpoint;
 pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
-pub mod console;
+pub(crate) mod console;
 pub mod daemon;
 pub mod emulator;
 pub mod engine;
 pub mod events;
-pub mod exit;
+pub(crate) mod exit;
 pub mod failpoint;
-pub mod ha;
+pub(crate) mod ha;
 pub(crate) mod health;
 pub mod hooks;
-pub mod join;
+pub(crate) mod join;
 pub mod listener;
 pub mod mask;
 pub mod memory;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod node;
 pub(crate) mod outfile;
 pub(crate) mod owner;
 pub mod ratelimit;
-pub mod report;
+pub(crate) mod report;
 pub(crate) mod retention;
 pub mod rotation;
 pub mod ryzeapi;
