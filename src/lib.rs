@@ -49,7 +49,7 @@
 
 pub mod audit;
 pub mod backoff;
-pub(crate) mod checkpoint;
+pub mod checkpoint;
 pub mod cli;
 pub mod clock;
 pub mod commands;

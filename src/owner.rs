@@ -21,7 +21,7 @@ use std::sync::OnceLock;
 
 /// What is known of a row's writer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Liveness {
+pub(crate) enum Liveness {
     /// The writer is this process.
     ThisProcess,
     /// Another process that still runs.
@@ -33,7 +33,7 @@ pub enum Liveness {
 }
 
 /// This process's name as stored in `rotations.owner`.
-pub fn current() -> &'static str {
+pub(crate) fn current() -> &'static str {
     static CURRENT: OnceLock<String> = OnceLock::new();
     CURRENT.get_or_init(|| {
         let pid = std::process::id();
@@ -46,14 +46,14 @@ pub fn current() -> &'static str {
 /// Whether the process named `owner` (as [`current`] names one) still runs,
 /// as seen from a database only this machine uses: another boot id means
 /// the machine rebooted since.
-pub fn liveness(owner: Option<&str>) -> Liveness {
+pub(crate) fn liveness(owner: Option<&str>) -> Liveness {
     liveness_on(owner, false)
 }
 
 /// [`liveness`], for a database `shared` by several machines (PostgreSQL):
 /// there another boot id may be another machine, whose processes cannot
 /// be seen from here: [`Liveness::Unknown`].
-pub fn liveness_on(owner: Option<&str>, shared: bool) -> Liveness {
+pub(crate) fn liveness_on(owner: Option<&str>, shared: bool) -> Liveness {
     let Some(owner) = owner else {
         return Liveness::Unknown;
     };

@@ -11,15 +11,15 @@ use std::future::Future;
 use std::time::Duration;
 
 /// Rows per table per batch: a batch holds the store for milliseconds.
-pub const BATCH: u32 = 500;
+pub(crate) const BATCH: u32 = 500;
 /// How often the pruner looks again.
-pub const EVERY: Duration = Duration::from_secs(3600);
+pub(crate) const EVERY: Duration = Duration::from_secs(3600);
 /// Pause between batches, so that rotations queued on the store go first.
 const BREATHE: Duration = Duration::from_millis(50);
 
 /// Prunes everything older than `keep` now, batch by batch; returns what
 /// went. Stops early (what is left waits for the next pass) on a store error.
-pub async fn prune(store: &Store, keep: Duration) -> Pruned {
+pub(crate) async fn prune(store: &Store, keep: Duration) -> Pruned {
     let mut total = Pruned::default();
     let Some(before) = cutoff(keep) else {
         return total;
@@ -55,7 +55,7 @@ pub async fn prune(store: &Store, keep: Duration) -> Pruned {
 
 /// Prunes RyzeAPI's raw events older than `keep`, batch by batch; returns
 /// how many went (or lost their data).
-pub async fn prune_events(store: &Store, keep: Duration) -> u64 {
+pub(crate) async fn prune_events(store: &Store, keep: Duration) -> u64 {
     let Some(before) = cutoff(keep) else {
         return 0;
     };
@@ -92,7 +92,7 @@ async fn release(store: &Store) {
 
 /// Prunes now and then every [`EVERY`] until `shutdown`: the call log after
 /// `keep_calls`, the raw events after `keep_events`; `None` keeps them.
-pub async fn run(
+pub(crate) async fn run(
     store: Store,
     keep_calls: Option<Duration>,
     keep_events: Option<Duration>,

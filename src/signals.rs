@@ -6,7 +6,7 @@ use std::future::Future;
 /// this is called (not when it is first polled), so a signal that arrives
 /// during start-up is not lost. If they cannot be installed (which does not
 /// happen on Linux), it waits for ^C alone.
-pub fn shutdown() -> impl Future<Output = ()> {
+pub(crate) fn shutdown() -> impl Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let handlers = (
         signal(SignalKind::terminate()),
@@ -30,6 +30,6 @@ pub fn shutdown() -> impl Future<Output = ()> {
 /// The SIGHUPs to come, listened for from now on: a SIGHUP then no longer
 /// ends the process (its default), whenever it comes. `None` if the handler
 /// cannot be installed (which does not happen on Linux).
-pub fn hangups() -> Option<tokio::signal::unix::Signal> {
+pub(crate) fn hangups() -> Option<tokio::signal::unix::Signal> {
     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
 }

@@ -10,14 +10,14 @@ const PING_EVERY: Duration = Duration::from_secs(1);
 
 /// The daemon's [`Lifecycle`] under systemd.
 #[derive(Debug)]
-pub struct Systemd {
+pub(crate) struct Systemd {
     watchdog: bool,
     last_ping: Mutex<Option<Instant>>,
 }
 
 impl Systemd {
     /// Reads `$NOTIFY_SOCKET` and `$WATCHDOG_USEC` as systemd set them.
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         let mut usec = 0;
         Systemd {
             watchdog: sd_notify::watchdog_enabled(false, &mut usec),

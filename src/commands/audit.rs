@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
 
 /// `audit keygen --output FILE`: a new key, its public half on stdout.
-pub fn keygen(output: &Path) -> Result<Exit, Failure> {
+pub(super) fn keygen(output: &Path) -> Result<Exit, Failure> {
     let runtime = |e: crate::audit::KeyError| Failure::Runtime(e.to_string());
     let key = AuditKey::generate().map_err(runtime)?;
     key.write_new(output).map_err(runtime)?;
@@ -24,7 +24,7 @@ pub fn keygen(output: &Path) -> Result<Exit, Failure> {
 
 /// What `audit verify` checks.
 #[derive(Debug, Default)]
-pub struct VerifyArgs {
+pub(super) struct VerifyArgs {
     /// `--database`.
     pub database: Option<PathBuf>,
     /// `--bundle`.
@@ -38,7 +38,7 @@ pub struct VerifyArgs {
 /// `audit verify`: exit 0 when the history holds, 1 with the first
 /// discrepancy named (with `--public-key`, a history without any
 /// checkpoint does not hold: nothing in it is signed).
-pub async fn verify(config_path: &Path, args: VerifyArgs) -> Result<Exit, Failure> {
+pub(super) async fn verify(config_path: &Path, args: VerifyArgs) -> Result<Exit, Failure> {
     let trusted = args
         .public_key
         .as_deref()
@@ -128,7 +128,11 @@ pub async fn verify(config_path: &Path, args: VerifyArgs) -> Result<Exit, Failur
 }
 
 /// `audit export --since … --output FILE`.
-pub async fn export(config_path: &Path, since: DateTime<Utc>, out: &Path) -> Result<Exit, Failure> {
+pub(super) async fn export(
+    config_path: &Path,
+    since: DateTime<Utc>,
+    out: &Path,
+) -> Result<Exit, Failure> {
     let config = load_config(config_path, Purpose::Read)?;
     let Some(key) = config.audit_key.clone() else {
         return Err(Failure::ConfigLacks(

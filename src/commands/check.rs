@@ -7,7 +7,7 @@ use crate::exit::Exit;
 use chrono::{SecondsFormat, Utc};
 use std::path::Path;
 
-pub fn run(path: &Path, next: usize, format: CheckFormat) -> Result<Exit, Failure> {
+pub(super) fn run(path: &Path, next: usize, format: CheckFormat) -> Result<Exit, Failure> {
     let config = load_config(path, Purpose::Run)?;
     let now = Utc::now();
     let upcoming = |g: &crate::config::Group| -> Vec<String> {

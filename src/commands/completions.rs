@@ -6,7 +6,7 @@ use crate::exit::Exit;
 use clap::CommandFactory;
 use clap_complete::Shell;
 
-pub fn run(shell: Shell) -> Result<Exit, Failure> {
+pub(super) fn run(shell: Shell) -> Result<Exit, Failure> {
     // Rendered in memory first: clap_complete panics on a failed write.
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut Cli::command(), "invite-rotator", &mut script);

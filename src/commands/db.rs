@@ -7,7 +7,7 @@ use crate::exit::Exit;
 use crate::store::{LockError, Store};
 use std::path::Path;
 
-pub async fn copy(config_path: &Path, from: &Path) -> Result<Exit, Failure> {
+pub(super) async fn copy(config_path: &Path, from: &Path) -> Result<Exit, Failure> {
     // The target's password is read; the instances' tokens are not needed.
     let config = load_config(config_path, Purpose::Read)?;
     if !matches!(config.database, Database::Postgres(_)) {

@@ -30,7 +30,7 @@ const GROUPS: [(&str, Membership, &str); 4] = [
 /// The quiet period after a removal.
 const EVENT_DELAY: u64 = 2;
 
-pub async fn run(seconds: u64) -> Result<Exit, Failure> {
+pub(super) async fn run(seconds: u64) -> Result<Exit, Failure> {
     let runtime = |e: &dyn std::fmt::Display| Failure::Runtime(e.to_string());
     let emulator = Emulator::new(EmulatorOptions::default());
     emulator.add_instance(INSTANCE, TOKEN);

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-pub async fn run(
+pub(super) async fn run(
     listen: SocketAddr,
     requests_per_minute: u32,
     latency: Duration,

@@ -31,7 +31,11 @@ struct Line<'a> {
     data: serde_json::Value,
 }
 
-pub async fn list(config_path: &Path, limit: u32, format: StatusFormat) -> Result<Exit, Failure> {
+pub(super) async fn list(
+    config_path: &Path,
+    limit: u32,
+    format: StatusFormat,
+) -> Result<Exit, Failure> {
     // Like `history`: the groups and the database, not the tokens.
     let config = load_config(config_path, Purpose::Read)?;
     if let Some(path) = config.database.sqlite_path()
@@ -135,7 +139,7 @@ fn write(
     out.flush()
 }
 
-pub async fn register(config_path: &Path) -> Result<Exit, Failure> {
+pub(super) async fn register(config_path: &Path) -> Result<Exit, Failure> {
     let config = load_config(config_path, Purpose::Run)?;
     let settings = config.events.as_ref();
     let (Some(url), Some(secret)) = (

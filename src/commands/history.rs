@@ -12,7 +12,7 @@ use crate::store::HistoryQuery;
 use std::io::BufWriter;
 use std::path::Path;
 
-pub async fn run(config_path: &Path, args: &HistoryArgs) -> Result<Exit, Failure> {
+pub(crate) async fn run(config_path: &Path, args: &HistoryArgs) -> Result<Exit, Failure> {
     // An auditor may hold the database but not the tokens: they are not read.
     let store = open_history(config_path, args.database.as_deref()).await?;
     if !store

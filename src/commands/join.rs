@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 /// What `join create` was asked for.
 #[derive(Debug)]
-pub struct Create {
+pub(super) struct Create {
     /// The group's name or JID.
     pub group: String,
     /// The link's name.
@@ -32,7 +32,7 @@ pub struct Create {
 }
 
 /// `join create`: makes the link (and its QR code) and prints its URL.
-pub async fn create(config_path: &Path, args: Create) -> Result<Exit, Failure> {
+pub(super) async fn create(config_path: &Path, args: Create) -> Result<Exit, Failure> {
     let config = load_config(config_path, Purpose::Read)?;
     let Some(join) = &config.join else {
         return Err(Failure::ConfigLacks(format!(
@@ -141,7 +141,7 @@ pub async fn create(config_path: &Path, args: Create) -> Result<Exit, Failure> {
 }
 
 /// `join list`: every link, as a table or JSON Lines.
-pub async fn list(config_path: &Path, format: StatusFormat) -> Result<Exit, Failure> {
+pub(super) async fn list(config_path: &Path, format: StatusFormat) -> Result<Exit, Failure> {
     let config = load_config(config_path, Purpose::Read)?;
     let Some(store) = open_existing(&config).await? else {
         return print_bytes(b"");
@@ -200,7 +200,7 @@ pub async fn list(config_path: &Path, format: StatusFormat) -> Result<Exit, Fail
 }
 
 /// `join revoke`: the link answers 410 from now on.
-pub async fn revoke(config_path: &Path, name: &str) -> Result<Exit, Failure> {
+pub(super) async fn revoke(config_path: &Path, name: &str) -> Result<Exit, Failure> {
     let config = load_config(config_path, Purpose::Read)?;
     let missing = || Failure::Runtime(format!("no join link named {name:?} in use"));
     let Some(store) = open_existing(&config).await? else {

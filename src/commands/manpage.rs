@@ -14,7 +14,7 @@ use std::path::Path;
 /// The date on every page: the day the build's commit was made (see build.rs).
 const DATE: &str = env!("INVITE_ROTATOR_DATE");
 
-pub fn run(dir: Option<&Path>) -> Result<Exit, Failure> {
+pub(super) fn run(dir: Option<&Path>) -> Result<Exit, Failure> {
     let pages =
         pages().map_err(|e| Failure::Runtime(format!("cannot render the man pages: {e}")))?;
     let Some(dir) = dir else {
@@ -34,7 +34,7 @@ pub fn run(dir: Option<&Path>) -> Result<Exit, Failure> {
 }
 
 /// Every page, the main one first, as `(file name, roff)`.
-pub fn pages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
+pub(super) fn pages() -> std::io::Result<Vec<(String, Vec<u8>)>> {
     let mut cli = Cli::command().disable_help_subcommand(true);
     cli.build();
     let mut out = vec![render(&cli, None)?];

@@ -6,7 +6,7 @@ use crate::store::{LeaseState, NodeRow, Store};
 use std::time::Duration;
 
 /// What `status` shows of the nodes.
-pub struct Nodes {
+pub(super) struct Nodes {
     /// The lease.
     pub lease: LeaseState,
     /// The nodes seen lately, the active one first.
@@ -15,7 +15,7 @@ pub struct Nodes {
 
 impl Nodes {
     /// Reads them; nodes not seen within three leases are left out.
-    pub async fn read(store: &Store, lease: Duration) -> Option<Nodes> {
+    pub(super) async fn read(store: &Store, lease: Duration) -> Option<Nodes> {
         let within = lease * crate::ha::SEEN_WITHIN_LEASES;
         Some(Nodes {
             lease: store.lease_state().await.ok()?,
@@ -24,7 +24,7 @@ impl Nodes {
     }
 
     /// The active node, as `host pid`, if one holds the lease.
-    pub fn active(&self) -> Option<String> {
+    pub(super) fn active(&self) -> Option<String> {
         let holder = self
             .lease
             .holder
@@ -35,7 +35,7 @@ impl Nodes {
     }
 
     /// The table: HOST, PID, ROLE, ACTIVE SINCE, LAST SEEN.
-    pub fn table(&self) -> String {
+    pub(super) fn table(&self) -> String {
         let holder = self.lease.holder.as_deref().filter(|_| !self.lease.expired);
         let rows: Vec<Vec<String>> = self
             .nodes

@@ -9,7 +9,7 @@ use crate::signals;
 use crate::store::{Status, Store, Trigger};
 use std::path::Path;
 
-pub async fn run(path: &Path, all: bool, keys: &[String]) -> Result<Exit, Failure> {
+pub(super) async fn run(path: &Path, all: bool, keys: &[String]) -> Result<Exit, Failure> {
     if !all && keys.is_empty() {
         return Err(Failure::Usage(
             "name the groups to rotate (by name or JID), or use --all for every group".into(),

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
-pub async fn run(path: &Path) -> Result<Exit, Failure> {
+pub(super) async fn run(path: &Path) -> Result<Exit, Failure> {
     // The handlers come first: from here on a SIGTERM is a clean stop and a
     // SIGHUP a reload (taken once the daemon runs), even during start-up.
     let mut shutdown = Box::pin(signals::shutdown());

@@ -40,7 +40,7 @@ struct Line<'a> {
     active_node: Option<&'a str>,
 }
 
-pub async fn run(config_path: &Path, format: StatusFormat) -> Result<Exit, Failure> {
+pub(super) async fn run(config_path: &Path, format: StatusFormat) -> Result<Exit, Failure> {
     // Like `history`, `status` needs the groups and the database, not the tokens.
     let config = load_config(config_path, Purpose::Read)?;
     let (records, sources, nodes) = read_records(&config).await?;

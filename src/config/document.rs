@@ -13,7 +13,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 /// A string value together with where it stands in the file.
-pub type SpannedStr = Spanned<String>;
+pub(super) type SpannedStr = Spanned<String>;
 
 /// Collects the problems met while reading one file.
 pub(super) struct Reader<'t> {
@@ -36,7 +36,7 @@ pub(super) struct Table<'a> {
 
 impl<'a> Table<'a> {
     /// The path of `name` in this table.
-    pub fn key(&self, name: &str) -> String {
+    pub(super) fn key(&self, name: &str) -> String {
         if self.path.is_empty() {
             name.to_owned()
         } else {
@@ -45,12 +45,12 @@ impl<'a> Table<'a> {
     }
 
     /// Where the table starts: the span of its header (or first key).
-    pub fn span(&self) -> Range<usize> {
+    pub(super) fn span(&self) -> Range<usize> {
         self.at.clone()
     }
 
     /// Whether the file sets `name` here, whatever its type.
-    pub fn contains(&self, name: &str) -> bool {
+    pub(super) fn contains(&self, name: &str) -> bool {
         self.entries.is_some_and(|e| e.contains_key(name))
     }
 
@@ -85,7 +85,7 @@ pub(super) fn line_of(text: &str, offset: usize) -> usize {
 
 impl<'t> Reader<'t> {
     /// A reader of `text`, the file at `path`.
-    pub fn new(text: &'t str, path: &'t Path) -> Self {
+    pub(super) fn new(text: &'t str, path: &'t Path) -> Self {
         Reader {
             text,
             path,
@@ -94,7 +94,7 @@ impl<'t> Reader<'t> {
     }
 
     /// Records a problem at byte `offset` (its line), or of the whole file.
-    pub fn push(
+    pub(super) fn push(
         &mut self,
         key: impl Into<String>,
         offset: Option<usize>,
@@ -109,7 +109,7 @@ impl<'t> Reader<'t> {
     }
 
     /// The document's top-level table.
-    pub fn root<'a>(&self, doc: &'a Spanned<DeTable<'a>>) -> Table<'a> {
+    pub(super) fn root<'a>(&self, doc: &'a Spanned<DeTable<'a>>) -> Table<'a> {
         Table {
             path: String::new(),
             entries: Some(doc.get_ref()),
@@ -124,7 +124,11 @@ impl<'t> Reader<'t> {
     }
 
     /// A string value, if set; a value of another type is reported.
-    pub fn string<'a>(&mut self, t: &mut Table<'a>, name: &'static str) -> Option<SpannedStr> {
+    pub(super) fn string<'a>(
+        &mut self,
+        t: &mut Table<'a>,
+        name: &'static str,
+    ) -> Option<SpannedStr> {
         let value = t.get(name)?;
         match value.get_ref() {
             DeValue::String(s) => Some(Spanned::new(value.span(), s.to_string())),
@@ -136,7 +140,11 @@ impl<'t> Reader<'t> {
     }
 
     /// A whole number, if set.
-    pub fn integer<'a>(&mut self, t: &mut Table<'a>, name: &'static str) -> Option<Spanned<i64>> {
+    pub(super) fn integer<'a>(
+        &mut self,
+        t: &mut Table<'a>,
+        name: &'static str,
+    ) -> Option<Spanned<i64>> {
         let value = t.get(name)?;
         match value.get_ref() {
             DeValue::Integer(i) => {
@@ -161,7 +169,7 @@ impl<'t> Reader<'t> {
     }
 
     /// `true` or `false`, if set.
-    pub fn boolean<'a>(&mut self, t: &mut Table<'a>, name: &'static str) -> Option<bool> {
+    pub(super) fn boolean<'a>(&mut self, t: &mut Table<'a>, name: &'static str) -> Option<bool> {
         let value = t.get(name)?;
         match value.get_ref() {
             DeValue::Boolean(b) => Some(*b),
@@ -173,7 +181,7 @@ impl<'t> Reader<'t> {
     }
 
     /// A list of strings, if set.
-    pub fn strings<'a>(
+    pub(super) fn strings<'a>(
         &mut self,
         t: &mut Table<'a>,
         name: &'static str,
@@ -202,7 +210,7 @@ impl<'t> Reader<'t> {
     }
 
     /// The table `[name]` (empty if the file has none).
-    pub fn table<'a>(&mut self, t: &mut Table<'a>, name: &'static str) -> Table<'a> {
+    pub(super) fn table<'a>(&mut self, t: &mut Table<'a>, name: &'static str) -> Table<'a> {
         let path = t.key(name);
         let value = t.get(name);
         let entries = match value.map(Spanned::get_ref) {
@@ -224,7 +232,7 @@ impl<'t> Reader<'t> {
     }
 
     /// The array of tables `[[name]]`, each named `name[i]`.
-    pub fn tables<'a>(&mut self, t: &mut Table<'a>, name: &'static str) -> Vec<Table<'a>> {
+    pub(super) fn tables<'a>(&mut self, t: &mut Table<'a>, name: &'static str) -> Vec<Table<'a>> {
         let Some(value) = t.get(name) else {
             return Vec::new();
         };
@@ -253,7 +261,7 @@ impl<'t> Reader<'t> {
 
     /// Reports `value` missing from `t` when the file does not set it (a value
     /// of the wrong type was reported already).
-    pub fn required<T>(
+    pub(super) fn required<T>(
         &mut self,
         t: &Table<'_>,
         name: &str,
@@ -270,7 +278,7 @@ impl<'t> Reader<'t> {
 
     /// Reports every key of `t` that was never asked for, naming the known
     /// key it was probably meant to be.
-    pub fn finish(&mut self, t: Table<'_>) {
+    pub(super) fn finish(&mut self, t: Table<'_>) {
         let Some(entries) = t.entries else { return };
         for (key, value) in entries.iter() {
             let name: &str = key.get_ref();

@@ -9,7 +9,7 @@ use toml::Spanned;
 use toml::de::DeTable;
 
 #[derive(Debug, Default)]
-pub struct RawConfig {
+pub(super) struct RawConfig {
     pub api: RawApi,
     pub rate_limit: RawRateLimit,
     pub retry: RawRetry,
@@ -27,24 +27,24 @@ pub struct RawConfig {
 }
 
 #[derive(Debug, Default)]
-pub struct RawAudit {
+pub(super) struct RawAudit {
     pub signing_key_file: Option<SpannedStr>,
 }
 
 #[derive(Debug, Default)]
-pub struct RawConsole {
+pub(super) struct RawConsole {
     pub listen: Option<SpannedStr>,
     pub token_file: Option<SpannedStr>,
 }
 
 #[derive(Debug, Default)]
-pub struct RawJoin {
+pub(super) struct RawJoin {
     pub listen: Option<SpannedStr>,
     pub public_url: Option<SpannedStr>,
 }
 
 #[derive(Debug, Default)]
-pub struct RawEvents {
+pub(super) struct RawEvents {
     pub listen: Option<SpannedStr>,
     pub public_url: Option<SpannedStr>,
     pub authorization_env: Option<SpannedStr>,
@@ -55,27 +55,27 @@ pub struct RawEvents {
 }
 
 #[derive(Debug, Default)]
-pub struct RawApi {
+pub(super) struct RawApi {
     pub base_url: Option<SpannedStr>,
     pub timeout: Option<SpannedStr>,
     pub proxy: Option<SpannedStr>,
 }
 
 #[derive(Debug, Default)]
-pub struct RawRateLimit {
+pub(super) struct RawRateLimit {
     pub requests_per_minute: Option<Spanned<i64>>,
     pub max_concurrent: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default)]
-pub struct RawRetry {
+pub(super) struct RawRetry {
     pub max_attempts: Option<Spanned<i64>>,
     pub backoff_initial: Option<SpannedStr>,
     pub backoff_max: Option<SpannedStr>,
 }
 
 #[derive(Debug, Default)]
-pub struct RawDatabase {
+pub(super) struct RawDatabase {
     pub path: Option<SpannedStr>,
     pub url: Option<SpannedStr>,
     pub password_env: Option<SpannedStr>,
@@ -84,12 +84,12 @@ pub struct RawDatabase {
 }
 
 #[derive(Debug, Default)]
-pub struct RawHa {
+pub(super) struct RawHa {
     pub lease: Option<SpannedStr>,
 }
 
 #[derive(Debug, Default)]
-pub struct RawDefaults {
+pub(super) struct RawDefaults {
     pub timezone: Option<SpannedStr>,
     pub jitter: Option<SpannedStr>,
     pub catch_up: Option<bool>,
@@ -98,11 +98,11 @@ pub struct RawDefaults {
 }
 
 #[derive(Debug, Default)]
-pub struct RawMetrics {
+pub(super) struct RawMetrics {
     pub listen: Option<SpannedStr>,
 }
 
-pub struct RawInstance {
+pub(super) struct RawInstance {
     pub name: Option<SpannedStr>,
     pub token_env: Option<SpannedStr>,
     pub token_file: Option<SpannedStr>,
@@ -126,7 +126,7 @@ impl std::fmt::Debug for RawInstance {
 }
 
 #[derive(Debug)]
-pub struct RawGroup {
+pub(super) struct RawGroup {
     pub name: Option<SpannedStr>,
     pub instance: Option<SpannedStr>,
     pub jid: Option<SpannedStr>,
@@ -138,7 +138,7 @@ pub struct RawGroup {
     pub event_delay: Option<SpannedStr>,
 }
 
-pub struct RawHook {
+pub(super) struct RawHook {
     pub name: Option<SpannedStr>,
     pub kind: Option<SpannedStr>,
     pub url: Option<SpannedStr>,

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 /// Days shown.
-pub const DAYS: i64 = 90;
+pub(crate) const DAYS: i64 = 90;
 
 /// The results stacked, bottom up, with their colours.
 const SERIES: [(&str, &str); 4] = [
@@ -18,7 +18,7 @@ const SERIES: [(&str, &str); 4] = [
 ];
 
 /// The chart for `counts` (`(day, status, count)`) ending on `today`.
-pub fn svg(counts: &[(String, String, i64)], today: DateTime<Utc>) -> String {
+pub(crate) fn svg(counts: &[(String, String, i64)], today: DateTime<Utc>) -> String {
     let mut by_day: HashMap<(&str, &str), i64> = HashMap::new();
     for (day, status, n) in counts {
         *by_day.entry((day.as_str(), status.as_str())).or_default() += n;

@@ -18,7 +18,7 @@
 //! aggregate.
 
 mod auth;
-pub mod chart;
+pub(crate) mod chart;
 mod group;
 mod pages;
 mod rows;
@@ -69,7 +69,7 @@ struct Cache {
 }
 
 /// Serves the console on `listener` until `stop`.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     limits: Limits,
     settings: ConsoleSettings,

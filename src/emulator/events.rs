@@ -23,7 +23,7 @@ pub const OWN_ACCOUNT: &str = "5511900000000@s.whatsapp.net";
 /// Another admin of the groups, for changes made outside invite-rotator.
 pub const OTHER_ADMIN: &str = "5511988887777@s.whatsapp.net";
 /// The events RyzeAPI knows.
-pub const CATALOG: [&str; 6] = [
+pub(super) const CATALOG: [&str; 6] = [
     "message.exchange",
     "message.status",
     "call.update",

@@ -130,7 +130,7 @@ pub(super) fn new_code() -> String {
 }
 
 impl State {
-    pub fn add_instance(&mut self, name: &str, token: &str) {
+    pub(super) fn add_instance(&mut self, name: &str, token: &str) {
         let instance = InstanceState {
             token: token.to_owned(),
             connected: true,
@@ -138,7 +138,7 @@ impl State {
         self.instances.insert(name.to_owned(), instance);
     }
 
-    pub fn add_group(&mut self, instance: &str, jid: &str, admin: bool) -> String {
+    pub(super) fn add_group(&mut self, instance: &str, jid: &str, admin: bool) -> String {
         let code = new_code();
         let group = GroupState {
             instance: instance.to_owned(),
@@ -151,14 +151,14 @@ impl State {
         code
     }
 
-    pub fn set_connected(&mut self, instance: &str, connected: bool) {
+    pub(super) fn set_connected(&mut self, instance: &str, connected: bool) {
         if let Some(i) = self.instances.get_mut(instance) {
             i.connected = connected;
         }
     }
 
     /// Decides the reply to `req` (a group route) and applies its effect.
-    pub fn handle(&mut self, req: &Request<'_>, limit: u32, auto_create: bool) -> Reply {
+    pub(super) fn handle(&mut self, req: &Request<'_>, limit: u32, auto_create: bool) -> Reply {
         self.serve(req, limit, auto_create, |state, connected| {
             state.decide(req, connected, auto_create)
         })
@@ -167,7 +167,7 @@ impl State {
     /// Authenticates and paces `req` as the API does, then lets `then`
     /// decide (told whether the instance is connected); logs the call and
     /// adds the rate headers.
-    pub fn serve(
+    pub(super) fn serve(
         &mut self,
         req: &Request<'_>,
         limit: u32,
@@ -300,12 +300,12 @@ impl State {
     }
 
     /// Queues a reset of `jid` to land at `at`.
-    pub fn reset_later(&mut self, jid: &str, at: Instant) {
+    pub(super) fn reset_later(&mut self, jid: &str, at: Instant) {
         self.late.push((jid.to_owned(), at));
     }
 
     /// Lands every queued reset whose time has come.
-    pub fn land_late_resets(&mut self) {
+    pub(super) fn land_late_resets(&mut self) {
         let now = Instant::now();
         let due: Vec<String> = self
             .late
@@ -321,7 +321,7 @@ impl State {
 
     /// Resets the link of `jid` (by `by`): a new code, in the chain, and
     /// the link change reported as WhatsApp reports it. Returns the code.
-    pub fn new_link(&mut self, jid: &str, by: &str) -> String {
+    pub(super) fn new_link(&mut self, jid: &str, by: &str) -> String {
         let Some(group) = self.groups.get_mut(jid) else {
             return String::new();
         };

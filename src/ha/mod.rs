@@ -31,13 +31,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// How long a node not seen is still listed by `status`, in leases.
-pub const SEEN_WITHIN_LEASES: u32 = 3;
+pub(crate) const SEEN_WITHIN_LEASES: u32 = 3;
 /// Nodes not seen for this long are forgotten.
 const FORGET_AFTER: Duration = Duration::from_secs(86_400);
 
 /// This process, as a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Node {
+pub(crate) struct Node {
     /// `host/pid/nonce`: unique per process, across hosts and restarts.
     pub id: String,
     /// The host's name.
@@ -50,7 +50,7 @@ pub struct Node {
 
 impl Node {
     /// This process.
-    pub fn this_process() -> Node {
+    pub(crate) fn this_process() -> Node {
         let host = hostname();
         let pid = std::process::id();
         let nonce: String = (0..8)
@@ -78,7 +78,7 @@ fn hostname() -> String {
 
 /// What this node does now.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     /// Waits for the lease.
     Standby,
     /// Holds the lease of `term` since `since`.
@@ -92,12 +92,12 @@ pub enum Role {
 
 impl Role {
     /// Whether this node is active.
-    pub fn is_active(&self) -> bool {
+    pub(crate) fn is_active(&self) -> bool {
         matches!(self, Role::Active { .. })
     }
 
     /// `active` or `standby`.
-    pub fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             Role::Active { .. } => "active",
             Role::Standby => "standby",
@@ -109,7 +109,7 @@ impl Role {
 /// sent on the returned channel as it changes, and set as `store`'s
 /// fencing (so the store's writes that begin work check it) and on the
 /// metrics. At `stop`, an active node gives the lease up.
-pub fn spawn(
+pub(crate) fn spawn(
     store: Store,
     node: Arc<Node>,
     lease: Duration,

@@ -12,7 +12,7 @@ use chrono_tz::Tz;
 
 /// A group's state, as `status` prints it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Health {
+pub(crate) struct Health {
     /// When its next rotation goes (the cron time plus its jitter share), in
     /// its zone; none if the schedule never fires again.
     pub next: Option<DateTime<Tz>>,
@@ -28,7 +28,7 @@ pub struct Health {
 
 impl Health {
     /// Neither overdue nor failing.
-    pub fn is_healthy(&self) -> bool {
+    pub(crate) fn is_healthy(&self) -> bool {
         !self.overdue && !self.failing
     }
 }
@@ -46,7 +46,12 @@ impl Health {
 ///
 /// **Failing**: the latest settled rotation (not `pending`) failed or ended
 /// `unknown`.
-pub fn assess(index: usize, group: &Group, record: &GroupRecord, now: DateTime<Utc>) -> Health {
+pub(crate) fn assess(
+    index: usize,
+    group: &Group,
+    record: &GroupRecord,
+    now: DateTime<Utc>,
+) -> Health {
     let next =
         timers::upcoming_fire(index, group, now).map(|f| f.at.with_timezone(&group.timezone));
     Health {
@@ -61,7 +66,11 @@ pub fn assess(index: usize, group: &Group, record: &GroupRecord, now: DateTime<U
 /// When `group` becomes overdue if nothing succeeds after `reference` (its
 /// latest success, or when the daemon first saw it): when the second fire
 /// after it goes. `None` if its schedule has fewer than two fires left.
-pub fn overdue_at(index: usize, group: &Group, reference: DateTime<Utc>) -> Option<DateTime<Utc>> {
+pub(crate) fn overdue_at(
+    index: usize,
+    group: &Group,
+    reference: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
     let first = timers::upcoming_fire(index, group, reference)?;
     Some(timers::next_fire(index, group, first.due)?.at)
 }

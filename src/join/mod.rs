@@ -15,9 +15,9 @@
 //! The listener has its own port and serves nothing else (see
 //! [`crate::listener`] for its defences). Every node serves the links.
 
-pub mod pages;
-pub mod qr;
-pub mod slug;
+pub(crate) mod pages;
+pub(crate) mod qr;
+pub(crate) mod slug;
 
 use crate::config::Group;
 use crate::engine::Engine;
@@ -44,13 +44,13 @@ use tokio::time::MissedTickBehavior;
 
 /// How often the links and the live codes are read from the database: a
 /// rotation, a revocation or a new link takes effect within this.
-pub const REFRESH: Duration = Duration::from_millis(250);
+pub(crate) const REFRESH: Duration = Duration::from_millis(250);
 /// How often counted uses are written.
-pub const FLUSH: Duration = Duration::from_secs(1);
+pub(crate) const FLUSH: Duration = Duration::from_secs(1);
 
 /// What a link answers now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkState {
+pub(crate) enum LinkState {
     /// It works.
     Active,
     /// `join revoke` withdrew it.
@@ -63,7 +63,7 @@ pub enum LinkState {
 
 impl LinkState {
     /// Of `link` at `now`.
-    pub fn of(link: &JoinLink, now: DateTime<Utc>) -> LinkState {
+    pub(crate) fn of(link: &JoinLink, now: DateTime<Utc>) -> LinkState {
         if link.revoked_at.is_some() {
             LinkState::Revoked
         } else if link
@@ -81,7 +81,7 @@ impl LinkState {
     }
 
     /// As `join list` shows it.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             LinkState::Active => "active",
             LinkState::Revoked => "revoked",
@@ -107,14 +107,14 @@ struct Snapshot {
 
 /// What reads a group's live link through the API: the running config's
 /// groups and engine (a reload sends new ones).
-pub struct Reader {
+pub(crate) struct Reader {
     engine: Engine,
     groups: HashMap<String, Group>,
 }
 
 impl Reader {
     /// Of the running config's `groups`, read through `engine`.
-    pub fn new(engine: Engine, groups: &[Group]) -> Reader {
+    pub(crate) fn new(engine: Engine, groups: &[Group]) -> Reader {
         Reader {
             engine,
             groups: groups
@@ -149,7 +149,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Serves the join links on `listener` until `stop`, then writes the uses
 /// counted so far.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     limits: Limits,
     store: Store,

@@ -4,7 +4,7 @@
 
 /// A language of the pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
+pub(crate) enum Lang {
     /// English, the default.
     En,
     /// Spanish.
@@ -16,7 +16,7 @@ pub enum Lang {
 impl Lang {
     /// The reader's language among ours, by `Accept-Language` (its
     /// quality values honoured); English when none of ours is asked for.
-    pub fn from_header(header: Option<&str>) -> Lang {
+    pub(crate) fn from_header(header: Option<&str>) -> Lang {
         let mut best = (Lang::En, -1.0f32);
         for part in header.unwrap_or("").split(',').take(16) {
             let mut pieces = part.trim().split(';');
@@ -49,7 +49,7 @@ impl Lang {
 
 /// The page a limited link shows before it is spent: a Join button that
 /// POSTs, so that link previews (which only GET) spend nothing.
-pub fn join(lang: Lang) -> String {
+pub(crate) fn join(lang: Lang) -> String {
     let (title, text, button) = match lang {
         Lang::En => (
             "Join the WhatsApp group",
@@ -77,7 +77,7 @@ pub fn join(lang: Lang) -> String {
 }
 
 /// The page of a link that no longer works (410).
-pub fn gone(lang: Lang) -> String {
+pub(crate) fn gone(lang: Lang) -> String {
     let (title, text) = match lang {
         Lang::En => (
             "This link no longer works",
@@ -96,7 +96,7 @@ pub fn gone(lang: Lang) -> String {
 }
 
 /// The page of a link whose group's invite cannot be learned now (503).
-pub fn unavailable(lang: Lang) -> String {
+pub(crate) fn unavailable(lang: Lang) -> String {
     let (title, text) = match lang {
         Lang::En => (
             "Try again in a minute",

@@ -12,7 +12,7 @@ const QUIET: usize = 4;
 
 /// Why a link could not be drawn.
 #[derive(Debug, thiserror::Error)]
-pub enum QrError {
+pub(crate) enum QrError {
     /// The link does not fit in a QR code.
     #[error("cannot draw a QR code of the link: {0}")]
     Draw(#[source] qrcode::types::QrError),
@@ -29,7 +29,7 @@ fn code(url: &str) -> Result<QrCode, QrError> {
 }
 
 /// The link as an SVG image.
-pub fn svg(url: &str) -> Result<String, QrError> {
+pub(crate) fn svg(url: &str) -> Result<String, QrError> {
     Ok(code(url)?
         .render::<svg::Color<'_>>()
         .min_dimensions(300, 300)
@@ -39,7 +39,7 @@ pub fn svg(url: &str) -> Result<String, QrError> {
 
 /// The link drawn with half blocks, for a terminal with a dark background
 /// (its modules drawn in the background colour, the rest in the text's).
-pub fn terminal(url: &str) -> Result<String, QrError> {
+pub(crate) fn terminal(url: &str) -> Result<String, QrError> {
     let mut text = code(url)?
         .render::<unicode::Dense1x2>()
         .dark_color(unicode::Dense1x2::Light)
@@ -51,7 +51,7 @@ pub fn terminal(url: &str) -> Result<String, QrError> {
 }
 
 /// The link as a PNG image (8-bit grey).
-pub fn png(url: &str) -> Result<Vec<u8>, QrError> {
+pub(crate) fn png(url: &str) -> Result<Vec<u8>, QrError> {
     let code = code(url)?;
     let modules = code.width();
     let colors = code.to_colors();

@@ -8,7 +8,7 @@ const BYTES: usize = 16;
 
 /// A new slug: 128 random bits, URL-safe base64 (22 characters), owing
 /// nothing to the link's name or group.
-pub fn new() -> Result<String, getrandom::Error> {
+pub(crate) fn new() -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; BYTES];
     getrandom::fill(&mut bytes)?;
     Ok(URL_SAFE_NO_PAD.encode(bytes))
@@ -16,7 +16,7 @@ pub fn new() -> Result<String, getrandom::Error> {
 
 /// Whether `s` could be a slug (22 URL-safe base64 characters): anything
 /// else is answered 404 without a look at the links.
-pub fn looks_like(s: &str) -> bool {
+pub(crate) fn looks_like(s: &str) -> bool {
     s.len() == 22
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')

@@ -5,7 +5,7 @@
 //! series. Names follow Prometheus conventions (`_total` counters, seconds).
 
 mod overdue;
-pub mod server;
+pub(crate) mod server;
 
 use crate::config::Group;
 use crate::ryzeapi::{Call, GroupInfo, ResetReply, RyzeApi};
@@ -356,19 +356,19 @@ impl Metrics {
 
 /// A [`RyzeApi`] that counts its calls (and their waits) into [`Metrics`].
 #[derive(Debug)]
-pub struct Observed<A> {
+pub(crate) struct Observed<A> {
     inner: A,
     metrics: Option<Metrics>,
 }
 
 impl<A> Observed<A> {
     /// Counts `inner`'s calls into `metrics`, if any.
-    pub fn new(inner: A, metrics: Option<Metrics>) -> Self {
+    pub(crate) fn new(inner: A, metrics: Option<Metrics>) -> Self {
         Observed { inner, metrics }
     }
 
     /// The wrapped API.
-    pub fn inner(&self) -> &A {
+    pub(crate) fn inner(&self) -> &A {
         &self.inner
     }
 }

@@ -39,7 +39,7 @@ type Probe = (tokio::time::Instant, Option<String>);
 /// Serves `/metrics` and `/healthz` on `listener` within `limits` (see
 /// [`crate::listener`]) until `shutdown`, and keeps the gauges read from the
 /// history (overdue groups of `groups`, unsettled rotations) fresh.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     limits: crate::listener::Limits,
     metrics: Metrics,

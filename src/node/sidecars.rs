@@ -30,7 +30,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
 /// The tasks every node runs.
-pub struct Sidecars {
+pub(super) struct Sidecars {
     tasks: JoinSet<()>,
     stop: watch::Sender<bool>,
     updater: Updater,
@@ -40,7 +40,7 @@ pub struct Sidecars {
 
 /// Keeps the tasks on the running config. Cloning is shallow.
 #[derive(Clone)]
-pub struct Updater {
+pub(super) struct Updater {
     hooks: watch::Sender<Arc<Settings>>,
     groups: Option<watch::Sender<Arc<[Group]>>>,
     managed: Option<watch::Sender<Arc<Managed>>>,
@@ -50,7 +50,7 @@ pub struct Updater {
 
 /// The listeners of the sidecars that serve pages.
 #[derive(Default)]
-pub struct Listening {
+pub(super) struct Listening {
     /// `[join] listen`'s.
     pub join: Option<TcpListener>,
     /// `[console] listen`'s.
@@ -60,7 +60,7 @@ pub struct Listening {
 impl Sidecars {
     /// Starts the metrics server on `metrics`' listener and, with
     /// `[events]`, the events' receivers as `receiving` wires them.
-    pub fn start(
+    pub(super) fn start(
         config: &Config,
         store: &Store,
         metrics: Option<(Metrics, TcpListener)>,
@@ -140,7 +140,7 @@ impl Sidecars {
 
     /// Starts the active node's work: the hooks' worker, the pruner, and
     /// the events' actor (asking `calls` for rotations) and registration.
-    pub fn start_work(
+    pub(super) fn start_work(
         &self,
         config: &Config,
         store: &Store,
@@ -202,12 +202,12 @@ impl Sidecars {
     }
 
     /// What keeps the tasks on the running config.
-    pub fn updater(&self) -> Updater {
+    pub(super) fn updater(&self) -> Updater {
         self.updater.clone()
     }
 
     /// Stops the tasks: three seconds to finish, then they are cut.
-    pub async fn stop(self) {
+    pub(super) async fn stop(self) {
         self.stop.send_replace(true);
         // The listeners drain their connections (up to 2 s), then the join
         // links write the uses they counted.
@@ -216,7 +216,7 @@ impl Sidecars {
 }
 
 /// The active node's work (see [`Sidecars::start_work`]).
-pub struct Work {
+pub(super) struct Work {
     tasks: JoinSet<()>,
     stop: watch::Sender<bool>,
     /// Signs the ledger's checkpoints, with `[audit] signing_key_file`.
@@ -227,7 +227,7 @@ impl Work {
     /// Stops it (the daemon has settled what it was doing): the ledger's
     /// head is signed (within 3 s), then the tasks get a second to finish
     /// before they are cut.
-    pub async fn stop(self) {
+    pub(super) async fn stop(self) {
         if let Some(signer) = &self.signer {
             let signed = tokio::time::timeout(Duration::from_secs(3), signer.checkpoint(1)).await;
             if signed.is_err() {
@@ -250,7 +250,7 @@ async fn finish(mut tasks: JoinSet<()>, within: Duration) {
 
 impl Updater {
     /// A reloaded config and its engine: new hooks, new groups.
-    pub fn reloaded(&self, config: &Config, engine: &Engine) {
+    pub(super) fn reloaded(&self, config: &Config, engine: &Engine) {
         if let Some(join) = &self.join {
             join.send_replace(Arc::new(crate::join::Reader::new(
                 engine.clone(),

@@ -3,8 +3,8 @@
 //! `history` command and the console's downloads write the same bytes),
 //! and the times a reader types (`--since 7d`).
 
-pub mod table;
-pub mod time;
+pub(crate) mod table;
+pub(crate) mod time;
 
 use crate::store::{HistoryQuery, Rotation, Store, StoreError};
 use std::io::Write;

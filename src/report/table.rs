@@ -5,7 +5,7 @@ use std::borrow::Cow;
 /// `text` with every control character (escape sequences, carriage returns,
 /// C1 controls) shown as U+FFFD: stored text is printed, never obeyed by a
 /// terminal.
-pub fn printable(text: &str) -> Cow<'_, str> {
+pub(crate) fn printable(text: &str) -> Cow<'_, str> {
     if text.chars().any(char::is_control) {
         Cow::Owned(
             text.chars()
@@ -19,7 +19,7 @@ pub fn printable(text: &str) -> Cow<'_, str> {
 
 /// Renders `rows` under `headers`, columns padded to their widest cell, the last
 /// column unpadded, no line ending in spaces.
-pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
     let rows: Vec<Vec<String>> = rows
         .iter()
         .map(|row| row.iter().map(|c| printable(c).into_owned()).collect())

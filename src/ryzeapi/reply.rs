@@ -11,7 +11,7 @@ const MAX_MESSAGE_CHARS: usize = 300;
 
 /// The `X-RateLimit-*` headers of one reply.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RateHeaders {
+pub(super) struct RateHeaders {
     /// `X-RateLimit-Limit`.
     pub limit: Option<u64>,
     /// `X-RateLimit-Remaining`.
@@ -22,7 +22,7 @@ pub struct RateHeaders {
 
 /// Which call a reply answers; a 5xx means different things for each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
+pub(super) enum Endpoint {
     /// `resetLink`: not idempotent.
     Reset,
     /// `group/info`: idempotent.
@@ -32,7 +32,7 @@ pub enum Endpoint {
 impl Endpoint {
     /// The error for a reply whose effect cannot be known: for a reset the
     /// link may have changed, for a read nothing happened.
-    pub fn unclear(self, message: String) -> CallError {
+    pub(super) fn unclear(self, message: String) -> CallError {
         match self {
             Endpoint::Reset => CallError::Unknown(message),
             Endpoint::Info => CallError::Transient(message),
@@ -41,7 +41,7 @@ impl Endpoint {
 }
 
 /// Classifies a non-2xx reply, following the status table of the API notes.
-pub fn classify_error(
+pub(super) fn classify_error(
     endpoint: Endpoint,
     status: u16,
     rate: RateHeaders,
@@ -72,7 +72,7 @@ fn is_disconnected(message: &str) -> bool {
 
 /// The API's `error.message` (or `message`), cleaned for the record: control
 /// characters dropped, length capped. Falls back to a note on the body.
-pub fn error_message(body: &[u8]) -> String {
+pub(super) fn error_message(body: &[u8]) -> String {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
     let text = parsed.as_ref().and_then(|v| {
         v.pointer("/error/message")
@@ -88,7 +88,7 @@ pub fn error_message(body: &[u8]) -> String {
 }
 
 /// Keeps printable characters only and at most [`MAX_MESSAGE_CHARS`] of them.
-pub fn clean(text: &str) -> String {
+pub(super) fn clean(text: &str) -> String {
     let mut out: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })

@@ -136,7 +136,7 @@ impl Holds {
 /// call, probes included, counted from the first report since the API last
 /// answered; after it, probes decide as usual. It is also what reports may
 /// hold an instance in all within any [`REPORTED_PER`].
-pub const REPORTED_TRUST: Duration = Duration::from_secs(600);
+pub(super) const REPORTED_TRUST: Duration = Duration::from_secs(600);
 
 /// The rolling span in which reports hold an instance for [`REPORTED_TRUST`]
 /// at most, however often the API answers in between.
