@@ -20,7 +20,7 @@
 pub mod bundle;
 pub use crate::checkpoint;
 pub use crate::store::entry;
-pub mod signer;
+pub(crate) mod signer;
 pub(crate) mod transition;
 pub mod verify;
 

@@ -27,18 +27,18 @@ struct Head {
 
 /// A head this many entries past the last checkpoint is signed at once
 /// (at the next look).
-pub const EVERY_ENTRIES: i64 = 100;
+pub(crate) const EVERY_ENTRIES: i64 = 100;
 /// A head that has grown is signed at most this long after the signer
 /// first saw it grow.
-pub const AT_MOST: Duration = Duration::from_secs(300);
+pub(crate) const AT_MOST: Duration = Duration::from_secs(300);
 /// How often the signer looks at the head (one indexed read).
-pub const LOOK_EVERY: Duration = Duration::from_secs(10);
+pub(crate) const LOOK_EVERY: Duration = Duration::from_secs(10);
 /// The newest stored checkpoints searched first for this key's last.
 const RECENT: i64 = 64;
 
 /// Signs checkpoints. Cloning is shallow.
 #[derive(Clone)]
-pub struct Signer {
+pub(crate) struct Signer {
     store: Store,
     key: Arc<AuditKey>,
     hooks: watch::Receiver<Arc<Settings>>,
@@ -50,7 +50,7 @@ pub struct Signer {
 
 impl Signer {
     /// A signer on `store` with `key`, telling the hooks `hooks` holds.
-    pub fn new(
+    pub(crate) fn new(
         store: Store,
         key: Arc<AuditKey>,
         hooks: watch::Receiver<Arc<Settings>>,
@@ -70,7 +70,7 @@ impl Signer {
     /// (the stop's own checkpoint is [`Signer::checkpoint`]'s, called once
     /// the daemon has settled). A head never signed by this key counts as
     /// grown from the start.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    pub(crate) async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut signed = match self.last_signed().await {
             Ok(last) => last.map(|(seq, _)| seq),
@@ -116,7 +116,7 @@ impl Signer {
     /// Signs, stores and publishes a checkpoint of the head now; each hook
     /// is tried up to `tries` times. Returns its line (none if it could
     /// not be made: logged).
-    pub async fn checkpoint(&self, tries: u32) -> Option<String> {
+    pub(crate) async fn checkpoint(&self, tries: u32) -> Option<String> {
         match self.sign().await {
             Ok(line) => {
                 tracing::info!("audit checkpoint {line}");

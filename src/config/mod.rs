@@ -4,7 +4,7 @@
 //! zones, JIDs, references between tables, tokens) and every problem is
 //! reported at once, each naming its key, its line and the bad value.
 
-pub mod defaults;
+pub(crate) mod defaults;
 mod document;
 mod raw;
 mod validate;

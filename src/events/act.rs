@@ -43,13 +43,13 @@ const POLL: Duration = Duration::from_secs(1);
 const BATCH: u32 = 200;
 /// Failed rotations after which a call is given up (logged): the group's
 /// schedule goes on.
-pub const MAX_FAILURES: u32 = 3;
+pub(crate) const MAX_FAILURES: u32 = 3;
 /// A call already asked of the daemon is asked again after this long if it
 /// is still unanswered (the daemon coalesces it with one in flight).
 const ASK_AGAIN: Duration = Duration::from_secs(10);
 
 /// What acting on events needs.
-pub struct Actor {
+pub(crate) struct Actor {
     /// The history.
     pub store: Store,
     /// The most rotations removals may cause in one group in any hour.
@@ -79,7 +79,7 @@ pub struct Actor {
 impl Actor {
     /// Acts until `stop`. Events are an accelerator: a failure here is
     /// logged and tried again, never passed on to the daemon.
-    pub async fn run(self, stop: impl Future<Output = ()>) {
+    pub(crate) async fn run(self, stop: impl Future<Output = ()>) {
         tokio::pin!(stop);
         loop {
             if let Err(e) = self.work_inbox().await {
@@ -103,7 +103,7 @@ impl Actor {
 
     /// Acts on every waiting event (a link change waits for its group's
     /// rotation in flight).
-    pub async fn work_inbox(&self) -> Result<(), StoreError> {
+    pub(crate) async fn work_inbox(&self) -> Result<(), StoreError> {
         let events = self.store.waiting_events(BATCH).await?;
         for e in events {
             let managed = self.managed.borrow().clone();
@@ -212,7 +212,7 @@ impl Actor {
     /// a rotation of ours since the burst's latest event has succeeded (the
     /// call is answered), the instance is held, the last failure is too
     /// recent, or it was asked a moment ago. Returns when to look again.
-    pub async fn serve_calls(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+    pub(crate) async fn serve_calls(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let now = Utc::now();
         let managed = self.managed.borrow().clone();
         let mut next: Option<DateTime<Utc>> = None;

@@ -29,11 +29,11 @@ const BATCH: usize = 256;
 
 /// Whether a stored event was new (a repeat is dropped), or why it could
 /// not be stored.
-pub type Stored = Result<bool, InboxError>;
+pub(crate) type Stored = Result<bool, InboxError>;
 
 /// Why an event could not be stored.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum InboxError {
+pub(crate) enum InboxError {
     /// Every writer is gone (the node is stopping).
     #[error("the inbox is closed")]
     Closed,
@@ -48,7 +48,7 @@ pub enum InboxError {
 
 /// Hands events to the writer. Cloning is shallow.
 #[derive(Clone)]
-pub struct Inbox {
+pub(crate) struct Inbox {
     to_writer: mpsc::Sender<(NewEvent, oneshot::Sender<Stored>)>,
 }
 
@@ -56,7 +56,7 @@ impl Inbox {
     /// Starts the writer on `store`, which wakes `stored` after each commit
     /// of new events, and masks their data with `managed`'s masker; it ends
     /// when every `Inbox` is dropped.
-    pub fn start(
+    pub(crate) fn start(
         store: Store,
         stored: Arc<Notify>,
         managed: watch::Receiver<Arc<Managed>>,
@@ -67,7 +67,7 @@ impl Inbox {
     }
 
     /// Stores `event`; returns once it is committed (or could not be).
-    pub async fn store(&self, event: NewEvent) -> Stored {
+    pub(crate) async fn store(&self, event: NewEvent) -> Stored {
         let (done, answer) = oneshot::channel();
         self.to_writer
             .send((event, done))

@@ -20,15 +20,15 @@
 //!   records outside changes once a read of the live link confirms them
 //!   (`links`: where each belongs in the chain of codes), holds instances.
 
-pub mod act;
-pub mod authentic;
+pub(crate) mod act;
+pub(crate) mod authentic;
 mod confirm;
-pub mod inbox;
+pub(crate) mod inbox;
 mod links;
 pub mod parse;
-pub mod receiver;
-pub mod register;
-pub mod websocket;
+pub(crate) mod receiver;
+pub(crate) mod register;
+pub(crate) mod websocket;
 
 use crate::config::{Config, EventsSettings, Group};
 use crate::daemon::Call;

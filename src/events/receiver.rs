@@ -31,7 +31,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 /// The largest delivery accepted.
-pub const MAX_BODY: usize = 1024 * 1024;
+pub(crate) const MAX_BODY: usize = 1024 * 1024;
 
 #[derive(Clone)]
 struct Receiver {
@@ -42,7 +42,7 @@ struct Receiver {
 }
 
 /// The receiver's routes, for `path` (the path of `public_url`).
-pub fn router(
+pub(crate) fn router(
     path: &str,
     secret: &Token,
     inbox: Inbox,

@@ -13,7 +13,7 @@ use std::future::Future;
 
 /// Registers the webhook of one instance once; `Err` says why it failed.
 /// The outcome is recorded for `status`.
-pub async fn once(
+pub(crate) async fn once(
     client: &Client,
     instance: &str,
     url: &reqwest::Url,
@@ -34,7 +34,7 @@ pub async fn once(
 
 /// Registers the webhook of `instance` until it succeeds, backing off as
 /// `retry` says (up to `backoff_max` between tries), or until `stop`.
-pub async fn until_done(
+pub(crate) async fn until_done(
     client: Client,
     instance: String,
     url: reqwest::Url,

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 const HEALTHY: Duration = Duration::from_secs(60);
 
 /// What one instance's WebSocket needs.
-pub struct Feed {
+pub(crate) struct Feed {
     /// The instance's client (its token, its rate budget).
     pub client: Client,
     /// Its name.
@@ -39,7 +39,7 @@ pub struct Feed {
 }
 
 /// Keeps the WebSocket of one instance open until `stop`.
-pub async fn run(feed: Feed, stop: impl Future<Output = ()>) {
+pub(crate) async fn run(feed: Feed, stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
     let mut failures = 0u32;
     loop {
