@@ -3,24 +3,14 @@
 //! events. Every test's files and logs are searched for the instance's
 //! token, which every envelope carries (see `common`).
 
-use crate::common::{INSTANCE, Setup, TOKEN, TestApp};
-use crate::events::{
-    PATH, SECRET, SECRET_VAR, events, events_app, settled, start, stop, wait_until, with_trigger,
+use crate::common::events::{
+    SECRET, SECRET_VAR, bearer, deliver, envelope, events, events_app, quiet, settled, start, stop,
+    with_trigger,
 };
+use crate::common::{INSTANCE, Setup, TestApp, wait_until};
 use invite_rotator::store::{Status, Trigger};
 use serde_json::json;
 use std::time::Duration;
-
-/// An envelope as RyzeAPI sends it, the instance's token inside.
-fn envelope(event: &str, data: serde_json::Value) -> Vec<u8> {
-    json!({
-        "event": event,
-        "data": data,
-        "instanceData": {"baseUrl": "https://ryzeapi.cloud", "instance": INSTANCE, "token": TOKEN},
-    })
-    .to_string()
-    .into_bytes()
-}
 
 fn removal(jid: &str, member: &str) -> Vec<u8> {
     envelope(
@@ -30,28 +20,10 @@ fn removal(jid: &str, member: &str) -> Vec<u8> {
     )
 }
 
-/// Posts `body` to the receiver; returns the status.
-async fn deliver(port: u16, authorization: Option<&str>, body: Vec<u8>) -> u16 {
-    let http = invite_rotator::ryzeapi::http_client(Duration::from_secs(10), None)
-        .expect("an HTTP client");
-    let mut request = http
-        .post(format!("http://127.0.0.1:{port}{PATH}"))
-        .header("content-type", "application/json")
-        .body(body);
-    if let Some(a) = authorization {
-        request = request.header("authorization", a);
-    }
-    request.send().await.map_or(0, |r| r.status().as_u16())
-}
-
-fn bearer() -> String {
-    format!("Bearer {SECRET}")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_deliveries_are_refused_and_change_nothing() {
     let (app, port) = events_app(&[Setup::Admin], "", "event_delay = \"200ms\"", &[]).await;
-    let metrics = crate::events::free_port();
+    let metrics = crate::common::free_port();
     app.edit_config(|t| format!("{t}\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n"));
     let daemon = start(&app).await;
     let jid = app.groups[0].jid.clone();
@@ -96,7 +68,7 @@ async fn bad_deliveries_are_refused_and_change_nothing() {
     assert_eq!(deliver(port, Some(&bearer()), unused).await, 200);
     let elsewhere = removal("120363000000000000@g.us", member);
     assert_eq!(deliver(port, Some(&bearer()), elsewhere).await, 200);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // No wait: the receiver answers once the event is stored (or refused).
     assert!(events(&app).await.is_empty(), "nothing stored");
     assert!(app.history().await.is_empty(), "nothing rotated");
 
@@ -161,8 +133,9 @@ async fn the_same_delivery_three_times_is_stored_once_and_rotates_once() {
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    settled(&app).await;
+    // Every repeat answered (so stored or found known), then nothing more
+    // can come of them.
+    quiet(&app).await;
 
     let removals = events(&app)
         .await
@@ -283,8 +256,34 @@ async fn both_channels_at_once_store_each_event_once() {
         rows.iter().any(|r| r.status == Status::Succeeded)
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    settled(&app).await;
+    // Both copies of the removal (and of our reset's link change) handled.
+    // The webhook's: answered, so stored or found known. The WebSocket's:
+    // its reader stores frames one at a time, in order, so a later report
+    // stored from the WebSocket (the webhook's copy held back) means every
+    // earlier frame was handled.
+    wait_until("the webhook's copies", Duration::from_secs(20), || async {
+        app.emulator
+            .deliveries()
+            .iter()
+            .filter(|d| d.event == "group.flow" && d.status == Some(200))
+            .count()
+            >= 2
+    })
+    .await;
+    app.emulator.set_delivery_delay(Duration::from_secs(600));
+    app.emulator.set_connected(INSTANCE, true);
+    wait_until(
+        "a later report by WebSocket",
+        Duration::from_secs(20),
+        || async {
+            events(&app)
+                .await
+                .iter()
+                .any(|e| e.event == "instance.state" && e.channel == "websocket")
+        },
+    )
+    .await;
+    quiet(&app).await;
 
     let removals = events(&app)
         .await
@@ -391,7 +390,9 @@ async fn a_failed_event_rotation_is_tried_again_and_one_that_cannot_succeed_is_g
         rows.iter().filter(|r| r.group_name == "group-1").count() >= 3
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Given up: the calls answered and nothing more called for (a fourth
+    // try would be called for first).
+    quiet(&app).await;
 
     let rows = app.history().await;
     let of = |name: &str, status: Status| {

@@ -4,12 +4,12 @@
 //! lost; once it is back, work resumes by itself.
 
 use crate::common::{Backend, Setup, TOKEN, TOKEN_VAR, Tuning, signal, spawn_app_on};
-use crate::events::free_port;
+use crate::common::{fast_api, free_port, wait_until};
 use invite_rotator::config::Database;
-use invite_rotator::emulator::{EmulatorOptions, Route};
+use invite_rotator::emulator::Route;
 use invite_rotator::store::Status;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
@@ -21,6 +21,8 @@ struct Relay {
     port: u16,
     up: Arc<AtomicBool>,
     cut: watch::Sender<u64>,
+    /// Connections refused while cut.
+    refused: Arc<AtomicUsize>,
 }
 
 impl Relay {
@@ -29,10 +31,13 @@ impl Relay {
         let port = listener.local_addr().unwrap().port();
         let up = Arc::new(AtomicBool::new(true));
         let (cut, cuts) = watch::channel(0u64);
+        let refused = Arc::new(AtomicUsize::new(0));
         let relay_up = up.clone();
+        let relay_refused = refused.clone();
         tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 if !relay_up.load(Ordering::SeqCst) {
+                    relay_refused.fetch_add(1, Ordering::SeqCst);
                     continue; // refused: dropped at once
                 }
                 let mut cuts = cuts.clone();
@@ -49,7 +54,12 @@ impl Relay {
                 });
             }
         });
-        Relay { port, up, cut }
+        Relay {
+            port,
+            up,
+            cut,
+            refused,
+        }
     }
 
     fn cut(&self) {
@@ -77,11 +87,7 @@ async fn with_postgresql_cut_no_rotation_starts_healthz_fails_and_work_resumes_w
         schedule: "* * * * * *",
         ..Tuning::default()
     };
-    let options = EmulatorOptions {
-        requests_per_minute: 60_000,
-        ..EmulatorOptions::default()
-    };
-    let Some(app) = spawn_app_on(Backend::Postgres, &[Setup::Admin; 2], options, tuning).await
+    let Some(app) = spawn_app_on(Backend::Postgres, &[Setup::Admin; 2], fast_api(), tuning).await
     else {
         return;
     };
@@ -119,23 +125,38 @@ async fn with_postgresql_cut_no_rotation_starts_healthz_fails_and_work_resumes_w
     .await;
     assert_eq!(healthz(metrics).await, 200);
 
-    // Act: the database goes away for a while.
+    // Act: the database goes away for a while: until the node stepped down
+    // (it cannot renew its lease: no new work starts), /healthz said so, and
+    // the node, down, went on trying the database (its standby's ticks).
+    let resets = || {
+        app.emulator
+            .calls()
+            .iter()
+            .filter(|c| c.route == Route::Reset)
+            .count()
+    };
     relay.cut();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let resets_cut = app
-        .emulator
-        .calls()
-        .iter()
-        .filter(|c| c.route == Route::Reset)
-        .count();
-    let unhealthy = healthz(metrics).await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let resets_later = app
-        .emulator
-        .calls()
-        .iter()
-        .filter(|c| c.route == Route::Reset)
-        .count();
+    wait_until("the node stepped down", Duration::from_secs(30), || async {
+        std::fs::read_to_string(app.daemon_log())
+            .unwrap_or_default()
+            .contains("stepped down")
+    })
+    .await;
+    let mut unhealthy = healthz(metrics).await;
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
+    while unhealthy != 503 && tokio::time::Instant::now() < give_up {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        unhealthy = healthz(metrics).await;
+    }
+    let resets_cut = resets();
+    let tried = relay.refused.load(Ordering::SeqCst);
+    wait_until(
+        "the node trying the database",
+        Duration::from_secs(30),
+        || async { relay.refused.load(Ordering::SeqCst) >= tried + 2 },
+    )
+    .await;
+    let resets_later = resets();
     let before = app.history().await.len();
     relay.restore();
 
