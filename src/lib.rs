@@ -58,6 +58,7 @@ pub mod listener;
 pub mod mask;
 pub mod memory;
 pub mod metrics;
+pub mod node;
 pub(crate) mod outfile;
 pub(crate) mod owner;
 pub mod ratelimit;

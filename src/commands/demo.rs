@@ -5,11 +5,12 @@
 //! its own) and it rotates after its quiet period; then someone resets its
 //! link in WhatsApp itself, and the history records it.
 
-use super::{Failure, serve as daemon};
+use super::Failure;
+use crate::clock::SystemClock;
 use crate::config::{Config, Purpose};
-use crate::daemon::Quiet;
 use crate::emulator::{Emulator, EmulatorOptions, Membership};
 use crate::exit::Exit;
+use crate::node::{self, Listeners};
 use crate::store::{HistoryQuery, Store};
 use std::path::Path;
 use std::time::Duration;
@@ -75,13 +76,15 @@ pub async fn run(seconds: u64) -> Result<Exit, Failure> {
     let (_reloads, reload_rx) = mpsc::channel(1);
     let stop = tokio::time::sleep(Duration::from_secs(seconds));
     let happenings = tokio::spawn(happen(emulator.clone(), jids, seconds));
-    let parts = daemon::Parts {
+    let listeners = Listeners {
         events: Some(events),
-        ..daemon::Parts::default()
+        ..Listeners::default()
     };
-    let served = daemon::serve(config, store.clone(), &Quiet, stop, reload_rx, parts).await;
+    let clock = std::sync::Arc::new(SystemClock);
+    let served = node::run(config, store.clone(), clock, listeners, stop, reload_rx).await;
     happenings.abort();
-    served?;
+    let _ = happenings.await;
+    served.map_err(|e| runtime(&e))?;
 
     let rows = store
         .history(&HistoryQuery::default())

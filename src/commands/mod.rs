@@ -14,8 +14,7 @@ mod manpage;
 mod nodes;
 mod rotate;
 mod run;
-mod serve;
-mod sidecars;
+
 mod status;
 
 use crate::cli::{AuditCommand, Cli, Command, DbCommand, EventsCommand, JoinCommand};

@@ -1,19 +1,16 @@
 //! `run`: the daemon, until SIGTERM or SIGINT; SIGHUP reloads the config.
 
-use super::serve::{Parts, serve};
 use super::{Failure, load_config};
+use crate::clock::SystemClock;
 use crate::config::{Config, Purpose};
-use crate::daemon::{Lifecycle, Reload};
-use crate::engine::Engine;
 use crate::exit::Exit;
 use crate::listener;
-use crate::metrics::Metrics;
-use crate::ryzeapi::Holds;
+use crate::node::{self, Listeners};
 use crate::signals;
 use crate::store::{LockError, Store};
-use crate::systemd::Systemd;
 use std::path::{Path, PathBuf};
-use tokio::sync::mpsc;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
 
 pub async fn run(path: &Path) -> Result<Exit, Failure> {
     // The handlers come first: from here on a SIGTERM is a clean stop and a
@@ -45,125 +42,47 @@ pub async fn run(path: &Path) -> Result<Exit, Failure> {
         }
     };
     // Bound now, so that an address in use fails the start, not later.
-    let metrics = match config.metrics_listen {
-        Some(listen) => {
-            let listener = listener::bind(listen).await.map_err(|e| {
-                Failure::Runtime(format!("metrics.listen: cannot listen on {listen}: {e}"))
-            })?;
-            tracing::info!(%listen, "serving /metrics and /healthz");
-            Some((Metrics::new(), listener))
-        }
-        None => None,
-    };
-    let events = match config.events.as_ref().and_then(|e| e.listen) {
-        Some(listen) => {
-            let listener = listener::bind(listen).await.map_err(|e| {
-                Failure::Runtime(format!("events.listen: cannot listen on {listen}: {e}"))
-            })?;
-            tracing::info!(%listen, "receiving RyzeAPI's events");
-            Some(listener)
-        }
-        None => None,
-    };
-    let join = match &config.join {
-        Some(join) => {
-            let listen = join.listen;
-            let listener = listener::bind(listen).await.map_err(|e| {
-                Failure::Runtime(format!("join.listen: cannot listen on {listen}: {e}"))
-            })?;
-            tracing::info!(%listen, "serving join links");
-            Some(listener)
-        }
-        None => None,
-    };
-    let console = match &config.console {
-        Some(console) => {
-            let listen = console.listen;
-            let listener = listener::bind(listen).await.map_err(|e| {
-                Failure::Runtime(format!("console.listen: cannot listen on {listen}: {e}"))
-            })?;
-            tracing::info!(%listen, "serving the auditors' console");
-            Some(listener)
-        }
-        None => None,
-    };
-    let lifecycle = Service {
-        systemd: Systemd::from_env(),
-        metrics: metrics.as_ref().map(|m| m.0.clone()),
-    };
-    let holds = Holds::default();
+    let listeners = Listeners::bind(&config)
+        .await
+        .map_err(|e| Failure::Runtime(e.to_string()))?;
     let (reloads, reload_rx) = mpsc::channel(1);
+    let (watcher_stop, watcher_stopped) = oneshot::channel();
     let watcher = tokio::spawn(reload_on_hangup(
         hangups,
         path.to_owned(),
-        store.clone(),
         reloads,
-        lifecycle.metrics.clone(),
-        holds.clone(),
+        watcher_stopped,
     ));
-    let parts = Parts {
-        metrics,
-        events,
-        join,
-        console,
-        holds,
-    };
-    let result = serve(config, store, &lifecycle, shutdown, reload_rx, parts).await;
-    watcher.abort();
-    result.map(|()| Exit::Success)
+    let clock = Arc::new(SystemClock);
+    let result = node::run(config, store, clock, listeners, shutdown, reload_rx).await;
+    let _ = watcher_stop.send(());
+    let _ = watcher.await;
+    result
+        .map(|()| Exit::Success)
+        .map_err(|e| Failure::Runtime(e.to_string()))
 }
 
-/// The daemon under systemd, giving back start-up's transient memory once
-/// ready, and telling the metrics of each turn.
-struct Service {
-    systemd: Systemd,
-    metrics: Option<Metrics>,
-}
-
-impl Lifecycle for Service {
-    fn ready(&self) {
-        crate::memory::release_free_memory();
-        self.systemd.ready();
-    }
-
-    fn alive(&self) {
-        self.systemd.alive();
-    }
-
-    fn turned(&self, groups: usize, next_due: Option<chrono::DateTime<chrono::Utc>>) {
-        if let Some(m) = &self.metrics {
-            m.turned(groups, next_due, chrono::Utc::now());
-        }
-    }
-
-    fn stopping(&self) {
-        self.systemd.stopping();
-    }
-}
-
-/// On each SIGHUP, reads the config again; a valid one replaces the running
-/// one, an invalid one is logged and the running one kept.
+/// On each SIGHUP, reads the config again; a valid one goes to the node
+/// (which may still refuse it), an invalid one is logged and the running
+/// one kept.
 async fn reload_on_hangup(
     hangups: Option<tokio::signal::unix::Signal>,
     path: PathBuf,
-    store: Store,
-    reloads: mpsc::Sender<Reload<Engine>>,
-    metrics: Option<Metrics>,
-    holds: Holds,
+    reloads: mpsc::Sender<Config>,
+    stop: oneshot::Receiver<()>,
 ) {
     let Some(mut hangups) = hangups else {
         tracing::warn!("cannot listen for SIGHUP; reload by restarting");
         return;
     };
-    while hangups.recv().await.is_some() {
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            hangup = hangups.recv() => if hangup.is_none() { return },
+            _ = &mut stop => return,
+        }
         tracing::info!(config = %path.display(), "SIGHUP: reloading the configuration");
         let config = match Config::load(&path, Purpose::Run) {
-            Ok(config) if config.database.name() != store.name() => {
-                tracing::error!(
-                    "reload refused: database.path and database.url changes need a restart; keeping the running configuration"
-                );
-                continue;
-            }
             Ok(config) => config,
             Err(e) => {
                 tracing::error!("reload refused, keeping the running configuration: {e}");
@@ -173,18 +92,8 @@ async fn reload_on_hangup(
         for warning in &config.warnings {
             tracing::warn!("{warning}");
         }
-        if config.events.is_some() {
-            tracing::info!(
-                "[events] settings and the instances events come from are read at start; a restart applies changes to them (groups follow the reload)"
-            );
-        }
-        match Engine::build(&config, store.clone(), metrics.clone(), holds.clone()) {
-            Ok(rotator) => {
-                if reloads.send(Reload { config, rotator }).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => tracing::error!("reload refused: {e}"),
+        if reloads.send(config).await.is_err() {
+            return;
         }
     }
 }

@@ -348,4 +348,6 @@ impl<R: Rotator> Daemon<R> {
 }
 
 #[cfg(test)]
+mod reload_tests;
+#[cfg(test)]
 mod tests;

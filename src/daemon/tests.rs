@@ -9,10 +9,10 @@ use std::sync::Mutex;
 use tokio::time::Instant;
 
 #[derive(Clone, Debug, PartialEq)]
-struct Fired {
-    group: String,
+pub(super) struct Fired {
+    pub(super) group: String,
     trigger: Trigger,
-    due: DateTime<Utc>,
+    pub(super) due: DateTime<Utc>,
     started: DateTime<Utc>,
     finished: DateTime<Utc>,
 }
@@ -20,10 +20,10 @@ struct Fired {
 /// Records every rotation; each takes `takes` of (paused) time. `starts`
 /// holds the groups in the order their rotations started.
 #[derive(Clone)]
-struct Recorder {
+pub(super) struct Recorder {
     clock: Arc<dyn Clock>,
     takes: Duration,
-    fired: Arc<Mutex<Vec<Fired>>>,
+    pub(super) fired: Arc<Mutex<Vec<Fired>>>,
     starts: Arc<Mutex<Vec<String>>>,
 }
 
@@ -56,7 +56,7 @@ impl Rotator for Recorder {
     }
 }
 
-fn config(groups: &[(&str, &str, &str)], extra: &str) -> Config {
+pub(super) fn config(groups: &[(&str, &str, &str)], extra: &str) -> Config {
     let mut text = String::from("[[instance]]\nname = \"i\"\ntoken = \"t\"\n");
     for (i, (name, schedule, tz)) in groups.iter().enumerate() {
         text.push_str(&format!(
@@ -69,7 +69,7 @@ fn config(groups: &[(&str, &str, &str)], extra: &str) -> Config {
 
 /// Pauses tokio's clock and makes a wall clock reading `start` and a recorder
 /// whose rotations take `takes`.
-fn paused(start: DateTime<Utc>, takes: Duration) -> (Arc<dyn Clock>, Recorder) {
+pub(super) fn paused(start: DateTime<Utc>, takes: Duration) -> (Arc<dyn Clock>, Recorder) {
     tokio::time::pause();
     let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(start));
     let recorder = Recorder::new(clock.clone(), takes);
@@ -114,7 +114,7 @@ async fn run_for(
     fired
 }
 
-async fn store() -> (Store, tempfile::TempDir) {
+pub(super) async fn store() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("h.db")).await.unwrap();
     (store, dir)
@@ -414,98 +414,4 @@ async fn at_a_stop_rotations_waiting_for_a_slot_never_start() {
         "nothing new starts once a stop is asked for"
     );
     assert!(Instant::now() - stop_at <= STOP_GRACE + Duration::from_millis(10));
-}
-
-/// Tells the test when start-up is over.
-struct Ready(Arc<tokio::sync::Notify>);
-
-impl Lifecycle for Ready {
-    fn ready(&self) {
-        self.0.notify_one();
-    }
-}
-
-#[tokio::test]
-async fn a_reload_adds_removes_and_reschedules_groups_without_a_restart() {
-    let before = config(
-        &[
-            ("kept", "0 3 * * *", "UTC"),
-            ("removed", "0 3 * * *", "UTC"),
-            ("moved", "0 3 * * *", "UTC"),
-        ],
-        "",
-    );
-    let after = config(
-        &[
-            ("kept", "0 3 * * *", "UTC"),
-            ("moved", "0 4 * * *", "UTC"),
-            ("added", "0 5 * * *", "UTC"),
-        ],
-        "",
-    );
-    let (store, _dir) = store().await;
-    let start = Utc.with_ymd_and_hms(2026, 11, 27, 0, 0, 0).unwrap();
-    let (clock, recorder) = paused(start, Duration::ZERO);
-    let fired = recorder.fired.clone();
-    let (reloads, reload_rx) = mpsc::channel(1);
-    let ready = Arc::new(tokio::sync::Notify::new());
-    let next = recorder.clone();
-    let started = ready.clone();
-    // No timer may be pending while the daemon waits on the database, or the
-    // paused clock jumps to it: the reload waits for start-up to be over, and
-    // the stop is not a timer but the last expected rotation.
-    tokio::spawn(async move {
-        started.notified().await;
-        tokio::time::sleep(Duration::from_secs(3600)).await; // 01:00, before any group is due
-        let _ = reloads
-            .send(Reload {
-                config: after,
-                rotator: next,
-            })
-            .await;
-    });
-    let watched = fired.clone();
-    let clock_for_stop = clock.clone();
-    let stop = async move {
-        // A short timer, polled with the loop; gives up at noon if "added" never fires.
-        let give_up = start + chrono::Duration::hours(12);
-        while !watched.lock().unwrap().iter().any(|f| f.group == "added")
-            && clock_for_stop.now() < give_up
-        {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    };
-
-    run(
-        before,
-        recorder,
-        store,
-        clock,
-        &Ready(ready),
-        stop,
-        Inputs::reloads(reload_rx),
-    )
-    .await
-    .unwrap();
-
-    let mut got: Vec<(String, u32)> = fired
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f.group.clone(),
-                f.due.format("%H").to_string().parse().unwrap(),
-            )
-        })
-        .collect();
-    got.sort();
-    assert_eq!(
-        got,
-        [
-            ("added".to_owned(), 5),
-            ("kept".to_owned(), 3),
-            ("moved".to_owned(), 4)
-        ]
-    );
 }

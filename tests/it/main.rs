@@ -4,6 +4,7 @@
 
 mod common;
 
+mod architecture;
 mod backends;
 mod browser;
 mod cdp;

@@ -239,10 +239,12 @@ impl Work {
     }
 }
 
+/// Waits `within` for every task to finish, then cuts the rest and waits
+/// for them to be gone: none outlives the node.
 async fn finish(mut tasks: JoinSet<()>, within: Duration) {
     let all_done = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(within, all_done).await.is_err() {
-        tasks.abort_all();
+        tasks.shutdown().await;
     }
 }
 
