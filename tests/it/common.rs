@@ -4,6 +4,7 @@
 //! that receives RyzeAPI's events.
 
 pub mod events;
+pub mod node;
 
 use invite_rotator::config::{Config, Database, Purpose};
 use invite_rotator::emulator::{Emulator, EmulatorOptions, Membership, RunningEmulator};

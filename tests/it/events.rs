@@ -1,10 +1,11 @@
-//! RyzeAPI's events, end to end: the real daemon receives the emulator's
-//! deliveries and rotates when a member is removed, records links changed
-//! elsewhere, and leaves an instance alone while it is reported offline.
+//! RyzeAPI's events, end to end: a whole node, in the test's process,
+//! receives the emulator's deliveries and rotates when a member is removed,
+//! records links changed elsewhere, and leaves an instance alone while it
+//! is reported offline. (`rotate`s beside it are the real binary.)
 
 use crate::common::events::{
-    SECRET, SECRET_VAR, events, events_app, events_app_with, mark, quiet, settled, start, stop,
-    with_trigger,
+    SECRET, SECRET_VAR, events, mark, node_events_app, node_events_app_with, quiet, settled,
+    start_node, stop_node, with_trigger,
 };
 use crate::common::{INSTANCE, Setup, fast_api, wait_until};
 use invite_rotator::emulator::{EmulatorOptions, EventShape};
@@ -30,7 +31,7 @@ fn at(t: &str) -> chrono::DateTime<chrono::Utc> {
 async fn a_removed_member_rotates_the_group_after_its_quiet_period_and_our_own_reset_is_not_outside()
  {
     // Arrange: event_delay 1 s; whatsmeow's GroupInfo shape.
-    let (app, _) = events_app(
+    let (app, listeners, _) = node_events_app(
         &[Setup::Admin, Setup::Admin],
         "",
         "event_delay = \"1s\"",
@@ -38,7 +39,7 @@ async fn a_removed_member_rotates_the_group_after_its_quiet_period_and_our_own_r
     )
     .await;
     app.emulator.set_event_shape(EventShape::GroupInfo);
-    let daemon = start(&app).await;
+    let node = start_node(&app, listeners).await;
     let group = &app.groups[0];
 
     // Act
@@ -84,14 +85,15 @@ async fn a_removed_member_rotates_the_group_after_its_quiet_period_and_our_own_r
     assert!(with_trigger(&rows, Trigger::Outside).is_empty());
     let store = app.store().await;
     app.assert_chain_complete(&store, group).await;
-    stop(&app, daemon).await;
+    stop_node(node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_removals_in_one_second_make_one_rotation() {
-    let (app, _) = events_app(&[Setup::Admin], "", "event_delay = \"1s\"", &[]).await;
+    let (app, listeners, _) =
+        node_events_app(&[Setup::Admin], "", "event_delay = \"1s\"", &[]).await;
     app.emulator.set_event_shape(EventShape::Flat);
-    let daemon = start(&app).await;
+    let node = start_node(&app, listeners).await;
     let group = &app.groups[0];
 
     for i in 0..5 {
@@ -117,7 +119,7 @@ async fn five_removals_in_one_second_make_one_rotation() {
     assert_eq!(rows[0].trigger, Trigger::MemberRemoved);
     assert_eq!(removals(&app).await, 5, "every removal stored");
     assert_eq!(app.emulator.reset_calls(&group.jid), 1);
-    stop(&app, daemon).await;
+    stop_node(node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +127,7 @@ async fn a_member_who_left_rotates_only_where_rotate_on_says_so_and_an_empty_rot
  {
     // group-0 rotates on both; group-1 on removals only (the default);
     // group-2 on nothing.
-    let (app, _) = events_app(
+    let (app, listeners, _) = node_events_app(
         &[Setup::Admin, Setup::Admin, Setup::Admin],
         "",
         "event_delay = \"500ms\"",
@@ -136,7 +138,7 @@ async fn a_member_who_left_rotates_only_where_rotate_on_says_so_and_an_empty_rot
         ],
     )
     .await;
-    let daemon = start(&app).await;
+    let node = start_node(&app, listeners).await;
     let [g0, g1, g2] = [&app.groups[0], &app.groups[1], &app.groups[2]];
 
     app.emulator
@@ -184,13 +186,14 @@ async fn a_member_who_left_rotates_only_where_rotate_on_says_so_and_an_empty_rot
         app.emulator.reset_calls(&g1.jid) + app.emulator.reset_calls(&g2.jid),
         0
     );
-    stop(&app, daemon).await;
+    stop_node(node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outside_resets_are_recorded_at_once_and_the_chain_holds_with_them_mixed_in() {
-    let (app, _) = events_app(&[Setup::Admin], "", "event_delay = \"300ms\"", &[]).await;
-    let daemon = start(&app).await;
+    let (app, listeners, _) =
+        node_events_app(&[Setup::Admin], "", "event_delay = \"300ms\"", &[]).await;
+    let node = start_node(&app, listeners).await;
     let group = app.groups[0].clone();
 
     // Ours by `rotate` (so that the history knows a code the first outside
@@ -240,14 +243,15 @@ async fn outside_resets_are_recorded_at_once_and_the_chain_holds_with_them_mixed
     }
     let store = app.store().await;
     app.assert_chain_complete(&store, &group).await;
-    stop(&app, daemon).await;
+    stop_node(node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_the_instance_is_reported_disconnected_no_group_call_is_made_and_the_removal_rotates_once_connected()
  {
-    let (app, port) = events_app(&[Setup::Admin], "", "event_delay = \"200ms\"", &[]).await;
-    let daemon = start(&app).await;
+    let (app, listeners, port) =
+        node_events_app(&[Setup::Admin], "", "event_delay = \"200ms\"", &[]).await;
+    let node = start_node(&app, listeners).await;
     let group = app.groups[0].clone();
 
     app.emulator.set_connected(INSTANCE, false);
@@ -299,7 +303,7 @@ async fn while_the_instance_is_reported_disconnected_no_group_call_is_made_and_t
     );
     let rows = app.history().await;
     assert_eq!(rows[0].trigger, Trigger::MemberRemoved);
-    stop(&app, daemon).await;
+    stop_node(node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,8 +314,8 @@ async fn a_link_changed_outside_and_revoked_by_our_rotation_in_flight_is_kept_un
         latency: Duration::from_secs(1),
         ..fast_api()
     };
-    let (app, _) = events_app_with(slow, &[Setup::Admin], "", "", &[]).await;
-    let daemon = start(&app).await;
+    let (app, listeners, _) = node_events_app_with(slow, &[Setup::Admin], "", "", &[]).await;
+    let node = start_node(&app, listeners).await;
     let group = app.groups[0].clone();
     let secret = [(SECRET_VAR, SECRET)];
     let first = app.run_with(&["rotate", "group-0"], &secret).await;
@@ -366,13 +370,13 @@ async fn a_link_changed_outside_and_revoked_by_our_rotation_in_flight_is_kept_un
     let store = app.store().await;
     let live = app.emulator.current_code(&group.jid);
     assert_eq!(store.last_issued_code(&group.jid).await.unwrap(), live);
-    stop(&app, daemon).await;
+    stop_node(node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_change_reported_after_our_rotation_read_it_is_placed_before_that_rotation() {
-    let (app, _) = events_app(&[Setup::Admin], "", "", &[]).await;
-    let daemon = start(&app).await;
+    let (app, listeners, _) = node_events_app(&[Setup::Admin], "", "", &[]).await;
+    let node = start_node(&app, listeners).await;
     let group = app.groups[0].clone();
     let secret = [(SECRET_VAR, SECRET)];
     let first = app.run_with(&["rotate", "group-0"], &secret).await;
@@ -411,5 +415,5 @@ async fn a_link_change_reported_after_our_rotation_read_it_is_placed_before_that
         store.last_issued_code(&group.jid).await.unwrap(),
         app.emulator.current_code(&group.jid)
     );
-    stop(&app, daemon).await;
+    stop_node(node).await;
 }

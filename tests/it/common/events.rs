@@ -2,10 +2,12 @@
 //! loopback port, the webhook's secret in its environment), its start and
 //! stop, and what it stored.
 
+use super::node::{RunningNode, loopback};
 use super::{
     INSTANCE, Setup, TOKEN, TestApp, Tuning, fast_api, free_port, signal, spawn_app, wait_until,
 };
 use invite_rotator::emulator::EmulatorOptions;
+use invite_rotator::node::Listeners;
 use invite_rotator::store::{Rotation, Store, StoredEvent, Trigger};
 use serde_json::json;
 use std::time::Duration;
@@ -38,6 +40,42 @@ pub async fn events_app_with(
 ) -> (TestApp, u16) {
     let app = spawn_app(setups, options, yearly()).await;
     let port = free_port();
+    configure(&app, port, events, defaults, group_keys);
+    (app, port)
+}
+
+/// As [`events_app`], for a node in the test's process: the receiver's
+/// listener is bound here (port 0) and handed to the node in the returned
+/// [`Listeners`] (add others to them before [`start_node`]).
+pub async fn node_events_app(
+    setups: &[Setup],
+    events: &str,
+    defaults: &str,
+    group_keys: &[&str],
+) -> (TestApp, Listeners, u16) {
+    node_events_app_with(fast_api(), setups, events, defaults, group_keys).await
+}
+
+/// As [`node_events_app`], with the emulator's `options`.
+pub async fn node_events_app_with(
+    options: EmulatorOptions,
+    setups: &[Setup],
+    events: &str,
+    defaults: &str,
+    group_keys: &[&str],
+) -> (TestApp, Listeners, u16) {
+    let app = spawn_app(setups, options, yearly()).await;
+    let (listener, port) = loopback().await;
+    configure(&app, port, events, defaults, group_keys);
+    let listeners = Listeners {
+        events: Some(listener),
+        ..Listeners::default()
+    };
+    (app, listeners, port)
+}
+
+/// Adds `[events]` on `port`, `[defaults]` and each group's keys.
+fn configure(app: &TestApp, port: u16, events: &str, defaults: &str, group_keys: &[&str]) {
     app.edit_config(|mut text| {
         for (i, keys) in group_keys.iter().enumerate() {
             let name = format!("name = \"group-{i}\"\n");
@@ -48,7 +86,6 @@ pub async fn events_app_with(
              public_url = \"http://127.0.0.1:{port}{PATH}\"\nauthorization_env = \"{SECRET_VAR}\"\n{events}\n"
         )
     });
-    (app, port)
 }
 
 /// Groups that never come due during a test: only events rotate them.
@@ -70,6 +107,28 @@ pub async fn start(app: &TestApp) -> tokio::process::Child {
     )
     .await;
     daemon
+}
+
+/// Starts a node in the test's process (the secret in the environment, as
+/// [`start`] gives it) and waits until it registered its webhook.
+pub async fn start_node(app: &TestApp, listeners: Listeners) -> RunningNode {
+    // SAFETY: every test sets this variable to the same value.
+    unsafe { std::env::set_var(SECRET_VAR, SECRET) };
+    let node = app.spawn_node(listeners).await;
+    wait_until(
+        "the webhook's registration",
+        Duration::from_secs(20),
+        || async { !app.emulator.webhooks(INSTANCE).is_empty() },
+    )
+    .await;
+    node
+}
+
+/// Stops a node started by [`start_node`]: it stops cleanly (what SIGTERM
+/// and exit 0 are to the binary).
+pub async fn stop_node(node: RunningNode) {
+    let stopped = node.stop().await;
+    assert!(stopped.is_ok(), "{stopped:?}");
 }
 
 /// The events stored so far, oldest first.
