@@ -1,5 +1,6 @@
-//! The daemon as operators run it: the real binary, killed, stopped, and beside
-//! a `rotate`, against the in-process emulator.
+//! The daemon as operators run it: the real binary, killed, stopped,
+//! reloaded, under systemd, against the in-process emulator; and a node in
+//! the test's process beside a `rotate`.
 //!
 //! These tests run on real time (the daemon is another process); they poll the
 //! history for what they wait for, and assert no speed beyond the contract's
@@ -7,6 +8,7 @@
 
 use crate::common::{Setup, TestApp, Tuning, fast_api, signal, spawn_app, wait_until};
 use invite_rotator::emulator::{EmulatorOptions, Fault, Route};
+use invite_rotator::node::Listeners;
 use invite_rotator::store::Rotation;
 use invite_rotator::store::{Status, Trigger};
 use std::time::{Duration, Instant};
@@ -181,7 +183,7 @@ async fn a_daemon_and_a_rotate_beside_it_share_one_budget_and_get_no_429() {
         ..Tuning::default()
     };
     let app = spawn_app(&[Setup::Admin; 5], options, tuning).await;
-    let mut daemon = app.spawn_daemon();
+    let node = app.spawn_node(Listeners::default()).await;
     app.wait_for("the daemon rotating", Duration::from_secs(20), |rows| {
         rows.iter()
             .filter(|r| r.status == Status::Succeeded)
@@ -190,13 +192,13 @@ async fn a_daemon_and_a_rotate_beside_it_share_one_budget_and_get_no_429() {
     })
     .await;
 
-    // Act: a manual rotation of every group while the daemon runs.
+    // Act: a manual rotation of every group (another process) while the
+    // daemon (a node in the test's process) runs.
     let manual = app.run(&["rotate", "--all"]).await;
-    signal(&daemon, "TERM");
-    let stopped = daemon.wait().await.unwrap();
+    let stopped = node.stop().await;
 
     // Assert
-    assert_eq!(stopped.code(), Some(0));
+    assert!(stopped.is_ok(), "{stopped:?}");
     assert_eq!(app.emulator.rate_limited(), 0, "the API answered 429");
     // Each group was rotated by hand, or skipped because the daemon was
     // rotating it at that moment (never both at once: see the chain check).

@@ -1,12 +1,13 @@
-//! PostgreSQL down: the daemon reaches its database through a TCP relay
-//! the test can cut. While it is cut no rotation starts (its pending row
+//! PostgreSQL down: a node, in the test's process, reaches its database
+//! through a TCP relay the test can cut. While it is cut no rotation starts (its pending row
 //! cannot be written, so no reset is sent), `/healthz` fails, nothing is
 //! lost; once it is back, work resumes by itself.
 
-use crate::common::{Backend, Setup, TOKEN, TOKEN_VAR, Tuning, signal, spawn_app_on};
-use crate::common::{fast_api, free_port, wait_until};
+use crate::common::node::loopback;
+use crate::common::{Backend, Setup, Tuning, fast_api, spawn_app_on, wait_until};
 use invite_rotator::config::Database;
 use invite_rotator::emulator::Route;
+use invite_rotator::node::Listeners;
 use invite_rotator::store::Status;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -72,6 +73,19 @@ impl Relay {
     }
 }
 
+/// What `/metrics` shows (empty when it does not answer).
+async fn scrape(port: u16) -> String {
+    let http = invite_rotator::ryzeapi::http_client(Duration::from_secs(10), None).unwrap();
+    match http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+    {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
 async fn healthz(port: u16) -> u16 {
     let http = invite_rotator::ryzeapi::http_client(Duration::from_secs(10), None).unwrap();
     http.get(format!("http://127.0.0.1:{port}/healthz"))
@@ -96,7 +110,7 @@ async fn with_postgresql_cut_no_rotation_starts_healthz_fails_and_work_resumes_w
     };
     let upstream = pg.url.port().unwrap_or(5432);
     let relay = Relay::start(upstream).await;
-    let metrics = free_port();
+    let (metrics_listener, metrics) = loopback().await;
     let mut relayed = pg.url.clone();
     relayed.set_port(Some(relay.port)).unwrap();
     app.edit_config(|t| {
@@ -105,17 +119,12 @@ async fn with_postgresql_cut_no_rotation_starts_healthz_fails_and_work_resumes_w
             t.replace(pg.url.as_str(), relayed.as_str())
         )
     });
-    let mut daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_invite-rotator"))
-        .arg("--config")
-        .arg(&app.config_path)
-        .arg("run")
-        .env(TOKEN_VAR, TOKEN)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(app.daemon_log()).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let node = app
+        .spawn_node(Listeners {
+            metrics: Some(metrics_listener),
+            ..Listeners::default()
+        })
+        .await;
     app.wait_for("rotations", Duration::from_secs(30), |rows| {
         rows.iter()
             .filter(|r| r.status == Status::Succeeded)
@@ -137,9 +146,7 @@ async fn with_postgresql_cut_no_rotation_starts_healthz_fails_and_work_resumes_w
     };
     relay.cut();
     wait_until("the node stepped down", Duration::from_secs(30), || async {
-        std::fs::read_to_string(app.daemon_log())
-            .unwrap_or_default()
-            .contains("stepped down")
+        scrape(metrics).await.contains("invite_rotator_active 0")
     })
     .await;
     let mut unhealthy = healthz(metrics).await;
@@ -180,16 +187,15 @@ async fn with_postgresql_cut_no_rotation_starts_healthz_fails_and_work_resumes_w
             break;
         }
         if tokio::time::Instant::now() > give_up {
-            let log = std::fs::read_to_string(app.daemon_log()).unwrap_or_default();
             panic!(
-                "no rotations after the database came back ({} rows, {before} before):\n{log}",
+                "no rotations after the database came back ({} rows, {before} before)",
                 rows.len()
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    signal(&daemon, "TERM");
-    assert!(daemon.wait().await.unwrap().success());
+    let stopped = node.stop().await;
+    assert!(stopped.is_ok(), "{stopped:?}");
     let rows = app.history().await;
     assert!(
         rows.iter().all(|r| r.status != Status::Pending),

@@ -14,7 +14,6 @@ use invite_rotator::clock::SystemClock;
 use invite_rotator::config::Config;
 use invite_rotator::node::{self, Listeners, NodeError};
 use invite_rotator::store::Store;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -31,13 +30,11 @@ pub async fn loopback() -> (TcpListener, u16) {
 
 /// A node running in this process, until [`RunningNode::stop`] (dropped,
 /// it is asked to stop and left to finish).
+/// (Its addresses are the test's: it bound the listeners, see [`loopback`].)
 pub struct RunningNode {
-    /// Where `/metrics` and `/healthz` are served, if they are.
-    pub metrics: Option<SocketAddr>,
-    /// Where RyzeAPI's events are received, if they are.
-    pub events: Option<SocketAddr>,
-    /// Configs sent here replace the running one, as a SIGHUP's would.
-    pub reloads: mpsc::Sender<Config>,
+    /// Held open, as `run` holds its SIGHUP watcher's: configs sent here
+    /// would replace the running one.
+    _reloads: mpsc::Sender<Config>,
     shutdown: Option<oneshot::Sender<()>>,
     /// The node's thread: what `node::run` returned.
     pub thread: Option<std::thread::JoinHandle<Result<(), NodeError>>>,
@@ -74,9 +71,8 @@ impl TestApp {
     /// config has its section).
     pub async fn spawn_node(&self, listeners: Listeners) -> RunningNode {
         let config = self.config();
-        let database = self.database.clone();
-        let addr = |l: &Option<TcpListener>| l.as_ref().map(|l| l.local_addr().expect("bound"));
-        let (metrics, events) = (addr(&listeners.metrics), addr(&listeners.events));
+        // The config's (a test may have pointed it elsewhere, a relay).
+        let database = config.database.clone();
         // Off this runtime, onto the node's.
         let std = |l: Option<TcpListener>| l.map(|l| l.into_std().expect("a std listener"));
         let Listeners {
@@ -119,9 +115,7 @@ impl TestApp {
             .expect("the node's thread starts");
         start.await.expect("the node's store opens");
         RunningNode {
-            metrics,
-            events,
-            reloads,
+            _reloads: reloads,
             shutdown: Some(shutdown),
             thread: Some(thread),
         }
