@@ -109,7 +109,7 @@ async fn bad_deliveries_are_refused_and_change_nothing() {
         !text.contains(&jid) && !text.contains("group-0"),
         "no per-group labels"
     );
-    stop_node(node).await;
+    stop_node(&app, node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,7 +151,7 @@ async fn the_same_delivery_three_times_is_stored_once_and_rotates_once() {
     assert_eq!(removals, 1, "three deliveries, one event");
     assert_eq!(app.history().await.len(), 1);
     assert_eq!(app.emulator.reset_calls(&group.jid), 1);
-    stop_node(node).await;
+    stop_node(&app, node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,7 +298,7 @@ async fn both_channels_at_once_store_each_event_once() {
         .count();
     assert_eq!(removals, 1, "one event from two channels");
     assert_eq!(app.history().await.len(), 1);
-    stop_node(node).await;
+    stop_node(&app, node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -360,7 +360,7 @@ async fn events_list_register_and_status_show_what_arrived_and_where_from() {
     app.edit_config(|t| t.replace(&app.server.base_url(), "http://127.0.0.1:9/api"));
     let failed = app.run_with(&["events", "register"], &secret).await;
     assert_eq!(failed.status.code(), Some(1), "{failed:?}");
-    stop_node(node).await;
+    stop_node(&app, node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -422,7 +422,7 @@ async fn a_failed_event_rotation_is_tried_again_and_one_that_cannot_succeed_is_g
     );
     let store = app.store().await;
     app.assert_chain_complete(&store, &app.groups[0]).await;
-    stop_node(node).await;
+    stop_node(&app, node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -85,7 +85,7 @@ async fn a_removed_member_rotates_the_group_after_its_quiet_period_and_our_own_r
     assert!(with_trigger(&rows, Trigger::Outside).is_empty());
     let store = app.store().await;
     app.assert_chain_complete(&store, group).await;
-    stop_node(node).await;
+    stop_node(&app, node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,7 +119,7 @@ async fn five_removals_in_one_second_make_one_rotation() {
     assert_eq!(rows[0].trigger, Trigger::MemberRemoved);
     assert_eq!(removals(&app).await, 5, "every removal stored");
     assert_eq!(app.emulator.reset_calls(&group.jid), 1);
-    stop_node(node).await;
+    stop_node(&app, node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,7 +186,7 @@ async fn a_member_who_left_rotates_only_where_rotate_on_says_so_and_an_empty_rot
         app.emulator.reset_calls(&g1.jid) + app.emulator.reset_calls(&g2.jid),
         0
     );
-    stop_node(node).await;
+    stop_node(&app, node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,7 +243,7 @@ async fn outside_resets_are_recorded_at_once_and_the_chain_holds_with_them_mixed
     }
     let store = app.store().await;
     app.assert_chain_complete(&store, &group).await;
-    stop_node(node).await;
+    stop_node(&app, node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,7 +303,7 @@ async fn while_the_instance_is_reported_disconnected_no_group_call_is_made_and_t
     );
     let rows = app.history().await;
     assert_eq!(rows[0].trigger, Trigger::MemberRemoved);
-    stop_node(node).await;
+    stop_node(&app, node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -370,7 +370,7 @@ async fn a_link_changed_outside_and_revoked_by_our_rotation_in_flight_is_kept_un
     let store = app.store().await;
     let live = app.emulator.current_code(&group.jid);
     assert_eq!(store.last_issued_code(&group.jid).await.unwrap(), live);
-    stop_node(node).await;
+    stop_node(&app, node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -415,5 +415,5 @@ async fn a_link_change_reported_after_our_rotation_read_it_is_placed_before_that
         store.last_issued_code(&group.jid).await.unwrap(),
         app.emulator.current_code(&group.jid)
     );
-    stop_node(node).await;
+    stop_node(&app, node).await;
 }

@@ -125,10 +125,14 @@ pub async fn start_node(app: &TestApp, listeners: Listeners) -> RunningNode {
 }
 
 /// Stops a node started by [`start_node`]: it stops cleanly (what SIGTERM
-/// and exit 0 are to the binary).
-pub async fn stop_node(node: RunningNode) {
+/// and exit 0 are to the binary), no live code in its log.
+pub async fn stop_node(app: &TestApp, node: RunningNode) {
     let stopped = node.stop().await;
     assert!(stopped.is_ok(), "{stopped:?}");
+    app.assert_no_code_in(
+        &std::fs::read(app.node_log()).unwrap_or_default(),
+        "the node's log",
+    );
 }
 
 /// The events stored so far, oldest first.
