@@ -5,8 +5,8 @@
 //! `target/screenshots/` (not committed). The browser is [`crate::cdp`]'s.
 
 use crate::cdp::launch;
+use crate::common::free_port;
 use crate::common::{Setup, Tuning, real_part, spawn_app};
-use crate::events::free_port;
 use base64::Engine;
 use invite_rotator::emulator::EmulatorOptions;
 use serde_json::json;

@@ -1,11 +1,17 @@
-//! `spawn_app`: an emulator on port 0, a fresh database in a temp dir, and a
-//! config that points one at the other.
+//! The helpers every test module shares: `spawn_app` (an emulator on port 0,
+//! a fresh database in a temp dir, and a config that points one at the
+//! other), `wait_until`, `free_port`, `fast_api`, and in [`events`] a daemon
+//! that receives RyzeAPI's events.
+
+pub mod events;
+pub mod node;
 
 use invite_rotator::config::{Config, Database, Purpose};
 use invite_rotator::emulator::{Emulator, EmulatorOptions, Membership, RunningEmulator};
 use invite_rotator::store::{HistoryQuery, Rotation, Status, Store};
 use std::path::PathBuf;
 use std::process::Output;
+use std::time::Duration;
 
 /// A token distinctive enough to grep for.
 pub const TOKEN: &str = "tok-SECRET-7f3a9c1e";
@@ -65,6 +71,39 @@ pub enum Setup {
     Member,
     /// In the config, unknown to the API (left or deleted).
     Gone,
+}
+
+/// An emulator that never rate-limits a test (the client paces itself far
+/// below this).
+pub fn fast_api() -> EmulatorOptions {
+    EmulatorOptions {
+        requests_per_minute: 60_000,
+        ..EmulatorOptions::default()
+    }
+}
+
+/// Polls `done` every 50 ms until it holds; panics after `limit`.
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, done: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let give_up = tokio::time::Instant::now() + limit;
+    while !done().await {
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "gave up waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A port free a moment ago, for a config that names its own listener (a
+/// subprocess binds it itself). In process, bind port 0 and hand the
+/// listener over instead.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("its address").port()
 }
 
 pub fn jid(i: usize) -> String {

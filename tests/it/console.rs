@@ -8,8 +8,8 @@
 //! HttpOnly and SameSite=Strict, and anything but GET is refused.
 
 use crate::cdp::launch;
+use crate::common::free_port;
 use crate::common::{Setup, TestApp, Tuning, real_part, spawn_app};
-use crate::events::free_port;
 use invite_rotator::emulator::EmulatorOptions;
 use reqwest::StatusCode;
 use serde_json::json;

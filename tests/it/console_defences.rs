@@ -6,8 +6,8 @@
 //! refused at `check` and at start; the live code is shown only on a POST
 //! from the console's own pages.
 
+use crate::common::free_port;
 use crate::console::{TOKEN_TEXT, app_with_console, client, wait_up};
-use crate::events::free_port;
 use reqwest::StatusCode;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -3,7 +3,9 @@
 //! hold what the API did: the new code if the reset happened, no second reset
 //! where none was needed, nothing left `pending`.
 
-use crate::common::{Backend, Setup, TestApp, Tuning, on_both_backends, signal, spawn_app_on};
+use crate::common::{
+    Backend, Setup, TestApp, Tuning, fast_api, on_both_backends, signal, spawn_app_on,
+};
 use invite_rotator::emulator::EmulatorOptions;
 use invite_rotator::store::Rotation;
 use invite_rotator::store::Status;
@@ -21,13 +23,6 @@ on_both_backends!(
     killed_at_random_moments_under_faults_the_history_still_holds_every_issued_code,
     a_reset_still_landing_when_its_process_died_is_read_back_late_enough_to_be_seen,
 );
-
-fn fast_api() -> EmulatorOptions {
-    EmulatorOptions {
-        requests_per_minute: 6000,
-        ..EmulatorOptions::default()
-    }
-}
 
 /// A group that never comes due during a test: only `rotate` and the
 /// start-up settlement touch it.

@@ -1,12 +1,14 @@
-//! The daemon as operators run it: the real binary, killed, stopped, and beside
-//! a `rotate`, against the in-process emulator.
+//! The daemon as operators run it: the real binary, killed, stopped,
+//! reloaded, under systemd, against the in-process emulator; and a node in
+//! the test's process beside a `rotate`.
 //!
 //! These tests run on real time (the daemon is another process); they poll the
 //! history for what they wait for, and assert no speed beyond the contract's
 //! 10-second stop.
 
-use crate::common::{Setup, TestApp, Tuning, signal, spawn_app};
+use crate::common::{Setup, TestApp, Tuning, fast_api, signal, spawn_app, wait_until};
 use invite_rotator::emulator::{EmulatorOptions, Fault, Route};
+use invite_rotator::node::Listeners;
 use invite_rotator::store::Rotation;
 use invite_rotator::store::{Status, Trigger};
 use std::time::{Duration, Instant};
@@ -20,18 +22,11 @@ fn every_group(app: &TestApp, rows: &[Rotation], what: impl Fn(&Rotation) -> boo
     app.groups.iter().all(|g| of(rows, &g.name).any(&what))
 }
 
-fn fast_api() -> EmulatorOptions {
-    EmulatorOptions {
-        requests_per_minute: 6000,
-        ..EmulatorOptions::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_kill_and_two_missed_fires_each_group_is_caught_up_exactly_once() {
-    // Arrange: groups rotating every 2 s.
+    // Arrange: groups rotating every second.
     let tuning = Tuning {
-        schedule: "*/2 * * * * *",
+        schedule: "* * * * * *",
         ..Tuning::default()
     };
     let app = spawn_app(&[Setup::Admin; 3], fast_api(), tuning).await;
@@ -50,8 +45,19 @@ async fn after_a_kill_and_two_missed_fires_each_group_is_caught_up_exactly_once(
     // Act: kill -9, stay down over two fires, start again.
     first.start_kill().unwrap();
     first.wait().await.unwrap();
-    // Time has to pass for fires to be missed; nothing is being waited *for*.
-    tokio::time::sleep(Duration::from_millis(4500)).await;
+    // Down over two fires: past the second whole second after the latest
+    // fire the killed daemon started (the history's latest due time).
+    let latest_due = app
+        .history()
+        .await
+        .iter()
+        .filter_map(|r| r.scheduled_for.as_ref().and_then(|s| s.time()))
+        .max()
+        .expect("the killed daemon served fires");
+    wait_until("two fires missed", Duration::from_secs(20), || async {
+        chrono::Utc::now() > latest_due + chrono::Duration::seconds(2)
+    })
+    .await;
     let mut second = app.spawn_daemon();
     app.wait_for(
         "a catch-up of every group",
@@ -177,7 +183,7 @@ async fn a_daemon_and_a_rotate_beside_it_share_one_budget_and_get_no_429() {
         ..Tuning::default()
     };
     let app = spawn_app(&[Setup::Admin; 5], options, tuning).await;
-    let mut daemon = app.spawn_daemon();
+    let node = app.spawn_node(Listeners::default()).await;
     app.wait_for("the daemon rotating", Duration::from_secs(20), |rows| {
         rows.iter()
             .filter(|r| r.status == Status::Succeeded)
@@ -186,13 +192,13 @@ async fn a_daemon_and_a_rotate_beside_it_share_one_budget_and_get_no_429() {
     })
     .await;
 
-    // Act: a manual rotation of every group while the daemon runs.
+    // Act: a manual rotation of every group (another process) while the
+    // daemon (a node in the test's process) runs.
     let manual = app.run(&["rotate", "--all"]).await;
-    signal(&daemon, "TERM");
-    let stopped = daemon.wait().await.unwrap();
+    let stopped = node.stop().await;
 
     // Assert
-    assert_eq!(stopped.code(), Some(0));
+    assert!(stopped.is_ok(), "{stopped:?}");
     assert_eq!(app.emulator.rate_limited(), 0, "the API answered 429");
     // Each group was rotated by hand, or skipped because the daemon was
     // rotating it at that moment (never both at once: see the chain check).

@@ -3,21 +3,13 @@
 //! recorded first, and a result that cannot be written is retried or, at
 //! worst, settled from the live link by the next process.
 
-use crate::common::{Setup, TestApp, Tuning, signal, spawn_app};
-use invite_rotator::emulator::EmulatorOptions;
+use crate::common::{Setup, TestApp, Tuning, fast_api, signal, spawn_app};
 use invite_rotator::engine::Engine;
 use invite_rotator::rotation::RotateError;
 use invite_rotator::store::Store;
 use invite_rotator::store::{Cause, Status};
 use sqlx::Connection;
 use std::time::Duration;
-
-fn fast_api() -> EmulatorOptions {
-    EmulatorOptions {
-        requests_per_minute: 60_000,
-        ..EmulatorOptions::default()
-    }
-}
 
 async fn one_group() -> TestApp {
     let tuning = Tuning {

@@ -1,26 +1,19 @@
 //! The events' edges: what the receiver answers to bad deliveries, repeats,
 //! a kill -9 right after a 2xx, the WebSocket, and the commands that show
-//! events. Every test's files and logs are searched for the instance's
-//! token, which every envelope carries (see `common`).
+//! events. A node in the test's process where the test is about what the
+//! node does; the real binary where it is about a kill -9 or the log.
+//! Every test's files and logs are searched for the instance's token,
+//! which every envelope carries (see `common`).
 
-use crate::common::{INSTANCE, Setup, TOKEN, TestApp};
-use crate::events::{
-    PATH, SECRET, SECRET_VAR, events, events_app, settled, start, stop, wait_until, with_trigger,
+use crate::common::events::{
+    SECRET, SECRET_VAR, bearer, deliver, envelope, events, events_app, node_events_app, quiet,
+    settled, start, start_node, stop, stop_node, with_trigger,
 };
+use crate::common::node::loopback;
+use crate::common::{INSTANCE, Setup, TestApp, wait_until};
 use invite_rotator::store::{Status, Trigger};
 use serde_json::json;
 use std::time::Duration;
-
-/// An envelope as RyzeAPI sends it, the instance's token inside.
-fn envelope(event: &str, data: serde_json::Value) -> Vec<u8> {
-    json!({
-        "event": event,
-        "data": data,
-        "instanceData": {"baseUrl": "https://ryzeapi.cloud", "instance": INSTANCE, "token": TOKEN},
-    })
-    .to_string()
-    .into_bytes()
-}
 
 fn removal(jid: &str, member: &str) -> Vec<u8> {
     envelope(
@@ -30,30 +23,14 @@ fn removal(jid: &str, member: &str) -> Vec<u8> {
     )
 }
 
-/// Posts `body` to the receiver; returns the status.
-async fn deliver(port: u16, authorization: Option<&str>, body: Vec<u8>) -> u16 {
-    let http = invite_rotator::ryzeapi::http_client(Duration::from_secs(10), None)
-        .expect("an HTTP client");
-    let mut request = http
-        .post(format!("http://127.0.0.1:{port}{PATH}"))
-        .header("content-type", "application/json")
-        .body(body);
-    if let Some(a) = authorization {
-        request = request.header("authorization", a);
-    }
-    request.send().await.map_or(0, |r| r.status().as_u16())
-}
-
-fn bearer() -> String {
-    format!("Bearer {SECRET}")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_deliveries_are_refused_and_change_nothing() {
-    let (app, port) = events_app(&[Setup::Admin], "", "event_delay = \"200ms\"", &[]).await;
-    let metrics = crate::events::free_port();
+    let (app, mut listeners, port) =
+        node_events_app(&[Setup::Admin], "", "event_delay = \"200ms\"", &[]).await;
+    let (metrics_listener, metrics) = loopback().await;
+    listeners.metrics = Some(metrics_listener);
     app.edit_config(|t| format!("{t}\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n"));
-    let daemon = start(&app).await;
+    let node = start_node(&app, listeners).await;
     let jid = app.groups[0].jid.clone();
     let member = "5511999990001@s.whatsapp.net";
 
@@ -96,7 +73,7 @@ async fn bad_deliveries_are_refused_and_change_nothing() {
     assert_eq!(deliver(port, Some(&bearer()), unused).await, 200);
     let elsewhere = removal("120363000000000000@g.us", member);
     assert_eq!(deliver(port, Some(&bearer()), elsewhere).await, 200);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // No wait: the receiver answers once the event is stored (or refused).
     assert!(events(&app).await.is_empty(), "nothing stored");
     assert!(app.history().await.is_empty(), "nothing rotated");
 
@@ -132,14 +109,15 @@ async fn bad_deliveries_are_refused_and_change_nothing() {
         !text.contains(&jid) && !text.contains("group-0"),
         "no per-group labels"
     );
-    stop(&app, daemon).await;
+    stop_node(&app, node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_delivery_three_times_is_stored_once_and_rotates_once() {
-    let (app, _) = events_app(&[Setup::Admin], "", "event_delay = \"300ms\"", &[]).await;
+    let (app, listeners, _) =
+        node_events_app(&[Setup::Admin], "", "event_delay = \"300ms\"", &[]).await;
     app.emulator.set_delivery_repeats(2);
-    let daemon = start(&app).await;
+    let node = start_node(&app, listeners).await;
     let group = app.groups[0].clone();
 
     app.emulator
@@ -161,8 +139,9 @@ async fn the_same_delivery_three_times_is_stored_once_and_rotates_once() {
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    settled(&app).await;
+    // Every repeat answered (so stored or found known), then nothing more
+    // can come of them.
+    quiet(&app).await;
 
     let removals = events(&app)
         .await
@@ -172,7 +151,7 @@ async fn the_same_delivery_three_times_is_stored_once_and_rotates_once() {
     assert_eq!(removals, 1, "three deliveries, one event");
     assert_eq!(app.history().await.len(), 1);
     assert_eq!(app.emulator.reset_calls(&group.jid), 1);
-    stop(&app, daemon).await;
+    stop_node(&app, node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,14 +243,14 @@ async fn the_websocket_is_enabled_connected_and_its_removals_rotate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_channels_at_once_store_each_event_once() {
-    let (app, _) = events_app(
+    let (app, listeners, _) = node_events_app(
         &[Setup::Admin],
         "websocket = true",
         "event_delay = \"300ms\"",
         &[],
     )
     .await;
-    let daemon = start(&app).await;
+    let node = start_node(&app, listeners).await;
     wait_until("the WebSocket", Duration::from_secs(20), || async {
         app.emulator.websockets_open(INSTANCE) == 1
     })
@@ -283,8 +262,34 @@ async fn both_channels_at_once_store_each_event_once() {
         rows.iter().any(|r| r.status == Status::Succeeded)
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    settled(&app).await;
+    // Both copies of the removal (and of our reset's link change) handled.
+    // The webhook's: answered, so stored or found known. The WebSocket's:
+    // its reader stores frames one at a time, in order, so a later report
+    // stored from the WebSocket (the webhook's copy held back) means every
+    // earlier frame was handled.
+    wait_until("the webhook's copies", Duration::from_secs(20), || async {
+        app.emulator
+            .deliveries()
+            .iter()
+            .filter(|d| d.event == "group.flow" && d.status == Some(200))
+            .count()
+            >= 2
+    })
+    .await;
+    app.emulator.set_delivery_delay(Duration::from_secs(600));
+    app.emulator.set_connected(INSTANCE, true);
+    wait_until(
+        "a later report by WebSocket",
+        Duration::from_secs(20),
+        || async {
+            events(&app)
+                .await
+                .iter()
+                .any(|e| e.event == "instance.state" && e.channel == "websocket")
+        },
+    )
+    .await;
+    quiet(&app).await;
 
     let removals = events(&app)
         .await
@@ -293,12 +298,13 @@ async fn both_channels_at_once_store_each_event_once() {
         .count();
     assert_eq!(removals, 1, "one event from two channels");
     assert_eq!(app.history().await.len(), 1);
-    stop(&app, daemon).await;
+    stop_node(&app, node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_list_register_and_status_show_what_arrived_and_where_from() {
-    let (app, _) = events_app(&[Setup::Admin], "", "event_delay = \"200ms\"", &[]).await;
+    let (app, listeners, _) =
+        node_events_app(&[Setup::Admin], "", "event_delay = \"200ms\"", &[]).await;
     let secret = [(SECRET_VAR, SECRET)];
 
     // `events register`: the webhook, as `run` would upsert it.
@@ -317,7 +323,7 @@ async fn events_list_register_and_status_show_what_arrived_and_where_from() {
         "upserted, not added"
     );
 
-    let daemon = start(&app).await;
+    let node = start_node(&app, listeners).await;
     app.emulator
         .remove_member(&app.groups[0].jid, "5511999990001@s.whatsapp.net");
     app.wait_for("the rotation", Duration::from_secs(20), |rows| {
@@ -354,7 +360,7 @@ async fn events_list_register_and_status_show_what_arrived_and_where_from() {
     app.edit_config(|t| t.replace(&app.server.base_url(), "http://127.0.0.1:9/api"));
     let failed = app.run_with(&["events", "register"], &secret).await;
     assert_eq!(failed.status.code(), Some(1), "{failed:?}");
-    stop(&app, daemon).await;
+    stop_node(&app, node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -362,14 +368,14 @@ async fn a_failed_event_rotation_is_tried_again_and_one_that_cannot_succeed_is_g
     use invite_rotator::emulator::{Fault, Route};
     // group-0: its first rotation fails (every attempt a 500); group-1: we
     // are not admin, so every rotation fails for good.
-    let (app, _) = events_app(
+    let (app, listeners, _) = node_events_app(
         &[Setup::Admin, Setup::Member],
         "",
         "event_delay = \"200ms\"",
         &[],
     )
     .await;
-    let daemon = start(&app).await;
+    let node = start_node(&app, listeners).await;
     for _ in 0..5 {
         app.emulator.push_fault(Route::Reset, Fault::ServerError);
     }
@@ -391,7 +397,9 @@ async fn a_failed_event_rotation_is_tried_again_and_one_that_cannot_succeed_is_g
         rows.iter().filter(|r| r.group_name == "group-1").count() >= 3
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Given up: the calls answered and nothing more called for (a fourth
+    // try would be called for first).
+    quiet(&app).await;
 
     let rows = app.history().await;
     let of = |name: &str, status: Status| {
@@ -414,7 +422,7 @@ async fn a_failed_event_rotation_is_tried_again_and_one_that_cannot_succeed_is_g
     );
     let store = app.store().await;
     app.assert_chain_complete(&store, &app.groups[0]).await;
-    stop(&app, daemon).await;
+    stop_node(&app, node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

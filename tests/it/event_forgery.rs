@@ -6,11 +6,10 @@
 //! at most `max_rotations_per_hour` times an hour; deliveries for instances
 //! not in the config are counted, never stored, and what is stored is small.
 
-use crate::common::{INSTANCE, Setup, TOKEN, TestApp};
-use crate::events::{
-    PATH, SECRET, SECRET_VAR, events, events_app, free_port, settled, start, stop, wait_until,
-    with_trigger,
+use crate::common::events::{
+    PATH, SECRET, SECRET_VAR, events, events_app, settled, start, stop, with_trigger,
 };
+use crate::common::{INSTANCE, Setup, TOKEN, TestApp, free_port, wait_until};
 use invite_rotator::store::Trigger;
 use serde_json::{Value, json};
 use std::time::Duration;

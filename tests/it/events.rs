@@ -1,126 +1,24 @@
-//! RyzeAPI's events, end to end: the real daemon receives the emulator's
-//! deliveries and rotates when a member is removed, records links changed
-//! elsewhere, and leaves an instance alone while it is reported offline.
-//! The helpers here serve `event_edges` too.
+//! RyzeAPI's events, end to end: a whole node, in the test's process,
+//! receives the emulator's deliveries and rotates when a member is removed,
+//! records links changed elsewhere, and leaves an instance alone while it
+//! is reported offline. (`rotate`s beside it are the real binary.)
 
-use crate::common::{INSTANCE, Setup, TestApp, Tuning, signal, spawn_app};
+use crate::common::events::{
+    SECRET, SECRET_VAR, events, mark, node_events_app, node_events_app_with, quiet, settled,
+    start_node, stop_node, with_trigger,
+};
+use crate::common::{INSTANCE, Setup, fast_api, wait_until};
 use invite_rotator::emulator::{EmulatorOptions, EventShape};
-use invite_rotator::store::{Rotation, Status, Store, StoredEvent, Trigger};
+use invite_rotator::store::{Status, Store, Trigger};
 use std::time::Duration;
 
-/// The webhook's secret, distinctive enough to grep for.
-pub const SECRET: &str = "ev-SECRET-51c0ffee-0123456789";
-pub const SECRET_VAR: &str = "IR_TEST_EVENTS_SECRET";
-/// The receiver's path.
-pub const PATH: &str = "/ryzeapi/events";
-
-/// An app whose daemon receives events: `[events]` on a free loopback port,
-/// `[defaults]` from `defaults` (such as `event_delay = "1s"`), and
-/// `group_keys[i]` added to group `i`'s table.
-pub async fn events_app(
-    setups: &[Setup],
-    events: &str,
-    defaults: &str,
-    group_keys: &[&str],
-) -> (TestApp, u16) {
-    events_app_with(fast(), setups, events, defaults, group_keys).await
-}
-
-/// As [`events_app`], with the emulator's `options`.
-pub async fn events_app_with(
-    options: EmulatorOptions,
-    setups: &[Setup],
-    events: &str,
-    defaults: &str,
-    group_keys: &[&str],
-) -> (TestApp, u16) {
-    let app = spawn_app(setups, options, yearly()).await;
-    let port = free_port();
-    app.edit_config(|mut text| {
-        for (i, keys) in group_keys.iter().enumerate() {
-            let name = format!("name = \"group-{i}\"\n");
-            text = text.replace(&name, &format!("{name}{keys}\n"));
-        }
-        format!(
-            "{text}\n[defaults]\n{defaults}\n\n[events]\nlisten = \"127.0.0.1:{port}\"\n\
-             public_url = \"http://127.0.0.1:{port}{PATH}\"\nauthorization_env = \"{SECRET_VAR}\"\n{events}\n"
-        )
-    });
-    (app, port)
-}
-
-fn fast() -> EmulatorOptions {
-    EmulatorOptions {
-        requests_per_minute: 6000,
-        ..EmulatorOptions::default()
-    }
-}
-
-/// Groups that never come due during a test: only events rotate them.
-fn yearly() -> Tuning {
-    Tuning {
-        schedule: "0 0 1 1 *",
-        ..Tuning::default()
-    }
-}
-
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("its address").port()
-}
-
-/// Starts the daemon with the secret in its environment and waits until
-/// it registered its webhook at the emulator.
-pub async fn start(app: &TestApp) -> tokio::process::Child {
-    let daemon = app.spawn_daemon_with(&[(SECRET_VAR, SECRET)]);
-    wait_until(
-        "the webhook's registration",
-        Duration::from_secs(20),
-        || async { !app.emulator.webhooks(INSTANCE).is_empty() },
-    )
-    .await;
-    daemon
-}
-
-/// Polls `done` every 50 ms until it holds; panics after `limit`.
-pub async fn wait_until<F, Fut>(what: &str, limit: Duration, done: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let give_up = tokio::time::Instant::now() + limit;
-    while !done().await {
-        assert!(
-            tokio::time::Instant::now() < give_up,
-            "gave up waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The events stored so far, oldest first.
-pub async fn events(app: &TestApp) -> Vec<StoredEvent> {
-    match Store::connect_read_only(&app.database).await {
-        Ok(store) => store.recent_events(10_000).await.unwrap_or_default(),
-        Err(_) => Vec::new(),
-    }
-}
-
-/// Rotations of `trigger` in the history.
-pub fn with_trigger(rows: &[Rotation], trigger: Trigger) -> Vec<Rotation> {
-    rows.iter()
-        .filter(|r| r.trigger == trigger)
-        .cloned()
-        .collect()
-}
-
-/// Waits until every stored event has been acted on.
-pub async fn settled(app: &TestApp) {
-    wait_until("every event acted on", Duration::from_secs(20), || async {
-        let all = events(app).await;
-        !all.is_empty() && all.iter().all(|e| e.processed_at.is_some())
-    })
-    .await;
+/// How many removals are stored.
+async fn removals(app: &crate::common::TestApp) -> usize {
+    events(app)
+        .await
+        .iter()
+        .filter(|e| e.kind == "member_removed")
+        .count()
 }
 
 fn at(t: &str) -> chrono::DateTime<chrono::Utc> {
@@ -129,21 +27,11 @@ fn at(t: &str) -> chrono::DateTime<chrono::Utc> {
         .with_timezone(&chrono::Utc)
 }
 
-pub async fn stop(app: &TestApp, mut daemon: tokio::process::Child) {
-    signal(&daemon, "TERM");
-    let status = daemon.wait().await.expect("the daemon ends");
-    assert!(status.success(), "{status:?}");
-    app.assert_no_code_in(
-        &std::fs::read(app.daemon_log()).unwrap_or_default(),
-        "the daemon's log",
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_member_rotates_the_group_after_its_quiet_period_and_our_own_reset_is_not_outside()
  {
     // Arrange: event_delay 1 s; whatsmeow's GroupInfo shape.
-    let (app, _) = events_app(
+    let (app, listeners, _) = node_events_app(
         &[Setup::Admin, Setup::Admin],
         "",
         "event_delay = \"1s\"",
@@ -151,7 +39,7 @@ async fn a_removed_member_rotates_the_group_after_its_quiet_period_and_our_own_r
     )
     .await;
     app.emulator.set_event_shape(EventShape::GroupInfo);
-    let daemon = start(&app).await;
+    let node = start_node(&app, listeners).await;
     let group = &app.groups[0];
 
     // Act
@@ -197,14 +85,15 @@ async fn a_removed_member_rotates_the_group_after_its_quiet_period_and_our_own_r
     assert!(with_trigger(&rows, Trigger::Outside).is_empty());
     let store = app.store().await;
     app.assert_chain_complete(&store, group).await;
-    stop(&app, daemon).await;
+    stop_node(&app, node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_removals_in_one_second_make_one_rotation() {
-    let (app, _) = events_app(&[Setup::Admin], "", "event_delay = \"1s\"", &[]).await;
+    let (app, listeners, _) =
+        node_events_app(&[Setup::Admin], "", "event_delay = \"1s\"", &[]).await;
     app.emulator.set_event_shape(EventShape::Flat);
-    let daemon = start(&app).await;
+    let node = start_node(&app, listeners).await;
     let group = &app.groups[0];
 
     for i in 0..5 {
@@ -216,21 +105,21 @@ async fn five_removals_in_one_second_make_one_rotation() {
         rows.iter().any(|r| r.status == Status::Succeeded)
     })
     .await;
-    // Well past another quiet period: no second rotation comes.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    settled(&app).await;
+    // Every removal stored, then nothing more can come of them: each acted
+    // on, and the call they made answered (a second rotation would be
+    // called for, and its call answered only once it succeeded).
+    wait_until("every removal stored", Duration::from_secs(20), || async {
+        removals(&app).await == 5
+    })
+    .await;
+    quiet(&app).await;
 
     let rows = app.history().await;
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].trigger, Trigger::MemberRemoved);
-    let removals = events(&app)
-        .await
-        .into_iter()
-        .filter(|e| e.kind == "member_removed")
-        .count();
-    assert_eq!(removals, 5, "every removal stored");
+    assert_eq!(removals(&app).await, 5, "every removal stored");
     assert_eq!(app.emulator.reset_calls(&group.jid), 1);
-    stop(&app, daemon).await;
+    stop_node(&app, node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,7 +127,7 @@ async fn a_member_who_left_rotates_only_where_rotate_on_says_so_and_an_empty_rot
  {
     // group-0 rotates on both; group-1 on removals only (the default);
     // group-2 on nothing.
-    let (app, _) = events_app(
+    let (app, listeners, _) = node_events_app(
         &[Setup::Admin, Setup::Admin, Setup::Admin],
         "",
         "event_delay = \"500ms\"",
@@ -249,7 +138,7 @@ async fn a_member_who_left_rotates_only_where_rotate_on_says_so_and_an_empty_rot
         ],
     )
     .await;
-    let daemon = start(&app).await;
+    let node = start_node(&app, listeners).await;
     let [g0, g1, g2] = [&app.groups[0], &app.groups[1], &app.groups[2]];
 
     app.emulator
@@ -263,8 +152,21 @@ async fn a_member_who_left_rotates_only_where_rotate_on_says_so_and_an_empty_rot
             .any(|r| r.group_name == g0.name && r.status == Status::Succeeded)
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    settled(&app).await;
+    // The three reports stored, then nothing more can come of them.
+    wait_until(
+        "the three reports stored",
+        Duration::from_secs(20),
+        || async {
+            events(&app)
+                .await
+                .iter()
+                .filter(|e| e.kind != "link_changed")
+                .count()
+                == 3
+        },
+    )
+    .await;
+    quiet(&app).await;
 
     let rows = app.history().await;
     assert_eq!(rows.len(), 1, "{rows:?}");
@@ -284,13 +186,14 @@ async fn a_member_who_left_rotates_only_where_rotate_on_says_so_and_an_empty_rot
         app.emulator.reset_calls(&g1.jid) + app.emulator.reset_calls(&g2.jid),
         0
     );
-    stop(&app, daemon).await;
+    stop_node(&app, node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outside_resets_are_recorded_at_once_and_the_chain_holds_with_them_mixed_in() {
-    let (app, _) = events_app(&[Setup::Admin], "", "event_delay = \"300ms\"", &[]).await;
-    let daemon = start(&app).await;
+    let (app, listeners, _) =
+        node_events_app(&[Setup::Admin], "", "event_delay = \"300ms\"", &[]).await;
+    let node = start_node(&app, listeners).await;
     let group = app.groups[0].clone();
 
     // Ours by `rotate` (so that the history knows a code the first outside
@@ -340,14 +243,15 @@ async fn outside_resets_are_recorded_at_once_and_the_chain_holds_with_them_mixed
     }
     let store = app.store().await;
     app.assert_chain_complete(&store, &group).await;
-    stop(&app, daemon).await;
+    stop_node(&app, node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_the_instance_is_reported_disconnected_no_group_call_is_made_and_the_removal_rotates_once_connected()
  {
-    let (app, _) = events_app(&[Setup::Admin], "", "event_delay = \"200ms\"", &[]).await;
-    let daemon = start(&app).await;
+    let (app, listeners, port) =
+        node_events_app(&[Setup::Admin], "", "event_delay = \"200ms\"", &[]).await;
+    let node = start_node(&app, listeners).await;
     let group = app.groups[0].clone();
 
     app.emulator.set_connected(INSTANCE, false);
@@ -362,8 +266,20 @@ async fn while_the_instance_is_reported_disconnected_no_group_call_is_made_and_t
     let calls_before = app.emulator.calls().len();
     app.emulator
         .remove_member(&group.jid, "5511999990001@s.whatsapp.net");
-    // Several quiet periods go by: nothing is called.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The removal calls for a rotation; once its quiet period is over, the
+    // actor looks at the call and, the instance held, asks for nothing. A
+    // mark delivered after the quiet period, and a second one after the
+    // first was acted on, prove that a look at the due call went by.
+    wait_until("the removal's call", Duration::from_secs(20), || async {
+        let Ok(store) = Store::connect_read_only(&app.database).await else {
+            return false;
+        };
+        let calls = store.event_rotations().await.unwrap_or_default();
+        calls.iter().any(|c| c.due_at < chrono::Utc::now())
+    })
+    .await;
+    mark(&app, port, &group.jid, 1).await;
+    mark(&app, port, &group.jid, 2).await;
     let group_calls: Vec<_> = app.emulator.calls()[calls_before..]
         .iter()
         .filter(|c| c.jid.is_some())
@@ -387,7 +303,7 @@ async fn while_the_instance_is_reported_disconnected_no_group_call_is_made_and_t
     );
     let rows = app.history().await;
     assert_eq!(rows[0].trigger, Trigger::MemberRemoved);
-    stop(&app, daemon).await;
+    stop_node(&app, node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -396,10 +312,10 @@ async fn a_link_changed_outside_and_revoked_by_our_rotation_in_flight_is_kept_un
     // there is a second in which the link changes elsewhere.
     let slow = EmulatorOptions {
         latency: Duration::from_secs(1),
-        ..fast()
+        ..fast_api()
     };
-    let (app, _) = events_app_with(slow, &[Setup::Admin], "", "", &[]).await;
-    let daemon = start(&app).await;
+    let (app, listeners, _) = node_events_app_with(slow, &[Setup::Admin], "", "", &[]).await;
+    let node = start_node(&app, listeners).await;
     let group = app.groups[0].clone();
     let secret = [(SECRET_VAR, SECRET)];
     let first = app.run_with(&["rotate", "group-0"], &secret).await;
@@ -454,13 +370,13 @@ async fn a_link_changed_outside_and_revoked_by_our_rotation_in_flight_is_kept_un
     let store = app.store().await;
     let live = app.emulator.current_code(&group.jid);
     assert_eq!(store.last_issued_code(&group.jid).await.unwrap(), live);
-    stop(&app, daemon).await;
+    stop_node(&app, node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_change_reported_after_our_rotation_read_it_is_placed_before_that_rotation() {
-    let (app, _) = events_app(&[Setup::Admin], "", "", &[]).await;
-    let daemon = start(&app).await;
+    let (app, listeners, _) = node_events_app(&[Setup::Admin], "", "", &[]).await;
+    let node = start_node(&app, listeners).await;
     let group = app.groups[0].clone();
     let secret = [(SECRET_VAR, SECRET)];
     let first = app.run_with(&["rotate", "group-0"], &secret).await;
@@ -499,5 +415,5 @@ async fn a_link_change_reported_after_our_rotation_read_it_is_placed_before_that
         store.last_issued_code(&group.jid).await.unwrap(),
         app.emulator.current_code(&group.jid)
     );
-    stop(&app, daemon).await;
+    stop_node(&app, node).await;
 }

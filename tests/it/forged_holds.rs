@@ -6,8 +6,9 @@
 //! disconnected instance beyond its backoff, is tested under paused time in
 //! `ryzeapi::hold`: the bounds are minutes of real time in the binary.)
 
+use crate::common::events::{PATH, SECRET, events, events_app, start, stop};
+use crate::common::wait_until;
 use crate::common::{INSTANCE, Setup, TOKEN};
-use crate::events::{PATH, SECRET, events, events_app, start, stop, wait_until};
 use invite_rotator::store::Status;
 use serde_json::json;
 use std::time::Duration;

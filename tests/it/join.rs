@@ -5,8 +5,8 @@
 //! is 404; uses are counted exactly by a clean stop; QR codes decode to the
 //! printed URL.
 
+use crate::common::free_port;
 use crate::common::{Setup, TestApp, Tuning, real_part, signal, spawn_app};
-use crate::events::free_port;
 use invite_rotator::emulator::EmulatorOptions;
 use reqwest::StatusCode;
 use reqwest::header::{CACHE_CONTROL, LOCATION, REFERRER_POLICY};

@@ -5,8 +5,9 @@
 //! that a spreadsheet would run are neutralised the same way by
 //! `history --format csv` and the console's download.
 
+use crate::common::events::{PATH, SECRET, events, events_app, start};
 use crate::common::{INSTANCE, Setup, TOKEN, TestApp, Tuning, signal, spawn_app};
-use crate::events::{PATH, SECRET, events, events_app, free_port, start, wait_until};
+use crate::common::{free_port, wait_until};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
@@ -164,7 +165,7 @@ async fn event_data_quoting_another_instance_s_token_and_the_events_secret_is_st
         !events(&app).await.is_empty()
     })
     .await;
-    crate::events::stop(&app, daemon).await;
+    crate::common::events::stop(&app, daemon).await;
 
     // Assert
     let stored = events(&app).await;

@@ -5,10 +5,10 @@
 //! nodes at once, nothing is left pending, and every code is in the history.
 
 use crate::common::{
-    Backend, INSTANCE, Setup, TOKEN, TOKEN_VAR, TestApp, Tuning, signal, spawn_app_on,
+    Backend, INSTANCE, Setup, TOKEN, TOKEN_VAR, TestApp, Tuning, fast_api, signal, spawn_app_on,
+    wait_until,
 };
 use invite_rotator::config::Database;
-use invite_rotator::emulator::EmulatorOptions;
 use invite_rotator::store::Status;
 use sqlx::Connection;
 use std::collections::HashMap;
@@ -73,6 +73,46 @@ fn spawn_node(app: &TestApp) -> tokio::process::Child {
         .expect("a node starts")
 }
 
+/// The latest report of the node `pid` (every tick of its lease loop, a
+/// third of the lease): its role and when the database saw it.
+async fn report(database: &Database, pid: u32) -> Option<(String, chrono::DateTime<chrono::Utc>)> {
+    let Database::Postgres(pg) = database else {
+        panic!("the node tests run on PostgreSQL");
+    };
+    let mut conn = sqlx::PgConnection::connect(pg.url.as_str())
+        .await
+        .expect("the test database answers");
+    sqlx::query_as("SELECT role, seen_at FROM nodes WHERE pid = $1 ORDER BY seen_at DESC LIMIT 1")
+        .bind(i64::from(pid))
+        .fetch_optional(&mut conn)
+        .await
+        .expect("the nodes are read")
+}
+
+/// Waits until the node `pid` has reported itself standing by at least
+/// `ticks` times after `after` (each report follows a try for the lease).
+async fn standing_by(app: &TestApp, pid: u32, after: chrono::DateTime<chrono::Utc>, ticks: u32) {
+    let mut since = after;
+    for _ in 0..ticks {
+        let seen = since;
+        let give_up = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some((role, at)) = report(&app.database, pid).await
+                && role == "standby"
+                && at > seen
+            {
+                since = at;
+                break;
+            }
+            assert!(
+                Instant::now() < give_up,
+                "node {pid} did not report standing by"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 /// Waits until `pid` has written a rotation that started after `after`;
 /// returns when that rotation started.
 async fn first_rotation_by(
@@ -101,10 +141,7 @@ async fn first_rotation_by(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_fail_over_within_the_lease_and_a_woken_node_starts_nothing() {
     // Arrange: four groups due every second; the API answers fast.
-    let options = EmulatorOptions {
-        requests_per_minute: 60_000,
-        ..EmulatorOptions::default()
-    };
+    let options = fast_api();
     let tuning = Tuning {
         timeout: "500ms",
         schedule: "* * * * * *",
@@ -132,10 +169,17 @@ async fn nodes_fail_over_within_the_lease_and_a_woken_node_starts_nothing() {
     .await;
     let mut b = spawn_node(&app);
     let b_pid = b.id().expect("b runs");
-    tokio::time::sleep(LEASE).await;
-    let standing_by = rows(&app.database).await;
+    // b tried for the lease twice and stood by both times.
+    standing_by(
+        &app,
+        b_pid,
+        chrono::Utc::now() - chrono::Duration::hours(1),
+        2,
+    )
+    .await;
+    let standing_by_rows = rows(&app.database).await;
     assert!(
-        standing_by.iter().all(|r| r.pid() != Some(b_pid)),
+        standing_by_rows.iter().all(|r| r.pid() != Some(b_pid)),
         "only the active node rotates"
     );
 
@@ -155,7 +199,13 @@ async fn nodes_fail_over_within_the_lease_and_a_woken_node_starts_nothing() {
     // lease, the third takes over, and b is woken.
     let mut c = spawn_node(&app);
     let c_pid = c.id().expect("c runs");
-    tokio::time::sleep(LEASE).await;
+    standing_by(
+        &app,
+        c_pid,
+        chrono::Utc::now() - chrono::Duration::hours(1),
+        1,
+    )
+    .await;
     signal(&b, "STOP");
     let frozen = chrono::Utc::now();
     first_rotation_by(&app, c_pid, frozen, Duration::from_secs(30)).await;
@@ -183,10 +233,30 @@ async fn nodes_fail_over_within_the_lease_and_a_woken_node_starts_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(LEASE).await;
+    // b's lease ran out while it was frozen (c could not take it before).
     signal(&b, "CONT");
     let woken = chrono::Utc::now();
-    tokio::time::sleep(LEASE * 2).await;
+    // b, woken, learns it lost the lease and stands by; c rotates every
+    // group again after that: whatever b might have started on waking
+    // would be in the history by then.
+    standing_by(&app, b_pid, woken, 1).await;
+    let b_stood_by = chrono::Utc::now();
+    wait_until(
+        "a round of every group after b stood by",
+        Duration::from_secs(30),
+        || async {
+            let rows = rows(&app.database).await;
+            app.groups.iter().all(|g| {
+                rows.iter().any(|r| {
+                    r.group_name == g.name
+                        && r.pid() == Some(c_pid)
+                        && r.started_at > b_stood_by
+                        && r.status != Status::Pending.as_str()
+                })
+            })
+        },
+    )
+    .await;
 
     // Stop: every node cleanly.
     for node in [&mut b, &mut c] {

@@ -2,7 +2,7 @@
 //! `/healthz`, and webhooks that reach a receiver which fails at first,
 //! across a daemon restart.
 
-use crate::common::{Setup, TestApp, Tuning, signal, spawn_app};
+use crate::common::{Setup, TestApp, Tuning, fast_api, free_port, signal, spawn_app};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -12,13 +12,6 @@ use invite_rotator::emulator::EmulatorOptions;
 use invite_rotator::store::Status;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-fn fast_api() -> EmulatorOptions {
-    EmulatorOptions {
-        requests_per_minute: 60_000,
-        ..EmulatorOptions::default()
-    }
-}
 
 /// A schedule that fires once, at `t` (then a year later).
 fn once_at(t: DateTime<Utc>) -> &'static str {
@@ -51,14 +44,6 @@ fn append_config(app: &TestApp, text: &str) {
     let mut config = std::fs::read_to_string(&app.config_path).unwrap();
     config.push_str(text);
     std::fs::write(&app.config_path, config).unwrap();
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {

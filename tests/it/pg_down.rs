@@ -1,15 +1,16 @@
-//! PostgreSQL down: the daemon reaches its database through a TCP relay
-//! the test can cut. While it is cut no rotation starts (its pending row
+//! PostgreSQL down: a node, in the test's process, reaches its database
+//! through a TCP relay the test can cut. While it is cut no rotation starts (its pending row
 //! cannot be written, so no reset is sent), `/healthz` fails, nothing is
 //! lost; once it is back, work resumes by itself.
 
-use crate::common::{Backend, Setup, TOKEN, TOKEN_VAR, Tuning, signal, spawn_app_on};
-use crate::events::free_port;
+use crate::common::node::loopback;
+use crate::common::{Backend, Setup, Tuning, fast_api, spawn_app_on, wait_until};
 use invite_rotator::config::Database;
-use invite_rotator::emulator::{EmulatorOptions, Route};
+use invite_rotator::emulator::Route;
+use invite_rotator::node::Listeners;
 use invite_rotator::store::Status;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
@@ -21,6 +22,8 @@ struct Relay {
     port: u16,
     up: Arc<AtomicBool>,
     cut: watch::Sender<u64>,
+    /// Connections refused while cut.
+    refused: Arc<AtomicUsize>,
 }
 
 impl Relay {
@@ -29,10 +32,13 @@ impl Relay {
         let port = listener.local_addr().unwrap().port();
         let up = Arc::new(AtomicBool::new(true));
         let (cut, cuts) = watch::channel(0u64);
+        let refused = Arc::new(AtomicUsize::new(0));
         let relay_up = up.clone();
+        let relay_refused = refused.clone();
         tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 if !relay_up.load(Ordering::SeqCst) {
+                    relay_refused.fetch_add(1, Ordering::SeqCst);
                     continue; // refused: dropped at once
                 }
                 let mut cuts = cuts.clone();
@@ -49,7 +55,12 @@ impl Relay {
                 });
             }
         });
-        Relay { port, up, cut }
+        Relay {
+            port,
+            up,
+            cut,
+            refused,
+        }
     }
 
     fn cut(&self) {
@@ -59,6 +70,19 @@ impl Relay {
 
     fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// What `/metrics` shows (empty when it does not answer).
+async fn scrape(port: u16) -> String {
+    let http = invite_rotator::ryzeapi::http_client(Duration::from_secs(10), None).unwrap();
+    match http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+    {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
     }
 }
 
@@ -77,11 +101,7 @@ async fn with_postgresql_cut_no_rotation_starts_healthz_fails_and_work_resumes_w
         schedule: "* * * * * *",
         ..Tuning::default()
     };
-    let options = EmulatorOptions {
-        requests_per_minute: 60_000,
-        ..EmulatorOptions::default()
-    };
-    let Some(app) = spawn_app_on(Backend::Postgres, &[Setup::Admin; 2], options, tuning).await
+    let Some(app) = spawn_app_on(Backend::Postgres, &[Setup::Admin; 2], fast_api(), tuning).await
     else {
         return;
     };
@@ -90,7 +110,7 @@ async fn with_postgresql_cut_no_rotation_starts_healthz_fails_and_work_resumes_w
     };
     let upstream = pg.url.port().unwrap_or(5432);
     let relay = Relay::start(upstream).await;
-    let metrics = free_port();
+    let (metrics_listener, metrics) = loopback().await;
     let mut relayed = pg.url.clone();
     relayed.set_port(Some(relay.port)).unwrap();
     app.edit_config(|t| {
@@ -99,17 +119,12 @@ async fn with_postgresql_cut_no_rotation_starts_healthz_fails_and_work_resumes_w
             t.replace(pg.url.as_str(), relayed.as_str())
         )
     });
-    let mut daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_invite-rotator"))
-        .arg("--config")
-        .arg(&app.config_path)
-        .arg("run")
-        .env(TOKEN_VAR, TOKEN)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(app.daemon_log()).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let node = app
+        .spawn_node(Listeners {
+            metrics: Some(metrics_listener),
+            ..Listeners::default()
+        })
+        .await;
     app.wait_for("rotations", Duration::from_secs(30), |rows| {
         rows.iter()
             .filter(|r| r.status == Status::Succeeded)
@@ -119,23 +134,36 @@ async fn with_postgresql_cut_no_rotation_starts_healthz_fails_and_work_resumes_w
     .await;
     assert_eq!(healthz(metrics).await, 200);
 
-    // Act: the database goes away for a while.
+    // Act: the database goes away for a while: until the node stepped down
+    // (it cannot renew its lease: no new work starts), /healthz said so, and
+    // the node, down, went on trying the database (its standby's ticks).
+    let resets = || {
+        app.emulator
+            .calls()
+            .iter()
+            .filter(|c| c.route == Route::Reset)
+            .count()
+    };
     relay.cut();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let resets_cut = app
-        .emulator
-        .calls()
-        .iter()
-        .filter(|c| c.route == Route::Reset)
-        .count();
-    let unhealthy = healthz(metrics).await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let resets_later = app
-        .emulator
-        .calls()
-        .iter()
-        .filter(|c| c.route == Route::Reset)
-        .count();
+    wait_until("the node stepped down", Duration::from_secs(30), || async {
+        scrape(metrics).await.contains("invite_rotator_active 0")
+    })
+    .await;
+    let mut unhealthy = healthz(metrics).await;
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
+    while unhealthy != 503 && tokio::time::Instant::now() < give_up {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        unhealthy = healthz(metrics).await;
+    }
+    let resets_cut = resets();
+    let tried = relay.refused.load(Ordering::SeqCst);
+    wait_until(
+        "the node trying the database",
+        Duration::from_secs(30),
+        || async { relay.refused.load(Ordering::SeqCst) >= tried + 2 },
+    )
+    .await;
+    let resets_later = resets();
     let before = app.history().await.len();
     relay.restore();
 
@@ -159,16 +187,15 @@ async fn with_postgresql_cut_no_rotation_starts_healthz_fails_and_work_resumes_w
             break;
         }
         if tokio::time::Instant::now() > give_up {
-            let log = std::fs::read_to_string(app.daemon_log()).unwrap_or_default();
             panic!(
-                "no rotations after the database came back ({} rows, {before} before):\n{log}",
+                "no rotations after the database came back ({} rows, {before} before)",
                 rows.len()
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    signal(&daemon, "TERM");
-    assert!(daemon.wait().await.unwrap().success());
+    let stopped = node.stop().await;
+    assert!(stopped.is_ok(), "{stopped:?}");
     let rows = app.history().await;
     assert!(
         rows.iter().all(|r| r.status != Status::Pending),

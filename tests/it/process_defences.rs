@@ -1,8 +1,9 @@
-//! What a security and reliability review broke, one test per defect, each
-//! against the real binary: no proxy from the environment, hostile links
-//! stored and printed clean, one daemon per database whatever its name,
-//! files 0700/0600 from the start, signals during start-up, bounded secret
-//! files, and (with the common helpers) no live code in any log.
+//! The process's defences against its surroundings, one test per defect a
+//! security and reliability review found, each against the real binary: no
+//! proxy from the environment, hostile links stored and printed clean, one
+//! daemon per database whatever its name, files 0700/0600 from the start,
+//! signals during start-up, bounded secret files, and (with the common
+//! helpers) no live code in any log.
 
 use crate::common::{INSTANCE, Setup, TOKEN, TOKEN_VAR, Tuning, signal, spawn_app};
 use invite_rotator::emulator::EmulatorOptions;
