@@ -43,12 +43,12 @@ fn yearly() -> Tuning {
     }
 }
 
-/// On PostgreSQL, a lease of 5 s instead of 10 (`[ha] lease`): a daemon
+/// On PostgreSQL, a lease of 3 s (the shortest allowed) instead of 10 (`[ha] lease`): a daemon
 /// that died holding the lease keeps the next one waiting for it to run
 /// out, and no test here is about how long that is.
 fn short_lease(app: &TestApp, backend: Backend) {
     if backend == Backend::Postgres {
-        app.edit_config(|text| format!("{text}\n[ha]\nlease = \"5s\"\n"));
+        app.edit_config(|text| format!("{text}\n[ha]\nlease = \"3s\"\n"));
     }
 }
 
