@@ -25,11 +25,25 @@ on_both_backends!(
 );
 
 /// A group that never comes due during a test: only `rotate` and the
-/// start-up settlement touch it.
+/// start-up settlement touch it. The API's timeout is also how long a
+/// settlement waits after a dead process's reset before reading the link
+/// back (`read_back_delay`): 1 s here, where no test is about that wait's
+/// length (the emulator answers at once), so that each settlement waits
+/// 1 s, not the default 2 s of the other tests.
 fn yearly() -> Tuning {
     Tuning {
         schedule: "0 0 1 1 *",
+        timeout: "1s",
         ..Tuning::default()
+    }
+}
+
+/// On PostgreSQL, a lease of 3 s (the shortest allowed) instead of 10 (`[ha] lease`): a daemon
+/// that died holding the lease keeps the next one waiting for it to run
+/// out, and no test here is about how long that is.
+fn short_lease(app: &TestApp, backend: Backend) {
+    if backend == Backend::Postgres {
+        app.edit_config(|text| format!("{text}\n[ha]\nlease = \"3s\"\n"));
     }
 }
 
@@ -197,11 +211,12 @@ async fn a_daemon_aborted_after_a_reset_records_it_when_started_again_and_goes_o
     // Arrange: due every second; the first daemon dies at its first reset.
     let tuning = Tuning {
         schedule: "* * * * * *",
-        ..Tuning::default()
+        ..yearly()
     };
     let Some(app) = spawn_app_on(backend, &[Setup::Admin; 2], fast_api(), tuning).await else {
         return;
     };
+    short_lease(&app, backend);
     let mut first = app.spawn_daemon_with(&[("FAILPOINTS", "rotation::after_reset=return")]);
     let died = tokio::time::timeout(Duration::from_secs(30), first.wait())
         .await
@@ -256,14 +271,24 @@ async fn killed_at_random_moments_under_faults_the_history_still_holds_every_iss
     let Some(app) = spawn_app_on(backend, &[Setup::Admin; 4], options, tuning).await else {
         return;
     };
+    short_lease(&app, backend);
     let seed = fastrand::u64(..);
     let mut rng = fastrand::Rng::with_seed(seed);
     println!("kill moments seeded with {seed}");
 
-    // Act: start, kill -9 at a random moment, six times over.
+    // Act: start, kill -9 at a random moment, six times over. The moment is
+    // a random 0.2 to 2.5 s after the start, or sooner: a few ms after the
+    // daemon's first, second, third or fourth call to the API (chosen at
+    // random too), so that most kills land amid rotations rather than in
+    // the idle wait for the next second.
     for _ in 0..6 {
         let mut daemon = app.spawn_daemon();
-        tokio::time::sleep(Duration::from_millis(rng.u64(200..2500))).await;
+        let latest = tokio::time::Instant::now() + Duration::from_millis(rng.u64(200..2500));
+        let calls = app.emulator.calls().len() + rng.usize(1..=4);
+        while tokio::time::Instant::now() < latest && app.emulator.calls().len() < calls {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.u64(0..100))).await;
         daemon.start_kill().unwrap();
         daemon.wait().await.unwrap();
     }
@@ -308,8 +333,13 @@ async fn a_reset_still_landing_when_its_process_died_is_read_back_late_enough_to
     backend: Backend,
 ) {
     // Arrange: the gateway answers 504 at once and the reset lands 0.5 s
-    // later; the process dies as the 504 comes back.
-    let Some(app) = spawn_app_on(backend, &[Setup::Admin], fast_api(), yearly()).await else {
+    // later; the process dies as the 504 comes back. The read-back waits
+    // the default 2 s (the API's timeout), well past the 0.5 s.
+    let tuning = Tuning {
+        timeout: "2s",
+        ..yearly()
+    };
+    let Some(app) = spawn_app_on(backend, &[Setup::Admin], fast_api(), tuning).await else {
         return;
     };
     app.emulator.push_fault(

@@ -420,17 +420,18 @@ fn every_man_page_passes_mandoc_lint_and_every_page_named_exists() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fire_missed_before_a_manual_rotation_is_not_caught_up() {
-    // A schedule whose one fire a minute comes 8 s from now: the first
-    // daemon starts and stops well before it.
+    // The first daemon sees the group on a schedule that cannot fire while
+    // it runs, and stops. The schedule is then moved to one fire a minute,
+    // at the first whole second at least one second after that stop (the
+    // daemon keeps no schedule, only when it saw and served each group:
+    // the second daemon reads the moved one), so the fire goes by while
+    // nothing runs, without waiting for a fire set before the first start.
     use chrono::Timelike;
-    let fire = chrono::Utc::now() + chrono::Duration::seconds(8);
-    let second = fire.second();
-    let schedule: &'static str = Box::leak(format!("{second} * * * * *").into_boxed_str());
     let app = spawn_app(
         &[Setup::Admin],
         EmulatorOptions::default(),
         Tuning {
-            schedule,
+            schedule: "0 0 1 1 *",
             ..Tuning::default()
         },
     )
@@ -440,6 +441,16 @@ async fn a_fire_missed_before_a_manual_rotation_is_not_caught_up() {
     wait_for_log(&app, "daemon started").await;
     signal(&daemon, "TERM");
     daemon.wait().await.unwrap();
+    let stopped = chrono::Utc::now();
+    let fire = (stopped + chrono::Duration::seconds(2))
+        .with_nanosecond(0)
+        .unwrap();
+    app.edit_config(|text| {
+        text.replace(
+            "schedule = \"0 0 1 1 *\"",
+            &format!("schedule = \"{} * * * * *\"", fire.second()),
+        )
+    });
     // The fire goes by while nothing runs.
     assert_eq!(
         app.emulator.reset_calls(&app.groups[0].jid),
