@@ -25,9 +25,9 @@ use crate::ryzeapi::Holds;
 use crate::store::{Store, StoreError};
 use crate::systemd::Systemd;
 use sidecars::Sidecars;
-use std::cell::Cell;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -115,13 +115,6 @@ pub enum NodeError {
     /// The history failed (on SQLite, the daemon's failure is the node's).
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// Why an active spell ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ended {
-    Shutdown,
-    SteppedDown,
 }
 
 /// Runs this node until `shutdown`: the sidecars every node runs, and,
@@ -256,12 +249,15 @@ pub async fn run(
                 break;
             }
         };
-        let ended = Cell::new(Ended::Shutdown);
+        // Whether the spell ended because the node stepped down (else a stop).
+        let stepped_down = AtomicBool::new(false);
         let mut active_roles = roles.clone();
         let spell_over = async {
             tokio::select! {
-                () = &mut shutdown => ended.set(Ended::Shutdown),
-                _ = active_roles.wait_for(|r| !r.is_active()) => ended.set(Ended::SteppedDown),
+                () = &mut shutdown => {}
+                _ = active_roles.wait_for(|r| !r.is_active()) => {
+                    stepped_down.store(true, Ordering::Relaxed);
+                }
             }
         };
         let inputs = Inputs {
@@ -293,7 +289,7 @@ pub async fn run(
                 tracing::error!(error = %e, "the active spell ended with an error; standing by")
             }
         }
-        if ended.get() == Ended::Shutdown || keeper.is_none() {
+        if !stepped_down.load(Ordering::Relaxed) || keeper.is_none() {
             break;
         }
         tracing::info!("standing by: another node may take the lease");
@@ -411,4 +407,26 @@ impl Lifecycle for Service {
     fn stopping(&self) {
         self.systemd.stopping();
     }
+}
+
+/// `run`'s future can be spawned as a task: it is `Send` (checked when
+/// the tests are built).
+#[cfg(test)]
+#[allow(dead_code)]
+fn run_is_send(
+    config: Config,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    listeners: Listeners,
+    reloads: mpsc::Receiver<Config>,
+) {
+    fn send<F: Future + Send>(_: F) {}
+    send(run(
+        config,
+        store,
+        clock,
+        listeners,
+        std::future::pending(),
+        reloads,
+    ));
 }
